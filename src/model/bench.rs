@@ -1,0 +1,300 @@
+//! Throughput benchmarks of the model engine: generation tokens/s (KV cache on and off) and
+//! training tokens/s (forward + backward + AdamW), with warm-up timed separately.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::backend::Autodiff;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use super::ModelError;
+use super::llama::{Llama, LlamaConfig};
+use super::load::load_llama_path;
+use super::sampling::{GenerateOptions, generate_ids};
+use crate::seed;
+
+/// What to benchmark.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BenchOptions {
+    /// Name of the backend, copied into every row.
+    pub backend: String,
+    /// SmolLM2-135M GGUF to benchmark as well (skipped when `None` or absent).
+    pub smollm2: Option<PathBuf>,
+    /// Batch sizes for generation.
+    pub batches: Vec<usize>,
+    /// Prompt length in tokens for generation.
+    pub prompt_len: usize,
+    /// New tokens per sequence.
+    pub new_tokens: usize,
+    /// Largest batch also measured without the KV cache on large models (recomputation is
+    /// quadratic and slow; the tiny preset always runs every batch).
+    pub recompute_max_batch: usize,
+    /// Sequence length of training steps.
+    pub train_seq: usize,
+    /// Batch size of training steps.
+    pub train_batch: usize,
+    /// Measured training steps (after one warm-up step).
+    pub train_steps: usize,
+    /// Seed of the random prompts and sampling.
+    pub seed: u64,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        let smol = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+        Self {
+            backend: "flex".into(),
+            smollm2: Some(smol),
+            batches: vec![1, 16],
+            prompt_len: 32,
+            new_tokens: 64,
+            recompute_max_batch: 1,
+            train_seq: 256,
+            train_batch: 1,
+            train_steps: 2,
+            seed: 0,
+        }
+    }
+}
+
+/// One measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchRow {
+    /// Model name (`tiny`, `smollm2-135m`).
+    pub model: String,
+    /// Backend name.
+    pub backend: String,
+    /// `generate-cache`, `generate-recompute` or `train`.
+    pub task: String,
+    /// Sequences per batch.
+    pub batch: usize,
+    /// Prompt length (generation) or sequence length (training).
+    pub seq: usize,
+    /// Tokens produced (generation: new tokens; training: tokens trained on).
+    pub tokens: usize,
+    /// Measured seconds (warm-up excluded).
+    pub seconds: f64,
+    /// `tokens / seconds`.
+    pub tokens_per_s: f64,
+    /// Seconds of the warm-up run (compilation, allocation, caches).
+    pub warmup_s: f64,
+}
+
+fn random_rows(n: usize, len: usize, vocab: usize, seed: u64) -> Vec<Vec<u32>> {
+    let mut rng = seed::rng(seed);
+    (0..n)
+        .map(|_| {
+            (0..len)
+                .map(|_| rng.random_range(0..vocab as u32))
+                .collect()
+        })
+        .collect()
+}
+
+fn bench_generation<B: Backend>(
+    name: &str,
+    model: &Llama<B>,
+    opts: &BenchOptions,
+    full_recompute_batches: usize,
+    rows: &mut Vec<BenchRow>,
+) -> Result<(), ModelError> {
+    let vocab = model.config().vocab_size;
+    let decode = |_: &[u32]| String::new();
+    for &batch in &opts.batches {
+        for use_cache in [true, false] {
+            if !use_cache && batch > full_recompute_batches {
+                continue;
+            }
+            let prompts = random_rows(batch, opts.prompt_len, vocab, opts.seed);
+            let seeds: Vec<u64> = (0..batch as u64)
+                .map(|i| seed::derive_index(opts.seed, "bench", i))
+                .collect();
+            let gen_opts = GenerateOptions {
+                max_new_tokens: opts.new_tokens,
+                temperature: 1.0,
+                use_cache,
+                ..GenerateOptions::default()
+            };
+            let warm = GenerateOptions {
+                max_new_tokens: opts.new_tokens.min(4),
+                ..gen_opts.clone()
+            };
+            let t0 = Instant::now();
+            generate_ids(model, &prompts, &seeds, &warm, &decode)?;
+            let warmup_s = t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let out = generate_ids(model, &prompts, &seeds, &gen_opts, &decode)?;
+            let seconds = t1.elapsed().as_secs_f64();
+            let tokens: usize = out.iter().map(|g| g.token_ids.len()).sum();
+            rows.push(BenchRow {
+                model: name.into(),
+                backend: opts.backend.clone(),
+                task: if use_cache {
+                    "generate-cache"
+                } else {
+                    "generate-recompute"
+                }
+                .into(),
+                batch,
+                seq: opts.prompt_len,
+                tokens,
+                seconds,
+                tokens_per_s: tokens as f64 / seconds.max(1e-9),
+                warmup_s,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn bench_training<B: Backend>(
+    name: &str,
+    model: Llama<Autodiff<B>>,
+    opts: &BenchOptions,
+    device: &B::Device,
+    rows: &mut Vec<BenchRow>,
+) -> Result<(), ModelError> {
+    let cfg = model.config().clone();
+    let (b, s) = (opts.train_batch, opts.train_seq.min(cfg.max_seq_len));
+    if b == 0 || s < 2 {
+        return Err(ModelError::Request(
+            "training benchmark needs train_batch ≥ 1 and train_seq ≥ 2".into(),
+        ));
+    }
+    let data: Vec<i64> = random_rows(b, s, cfg.vocab_size, opts.seed ^ 1)
+        .into_iter()
+        .flatten()
+        .map(i64::from)
+        .collect();
+    let tokens = Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(data, [b, s]), device);
+    let inputs = tokens.clone().narrow(1, 0, s - 1);
+    let targets = tokens.narrow(1, 1, s - 1).reshape([b, s - 1, 1]);
+    let mask = inputs.clone().greater_equal_elem(0);
+    let mut optim = AdamWConfig::new().init::<Autodiff<B>, Llama<Autodiff<B>>>();
+    let mut model = model;
+    let mut step = |model: Llama<Autodiff<B>>| {
+        let logp = log_softmax(model.forward(inputs.clone(), mask.clone()), 2);
+        let loss = -logp.gather(2, targets.clone()).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        optim.step(1e-4, model, grads)
+    };
+    let t0 = Instant::now();
+    model = step(model);
+    let warmup_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    for _ in 0..opts.train_steps {
+        model = step(model);
+    }
+    let _ = model;
+    let seconds = t1.elapsed().as_secs_f64();
+    let tokens = opts.train_steps * b * (s - 1);
+    rows.push(BenchRow {
+        model: name.into(),
+        backend: opts.backend.clone(),
+        task: "train".into(),
+        batch: b,
+        seq: s,
+        tokens,
+        seconds,
+        tokens_per_s: tokens as f64 / seconds.max(1e-9),
+        warmup_s,
+    });
+    Ok(())
+}
+
+/// Runs the benchmarks for the tiny preset and, when its file exists, SmolLM2-135M.
+pub fn run_bench<B: Backend>(
+    opts: &BenchOptions,
+    device: &B::Device,
+) -> Result<Vec<BenchRow>, ModelError> {
+    let mut rows = Vec::new();
+    B::seed(device, opts.seed);
+    let tiny_cfg = LlamaConfig::tiny();
+    let tiny = tiny_cfg.init::<B>(device)?;
+    bench_generation("tiny", &tiny, opts, usize::MAX, &mut rows)?;
+    let tiny_ad = tiny_cfg.init::<Autodiff<B>>(device)?;
+    bench_training::<B>("tiny", tiny_ad, opts, device, &mut rows)?;
+    if let Some(path) = opts.smollm2.as_ref().filter(|p| p.exists()) {
+        let smol = load_llama_path::<B>(path, device)?;
+        bench_generation(
+            "smollm2-135m",
+            &smol,
+            opts,
+            opts.recompute_max_batch,
+            &mut rows,
+        )?;
+        drop(smol);
+        let smol_ad = load_llama_path::<Autodiff<B>>(path, device)?;
+        bench_training::<B>("smollm2-135m", smol_ad, opts, device, &mut rows)?;
+    }
+    Ok(rows)
+}
+
+/// Formats rows as a Markdown table.
+pub fn markdown(rows: &[BenchRow]) -> String {
+    let mut out = String::from(
+        "| model | backend | task | batch | seq | tokens | seconds | tokens/s | warm-up s |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.1} | {:.3} |\n",
+            r.model,
+            r.backend,
+            r.task,
+            r.batch,
+            r.seq,
+            r.tokens,
+            r.seconds,
+            r.tokens_per_s,
+            r.warmup_s
+        ));
+    }
+    out
+}
+
+/// Writes `rows` to `dir` as `bench.json`, `bench.csv` and `bench.md`; returns the Markdown
+/// table.
+pub fn write_rows(rows: &[BenchRow], dir: &Path) -> Result<String, ModelError> {
+    let fail = |path: &Path, e: &dyn std::fmt::Display| {
+        ModelError::Request(format!(
+            "cannot write benchmark results to {}: {e}; check that the directory is writable",
+            path.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, &e))?;
+    let json = serde_json::to_string_pretty(rows).map_err(|e| fail(dir, &e))?;
+    let mut csv =
+        String::from("model,backend,task,batch,seq,tokens,seconds,tokens_per_s,warmup_s\n");
+    for r in rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{:.6},{:.3},{:.6}\n",
+            r.model,
+            r.backend,
+            r.task,
+            r.batch,
+            r.seq,
+            r.tokens,
+            r.seconds,
+            r.tokens_per_s,
+            r.warmup_s
+        ));
+    }
+    let table = markdown(rows);
+    for (name, text) in [
+        ("bench.json", &json),
+        ("bench.csv", &csv),
+        ("bench.md", &table),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| fail(&path, &e))?;
+    }
+    Ok(table)
+}

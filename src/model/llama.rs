@@ -1,0 +1,853 @@
+//! The LLaMA-family decoder used for every policy, simulator, judge and preference model.
+//!
+//! One architecture covers SmolLM2 (`llama` GGUFs), Qwen2.5 (`qwen2` GGUFs) and the
+//! built-in world presets: token embedding, pre-norm blocks of RMSNorm → grouped-query attention
+//! with rotary position embeddings (adjacent-pair or half-split convention, optional QKV bias)
+//! → RMSNorm → SwiGLU MLP, a final RMSNorm and a tied or untied output head.
+//!
+//! Padding is handled with a boolean mask (`true` = real token). A token's RoPE position is the
+//! number of real tokens before it in its row, so left padding never shifts positions, and
+//! masked keys are never attended to. Incremental decoding goes through [`KvCache`]: a
+//! preallocated, fixed-capacity cache written with `slice_assign`, attended over its filled
+//! prefix rounded up to a bucket of [`KV_BUCKET`] slots so shapes change rarely (CUDA kernels
+//! are compiled per shape) and the CPU never pays for the unused capacity.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::ModelError;
+
+/// Attention over a [`KvCache`] covers the filled prefix rounded up to a multiple of this.
+pub const KV_BUCKET: usize = 64;
+
+/// Additive attention bias for keys that must not be attended to. Finite, so a row whose keys
+/// are all masked (a padding query) still gives finite values instead of NaN.
+const MASKED: f32 = -1.0e9;
+
+/// Which pairs of channels rotary position embeddings rotate together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RopeStyle {
+    /// Channels `(2i, 2i+1)` form a pair (original LLaMA; llama.cpp's permuted Q/K weights).
+    Adjacent,
+    /// Channels `(i, i + head_dim/2)` form a pair (`rotate_half`; Hugging Face and Qwen2).
+    HalfSplit,
+}
+
+/// Shape and numerics of a decoder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlamaConfig {
+    /// Number of token ids (rows of the embedding and of the output head).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Number of transformer blocks.
+    pub n_layers: usize,
+    /// Number of query heads.
+    pub n_heads: usize,
+    /// Number of key/value heads (grouped-query attention; must divide `n_heads`).
+    pub n_kv_heads: usize,
+    /// Width of one attention head (even, for RoPE).
+    pub head_dim: usize,
+    /// Hidden width of the SwiGLU MLP.
+    pub d_ff: usize,
+    /// Epsilon inside RMSNorm's square root.
+    pub rms_eps: f64,
+    /// RoPE base frequency θ.
+    pub rope_theta: f64,
+    /// RoPE channel-pairing convention the Q/K weights expect.
+    pub rope_style: RopeStyle,
+    /// Whether the Q, K and V projections carry a bias (Qwen2).
+    pub qkv_bias: bool,
+    /// Whether the output head reuses the token embedding matrix.
+    pub tied_embeddings: bool,
+    /// Longest supported sequence (RoPE tables are precomputed up to this position).
+    pub max_seq_len: usize,
+}
+
+impl LlamaConfig {
+    /// A very small random model for tests (2 layers, d 32, GQA 4/2 heads, vocab 96).
+    pub fn tiny() -> Self {
+        Self {
+            vocab_size: 96,
+            d_model: 32,
+            n_layers: 2,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 8,
+            d_ff: 64,
+            rms_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_style: RopeStyle::HalfSplit,
+            qkv_bias: false,
+            tied_embeddings: true,
+            max_seq_len: 512,
+        }
+    }
+
+    /// SmolLM2-135M (as stored in its llama.cpp GGUF, so adjacent-pair RoPE).
+    pub fn smollm2_135m() -> Self {
+        Self {
+            vocab_size: 49_152,
+            d_model: 576,
+            n_layers: 30,
+            n_heads: 9,
+            n_kv_heads: 3,
+            head_dim: 64,
+            d_ff: 1536,
+            rms_eps: 1e-5,
+            rope_theta: 100_000.0,
+            rope_style: RopeStyle::Adjacent,
+            qkv_bias: false,
+            tied_embeddings: true,
+            max_seq_len: 8192,
+        }
+    }
+
+    /// Qwen2.5(-Coder)-0.5B.
+    pub fn qwen2_5_0_5b() -> Self {
+        Self {
+            vocab_size: 151_936,
+            d_model: 896,
+            n_layers: 24,
+            n_heads: 14,
+            n_kv_heads: 2,
+            head_dim: 64,
+            d_ff: 4864,
+            rms_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+            rope_style: RopeStyle::HalfSplit,
+            qkv_bias: true,
+            tied_embeddings: false,
+            max_seq_len: 32_768,
+        }
+    }
+
+    /// Qwen2.5(-Coder)-1.5B.
+    pub fn qwen2_5_1_5b() -> Self {
+        Self {
+            vocab_size: 151_936,
+            d_model: 1536,
+            n_layers: 28,
+            n_heads: 12,
+            n_kv_heads: 2,
+            head_dim: 128,
+            d_ff: 8960,
+            rms_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+            rope_style: RopeStyle::HalfSplit,
+            qkv_bias: true,
+            tied_embeddings: false,
+            max_seq_len: 32_768,
+        }
+    }
+
+    fn world(
+        vocab_size: usize,
+        d_model: usize,
+        n_layers: usize,
+        n_heads: usize,
+        d_ff: usize,
+    ) -> Self {
+        Self {
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            n_kv_heads: 2,
+            head_dim: d_model / n_heads,
+            d_ff,
+            rms_eps: 1e-5,
+            rope_theta: 10_000.0,
+            rope_style: RopeStyle::HalfSplit,
+            qkv_bias: false,
+            tied_embeddings: true,
+            max_seq_len: 1024,
+        }
+    }
+
+    /// Built-in world, extra small (≈0.3M parameters at a 1–2k vocabulary; trains in seconds).
+    pub fn world_xs(vocab_size: usize) -> Self {
+        Self::world(vocab_size, 64, 3, 4, 192)
+    }
+
+    /// Built-in world, small (≈2.5M parameters at a 1–2k vocabulary).
+    pub fn world_s(vocab_size: usize) -> Self {
+        Self::world(vocab_size, 192, 6, 6, 512)
+    }
+
+    /// Built-in world, medium (≈9M parameters at a 1–2k vocabulary).
+    pub fn world_m(vocab_size: usize) -> Self {
+        Self::world(vocab_size, 320, 8, 10, 864)
+    }
+
+    /// Looks a preset up by name (`tiny`, `smollm2-135m`, `qwen2.5-0.5b`, `qwen2.5-1.5b`,
+    /// `world-xs`, `world-s`, `world-m`). World presets get `world_vocab` as vocabulary size.
+    pub fn preset_with_vocab(name: &str, world_vocab: usize) -> Option<Self> {
+        match name.replace('_', "-").as_str() {
+            "tiny" => Some(Self::tiny()),
+            "smollm2-135m" => Some(Self::smollm2_135m()),
+            "qwen2.5-0.5b" => Some(Self::qwen2_5_0_5b()),
+            "qwen2.5-1.5b" => Some(Self::qwen2_5_1_5b()),
+            "world-xs" => Some(Self::world_xs(world_vocab)),
+            "world-s" => Some(Self::world_s(world_vocab)),
+            "world-m" => Some(Self::world_m(world_vocab)),
+            _ => None,
+        }
+    }
+
+    /// Looks a preset up by name; world presets get a 1,024-token vocabulary (use
+    /// [`LlamaConfig::preset_with_vocab`] or set `vocab_size` afterwards for the real one).
+    pub fn preset(name: &str) -> Option<Self> {
+        Self::preset_with_vocab(name, 1024)
+    }
+
+    /// Names accepted by [`LlamaConfig::preset`].
+    pub const PRESETS: [&'static str; 7] = [
+        "tiny",
+        "smollm2-135m",
+        "qwen2.5-0.5b",
+        "qwen2.5-1.5b",
+        "world-xs",
+        "world-s",
+        "world-m",
+    ];
+
+    /// Width of all query heads together.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Width of all key (or value) heads together.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_params(&self) -> usize {
+        let d = self.d_model;
+        let bias = if self.qkv_bias {
+            self.q_dim() + 2 * self.kv_dim()
+        } else {
+            0
+        };
+        let attn = d * self.q_dim() + 2 * d * self.kv_dim() + self.q_dim() * d + bias;
+        let mlp = 3 * d * self.d_ff;
+        let block = attn + mlp + 2 * d;
+        let head = if self.tied_embeddings {
+            0
+        } else {
+            d * self.vocab_size
+        };
+        self.vocab_size * d + self.n_layers * block + d + head
+    }
+
+    /// Checks the shape constraints the decoder relies on.
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let fail = |why: String| Err(ModelError::Config(why));
+        if self.vocab_size == 0 || self.d_model == 0 || self.n_layers == 0 || self.d_ff == 0 {
+            return fail("vocab_size, d_model, n_layers and d_ff must all be positive".into());
+        }
+        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return fail(format!(
+                "n_kv_heads ({}) must be positive and divide n_heads ({})",
+                self.n_kv_heads, self.n_heads
+            ));
+        }
+        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+            return fail(format!(
+                "head_dim ({}) must be a positive even number",
+                self.head_dim
+            ));
+        }
+        if self.max_seq_len == 0 {
+            return fail("max_seq_len must be positive".into());
+        }
+        if !(self.rms_eps > 0.0) || !(self.rope_theta > 0.0) {
+            return fail("rms_eps and rope_theta must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Initialises a randomly weighted model (normal, std 0.02; norms at 1).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Llama<B>, ModelError> {
+        Llama::new(self.clone(), device)
+    }
+}
+
+/// A normal(0, 0.02) weight, materialised now (a lazily initialised parameter would draw fresh
+/// values in every clone taken before its first use).
+fn normal<B: Backend, const D: usize>(
+    shape: [usize; D],
+    device: &B::Device,
+) -> Param<Tensor<B, D>> {
+    Param::from_tensor(Tensor::random(
+        shape,
+        Distribution::Normal(0.0, 0.02),
+        device,
+    ))
+}
+
+fn linear<B: Backend>(d_in: usize, d_out: usize, bias: bool, device: &B::Device) -> Linear<B> {
+    Linear {
+        weight: normal([d_in, d_out], device),
+        bias: bias.then(|| Param::from_tensor(Tensor::zeros([d_out], device))),
+    }
+}
+
+fn rms_norm<B: Backend>(d: usize, eps: f64, device: &B::Device) -> RmsNorm<B> {
+    RmsNorm {
+        gamma: Param::from_tensor(Tensor::ones([d], device)),
+        epsilon: eps,
+    }
+}
+
+/// Grouped-query self-attention with rotary embeddings.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    /// Query projection, `[d_model, n_heads·head_dim]`.
+    pub wq: Linear<B>,
+    /// Key projection, `[d_model, n_kv_heads·head_dim]`.
+    pub wk: Linear<B>,
+    /// Value projection, `[d_model, n_kv_heads·head_dim]`.
+    pub wv: Linear<B>,
+    /// Output projection, `[n_heads·head_dim, d_model]`.
+    pub wo: Linear<B>,
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) ⊙ up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// Gate projection, `[d_model, d_ff]`.
+    pub gate: Linear<B>,
+    /// Up projection, `[d_model, d_ff]`.
+    pub up: Linear<B>,
+    /// Down projection, `[d_ff, d_model]`.
+    pub down: Linear<B>,
+}
+
+/// One pre-norm transformer block.
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    /// RMSNorm before attention.
+    pub attn_norm: RmsNorm<B>,
+    /// Self-attention.
+    pub attn: Attention<B>,
+    /// RMSNorm before the MLP.
+    pub ffn_norm: RmsNorm<B>,
+    /// Feed-forward network.
+    pub mlp: Mlp<B>,
+}
+
+/// The decoder.
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// Token embedding, `[vocab_size, d_model]`.
+    pub embed: Embedding<B>,
+    /// Transformer blocks.
+    pub layers: Vec<Block<B>>,
+    /// Final RMSNorm.
+    pub norm: RmsNorm<B>,
+    /// Untied output head (`None` when the embedding is reused).
+    pub lm_head: Option<Linear<B>>,
+    /// RoPE cosines per position, `[max_seq_len, head_dim]` (laid out for the RoPE style).
+    rope_cos: Tensor<B, 2>,
+    /// RoPE sines per position with the rotation's sign folded in, `[max_seq_len, head_dim]`.
+    rope_sin: Tensor<B, 2>,
+    /// The configuration the module was built from.
+    #[module(skip)]
+    config: LlamaConfig,
+}
+
+/// Per-forward attention inputs shared by all layers.
+struct AttnCtx<B: Backend> {
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+    bias: Tensor<B, 4>,
+}
+
+/// Keys and values of one layer, `[batch, n_kv_heads, capacity, head_dim]`.
+#[derive(Clone, Debug)]
+struct LayerCache<B: Backend> {
+    k: Option<Tensor<B, 4>>,
+    v: Option<Tensor<B, 4>>,
+    capacity: usize,
+}
+
+/// A preallocated key/value cache for incremental decoding of a fixed batch.
+#[derive(Clone, Debug)]
+pub struct KvCache<B: Backend> {
+    layers: Vec<LayerCache<B>>,
+    /// `[batch, capacity]`: 0 for real slots, a large negative number for padding/empty slots.
+    key_bias: Option<Tensor<B, 2>>,
+    /// `[batch, 1]`: real tokens written so far per row (the next RoPE position).
+    n_real: Tensor<B, 2, Int>,
+    len: usize,
+    capacity: usize,
+    batch: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    /// Slots filled so far (the same for every row; padding occupies slots too).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no slot has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Total slots (a multiple of [`KV_BUCKET`]).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Rows of the batch this cache serves.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+/// Rounds `n` up to a multiple of `m`.
+pub fn round_up(n: usize, m: usize) -> usize {
+    n.div_ceil(m) * m
+}
+
+impl<B: Backend> Llama<B> {
+    /// Builds a randomly initialised model for `config`.
+    pub fn new(config: LlamaConfig, device: &B::Device) -> Result<Self, ModelError> {
+        config.validate()?;
+        let d = config.d_model;
+        let norm = |device: &B::Device| rms_norm::<B>(d, config.rms_eps, device);
+        let layers = (0..config.n_layers)
+            .map(|_| Block {
+                attn_norm: norm(device),
+                attn: Attention {
+                    wq: linear(d, config.q_dim(), config.qkv_bias, device),
+                    wk: linear(d, config.kv_dim(), config.qkv_bias, device),
+                    wv: linear(d, config.kv_dim(), config.qkv_bias, device),
+                    wo: linear(config.q_dim(), d, false, device),
+                },
+                ffn_norm: norm(device),
+                mlp: Mlp {
+                    gate: linear(d, config.d_ff, false, device),
+                    up: linear(d, config.d_ff, false, device),
+                    down: linear(config.d_ff, d, false, device),
+                },
+            })
+            .collect();
+        let embed = Embedding {
+            weight: normal([config.vocab_size, d], device),
+        };
+        let lm_head =
+            (!config.tied_embeddings).then(|| linear(d, config.vocab_size, false, device));
+        let (rope_cos, rope_sin) = rope_tables::<B>(&config, device);
+        Ok(Self {
+            embed,
+            layers,
+            norm: norm(device),
+            lm_head,
+            rope_cos,
+            rope_sin,
+            config,
+        })
+    }
+
+    /// Assembles a model from loaded parts (shapes are checked against `config`).
+    pub fn from_parts(
+        config: LlamaConfig,
+        embed: Embedding<B>,
+        layers: Vec<Block<B>>,
+        norm: RmsNorm<B>,
+        lm_head: Option<Linear<B>>,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        let [v, d] = embed.weight.dims();
+        if v != config.vocab_size || d != config.d_model || layers.len() != config.n_layers {
+            return Err(ModelError::Shape(format!(
+                "embedding [{v}, {d}] with {} layers does not match the config (vocab {}, d_model {}, {} layers)",
+                layers.len(),
+                config.vocab_size,
+                config.d_model,
+                config.n_layers
+            )));
+        }
+        if lm_head.is_some() == config.tied_embeddings {
+            return Err(ModelError::Shape(
+                "an output head must be given exactly when tied_embeddings is false".into(),
+            ));
+        }
+        let device = embed.weight.device();
+        let (rope_cos, rope_sin) = rope_tables::<B>(&config, &device);
+        Ok(Self {
+            embed,
+            layers,
+            norm,
+            lm_head,
+            rope_cos,
+            rope_sin,
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> B::Device {
+        self.embed.weight.val().device()
+    }
+
+    /// Replaces the RoPE convention (after permuting Q/K weights accordingly) and rebuilds the
+    /// RoPE tables.
+    pub fn set_rope_style(mut self, style: RopeStyle) -> Self {
+        self.config.rope_style = style;
+        let (cos, sin) = rope_tables::<B>(&self.config, &self.device());
+        self.rope_cos = cos;
+        self.rope_sin = sin;
+        self
+    }
+
+    /// Final-norm hidden states, `[b, s, d_model]`, for `tokens` `[b, s]` with `mask` `[b, s]`
+    /// (`true` = real token; padding may sit on either side).
+    pub fn hidden(&self, tokens: Tensor<B, 2, Int>, mask: Tensor<B, 2, Bool>) -> Tensor<B, 3> {
+        let [b, s] = tokens.dims();
+        let device = tokens.device();
+        let mask_i = mask.int();
+        let positions = (mask_i.clone().cumsum(1) - 1).clamp_min(0);
+        let key_bias = key_bias_from_mask(mask_i);
+        let bias = key_bias.reshape([b, 1, 1, s]) + causal_bias::<B>(s, s, 0, &device);
+        let ctx = self.ctx(positions, bias);
+        let mut x = self.embed.forward(tokens);
+        for layer in &self.layers {
+            x = layer.forward(x, &ctx, &self.config, None, 0, s);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Logits `[b, s, vocab]` for every position.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>, mask: Tensor<B, 2, Bool>) -> Tensor<B, 3> {
+        self.head(self.hidden(tokens, mask))
+    }
+
+    /// Applies the output head to hidden states `[b, s, d]`.
+    pub fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.lm_head {
+            Some(head) => project(head, hidden),
+            None => {
+                let [b, s, d] = hidden.dims();
+                let v = self.config.vocab_size;
+                let h = hidden.reshape([b * s, d]);
+                let e = self.embed.weight.val();
+                // Few rows (decoding): E·hᵀ keeps the large operand contiguous, which is
+                // several times faster on CPU; many rows (training, prefill): h·Eᵀ.
+                let logits = if b * s <= 64 {
+                    e.matmul(h.transpose()).transpose()
+                } else {
+                    h.matmul(e.transpose())
+                };
+                logits.reshape([b, s, v])
+            }
+        }
+    }
+
+    /// An empty cache for `batch` rows holding at least `capacity` slots (rounded up to
+    /// [`KV_BUCKET`]).
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache<B> {
+        let c = &self.config;
+        let capacity = round_up(capacity.max(1), KV_BUCKET);
+        let device = self.device();
+        let shape = [batch, c.n_kv_heads, capacity, c.head_dim];
+        let layers = (0..c.n_layers)
+            .map(|_| LayerCache {
+                k: Some(Tensor::zeros(shape, &device)),
+                v: Some(Tensor::zeros(shape, &device)),
+                capacity,
+            })
+            .collect();
+        KvCache {
+            layers,
+            key_bias: Some(Tensor::full([batch, capacity], MASKED, &device)),
+            n_real: Tensor::zeros([batch, 1], &device),
+            len: 0,
+            capacity,
+            batch,
+        }
+    }
+
+    /// Appends `tokens` `[b, s]` (with `mask`, `true` = real) to `cache` and returns their
+    /// final-norm hidden states `[b, s, d]`. Each new token attends to every real cached token and
+    /// to the real new tokens up to itself.
+    pub fn forward_step(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: Tensor<B, 2, Bool>,
+        cache: &mut KvCache<B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let [b, s] = tokens.dims();
+        if b != cache.batch {
+            return Err(ModelError::Shape(format!(
+                "forward_step got a batch of {b} rows but the KV cache was built for {}",
+                cache.batch
+            )));
+        }
+        let start = cache.len;
+        let end = start + s;
+        if end > cache.capacity {
+            return Err(ModelError::CacheFull {
+                needed: end,
+                capacity: cache.capacity,
+            });
+        }
+        let device = tokens.device();
+        let mask_i = mask.int();
+        let positions = (cache.n_real.clone() + mask_i.clone().cumsum(1) - 1).clamp_min(0);
+        cache.n_real = cache.n_real.clone() + mask_i.clone().sum_dim(1);
+        let new_bias = key_bias_from_mask(mask_i);
+        let key_bias = take_slot(&mut cache.key_bias, &device, [b, cache.capacity])
+            .slice_assign([0..b, start..end], new_bias);
+        cache.key_bias = Some(key_bias.clone());
+        let span = round_up(end, KV_BUCKET).min(cache.capacity);
+        let bias = key_bias.narrow(1, 0, span).reshape([b, 1, 1, span])
+            + causal_bias::<B>(s, span, start, &device);
+        let ctx = self.ctx(positions, bias);
+        let mut x = self.embed.forward(tokens);
+        for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward(x, &ctx, &self.config, Some(lc), start, span);
+        }
+        cache.len = end;
+        Ok(self.norm.forward(x))
+    }
+
+    fn ctx(&self, positions: Tensor<B, 2, Int>, bias: Tensor<B, 4>) -> AttnCtx<B> {
+        let [b, s] = positions.dims();
+        let hd = self.config.head_dim;
+        let flat = positions.reshape([b * s]);
+        let cos = self
+            .rope_cos
+            .clone()
+            .select(0, flat.clone())
+            .reshape([b, 1, s, hd]);
+        let sin = self.rope_sin.clone().select(0, flat).reshape([b, 1, s, hd]);
+        AttnCtx { cos, sin, bias }
+    }
+}
+
+/// `x·W + b` through a 2-D matmul (burn-flex's fused `linear` is several times slower than its
+/// matmul at decoding shapes).
+fn project<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let [b, s, d_in] = x.dims();
+    let w = l.weight.val();
+    let d_out = w.dims()[1];
+    let y = x.reshape([b * s, d_in]).matmul(w);
+    let y = match &l.bias {
+        Some(bias) => y + bias.val().unsqueeze::<2>(),
+        None => y,
+    };
+    y.reshape([b, s, d_out])
+}
+
+/// Takes a cached tensor out of its slot so that it is uniquely owned and `slice_assign` can
+/// write in place; an emptied slot (never left so by this module) is re-created as zeros.
+fn take_slot<B: Backend, const D: usize>(
+    slot: &mut Option<Tensor<B, D>>,
+    device: &B::Device,
+    shape: [usize; D],
+) -> Tensor<B, D> {
+    slot.take().unwrap_or_else(|| Tensor::zeros(shape, device))
+}
+
+/// `[b, s]` additive key bias: 0 for real tokens, [`MASKED`] for padding.
+fn key_bias_from_mask<B: Backend>(mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    (mask.float() - 1.0) * (-MASKED)
+}
+
+/// `[1, 1, s, span]` additive causal bias: query `i` (at slot `offset + i`) sees slots `≤ offset + i`.
+fn causal_bias<B: Backend>(
+    s: usize,
+    span: usize,
+    offset: usize,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let mut data = vec![0.0f32; s * span];
+    for i in 0..s {
+        for j in (offset + i + 1).min(span)..span {
+            data[i * span + j] = MASKED;
+        }
+    }
+    Tensor::<B, 2>::from_data(TensorData::new(data, [s, span]), device).reshape([1, 1, s, span])
+}
+
+/// Precomputes RoPE tables `[max_seq_len, head_dim]` for the configured style. The sine table
+/// carries the rotation's sign, so `rope(x) = x·cos + swap(x)·sin` where `swap` exchanges the
+/// two channels of every pair.
+fn rope_tables<B: Backend>(c: &LlamaConfig, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let hd = c.head_dim;
+    let half = hd / 2;
+    let n = c.max_seq_len;
+    let mut cos = vec![0.0f32; n * hd];
+    let mut sin = vec![0.0f32; n * hd];
+    for p in 0..n {
+        for i in 0..half {
+            let freq = c.rope_theta.powf(-(2.0 * i as f64) / hd as f64);
+            let angle = p as f64 * freq;
+            let (sa, ca) = (angle.sin() as f32, angle.cos() as f32);
+            let (first, second) = match c.rope_style {
+                RopeStyle::Adjacent => (2 * i, 2 * i + 1),
+                RopeStyle::HalfSplit => (i, i + half),
+            };
+            cos[p * hd + first] = ca;
+            cos[p * hd + second] = ca;
+            sin[p * hd + first] = -sa;
+            sin[p * hd + second] = sa;
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(cos, [n, hd]), device),
+        Tensor::from_data(TensorData::new(sin, [n, hd]), device),
+    )
+}
+
+/// Exchanges the two channels of every RoPE pair of `x` `[b, h, s, hd]`.
+fn rope_swap<B: Backend>(x: Tensor<B, 4>, style: RopeStyle) -> Tensor<B, 4> {
+    let [b, h, s, hd] = x.dims();
+    let half = hd / 2;
+    match style {
+        RopeStyle::HalfSplit => {
+            let first = x.clone().narrow(3, 0, half);
+            let second = x.narrow(3, half, half);
+            Tensor::cat(vec![second, first], 3)
+        }
+        RopeStyle::Adjacent => {
+            let pairs = x.reshape([b, h, s, half, 2]);
+            let even = pairs.clone().narrow(4, 0, 1);
+            let odd = pairs.narrow(4, 1, 1);
+            Tensor::cat(vec![odd, even], 4).reshape([b, h, s, hd])
+        }
+    }
+}
+
+fn apply_rope<B: Backend>(x: Tensor<B, 4>, ctx: &AttnCtx<B>, style: RopeStyle) -> Tensor<B, 4> {
+    let swapped = rope_swap(x.clone(), style);
+    x * ctx.cos.clone() + swapped * ctx.sin.clone()
+}
+
+impl<B: Backend> Block<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        ctx: &AttnCtx<B>,
+        c: &LlamaConfig,
+        cache: Option<&mut LayerCache<B>>,
+        start: usize,
+        span: usize,
+    ) -> Tensor<B, 3> {
+        let h = x.clone()
+            + self
+                .attn
+                .forward(self.attn_norm.forward(x), ctx, c, cache, start, span);
+        let m = self.mlp.forward(self.ffn_norm.forward(h.clone()));
+        h + m
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(project(&self.gate, x.clone()));
+        project(&self.down, gate * project(&self.up, x))
+    }
+}
+
+impl<B: Backend> Attention<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        ctx: &AttnCtx<B>,
+        c: &LlamaConfig,
+        cache: Option<&mut LayerCache<B>>,
+        start: usize,
+        span: usize,
+    ) -> Tensor<B, 3> {
+        let [b, s, _] = x.dims();
+        let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
+        let g = h / kv;
+        let q = project(&self.wq, x.clone())
+            .reshape([b, s, h, hd])
+            .swap_dims(1, 2);
+        let k = project(&self.wk, x.clone())
+            .reshape([b, s, kv, hd])
+            .swap_dims(1, 2);
+        let v = project(&self.wv, x).reshape([b, s, kv, hd]).swap_dims(1, 2);
+        let q = apply_rope(q, ctx, c.rope_style);
+        let k = apply_rope(k, ctx, c.rope_style);
+        let (k, v) = match cache {
+            Some(lc) => {
+                let end = start + s;
+                let device = k.device();
+                let cap = [b, kv, lc.capacity, hd];
+                let full_k = take_slot(&mut lc.k, &device, cap)
+                    .slice_assign([0..b, 0..kv, start..end, 0..hd], k);
+                let full_v = take_slot(&mut lc.v, &device, cap)
+                    .slice_assign([0..b, 0..kv, start..end, 0..hd], v);
+                lc.k = Some(full_k.clone());
+                lc.v = Some(full_v.clone());
+                (full_k.narrow(2, 0, span), full_v.narrow(2, 0, span))
+            }
+            None => (k, v),
+        };
+        let len = k.dims()[2];
+        let scale = 1.0 / (hd as f64).sqrt();
+        let q = q.reshape([b, kv, g * s, hd]);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+        let scores =
+            scores.reshape([b, kv, g, s, len]) + ctx.bias.clone().reshape([b, 1, 1, s, len]);
+        let probs = softmax(scores, 4).reshape([b, kv, g * s, len]);
+        let out = probs
+            .matmul(v)
+            .reshape([b, h, s, hd])
+            .swap_dims(1, 2)
+            .reshape([b, s, h * hd]);
+        project(&self.wo, out)
+    }
+}
+
+/// A scalar head on the decoder trunk: the value of a sequence is a linear function of the
+/// final-norm hidden state of its last real token (preference / reward / value models).
+#[derive(Module, Debug)]
+pub struct ScalarHead<B: Backend> {
+    /// The decoder trunk (its output head is unused here).
+    pub trunk: Llama<B>,
+    /// `Linear(d_model, 1)`, bias initialised at 0.
+    pub score: Linear<B>,
+}
+
+impl<B: Backend> ScalarHead<B> {
+    /// Wraps `trunk` with a freshly initialised scalar head.
+    pub fn new(trunk: Llama<B>) -> Self {
+        let device = trunk.device();
+        let d = trunk.config().d_model;
+        let score = linear(d, 1, true, &device);
+        Self { trunk, score }
+    }
+
+    /// One scalar per row, `[b]`, read at each row's last real token.
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>, mask: Tensor<B, 2, Bool>) -> Tensor<B, 1> {
+        let [b, s] = tokens.dims();
+        let d = self.trunk.config().d_model;
+        let device = tokens.device();
+        let hidden = self.trunk.hidden(tokens, mask.clone());
+        let idx = Tensor::<B, 1, Int>::arange(0..s as i64, &device).reshape([1, s]);
+        let last = (idx * mask.int()).max_dim(1); // [b, 1]
+        let last = last.reshape([b, 1, 1]).expand([b, 1, d]);
+        let h = hidden.gather(1, last); // [b, 1, d]
+        project(&self.score, h).reshape([b])
+    }
+}

@@ -1,0 +1,157 @@
+//! A language model with its tokenizer: text in, scores and generations out.
+//!
+//! [`Lm`] is what stages use for the simulator (paper §3: sampling o+ from p+ and o− from p−),
+//! the policy's rollouts and LM judges; [`Lm::score`] also backs the reference checks against
+//! llama.cpp numbers.
+
+use std::path::Path;
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::ModelError;
+use super::gguf::GgufFile;
+use super::llama::Llama;
+use super::load::load_llama;
+use super::sampling::{GenerateOptions, Generation, GenerationRequest, generate_ids, pad_batch};
+use super::tokenizer::Tokenizer;
+
+/// Per-token scores of one text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScoreReport {
+    /// Token ids of the text (no BOS added).
+    pub ids: Vec<u32>,
+    /// Negative log-likelihood of each token given the ones before it (`None` for the first).
+    pub token_nll: Vec<Option<f64>>,
+    /// Mean of the defined `token_nll` (nats per token; 0 for a one-token text).
+    pub mean_nll: f64,
+    /// The first five logits at position 0.
+    pub logits_first5_pos0: Vec<f32>,
+    /// The most likely token after the whole text.
+    pub greedy_next: u32,
+}
+
+/// A decoder and its tokenizer.
+#[derive(Debug, Clone)]
+pub struct Lm<B: Backend> {
+    /// The decoder.
+    pub model: Llama<B>,
+    /// The tokenizer matching the decoder's vocabulary.
+    pub tokenizer: Tokenizer,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer(e.to_string())
+}
+
+impl<B: Backend> Lm<B> {
+    /// Pairs a model with its tokenizer (the tokenizer may not have more ids than the model).
+    pub fn new(model: Llama<B>, tokenizer: Tokenizer) -> Result<Self, ModelError> {
+        let (tv, mv) = (tokenizer.vocab_size(), model.config().vocab_size);
+        if tv > mv {
+            return Err(ModelError::Tokenizer(format!(
+                "the tokenizer has {tv} ids but the model only {mv}; use the tokenizer the model was trained with"
+            )));
+        }
+        Ok(Self { model, tokenizer })
+    }
+
+    /// Loads weights and tokenizer from one GGUF file.
+    pub fn from_gguf_path(path: &Path, device: &B::Device) -> Result<Self, ModelError> {
+        let g = GgufFile::open(path)?;
+        let tokenizer = Tokenizer::from_gguf(&g).map_err(tok_err)?;
+        let model = load_llama(&g, device)?;
+        Self::new(model, tokenizer)
+    }
+
+    /// Token ids of `text` (special-token strings map to their ids; no BOS/EOS added).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.tokenizer.encode(text, false).map_err(tok_err)
+    }
+
+    /// Text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
+        self.tokenizer.decode(ids, true).map_err(tok_err)
+    }
+
+    /// Scores `text` token by token.
+    pub fn score(&self, text: &str) -> Result<ScoreReport, ModelError> {
+        let ids = self.encode(text)?;
+        if ids.is_empty() {
+            return Err(ModelError::Request("cannot score an empty text".into()));
+        }
+        let n = ids.len();
+        if n > self.model.config().max_seq_len {
+            return Err(ModelError::TooLong {
+                len: n,
+                max: self.model.config().max_seq_len,
+            });
+        }
+        let vocab = self.model.config().vocab_size;
+        let (tokens, mask) = pad_batch::<B>(&[ids.clone()], n, true, 0, &self.model.device());
+        let logits = self.model.forward(tokens, mask).reshape([n, vocab]);
+        let logp = log_softmax(logits.clone(), 1);
+        let host = |t: burn::tensor::Tensor<B, 2>| {
+            t.into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| ModelError::Data(format!("{e:?}")))
+        };
+        let logits = host(logits)?;
+        let logp = host(logp)?;
+        let mut token_nll = vec![None];
+        for i in 1..n {
+            token_nll.push(Some(-(logp[(i - 1) * vocab + ids[i] as usize] as f64)));
+        }
+        let defined: Vec<f64> = token_nll.iter().flatten().copied().collect();
+        let mean_nll = if defined.is_empty() {
+            0.0
+        } else {
+            defined.iter().sum::<f64>() / defined.len() as f64
+        };
+        let last = &logits[(n - 1) * vocab..n * vocab];
+        let greedy_next = last
+            .iter()
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |best, (i, &x)| {
+                if x > best.1 { (i, x) } else { best }
+            })
+            .0 as u32;
+        Ok(ScoreReport {
+            ids,
+            token_nll,
+            mean_nll,
+            logits_first5_pos0: logits[..vocab.min(5)].to_vec(),
+            greedy_next,
+        })
+    }
+
+    /// Generates a continuation for every request. The tokenizer's EOS is added to
+    /// `opts.eos_ids` and its pad id (or EOS) used as `pad_id` when the options leave them empty
+    /// / at 0.
+    pub fn generate(
+        &self,
+        requests: &[GenerationRequest],
+        opts: &GenerateOptions,
+    ) -> Result<Vec<Generation>, ModelError> {
+        let prompts = requests
+            .iter()
+            .map(|r| self.encode(&r.prompt))
+            .collect::<Result<Vec<_>, _>>()?;
+        let seeds: Vec<u64> = requests.iter().map(|r| r.seed).collect();
+        let mut opts = opts.clone();
+        if let Some(eos) = self.tokenizer.eos_id() {
+            if !opts.eos_ids.contains(&eos) {
+                opts.eos_ids.push(eos);
+            }
+        }
+        if opts.pad_id == 0 {
+            if let Some(pad) = self.tokenizer.pad_id().or(self.tokenizer.eos_id()) {
+                opts.pad_id = pad;
+            }
+        }
+        let decode = |ids: &[u32]| self.tokenizer.decode(ids, true).unwrap_or_default();
+        generate_ids(&self.model, &prompts, &seeds, &opts, &decode)
+    }
+}

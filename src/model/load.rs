@@ -1,0 +1,513 @@
+//! Model loading and saving: llama.cpp GGUF files (`llama`, `qwen2`) into [`Llama`], export of
+//! a [`Llama`] back to GGUF, and our own checkpoints (burn records plus a JSON config).
+//!
+//! GGUF matrices are `[out, in]` row-major (`y = x·Wᵀ`); burn's `Linear` stores `[in, out]`, so
+//! every projection is transposed once here. llama.cpp permutes the Q and K rows of `llama`
+//! models so that, as stored, RoPE rotates adjacent channel pairs; [`unpermute_qk`] undoes that
+//! for half-split RoPE and [`permute_qk`] redoes it.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear, RmsNorm};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+use super::ModelError;
+use super::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue};
+use super::llama::{Attention, Block, Llama, LlamaConfig, Mlp, RopeStyle, ScalarHead};
+
+/// Architectures [`load_llama`] understands.
+pub const SUPPORTED_ARCHITECTURES: [&str; 2] = ["llama", "qwen2"];
+
+fn gguf_err(g: &GgufFile, message: String) -> ModelError {
+    ModelError::GgufModel {
+        path: g.source().to_string(),
+        message,
+    }
+}
+
+fn meta_usize(g: &GgufFile, key: &str) -> Result<usize, ModelError> {
+    let v = g.meta_u64(key)?;
+    usize::try_from(v)
+        .map_err(|_| gguf_err(g, format!("metadata '{key}' = {v} does not fit in memory")))
+}
+
+impl LlamaConfig {
+    /// Reads the decoder shape from GGUF metadata (`llama` → adjacent-pair RoPE on the weights
+    /// as stored; `qwen2` → half-split RoPE and QKV bias).
+    pub fn from_gguf(g: &GgufFile) -> Result<Self, ModelError> {
+        let arch = g.expect_architecture(&SUPPORTED_ARCHITECTURES)?.to_string();
+        let key = |k: &str| format!("{arch}.{k}");
+        let n_layers = meta_usize(g, &key("block_count"))?;
+        let d_model = meta_usize(g, &key("embedding_length"))?;
+        let n_heads = meta_usize(g, &key("attention.head_count"))?;
+        let n_kv_heads = match g.meta(&key("attention.head_count_kv")) {
+            Some(_) => meta_usize(g, &key("attention.head_count_kv"))?,
+            None => n_heads,
+        };
+        let d_ff = meta_usize(g, &key("feed_forward_length"))?;
+        let rms_eps = g.meta_f64(&key("attention.layer_norm_rms_epsilon"))?;
+        let rope_theta = match g.meta(&key("rope.freq_base")) {
+            Some(_) => g.meta_f64(&key("rope.freq_base"))?,
+            None => 10_000.0,
+        };
+        let max_seq_len = meta_usize(g, &key("context_length"))?;
+        if n_heads == 0 {
+            return Err(gguf_err(
+                g,
+                format!("'{}' is 0", key("attention.head_count")),
+            ));
+        }
+        let head_dim = match g.meta(&key("attention.key_length")) {
+            Some(_) => meta_usize(g, &key("attention.key_length"))?,
+            None => d_model / n_heads,
+        };
+        let embd = g.tensor_info("token_embd.weight").ok_or_else(|| {
+            gguf_err(
+                g,
+                "has no tensor 'token_embd.weight'; not a decoder model file".into(),
+            )
+        })?;
+        let embd_shape = embd.shape();
+        let vocab_size = match embd_shape.as_slice() {
+            [v, d] if *d == d_model => *v,
+            other => {
+                return Err(gguf_err(
+                    g,
+                    format!("token_embd.weight has shape {other:?}, expected [vocab, {d_model}]"),
+                ));
+            }
+        };
+        if let Ok(tokens) = g.meta_str_array("tokenizer.ggml.tokens") {
+            if tokens.len() > vocab_size {
+                return Err(gguf_err(
+                    g,
+                    format!(
+                        "tokenizer has {} tokens but token_embd.weight only {vocab_size} rows",
+                        tokens.len()
+                    ),
+                ));
+            }
+        }
+        let qwen = arch == "qwen2";
+        let config = Self {
+            vocab_size,
+            d_model,
+            n_layers,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            d_ff,
+            rms_eps,
+            rope_theta,
+            rope_style: if qwen {
+                RopeStyle::HalfSplit
+            } else {
+                RopeStyle::Adjacent
+            },
+            qkv_bias: g.tensor_info("blk.0.attn_q.bias").is_some(),
+            tied_embeddings: g.tensor_info("output.weight").is_none(),
+            max_seq_len,
+        };
+        config.validate().map_err(|e| gguf_err(g, e.to_string()))?;
+        Ok(config)
+    }
+}
+
+/// Reorders the rows of a llama.cpp-permuted Q or K projection (`[n_heads·head_dim, in]`
+/// row-major, or a bias with `cols = 1`) back to the Hugging Face layout, where RoPE pairs
+/// channel `i` with `i + head_dim/2`.
+pub fn unpermute_qk(w: &[f32], n_heads: usize, head_dim: usize, cols: usize) -> Vec<f32> {
+    reorder_rows(w, n_heads, head_dim, cols, true)
+}
+
+/// The inverse of [`unpermute_qk`]: Hugging Face layout → llama.cpp's adjacent-pair layout.
+pub fn permute_qk(w: &[f32], n_heads: usize, head_dim: usize, cols: usize) -> Vec<f32> {
+    reorder_rows(w, n_heads, head_dim, cols, false)
+}
+
+fn reorder_rows(
+    w: &[f32],
+    n_heads: usize,
+    head_dim: usize,
+    cols: usize,
+    unpermute: bool,
+) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut out = vec![0.0f32; w.len()];
+    for h in 0..n_heads {
+        for t in 0..2 {
+            for i in 0..half {
+                // Hugging Face row (h, t, i) is stored by llama.cpp as row (h, i, t).
+                let hf = h * head_dim + t * half + i;
+                let gg = h * head_dim + i * 2 + t;
+                let (dst, src) = if unpermute { (hf, gg) } else { (gg, hf) };
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// Transposes a row-major `[rows, cols]` matrix.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = w[r * cols + c];
+        }
+    }
+    out
+}
+
+struct Reader<'a, B: Backend> {
+    g: &'a GgufFile,
+    device: &'a B::Device,
+}
+
+impl<B: Backend> Reader<'_, B> {
+    fn raw(&self, name: &str, expect: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let (values, shape) = self.g.tensor_f32(name)?;
+        if shape != expect {
+            return Err(gguf_err(
+                self.g,
+                format!("tensor '{name}' has shape {shape:?}, but the metadata implies {expect:?}"),
+            ));
+        }
+        Ok(values)
+    }
+
+    fn vector(&self, name: &str, n: usize) -> Result<Tensor<B, 1>, ModelError> {
+        let v = self.raw(name, &[n])?;
+        Ok(Tensor::from_data(TensorData::new(v, [n]), self.device))
+    }
+
+    fn norm(&self, name: &str, n: usize, eps: f64) -> Result<RmsNorm<B>, ModelError> {
+        Ok(RmsNorm {
+            gamma: Param::from_tensor(self.vector(name, n)?),
+            epsilon: eps,
+        })
+    }
+
+    /// A projection `[out, in]` (optionally with bias `[out]`), with Q/K rows optionally
+    /// un-permuted (`heads` = Some((n_heads, head_dim))).
+    fn linear(
+        &self,
+        name: &str,
+        out: usize,
+        inp: usize,
+        bias: bool,
+        unpermute: Option<(usize, usize)>,
+    ) -> Result<Linear<B>, ModelError> {
+        let mut w = self.raw(&format!("{name}.weight"), &[out, inp])?;
+        if let Some((h, hd)) = unpermute {
+            w = unpermute_qk(&w, h, hd, inp);
+        }
+        let w = transpose(&w, out, inp);
+        let weight = Tensor::from_data(TensorData::new(w, [inp, out]), self.device);
+        let bias = if bias {
+            let mut b = self.raw(&format!("{name}.bias"), &[out])?;
+            if let Some((h, hd)) = unpermute {
+                b = unpermute_qk(&b, h, hd, 1);
+            }
+            Some(Param::from_tensor(Tensor::from_data(
+                TensorData::new(b, [out]),
+                self.device,
+            )))
+        } else {
+            None
+        };
+        Ok(Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        })
+    }
+}
+
+/// Loads a `llama` or `qwen2` GGUF with the RoPE convention its weights are stored in.
+pub fn load_llama<B: Backend>(g: &GgufFile, device: &B::Device) -> Result<Llama<B>, ModelError> {
+    let config = LlamaConfig::from_gguf(g)?;
+    let style = config.rope_style;
+    load_llama_with_style(g, style, device)
+}
+
+/// Loads a GGUF for a chosen RoPE convention. For a `llama` file (stored adjacent-pair),
+/// [`RopeStyle::HalfSplit`] un-permutes Q and K; a `qwen2` file only runs half-split.
+pub fn load_llama_with_style<B: Backend>(
+    g: &GgufFile,
+    style: RopeStyle,
+    device: &B::Device,
+) -> Result<Llama<B>, ModelError> {
+    let stored = LlamaConfig::from_gguf(g)?;
+    let unpermute = match (stored.rope_style, style) {
+        (a, b) if a == b => false,
+        (RopeStyle::Adjacent, RopeStyle::HalfSplit) => true,
+        (RopeStyle::HalfSplit, RopeStyle::Adjacent) => {
+            return Err(gguf_err(
+                g,
+                "stores half-split RoPE weights (qwen2); load it with RopeStyle::HalfSplit".into(),
+            ));
+        }
+        _ => unreachable!("two RoPE styles"),
+    };
+    let mut config = stored;
+    config.rope_style = style;
+    let c = &config;
+    let r = Reader::<B> { g, device };
+    let embd = r.raw("token_embd.weight", &[c.vocab_size, c.d_model])?;
+    let embed = Embedding {
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(embd, [c.vocab_size, c.d_model]),
+            device,
+        )),
+    };
+    let q_perm = unpermute.then_some((c.n_heads, c.head_dim));
+    let k_perm = unpermute.then_some((c.n_kv_heads, c.head_dim));
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for i in 0..c.n_layers {
+        let p = format!("blk.{i}");
+        layers.push(Block {
+            attn_norm: r.norm(&format!("{p}.attn_norm.weight"), c.d_model, c.rms_eps)?,
+            attn: Attention {
+                wq: r.linear(
+                    &format!("{p}.attn_q"),
+                    c.q_dim(),
+                    c.d_model,
+                    c.qkv_bias,
+                    q_perm,
+                )?,
+                wk: r.linear(
+                    &format!("{p}.attn_k"),
+                    c.kv_dim(),
+                    c.d_model,
+                    c.qkv_bias,
+                    k_perm,
+                )?,
+                wv: r.linear(
+                    &format!("{p}.attn_v"),
+                    c.kv_dim(),
+                    c.d_model,
+                    c.qkv_bias,
+                    None,
+                )?,
+                wo: r.linear(
+                    &format!("{p}.attn_output"),
+                    c.d_model,
+                    c.q_dim(),
+                    false,
+                    None,
+                )?,
+            },
+            ffn_norm: r.norm(&format!("{p}.ffn_norm.weight"), c.d_model, c.rms_eps)?,
+            mlp: Mlp {
+                gate: r.linear(&format!("{p}.ffn_gate"), c.d_ff, c.d_model, false, None)?,
+                up: r.linear(&format!("{p}.ffn_up"), c.d_ff, c.d_model, false, None)?,
+                down: r.linear(&format!("{p}.ffn_down"), c.d_model, c.d_ff, false, None)?,
+            },
+        });
+    }
+    let norm = r.norm("output_norm.weight", c.d_model, c.rms_eps)?;
+    let lm_head = if c.tied_embeddings {
+        None
+    } else {
+        Some(r.linear("output", c.vocab_size, c.d_model, false, None)?)
+    };
+    Llama::from_parts(config.clone(), embed, layers, norm, lm_head)
+}
+
+/// Opens `path` and loads it with [`load_llama`].
+pub fn load_llama_path<B: Backend>(
+    path: &Path,
+    device: &B::Device,
+) -> Result<Llama<B>, ModelError> {
+    let g = GgufFile::open(path)?;
+    load_llama(&g, device)
+}
+
+fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ModelError> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| ModelError::Data(format!("{e:?}")))
+}
+
+/// Writes `model`'s weights (f32) and shape metadata as a GGUF of architecture `arch`
+/// (`llama` or `qwen2`). A `llama` file stores Q/K in the adjacent-pair layout (permuting a
+/// half-split model); a `qwen2` file needs a half-split model.
+pub fn to_gguf<B: Backend>(model: &Llama<B>, arch: &str) -> Result<GgufWriter, ModelError> {
+    let c = model.config();
+    let permute = match (arch, c.rope_style) {
+        ("llama", RopeStyle::HalfSplit) => true,
+        ("llama", RopeStyle::Adjacent) | ("qwen2", RopeStyle::HalfSplit) => false,
+        ("qwen2", RopeStyle::Adjacent) => {
+            return Err(ModelError::Request(
+                "a qwen2 GGUF stores half-split RoPE weights; export an adjacent-pair model as 'llama'".into(),
+            ));
+        }
+        (other, _) => {
+            return Err(ModelError::Request(format!(
+                "cannot export architecture '{other}'; use one of {SUPPORTED_ARCHITECTURES:?}"
+            )));
+        }
+    };
+    let u32m = |v: usize| MetaValue::U32(v as u32);
+    let mut w = GgufWriter::new();
+    w.meta("general.architecture", MetaValue::String(arch.into()))
+        .meta(&format!("{arch}.block_count"), u32m(c.n_layers))
+        .meta(&format!("{arch}.embedding_length"), u32m(c.d_model))
+        .meta(&format!("{arch}.attention.head_count"), u32m(c.n_heads))
+        .meta(
+            &format!("{arch}.attention.head_count_kv"),
+            u32m(c.n_kv_heads),
+        )
+        .meta(&format!("{arch}.attention.key_length"), u32m(c.head_dim))
+        .meta(&format!("{arch}.feed_forward_length"), u32m(c.d_ff))
+        .meta(
+            &format!("{arch}.attention.layer_norm_rms_epsilon"),
+            MetaValue::F32(c.rms_eps as f32),
+        )
+        .meta(
+            &format!("{arch}.rope.freq_base"),
+            MetaValue::F32(c.rope_theta as f32),
+        )
+        .meta(&format!("{arch}.context_length"), u32m(c.max_seq_len));
+    let f32t = GgmlType::F32;
+    let embd = to_vec(model.embed.weight.val())?;
+    w.tensor("token_embd.weight", &[c.vocab_size, c.d_model], f32t, &embd)?;
+    let put_linear = |w: &mut GgufWriter, name: &str, l: &Linear<B>, heads: Option<usize>| {
+        let [inp, out] = l.weight.val().dims();
+        let mut m = transpose(&to_vec(l.weight.val())?, inp, out);
+        if let (true, Some(h)) = (permute, heads) {
+            m = permute_qk(&m, h, c.head_dim, inp);
+        }
+        w.tensor(&format!("{name}.weight"), &[out, inp], f32t, &m)?;
+        if let Some(b) = &l.bias {
+            let mut b = to_vec(b.val())?;
+            if let (true, Some(h)) = (permute, heads) {
+                b = permute_qk(&b, h, c.head_dim, 1);
+            }
+            w.tensor(&format!("{name}.bias"), &[out], f32t, &b)?;
+        }
+        Ok::<(), ModelError>(())
+    };
+    for (i, layer) in model.layers.iter().enumerate() {
+        let p = format!("blk.{i}");
+        let an = to_vec(layer.attn_norm.gamma.val())?;
+        w.tensor(&format!("{p}.attn_norm.weight"), &[c.d_model], f32t, &an)?;
+        put_linear(
+            &mut w,
+            &format!("{p}.attn_q"),
+            &layer.attn.wq,
+            Some(c.n_heads),
+        )?;
+        put_linear(
+            &mut w,
+            &format!("{p}.attn_k"),
+            &layer.attn.wk,
+            Some(c.n_kv_heads),
+        )?;
+        put_linear(&mut w, &format!("{p}.attn_v"), &layer.attn.wv, None)?;
+        put_linear(&mut w, &format!("{p}.attn_output"), &layer.attn.wo, None)?;
+        let fnorm = to_vec(layer.ffn_norm.gamma.val())?;
+        w.tensor(&format!("{p}.ffn_norm.weight"), &[c.d_model], f32t, &fnorm)?;
+        put_linear(&mut w, &format!("{p}.ffn_gate"), &layer.mlp.gate, None)?;
+        put_linear(&mut w, &format!("{p}.ffn_up"), &layer.mlp.up, None)?;
+        put_linear(&mut w, &format!("{p}.ffn_down"), &layer.mlp.down, None)?;
+    }
+    let on = to_vec(model.norm.gamma.val())?;
+    w.tensor("output_norm.weight", &[c.d_model], f32t, &on)?;
+    if let Some(head) = &model.lm_head {
+        put_linear(&mut w, "output", head, None)?;
+    }
+    Ok(w)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints
+// ---------------------------------------------------------------------------------------------
+
+/// File holding a checkpoint's [`LlamaConfig`] as JSON.
+pub const CHECKPOINT_CONFIG: &str = "config.json";
+/// File stem of a checkpoint's weights (burn named MessagePack record, full precision).
+pub const CHECKPOINT_WEIGHTS: &str = "model";
+
+type Recorder = NamedMpkFileRecorder<FullPrecisionSettings>;
+
+fn ckpt_err(path: &Path, message: impl Into<String>) -> ModelError {
+    ModelError::Checkpoint {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+fn write_config(dir: &Path, config: &LlamaConfig) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ckpt_err(dir, format!("cannot create the directory: {e}")))?;
+    let json = serde_json::to_string_pretty(config)
+        .map_err(|e| ckpt_err(dir, format!("cannot serialise the config: {e}")))?;
+    let path = dir.join(CHECKPOINT_CONFIG);
+    std::fs::write(&path, json).map_err(|e| ckpt_err(&path, format!("cannot write: {e}")))
+}
+
+/// Reads the [`LlamaConfig`] of a checkpoint directory.
+pub fn read_checkpoint_config(dir: &Path) -> Result<LlamaConfig, ModelError> {
+    let path = dir.join(CHECKPOINT_CONFIG);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ckpt_err(
+            &path,
+            format!(
+                "cannot read ({e}); is '{}' a checkpoint directory?",
+                dir.display()
+            ),
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| ckpt_err(&path, format!("invalid config JSON: {e}")))
+}
+
+fn weights_path(dir: &Path) -> PathBuf {
+    dir.join(CHECKPOINT_WEIGHTS)
+}
+
+/// Saves a decoder to `dir` (`config.json` + `model.mpk`).
+pub fn save_checkpoint<B: Backend>(model: &Llama<B>, dir: &Path) -> Result<(), ModelError> {
+    write_config(dir, model.config())?;
+    model
+        .clone()
+        .save_file(weights_path(dir), &Recorder::new())
+        .map_err(|e| ckpt_err(dir, format!("cannot write the weights: {e}")))
+}
+
+/// Loads a decoder saved by [`save_checkpoint`].
+pub fn load_checkpoint<B: Backend>(dir: &Path, device: &B::Device) -> Result<Llama<B>, ModelError> {
+    let config = read_checkpoint_config(dir)?;
+    let model = Llama::<B>::new(config, device)?;
+    model
+        .load_file(weights_path(dir), &Recorder::new(), device)
+        .map_err(|e| ckpt_err(dir, format!("cannot read the weights ({e}); the file is missing or was written for another configuration")))
+}
+
+/// Saves a scalar-head model to `dir` (`config.json` of the trunk + `model.mpk`).
+pub fn save_scalar_checkpoint<B: Backend>(
+    model: &ScalarHead<B>,
+    dir: &Path,
+) -> Result<(), ModelError> {
+    write_config(dir, model.trunk.config())?;
+    model
+        .clone()
+        .save_file(weights_path(dir), &Recorder::new())
+        .map_err(|e| ckpt_err(dir, format!("cannot write the weights: {e}")))
+}
+
+/// Loads a scalar-head model saved by [`save_scalar_checkpoint`].
+pub fn load_scalar_checkpoint<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<ScalarHead<B>, ModelError> {
+    let config = read_checkpoint_config(dir)?;
+    let model = ScalarHead::new(Llama::<B>::new(config, device)?);
+    model
+        .load_file(weights_path(dir), &Recorder::new(), device)
+        .map_err(|e| ckpt_err(dir, format!("cannot read the weights ({e}); the file is missing or was written for another configuration")))
+}

@@ -1,0 +1,78 @@
+//! The language-model engine on burn: decoder, GGUF loading, tokenizers, sampling and scoring.
+
+pub mod bench;
+pub mod gguf;
+pub mod llama;
+pub mod lm;
+pub mod load;
+pub mod sampling;
+pub mod tokenizer;
+
+/// The default CPU backend.
+pub type Cpu = burn::backend::Flex;
+/// NVIDIA GPUs through CUDA.
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Cuda;
+
+pub use llama::{KvCache, Llama, LlamaConfig, RopeStyle, ScalarHead};
+pub use lm::{Lm, ScoreReport};
+pub use sampling::{FinishReason, GenerateOptions, Generation, GenerationRequest};
+
+/// Errors of the model engine (configuration, loading, generation, scoring).
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An inconsistent model configuration.
+    #[error("invalid model configuration: {0}")]
+    Config(String),
+    /// Tensors whose shapes do not fit together.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A GGUF file that cannot be read or does not describe a supported model.
+    #[error(transparent)]
+    Gguf(#[from] gguf::GgufError),
+    /// A GGUF file that is readable but does not match what the decoder needs.
+    #[error("{path}: {message}")]
+    GgufModel {
+        /// The file (or `<memory>`).
+        path: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// Tokenizer construction, encoding or decoding failed.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A KV cache too small for the tokens appended to it.
+    #[error(
+        "KV cache full: {needed} slots needed but capacity is {capacity}; create the cache with a larger capacity"
+    )]
+    CacheFull {
+        /// Slots the step would occupy.
+        needed: usize,
+        /// Slots available.
+        capacity: usize,
+    },
+    /// A sequence longer than the model's `max_seq_len`.
+    #[error(
+        "sequence of {len} tokens exceeds the model's max_seq_len {max}; shorten the prompt or lower max_new_tokens"
+    )]
+    TooLong {
+        /// Tokens requested.
+        len: usize,
+        /// The model's limit.
+        max: usize,
+    },
+    /// Invalid generation or scoring arguments.
+    #[error("invalid request: {0}")]
+    Request(String),
+    /// Reading or writing a checkpoint failed.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint directory or file.
+        path: String,
+        /// What went wrong and how to fix it.
+        message: String,
+    },
+    /// Reading a tensor back from the device failed.
+    #[error("reading tensor data: {0}")]
+    Data(String),
+}

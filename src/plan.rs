@@ -1,0 +1,579 @@
+//! Recipe → plan: a DAG of content-addressed stages.
+//!
+//! A stage's key is the blake3 of everything its output depends on: the format version, its
+//! kind, its configuration (canonical JSON), its upstream stages' keys, the template texts it
+//! renders, the identity and checksum of the models it runs and its seed. Equal keys mean equal
+//! outputs, so any run (or sweep cell) reuses a stage another run already computed.
+//!
+//! Stages this build plans: the Appendix N Monte-Carlo (one cell per method plus a table that
+//! merges them) and, per task, the contrast prompts p+ / p− / p of paper §3.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::recipe::Resolved;
+use crate::stages::appendix_n::{CellSpec, cell_seed};
+use crate::stages::prompts::{self, PromptError};
+use crate::store::Store;
+use crate::templates::{TemplateError, Templates};
+
+/// Version of the key derivation and of every stage's output format; bumping it invalidates
+/// every cached artifact.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Hex digits of a stage key.
+pub const KEY_LEN: usize = 32;
+
+/// Id of the Appendix N table stage.
+pub const APPENDIX_N_TABLE: &str = "appendix_n/table";
+
+/// What a stage does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    /// One method's Appendix N Monte-Carlo (`cell.json`).
+    AppendixNCell,
+    /// The Appendix N table merging the cells (`appendix-n.parquet`).
+    AppendixNTable,
+    /// A task's contrast prompts (`contrast.jsonl`).
+    Contrast,
+}
+
+impl StageKind {
+    /// The kind's name in plans and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::AppendixNCell => "appendix_n_cell",
+            StageKind::AppendixNTable => "appendix_n_table",
+            StageKind::Contrast => "contrast",
+        }
+    }
+
+    /// Whether the stage produces a result table (as `<stem>.parquet`).
+    pub fn table_stem(self) -> Option<&'static str> {
+        match self {
+            StageKind::AppendixNTable => Some(crate::tables::APPENDIX_N),
+            _ => None,
+        }
+    }
+}
+
+/// A model a stage runs, as it enters the key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelIdentity {
+    /// The recipe's name for the model.
+    pub name: String,
+    /// What it is: `preset:<name>`, `gguf:<path>`, `asset:<name>`.
+    pub identity: String,
+    /// Its checksum, when known.
+    pub sha256: Option<String>,
+}
+
+/// A stage before its key is computed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageSpec {
+    /// Unique id, `<kind>/<name>` (also its cache directory).
+    pub id: String,
+    /// What it does.
+    pub kind: StageKind,
+    /// Its configuration.
+    pub config: serde_json::Value,
+    /// Ids of the stages whose outputs it reads.
+    pub deps: Vec<String>,
+    /// `(name, text)` of every template it renders.
+    pub templates: Vec<(String, String)>,
+    /// Models it runs.
+    pub models: Vec<ModelIdentity>,
+    /// Its seed.
+    pub seed: u64,
+}
+
+/// A template as recorded in the plan: its name and the blake3 of its text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateHash {
+    /// Template name under the templates directory.
+    pub name: String,
+    /// blake3 of its text, hex.
+    pub blake3: String,
+}
+
+/// A planned stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    /// Unique id (also its cache directory).
+    pub id: String,
+    /// What it does.
+    pub kind: StageKind,
+    /// Its content key.
+    pub key: String,
+    /// Upstream stage ids.
+    pub deps: Vec<String>,
+    /// Its configuration.
+    pub config: serde_json::Value,
+    /// Its seed.
+    pub seed: u64,
+    /// The templates it renders.
+    pub templates: Vec<TemplateHash>,
+    /// The models it runs.
+    pub models: Vec<ModelIdentity>,
+}
+
+/// A recipe's stages in topological order (`plan.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`FORMAT_VERSION`] of the keys.
+    pub format: u32,
+    /// The recipe's name.
+    pub recipe: String,
+    /// Stages, every one after its upstream stages.
+    pub stages: Vec<Stage>,
+    /// Policy methods the recipe declares (stages this build cannot run).
+    pub methods: Vec<String>,
+}
+
+/// Errors building a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Stages depend on each other in a loop.
+    #[error("stages form a cycle: {}; remove one of these dependencies", path.join(" → "))]
+    Cycle {
+        /// The stages around the loop, the first repeated at the end.
+        path: Vec<String>,
+    },
+    /// A stage names an upstream stage that is not planned.
+    #[error("stage `{stage}` depends on unknown stage `{upstream}`{}", suggest(.suggestion))]
+    UnknownUpstream {
+        /// The stage.
+        stage: String,
+        /// The missing upstream id.
+        upstream: String,
+        /// The closest planned id.
+        suggestion: Option<String>,
+    },
+    /// Two stages share an id.
+    #[error("two stages are both named `{stage}`; stage ids must be unique")]
+    Duplicate {
+        /// The id.
+        stage: String,
+    },
+    /// Nothing to do.
+    #[error(
+        "recipe {file}: nothing to run; add a [theory] table (the Appendix N Monte-Carlo) or \
+         [tasks.<name>] with prompts and templates"
+    )]
+    Empty {
+        /// The recipe file.
+        file: String,
+    },
+    /// The templates directory or a task's templates cannot be read.
+    #[error("task `{task}`: {source}")]
+    Templates {
+        /// The task.
+        task: String,
+        /// The template error.
+        #[source]
+        source: Box<TemplateError>,
+    },
+    /// A task's prompt set cannot be read.
+    #[error("task `{task}`: {source}")]
+    Prompts {
+        /// The task.
+        task: String,
+        /// The prompt error.
+        #[source]
+        source: Box<PromptError>,
+    },
+}
+
+fn suggest(s: &Option<String>) -> String {
+    match s {
+        Some(s) => format!(" (did you mean `{s}`?)"),
+        None => String::new(),
+    }
+}
+
+/// Canonical JSON: object keys sorted, no whitespace, numbers as serde_json prints them.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    fn go(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let sorted: BTreeMap<&String, &serde_json::Value> = m.iter().collect();
+                out.push('{');
+                for (i, (k, v)) in sorted.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                    out.push(':');
+                    go(v, out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(a) => {
+                out.push('[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    go(v, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    go(v, &mut out);
+    out
+}
+
+/// The key of a stage given its upstream keys (id → key).
+pub fn stage_key(spec: &StageSpec, upstream: &BTreeMap<String, String>) -> String {
+    let input = serde_json::json!({
+        "format": FORMAT_VERSION,
+        "kind": spec.kind.name(),
+        "config": spec.config,
+        "upstream": upstream,
+        "templates": spec.templates,
+        "models": spec.models,
+        "seed": spec.seed,
+    });
+    let hash = blake3::hash(canonical_json(&input).as_bytes());
+    hash.to_hex()[..KEY_LEN].to_string()
+}
+
+impl Plan {
+    /// Orders `specs` topologically (declaration order among independent stages) and computes
+    /// every key.
+    pub fn from_specs(
+        recipe: &str,
+        specs: Vec<StageSpec>,
+        methods: Vec<String>,
+    ) -> Result<Plan, PlanError> {
+        let mut index = BTreeMap::new();
+        for (i, s) in specs.iter().enumerate() {
+            if index.insert(s.id.clone(), i).is_some() {
+                return Err(PlanError::Duplicate {
+                    stage: s.id.clone(),
+                });
+            }
+        }
+        for s in &specs {
+            for d in &s.deps {
+                if !index.contains_key(d) {
+                    let suggestion = index
+                        .keys()
+                        .map(|k| (strsim::jaro_winkler(k, d), k))
+                        .filter(|(score, _)| *score > 0.8)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, k)| k.clone());
+                    return Err(PlanError::UnknownUpstream {
+                        stage: s.id.clone(),
+                        upstream: d.clone(),
+                        suggestion,
+                    });
+                }
+            }
+        }
+        let mut placed: BTreeMap<String, String> = BTreeMap::new();
+        let mut order: Vec<Stage> = Vec::with_capacity(specs.len());
+        let mut remaining: Vec<&StageSpec> = specs.iter().collect();
+        while !remaining.is_empty() {
+            let Some(pos) = remaining
+                .iter()
+                .position(|s| s.deps.iter().all(|d| placed.contains_key(d)))
+            else {
+                return Err(PlanError::Cycle {
+                    path: find_cycle(&remaining),
+                });
+            };
+            let s = remaining.remove(pos);
+            let upstream: BTreeMap<String, String> = s
+                .deps
+                .iter()
+                .map(|d| (d.clone(), placed[d].clone()))
+                .collect();
+            let key = stage_key(s, &upstream);
+            placed.insert(s.id.clone(), key.clone());
+            order.push(Stage {
+                id: s.id.clone(),
+                kind: s.kind,
+                key,
+                deps: s.deps.clone(),
+                config: s.config.clone(),
+                seed: s.seed,
+                templates: s
+                    .templates
+                    .iter()
+                    .map(|(name, text)| TemplateHash {
+                        name: name.clone(),
+                        blake3: blake3::hash(text.as_bytes()).to_hex().to_string(),
+                    })
+                    .collect(),
+                models: s.models.clone(),
+            });
+        }
+        Ok(Plan {
+            format: FORMAT_VERSION,
+            recipe: recipe.to_string(),
+            stages: order,
+            methods,
+        })
+    }
+
+    /// The plan of a resolved recipe: the Appendix N cells and table (if `[theory]` is set) and
+    /// one contrast stage per task.
+    pub fn build(resolved: &Resolved) -> Result<Plan, PlanError> {
+        let recipe = &resolved.recipe;
+        let mut specs = Vec::new();
+        if let Some(theory) = &recipe.theory {
+            let mut cells = Vec::new();
+            for &m in &theory.methods {
+                let id = format!("appendix_n/{}", m.name());
+                let cell = CellSpec::new(theory, m);
+                specs.push(StageSpec {
+                    id: id.clone(),
+                    kind: StageKind::AppendixNCell,
+                    config: serde_json::to_value(&cell).unwrap_or(serde_json::Value::Null),
+                    deps: vec![],
+                    templates: vec![],
+                    models: vec![],
+                    seed: cell_seed(recipe.seed, m),
+                });
+                cells.push(id);
+            }
+            specs.push(StageSpec {
+                id: APPENDIX_N_TABLE.to_string(),
+                kind: StageKind::AppendixNTable,
+                config: serde_json::json!({ "stem": crate::tables::APPENDIX_N }),
+                deps: cells,
+                templates: vec![],
+                models: vec![],
+                seed: 0,
+            });
+        }
+        if !recipe.tasks.is_empty() {
+            let dir = resolved.resolve_path(&recipe.templates_dir);
+            let first = recipe.tasks.keys().next().cloned().unwrap_or_default();
+            let templates = Templates::open(&dir).map_err(|source| PlanError::Templates {
+                task: first,
+                source: Box::new(source),
+            })?;
+            for (name, task) in &recipe.tasks {
+                let sources = templates.task_sources(&task.templates).map_err(|source| {
+                    PlanError::Templates {
+                        task: name.clone(),
+                        source: Box::new(source),
+                    }
+                })?;
+                let hash = prompts::input_hash(resolved, &task.prompts).map_err(|source| {
+                    PlanError::Prompts {
+                        task: name.clone(),
+                        source: Box::new(source),
+                    }
+                })?;
+                specs.push(StageSpec {
+                    id: format!("contrast/{name}"),
+                    kind: StageKind::Contrast,
+                    config: serde_json::json!({
+                        "task": name,
+                        "prompts": task.prompts,
+                        "prompts_blake3": hash,
+                        "templates": task.templates,
+                        "split": "train",
+                        "n_prompts": task.n_prompts,
+                    }),
+                    deps: vec![],
+                    templates: sources,
+                    models: vec![],
+                    seed: crate::seed::derive(recipe.seed, &["contrast", name]),
+                });
+            }
+        }
+        if specs.is_empty() {
+            return Err(PlanError::Empty {
+                file: resolved.file.display().to_string(),
+            });
+        }
+        Plan::from_specs(
+            &recipe.name,
+            specs,
+            recipe.methods.keys().cloned().collect(),
+        )
+    }
+
+    /// The stage with this id.
+    pub fn stage(&self, id: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.id == id)
+    }
+
+    /// A short key of the whole plan (first 8 hex digits over every stage key), for run ids.
+    pub fn short_key(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        for s in &self.stages {
+            h.update(s.id.as_bytes());
+            h.update(b"\0");
+            h.update(s.key.as_bytes());
+            h.update(b"\0");
+        }
+        h.finalize().to_hex()[..8].to_string()
+    }
+
+    /// The stages in order with their keys and whether the store already holds them.
+    pub fn describe(&self, store: &Store) -> String {
+        let mut out = String::new();
+        let cached = self
+            .stages
+            .iter()
+            .filter(|s| store.lookup(&s.id, &s.key).is_some())
+            .count();
+        let _ = writeln!(
+            out,
+            "plan `{}` ({} stages, {} cached, key {})",
+            self.recipe,
+            self.stages.len(),
+            cached,
+            self.short_key()
+        );
+        let w = self.stages.iter().map(|s| s.id.len()).max().unwrap_or(0);
+        let kw = self
+            .stages
+            .iter()
+            .map(|s| s.kind.name().len())
+            .max()
+            .unwrap_or(0);
+        for (i, s) in self.stages.iter().enumerate() {
+            let state = if store.lookup(&s.id, &s.key).is_some() {
+                "cached"
+            } else {
+                "to compute"
+            };
+            let _ = write!(
+                out,
+                "{:>3}. {:<w$}  {:<kw$}  {}  {state}",
+                i + 1,
+                s.id,
+                s.kind.name(),
+                &s.key[..16.min(s.key.len())],
+            );
+            if !s.deps.is_empty() {
+                let _ = write!(out, "  ← {}", s.deps.join(", "));
+            }
+            out.push('\n');
+        }
+        if !self.methods.is_empty() {
+            let _ = writeln!(
+                out,
+                "methods declared but not runnable in this build (simulate → reward → \
+                 PPO/DPO/SFT → judge): {}",
+                self.methods.join(", ")
+            );
+        }
+        out
+    }
+}
+
+/// A cycle among stages that cannot be ordered.
+fn find_cycle(remaining: &[&StageSpec]) -> Vec<String> {
+    let by_id: BTreeMap<&str, &StageSpec> = remaining.iter().map(|s| (s.id.as_str(), *s)).collect();
+    // Every remaining stage has a remaining dependency, so walking first remaining deps must
+    // revisit a stage.
+    let mut path: Vec<&str> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut cur = remaining[0].id.as_str();
+    loop {
+        if !seen.insert(cur) {
+            let start = path.iter().position(|p| *p == cur).unwrap_or(0);
+            let mut cycle: Vec<String> = path[start..].iter().map(|s| s.to_string()).collect();
+            cycle.push(cur.to_string());
+            return cycle;
+        }
+        path.push(cur);
+        let next = by_id[cur]
+            .deps
+            .iter()
+            .find(|d| by_id.contains_key(d.as_str()))
+            .map(|d| d.as_str());
+        match next {
+            Some(n) => cur = n,
+            None => return path.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, deps: &[&str]) -> StageSpec {
+        StageSpec {
+            id: id.into(),
+            kind: StageKind::AppendixNCell,
+            config: serde_json::json!({ "b": 1, "a": [1.5, "x"] }),
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            templates: vec![],
+            models: vec![],
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn orders_topologically_and_keys_chain() {
+        let plan = Plan::from_specs(
+            "r",
+            vec![spec("t", &["a", "b"]), spec("a", &[]), spec("b", &["a"])],
+            vec![],
+        )
+        .expect("plan");
+        let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "t"]);
+        assert!(plan.stages.iter().all(|s| s.key.len() == KEY_LEN));
+        // A change upstream changes every downstream key.
+        let mut changed = spec("a", &[]);
+        changed.seed = 1;
+        let plan2 = Plan::from_specs(
+            "r",
+            vec![spec("t", &["a", "b"]), changed, spec("b", &["a"])],
+            vec![],
+        )
+        .expect("plan");
+        for (x, y) in plan.stages.iter().zip(&plan2.stages) {
+            assert_ne!(x.key, y.key, "{}", x.id);
+        }
+    }
+
+    #[test]
+    fn cycles_and_unknown_upstreams_are_errors() {
+        let err = Plan::from_specs(
+            "r",
+            vec![spec("a", &["c"]), spec("b", &["a"]), spec("c", &["b"])],
+            vec![],
+        )
+        .expect_err("cycle");
+        let msg = err.to_string();
+        assert!(msg.contains("a → c → b → a"), "{msg}");
+        let err = Plan::from_specs(
+            "r",
+            vec![spec("appendix_n/rlaif", &["appendix_n/rlia"])],
+            vec![],
+        )
+        .expect_err("unknown");
+        let msg = err.to_string();
+        assert!(msg.contains("unknown stage `appendix_n/rlia`"), "{msg}");
+        assert!(msg.contains("did you mean `appendix_n/rlaif`"), "{msg}");
+        let err = Plan::from_specs("r", vec![spec("a", &[]), spec("a", &[])], vec![])
+            .expect_err("duplicate");
+        assert!(err.to_string().contains("`a`"));
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys() {
+        let v = serde_json::json!({ "z": {"b": 2, "a": 1}, "a": [3, {"y": null, "x": true}] });
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":[3,{"x":true,"y":null}],"z":{"a":1,"b":2}}"#
+        );
+    }
+}

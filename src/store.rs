@@ -1,0 +1,609 @@
+//! Content-addressed, resumable artifacts and run directories.
+//!
+//! Layout under the recipe's results root:
+//! - `cache/<stage>/<key>/`: one stage's output for one key, with `manifest.json` listing every
+//!   file's size and blake3. It is written into `cache/<stage>/.tmp-<key>-<pid>/`, each file and
+//!   the manifest (last) are fsynced, then the directory is renamed into place, so a reader
+//!   either sees a complete artifact or none. A killed writer leaves only a temp dir, removed by
+//!   the next writer of that key.
+//! - `cache/<stage>/<key>.lock`: held (an OS file lock) while a process computes that key; it
+//!   holds the writer's pid. A lock whose process died is reclaimed with a note.
+//! - `runs/<recipe-name>/<run-id>/`: one run (`resolved.toml`, `run.log`, `plan.json`, `tables/`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the artifact layout and manifest format.
+pub const STORE_FORMAT: u32 = 1;
+
+/// The manifest's file name inside an artifact.
+pub const MANIFEST: &str = "manifest.json";
+
+/// Errors of the artifact store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The results directory cannot be created or written.
+    #[error(
+        "results directory {path} is not writable ({source}); fix its permissions, or point \
+         the recipe's `results` key elsewhere (e.g. override `results=/tmp/rlcd-results`)"
+    )]
+    NotWritable {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another live process is computing this key.
+    #[error(
+        "stage `{stage}` (key {key}) is being computed by process {pid} (lock {path}); wait \
+         for that run to finish or stop it, then run again"
+    )]
+    Locked {
+        /// The stage.
+        stage: String,
+        /// The key.
+        key: String,
+        /// The pid written in the lock file ("unknown" if unreadable).
+        pid: String,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// An I/O error on a store path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An artifact file does not match its manifest.
+    #[error(
+        "artifact {dir} is inconsistent: {detail}; delete the directory and run again to \
+         recompute it"
+    )]
+    Corrupt {
+        /// The artifact directory.
+        dir: PathBuf,
+        /// What differs.
+        detail: String,
+    },
+    /// A stage wrote something other than a plain file into its artifact.
+    #[error("artifact {dir}: `{name}` is not a plain file; stages write flat files only")]
+    NotAFile {
+        /// The temp artifact directory.
+        dir: PathBuf,
+        /// The entry.
+        name: String,
+    },
+    /// A stage or file name would escape its directory.
+    #[error(
+        "invalid name `{name}` for {what}: use letters, digits, `.`, `_`, `-` (and `/` in stage ids)"
+    )]
+    BadName {
+        /// The name.
+        name: String,
+        /// What it names.
+        what: &'static str,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn check_name(name: &str, what: &'static str, allow_slash: bool) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.split('/').all(|part| {
+            !part.is_empty()
+                && part != "."
+                && part != ".."
+                && !part.starts_with('.')
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+        && (allow_slash || !name.contains('/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadName {
+            name: name.to_string(),
+            what,
+        })
+    }
+}
+
+/// One file of an artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// File name inside the artifact directory.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// blake3 of the contents, hex.
+    pub blake3: String,
+}
+
+/// `manifest.json`: what a complete artifact holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`STORE_FORMAT`] when written.
+    pub format: u32,
+    /// Stage id.
+    pub stage: String,
+    /// Stage key.
+    pub key: String,
+    /// Files, sorted by name.
+    pub files: Vec<ManifestFile>,
+    /// Stage-specific metadata (seconds taken, counts, …).
+    pub meta: serde_json::Value,
+}
+
+/// A complete artifact in the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Artifact {
+    /// Its directory, `cache/<stage>/<key>/`.
+    pub dir: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+impl Artifact {
+    /// Path of a file of the artifact.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Reads a file the manifest lists.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        if !self.manifest.files.iter().any(|f| f.name == name) {
+            return Err(StoreError::Corrupt {
+                dir: self.dir.clone(),
+                detail: format!("the manifest lists no file `{name}`"),
+            });
+        }
+        let p = self.path(name);
+        fs::read(&p).map_err(io(&p))
+    }
+
+    /// Re-hashes every file against the manifest.
+    pub fn verify(&self) -> Result<(), StoreError> {
+        for f in &self.manifest.files {
+            let p = self.path(&f.name);
+            let bytes = fs::read(&p).map_err(io(&p))?;
+            let hash = blake3::hash(&bytes).to_hex().to_string();
+            if bytes.len() as u64 != f.bytes || hash != f.blake3 {
+                return Err(StoreError::Corrupt {
+                    dir: self.dir.clone(),
+                    detail: format!("`{}` does not match its manifest hash", f.name),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The artifact store rooted at a results directory.
+#[derive(Clone, Debug)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// The result of [`Store::begin`].
+#[derive(Debug)]
+pub enum Slot {
+    /// A complete artifact already exists (possibly finished by another process meanwhile).
+    Ready(Artifact),
+    /// The key is locked for this process: write the artifact.
+    Open(Pending),
+}
+
+impl Store {
+    /// Opens (creating) the store under `results_root`; errors name the directory when it
+    /// cannot be created or written.
+    pub fn open(results_root: &Path) -> Result<Store, StoreError> {
+        let not_writable = |source| StoreError::NotWritable {
+            path: results_root.to_path_buf(),
+            source,
+        };
+        for sub in ["cache", "runs"] {
+            fs::create_dir_all(results_root.join(sub)).map_err(not_writable)?;
+        }
+        let probe = results_root
+            .join("cache")
+            .join(format!(".probe-{}", std::process::id()));
+        File::create(&probe).map_err(not_writable)?;
+        fs::remove_file(&probe).map_err(not_writable)?;
+        Ok(Store {
+            root: results_root.to_path_buf(),
+        })
+    }
+
+    /// The results root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn stage_dir(&self, stage: &str) -> PathBuf {
+        self.root.join("cache").join(stage)
+    }
+
+    /// Where the artifact of `stage` / `key` lives (whether or not it exists).
+    pub fn artifact_dir(&self, stage: &str, key: &str) -> PathBuf {
+        self.stage_dir(stage).join(key)
+    }
+
+    /// The complete artifact of `stage` / `key`, if any: its manifest parses, names this stage
+    /// and key, and every listed file exists with the listed size.
+    pub fn lookup(&self, stage: &str, key: &str) -> Option<Artifact> {
+        check_name(stage, "a stage id", true).ok()?;
+        check_name(key, "a key", false).ok()?;
+        let dir = self.artifact_dir(stage, key);
+        let text = fs::read(dir.join(MANIFEST)).ok()?;
+        let manifest: Manifest = serde_json::from_slice(&text).ok()?;
+        if manifest.stage != stage || manifest.key != key || manifest.format != STORE_FORMAT {
+            return None;
+        }
+        for f in &manifest.files {
+            let meta = fs::metadata(dir.join(&f.name)).ok()?;
+            if !meta.is_file() || meta.len() != f.bytes {
+                return None;
+            }
+        }
+        Some(Artifact { dir, manifest })
+    }
+
+    /// Deletes the artifact of `stage` / `key` if present (forces recomputation).
+    pub fn remove(&self, stage: &str, key: &str) -> Result<(), StoreError> {
+        check_name(stage, "a stage id", true)?;
+        check_name(key, "a key", false)?;
+        let dir = self.artifact_dir(stage, key);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(&dir)(e)),
+        }
+    }
+
+    /// Takes the lock of `stage` / `key`. Returns the artifact if it is complete by then;
+    /// otherwise removes leftover temp dirs of the key and opens a fresh one to write into.
+    pub fn begin(&self, stage: &str, key: &str) -> Result<Slot, StoreError> {
+        check_name(stage, "a stage id", true)?;
+        check_name(key, "a key", false)?;
+        let sdir = self.stage_dir(stage);
+        fs::create_dir_all(&sdir).map_err(|source| StoreError::NotWritable {
+            path: sdir.clone(),
+            source,
+        })?;
+        let lock = KeyLock::acquire(&sdir.join(format!("{key}.lock")), stage, key)?;
+        if let Some(a) = self.lookup(stage, key) {
+            return Ok(Slot::Ready(a));
+        }
+        let mut notes = lock.note.iter().cloned().collect::<Vec<_>>();
+        let prefix = format!(".tmp-{key}-");
+        for entry in fs::read_dir(&sdir).map_err(io(&sdir))? {
+            let entry = entry.map_err(io(&sdir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                let p = entry.path();
+                fs::remove_dir_all(&p).map_err(io(&p))?;
+                notes.push(format!(
+                    "removed {} left by an interrupted run",
+                    p.display()
+                ));
+            }
+        }
+        let final_dir = sdir.join(key);
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+            notes.push(format!(
+                "removed incomplete artifact {}",
+                final_dir.display()
+            ));
+        }
+        let tmp = sdir.join(format!("{prefix}{}", std::process::id()));
+        fs::create_dir(&tmp).map_err(io(&tmp))?;
+        Ok(Slot::Open(Pending {
+            stage: stage.to_string(),
+            key: key.to_string(),
+            tmp,
+            final_dir,
+            notes,
+            committed: false,
+            _lock: lock,
+        }))
+    }
+
+    /// Creates `runs/<recipe>/<run-id>/` with run-id = UTC timestamp + `short_key`
+    /// (`20250102T030405Z-1a2b3c4d`, suffixed `-2`, `-3`, … if taken).
+    pub fn create_run(
+        &self,
+        recipe: &str,
+        short_key: &str,
+    ) -> Result<(String, PathBuf), StoreError> {
+        let name: String = recipe
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let name = name.trim_start_matches('.');
+        let name = if name.is_empty() { "run" } else { name };
+        let parent = self.root.join("runs").join(name);
+        fs::create_dir_all(&parent).map_err(|source| StoreError::NotWritable {
+            path: parent.clone(),
+            source,
+        })?;
+        let base = format!("{}-{short_key}", utc_stamp(std::time::SystemTime::now()));
+        for n in 1.. {
+            let id = if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            };
+            let dir = parent.join(&id);
+            match fs::create_dir(&dir) {
+                Ok(()) => return Ok((id, dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io(&dir)(e)),
+            }
+        }
+        unreachable!("an unbounded counter always finds a free name")
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` for a time (UTC).
+pub fn utc_stamp(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// An artifact being written, holding its key's lock. Dropped without [`Pending::commit`], it
+/// removes its temp dir.
+#[derive(Debug)]
+pub struct Pending {
+    stage: String,
+    key: String,
+    tmp: PathBuf,
+    final_dir: PathBuf,
+    notes: Vec<String>,
+    committed: bool,
+    _lock: KeyLock,
+}
+
+impl Pending {
+    /// The temp directory to write files into.
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Notes about recovered state (reclaimed locks, removed temp dirs), for the run log.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Writes one file into the artifact.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        check_name(name, "an artifact file", false)?;
+        if name == MANIFEST {
+            return Err(StoreError::BadName {
+                name: name.to_string(),
+                what: "an artifact file (reserved for the manifest)",
+            });
+        }
+        let p = self.tmp.join(name);
+        fs::write(&p, bytes).map_err(io(&p))
+    }
+
+    /// Fsyncs every file, writes `manifest.json` last and renames the directory into place.
+    pub fn commit(mut self, meta: serde_json::Value) -> Result<Artifact, StoreError> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&self.tmp).map_err(io(&self.tmp))? {
+            let entry = entry.map_err(io(&self.tmp))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let p = entry.path();
+            if !entry.file_type().map_err(io(&p))?.is_file() {
+                return Err(StoreError::NotAFile {
+                    dir: self.tmp.clone(),
+                    name,
+                });
+            }
+            if name == MANIFEST {
+                continue;
+            }
+            let f = File::open(&p).map_err(io(&p))?;
+            f.sync_all().map_err(io(&p))?;
+            let bytes = fs::read(&p).map_err(io(&p))?;
+            files.push(ManifestFile {
+                name,
+                bytes: bytes.len() as u64,
+                blake3: blake3::hash(&bytes).to_hex().to_string(),
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let manifest = Manifest {
+            format: STORE_FORMAT,
+            stage: self.stage.clone(),
+            key: self.key.clone(),
+            files,
+            meta,
+        };
+        let mp = self.tmp.join(MANIFEST);
+        let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io(&mp)(e.into()))?;
+        let mut f = File::create(&mp).map_err(io(&mp))?;
+        f.write_all(&text).map_err(io(&mp))?;
+        f.sync_all().map_err(io(&mp))?;
+        drop(f);
+        sync_dir(&self.tmp);
+        fs::rename(&self.tmp, &self.final_dir).map_err(io(&self.final_dir))?;
+        if let Some(parent) = self.final_dir.parent() {
+            sync_dir(parent);
+        }
+        self.committed = true;
+        Ok(Artifact {
+            dir: self.final_dir.clone(),
+            manifest,
+        })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}
+
+/// Fsyncs a directory so a rename into it is durable (best effort where unsupported).
+fn sync_dir(dir: &Path) {
+    if let Ok(f) = File::open(dir) {
+        let _ = f.sync_all();
+    }
+}
+
+/// The per-key lock: an OS lock on `<key>.lock`, which holds the owner's pid.
+#[derive(Debug)]
+struct KeyLock {
+    file: File,
+    path: PathBuf,
+    note: Option<String>,
+}
+
+impl KeyLock {
+    fn acquire(path: &Path, stage: &str, key: &str) -> Result<KeyLock, StoreError> {
+        for _ in 0..16 {
+            let mut file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(io(path))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    let mut s = String::new();
+                    let _ = file.read_to_string(&mut s);
+                    let pid = s.trim();
+                    return Err(StoreError::Locked {
+                        stage: stage.to_string(),
+                        key: key.to_string(),
+                        pid: if pid.is_empty() {
+                            "unknown".into()
+                        } else {
+                            pid.to_string()
+                        },
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io(path)(e)),
+            }
+            // The previous holder unlinks the file before unlocking; if the path now names
+            // another file (or none), our lock guards nothing: retry on the current file.
+            if !same_file(&file, path) {
+                continue;
+            }
+            let mut previous = String::new();
+            let _ = file.read_to_string(&mut previous);
+            let previous = previous.trim().to_string();
+            let me = std::process::id().to_string();
+            let note = (!previous.is_empty() && previous != me).then(|| {
+                format!(
+                    "reclaimed lock {} left by process {previous}, which is no longer running",
+                    path.display()
+                )
+            });
+            file.set_len(0).map_err(io(path))?;
+            file.seek(SeekFrom::Start(0)).map_err(io(path))?;
+            file.write_all(me.as_bytes()).map_err(io(path))?;
+            file.sync_all().map_err(io(path))?;
+            return Ok(KeyLock {
+                file,
+                path: path.to_path_buf(),
+                note,
+            });
+        }
+        Err(StoreError::Locked {
+            stage: stage.to_string(),
+            key: key.to_string(),
+            pid: "unknown (the lock file keeps changing)".into(),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+impl Drop for KeyLock {
+    fn drop(&mut self) {
+        // Unlink before unlocking so a waiter that opened this file sees it is stale.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamp_matches_known_dates() {
+        let t = |s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s);
+        assert_eq!(utc_stamp(t(0)), "19700101T000000Z");
+        assert_eq!(utc_stamp(t(951_782_400)), "20000229T000000Z");
+        assert_eq!(utc_stamp(t(1_735_787_045)), "20250102T030405Z");
+    }
+
+    #[test]
+    fn names_cannot_escape() {
+        assert!(check_name("appendix_n/rlaif", "s", true).is_ok());
+        assert!(check_name("../x", "s", true).is_err());
+        assert!(check_name("a/b", "s", false).is_err());
+        assert!(check_name(".tmp", "s", false).is_err());
+    }
+}

@@ -1,0 +1,565 @@
+//! Result tables: polars frames written as `<stem>.parquet`, `<stem>.csv` and `<stem>.md`.
+//!
+//! Schemas follow DESIGN.md ("Tables") plus the Appendix N table. Column order is fixed by the
+//! builders below; CSV and Markdown print every float with [`FLOAT_DECIMALS`] decimals (rates,
+//! standard errors and intervals alike), Parquet keeps full precision. The Markdown renderer is
+//! our own so its layout is stable across polars versions.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::eval::winrate::{Estimate, Rate, WinCounts};
+use crate::stages::appendix_n::TheoryRow;
+
+/// Decimals of every float in CSV and Markdown output.
+pub const FLOAT_DECIMALS: usize = 4;
+
+/// Errors building, writing or reading a table.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// polars rejected the frame (mismatched column lengths, schemas that do not stack, …).
+    #[error("table `{table}`: {source}")]
+    Frame {
+        /// The table being built.
+        table: String,
+        /// The polars error.
+        #[source]
+        source: PolarsError,
+    },
+    /// A file could not be written or read.
+    #[error("{path}: {source}; check that the directory exists and is writable")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Parquet file could not be parsed.
+    #[error(
+        "{path}: not a readable Parquet table ({source}); delete it and rebuild it with `rlcd report`"
+    )]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The polars error.
+        #[source]
+        source: PolarsError,
+    },
+    /// A column has a type the renderers do not print.
+    #[error(
+        "column `{column}` has type {dtype}, which tables cannot render; use strings, integers or floats"
+    )]
+    Unsupported {
+        /// The column.
+        column: String,
+        /// Its polars type.
+        dtype: String,
+    },
+}
+
+fn frame_err(table: &str) -> impl FnOnce(PolarsError) -> TableError + '_ {
+    move |source| TableError::Frame {
+        table: table.to_string(),
+        source,
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
+    move |source| TableError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn str_col(name: &str, v: Vec<String>) -> Column {
+    Column::new(name.into(), v)
+}
+fn u64_col(name: &str, v: Vec<u64>) -> Column {
+    Column::new(name.into(), v)
+}
+fn f64_col(name: &str, v: Vec<f64>) -> Column {
+    Column::new(name.into(), v)
+}
+fn opt_col(name: &str, v: Vec<Option<f64>>) -> Column {
+    Column::new(name.into(), v)
+}
+
+/// Estimate columns (value, stderr, low, high) of a rate; nulls when it has no observations.
+fn estimate_cols(
+    prefix: &str,
+    stderr_name: &str,
+    low: &str,
+    high: &str,
+    e: &[Option<Estimate>],
+) -> Vec<Column> {
+    vec![
+        opt_col(prefix, e.iter().map(|x| x.map(|x| x.value)).collect()),
+        opt_col(stderr_name, e.iter().map(|x| x.map(|x| x.stderr)).collect()),
+        opt_col(low, e.iter().map(|x| x.map(|x| x.ci_low)).collect()),
+        opt_col(high, e.iter().map(|x| x.map(|x| x.ci_high)).collect()),
+    ]
+}
+
+/// The stem of the Appendix N table.
+pub const APPENDIX_N: &str = "appendix-n";
+
+/// The Appendix N table: method, delta, sigma_g, sigma_d, n_trials, n_correct, accuracy,
+/// accuracy_stderr, accuracy_ci_low, accuracy_ci_high, n_hard, n_hard_correct, hard_accuracy,
+/// hard_stderr, hard_ci_low, hard_ci_high. `delta` is null for RLAIF, `sigma_d` for RLCD.
+pub fn appendix_n_frame(rows: &[TheoryRow]) -> Result<DataFrame, TableError> {
+    let acc: Vec<Option<Estimate>> = rows
+        .iter()
+        .map(|r| r.counts.accuracy().estimate().ok())
+        .collect();
+    let hard: Vec<Option<Estimate>> = rows
+        .iter()
+        .map(|r| r.counts.hard_accuracy().estimate().ok())
+        .collect();
+    let mut cols = vec![
+        str_col(
+            "method",
+            rows.iter().map(|r| r.method.name().to_string()).collect(),
+        ),
+        opt_col("delta", rows.iter().map(|r| r.delta).collect()),
+        f64_col("sigma_g", rows.iter().map(|r| r.sigma_g).collect()),
+        opt_col("sigma_d", rows.iter().map(|r| r.sigma_d).collect()),
+        u64_col("n_trials", rows.iter().map(|r| r.counts.trials).collect()),
+        u64_col("n_correct", rows.iter().map(|r| r.counts.correct).collect()),
+    ];
+    cols.extend(estimate_cols(
+        "accuracy",
+        "accuracy_stderr",
+        "accuracy_ci_low",
+        "accuracy_ci_high",
+        &acc,
+    ));
+    cols.push(u64_col(
+        "n_hard",
+        rows.iter().map(|r| r.counts.hard).collect(),
+    ));
+    cols.push(u64_col(
+        "n_hard_correct",
+        rows.iter().map(|r| r.counts.hard_correct).collect(),
+    ));
+    cols.extend(estimate_cols(
+        "hard_accuracy",
+        "hard_stderr",
+        "hard_ci_low",
+        "hard_ci_high",
+        &hard,
+    ));
+    DataFrame::new(rows.len(), cols).map_err(frame_err(APPENDIX_N))
+}
+
+/// One row of the win-rate table (DESIGN.md "Tables").
+#[derive(Clone, Debug, PartialEq)]
+pub struct WinRateRow {
+    /// Task (harmless, helpful, outlining).
+    pub task: String,
+    /// Judged axis (harm, help, outline).
+    pub axis: String,
+    /// Method A (the one whose win rate is reported).
+    pub method_a: String,
+    /// Method B.
+    pub method_b: String,
+    /// Simulator size name.
+    pub simulator: String,
+    /// Judge ("oracle", "lm:<model>").
+    pub judge: String,
+    /// Outcome counts.
+    pub counts: WinCounts,
+    /// Mean output length of A, in tokens.
+    pub avg_len_a: f64,
+    /// Mean output length of B, in tokens.
+    pub avg_len_b: f64,
+}
+
+/// The win-rate table: task, axis, method_a, method_b, simulator, judge, n_total, n_wins,
+/// n_losses, n_ties, win_rate (%, ties ½), stderr, ci_low, ci_high, avg_len_a, avg_len_b.
+pub fn winrates_frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
+    let est: Vec<Option<Estimate>> = rows.iter().map(|r| r.counts.estimate().ok()).collect();
+    let s = |f: fn(&WinRateRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+    let mut cols = vec![
+        str_col("task", s(|r| &r.task)),
+        str_col("axis", s(|r| &r.axis)),
+        str_col("method_a", s(|r| &r.method_a)),
+        str_col("method_b", s(|r| &r.method_b)),
+        str_col("simulator", s(|r| &r.simulator)),
+        str_col("judge", s(|r| &r.judge)),
+        u64_col("n_total", rows.iter().map(|r| r.counts.total()).collect()),
+        u64_col("n_wins", rows.iter().map(|r| r.counts.wins).collect()),
+        u64_col("n_losses", rows.iter().map(|r| r.counts.losses).collect()),
+        u64_col("n_ties", rows.iter().map(|r| r.counts.ties).collect()),
+    ];
+    cols.extend(estimate_cols(
+        "win_rate", "stderr", "ci_low", "ci_high", &est,
+    ));
+    cols.push(f64_col(
+        "avg_len_a",
+        rows.iter().map(|r| r.avg_len_a).collect(),
+    ));
+    cols.push(f64_col(
+        "avg_len_b",
+        rows.iter().map(|r| r.avg_len_b).collect(),
+    ));
+    DataFrame::new(rows.len(), cols).map_err(frame_err("winrates"))
+}
+
+/// One row of the preference-model agreement table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PmAgreementRow {
+    /// Method whose preference data trained the PM.
+    pub method: String,
+    /// Simulator size name.
+    pub simulator: String,
+    /// Task.
+    pub task: String,
+    /// Agreement counts against the reference labels.
+    pub agreement: Rate,
+    /// Mean probability the PM gives the reference-preferred output.
+    pub mean_prob: f64,
+}
+
+/// The PM agreement table: method, simulator, task, n, accuracy, mean_prob.
+pub fn pm_agreement_frame(rows: &[PmAgreementRow]) -> Result<DataFrame, TableError> {
+    DataFrame::new(
+        rows.len(),
+        vec![
+            str_col("method", rows.iter().map(|r| r.method.clone()).collect()),
+            str_col(
+                "simulator",
+                rows.iter().map(|r| r.simulator.clone()).collect(),
+            ),
+            str_col("task", rows.iter().map(|r| r.task.clone()).collect()),
+            u64_col("n", rows.iter().map(|r| r.agreement.n).collect()),
+            opt_col(
+                "accuracy",
+                rows.iter().map(|r| r.agreement.rate().ok()).collect(),
+            ),
+            f64_col("mean_prob", rows.iter().map(|r| r.mean_prob).collect()),
+        ],
+    )
+    .map_err(frame_err("pm_agreement"))
+}
+
+/// One row of the simulated-pairs table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairsRow {
+    /// Method that simulated the pairs.
+    pub method: String,
+    /// Simulator size name.
+    pub simulator: String,
+    /// Task.
+    pub task: String,
+    /// Label agreement with the reference (oracle or held-out judge); `n` is the pair count.
+    pub label_accuracy: Rate,
+    /// Mean output length in tokens.
+    pub mean_len: f64,
+}
+
+/// The pairs table: method, simulator, task, n_pairs, label_accuracy, mean_len.
+pub fn pairs_frame(rows: &[PairsRow]) -> Result<DataFrame, TableError> {
+    DataFrame::new(
+        rows.len(),
+        vec![
+            str_col("method", rows.iter().map(|r| r.method.clone()).collect()),
+            str_col(
+                "simulator",
+                rows.iter().map(|r| r.simulator.clone()).collect(),
+            ),
+            str_col("task", rows.iter().map(|r| r.task.clone()).collect()),
+            u64_col("n_pairs", rows.iter().map(|r| r.label_accuracy.n).collect()),
+            opt_col(
+                "label_accuracy",
+                rows.iter().map(|r| r.label_accuracy.rate().ok()).collect(),
+            ),
+            f64_col("mean_len", rows.iter().map(|r| r.mean_len).collect()),
+        ],
+    )
+    .map_err(frame_err("pairs"))
+}
+
+/// A cell's printable text, `None` for null.
+fn cell_text(col: &Column, i: usize) -> Result<Option<String>, TableError> {
+    let unsupported = || TableError::Unsupported {
+        column: col.name().to_string(),
+        dtype: col.dtype().to_string(),
+    };
+    let v = col.get(i).map_err(|_| unsupported())?;
+    Ok(match v {
+        AnyValue::Null => None,
+        AnyValue::String(s) => Some(s.to_string()),
+        AnyValue::StringOwned(s) => Some(s.to_string()),
+        AnyValue::Boolean(b) => Some(b.to_string()),
+        AnyValue::Int8(x) => Some(x.to_string()),
+        AnyValue::Int16(x) => Some(x.to_string()),
+        AnyValue::Int32(x) => Some(x.to_string()),
+        AnyValue::Int64(x) => Some(x.to_string()),
+        AnyValue::UInt8(x) => Some(x.to_string()),
+        AnyValue::UInt16(x) => Some(x.to_string()),
+        AnyValue::UInt32(x) => Some(x.to_string()),
+        AnyValue::UInt64(x) => Some(x.to_string()),
+        AnyValue::Float32(x) => Some(format!("{:.*}", FLOAT_DECIMALS, x)),
+        AnyValue::Float64(x) => Some(format!("{:.*}", FLOAT_DECIMALS, x)),
+        _ => return Err(unsupported()),
+    })
+}
+
+fn is_numeric(col: &Column) -> bool {
+    col.dtype().is_primitive_numeric()
+}
+
+/// Renders a frame as a GitHub Markdown table: header, alignment row (numbers right-aligned),
+/// one line per row, cells padded to the column width, nulls empty, floats with
+/// [`FLOAT_DECIMALS`] decimals, `|` escaped.
+pub fn render_markdown(df: &DataFrame) -> Result<String, TableError> {
+    let cols = df.columns();
+    let mut cells: Vec<Vec<String>> = Vec::with_capacity(cols.len());
+    for col in cols {
+        let mut c = vec![escape_md(col.name())];
+        for i in 0..df.height() {
+            c.push(escape_md(&cell_text(col, i)?.unwrap_or_default()));
+        }
+        cells.push(c);
+    }
+    let widths: Vec<usize> = cells
+        .iter()
+        .map(|c| {
+            c.iter()
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(3)
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |out: &mut String, row: usize| {
+        out.push('|');
+        for (j, c) in cells.iter().enumerate() {
+            let s = &c[row];
+            let pad = widths[j] - s.chars().count();
+            out.push(' ');
+            if is_numeric(&cols[j]) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(s);
+            } else {
+                out.push_str(s);
+                out.push_str(&" ".repeat(pad));
+            }
+            out.push_str(" |");
+        }
+        out.push('\n');
+    };
+    line(&mut out, 0);
+    out.push('|');
+    for (j, w) in widths.iter().enumerate() {
+        if is_numeric(&cols[j]) {
+            out.push_str(&format!(" {}: |", "-".repeat(w - 1)));
+        } else {
+            out.push_str(&format!(" {} |", "-".repeat(*w)));
+        }
+    }
+    out.push('\n');
+    for row in 1..=df.height() {
+        line(&mut out, row);
+    }
+    Ok(out)
+}
+
+fn escape_md(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}
+
+/// Renders a frame as CSV (header line, comma separated, floats with [`FLOAT_DECIMALS`]
+/// decimals, nulls empty).
+pub fn render_csv(df: &DataFrame) -> Result<Vec<u8>, TableError> {
+    for col in df.columns() {
+        let dt = col.dtype();
+        if !(dt.is_primitive_numeric()
+            || matches!(dt, DataType::String | DataType::Boolean | DataType::Null))
+        {
+            return Err(TableError::Unsupported {
+                column: col.name().to_string(),
+                dtype: dt.to_string(),
+            });
+        }
+    }
+    let mut buf = Vec::new();
+    let mut df = df.clone();
+    CsvWriter::new(&mut buf)
+        .with_float_scientific(Some(false))
+        .with_float_precision(Some(FLOAT_DECIMALS))
+        .n_threads(1)
+        .finish(&mut df)
+        .map_err(frame_err("csv"))?;
+    Ok(buf)
+}
+
+/// Serialises a frame as Parquet bytes (zstd, one row group; deterministic for equal frames).
+pub fn render_parquet(df: &DataFrame) -> Result<Vec<u8>, TableError> {
+    let mut buf = Vec::new();
+    let mut df = df.clone();
+    ParquetWriter::new(&mut buf)
+        .set_parallel(false)
+        .finish(&mut df)
+        .map_err(frame_err("parquet"))?;
+    Ok(buf)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TableError> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp-{}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
+        std::process::id()
+    ));
+    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(bytes).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// The three files of a written table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableFiles {
+    /// `<stem>.parquet`.
+    pub parquet: PathBuf,
+    /// `<stem>.csv`.
+    pub csv: PathBuf,
+    /// `<stem>.md`.
+    pub markdown: PathBuf,
+}
+
+/// Writes `df` into `dir` as `<stem>.parquet`, `<stem>.csv` and `<stem>.md`, creating `dir`.
+pub fn write_table(dir: &Path, stem: &str, df: &DataFrame) -> Result<TableFiles, TableError> {
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let files = TableFiles {
+        parquet: dir.join(format!("{stem}.parquet")),
+        csv: dir.join(format!("{stem}.csv")),
+        markdown: dir.join(format!("{stem}.md")),
+    };
+    write_atomic(&files.parquet, &render_parquet(df)?)?;
+    write_atomic(&files.csv, &render_csv(df)?)?;
+    write_atomic(&files.markdown, render_markdown(df)?.as_bytes())?;
+    Ok(files)
+}
+
+/// Reads a Parquet table back.
+pub fn read_parquet(path: &Path) -> Result<DataFrame, TableError> {
+    let f = fs::File::open(path).map_err(io_err(path))?;
+    ParquetReader::new(f)
+        .finish()
+        .map_err(|source| TableError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::appendix_n::{CellCounts, TheoryMethod};
+
+    fn rows() -> Vec<TheoryRow> {
+        vec![
+            TheoryRow {
+                method: TheoryMethod::Rlaif,
+                delta: None,
+                sigma_g: 1.0,
+                sigma_d: Some(1.0),
+                counts: CellCounts {
+                    trials: 1000,
+                    correct: 750,
+                    hard: 100,
+                    hard_correct: 53,
+                },
+            },
+            TheoryRow {
+                method: TheoryMethod::Rlcd,
+                delta: Some(3.0),
+                sigma_g: 1.0,
+                sigma_d: None,
+                counts: CellCounts {
+                    trials: 1000,
+                    correct: 983,
+                    hard: 0,
+                    hard_correct: 0,
+                },
+            },
+        ]
+    }
+
+    #[test]
+    fn appendix_n_renders_and_round_trips() {
+        let df = appendix_n_frame(&rows()).expect("frame");
+        let md = render_markdown(&df).expect("md");
+        assert_eq!(md.lines().count(), 4);
+        let csv = String::from_utf8(render_csv(&df).expect("csv")).expect("utf8");
+        assert!(csv.starts_with("method,delta,sigma_g,sigma_d,n_trials,n_correct,accuracy,"));
+        assert!(
+            csv.contains("\nrlaif,,1.0000,1.0000,1000,750,0.7500,"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("\nrlcd,3.0000,1.0000,,1000,983,0.9830,"),
+            "{csv}"
+        );
+        assert!(
+            csv.ends_with("0,0,,,,\n"),
+            "hard columns of an empty rate are null: {csv}"
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let files = write_table(dir.path(), APPENDIX_N, &df).expect("write");
+        let back = read_parquet(&files.parquet).expect("read");
+        assert!(back.equals_missing(&df));
+        assert_eq!(
+            render_parquet(&back).expect("pq"),
+            render_parquet(&df).expect("pq")
+        );
+    }
+
+    #[test]
+    fn winrates_columns_follow_design() {
+        let df = winrates_frame(&[WinRateRow {
+            task: "harmless".into(),
+            axis: "harm".into(),
+            method_a: "rlcd".into(),
+            method_b: "rlaif".into(),
+            simulator: "sim-s".into(),
+            judge: "oracle".into(),
+            counts: WinCounts::new(7, 2, 1),
+            avg_len_a: 66.5,
+            avg_len_b: 42.1,
+        }])
+        .expect("frame");
+        let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "task",
+                "axis",
+                "method_a",
+                "method_b",
+                "simulator",
+                "judge",
+                "n_total",
+                "n_wins",
+                "n_losses",
+                "n_ties",
+                "win_rate",
+                "stderr",
+                "ci_low",
+                "ci_high",
+                "avg_len_a",
+                "avg_len_b"
+            ]
+        );
+        let md = render_markdown(&df).expect("md");
+        assert!(md.contains(" 75.0000 | 13.4371 |"), "{md}");
+    }
+}

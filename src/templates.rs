@@ -1,0 +1,451 @@
+//! Prompt templates (minijinja) over `prompt-templates/`: the contrast prompts p / p+ / p−
+//! (paper §3), the RLAIF scoring prompt (paper §4.2) and the pairwise judge prompts (paper §4.3).
+//!
+//! Rendering is strict: an undefined variable is an error, trailing newlines are kept, nothing
+//! is escaped. Context variables by family:
+//! - `<task>/{plain,positive,negative}.j2`: `turns` (human, assistant, …, human) and `affix`
+//!   (`affix.positive`, `affix.negative`: one pair of `affixes/<task>.toml`);
+//! - `rlaif/score.j2`: `turns`, `principle`, `output_a`, `output_b`;
+//! - `judge/*.j2`: `turns`, `output_a`, `output_b`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use serde::{Deserialize, Serialize};
+
+/// The three templates of a task family.
+pub const TASK_TEMPLATES: &[&str] = &["plain.j2", "positive.j2", "negative.j2"];
+
+/// The RLAIF scoring prompt (paper §4.2).
+pub const SCORE_TEMPLATE: &str = "rlaif/score.j2";
+
+/// The RLAIF principles, per task family, index-aligned with the affix pairs.
+pub const PRINCIPLES_FILE: &str = "rlaif/principles.toml";
+
+/// A template problem; the first line of the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The template directory does not exist.
+    #[error(
+        "{}: template directory not found\n  fix: set `templates_dir` to the directory holding the prompt templates (default `prompt-templates`)",
+        dir.display()
+    )]
+    MissingDir {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A template or data file does not exist.
+    #[error("{}: not found\n  fix: {fix}", path.display())]
+    Missing {
+        /// The missing file.
+        path: PathBuf,
+        /// How to provide it.
+        fix: String,
+    },
+    /// A file cannot be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A template name leaves the template directory or is otherwise unusable.
+    #[error(
+        "{name}: not a template name inside the template directory\n  fix: use a relative name such as `harmless/positive.j2`"
+    )]
+    BadName {
+        /// The name.
+        name: String,
+    },
+    /// A template fails to parse or to render.
+    #[error("{}{}: {message}\n{detail}\n  fix: {fix}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Template {
+        /// The template file where the error occurred.
+        path: PathBuf,
+        /// 1-based line, when known.
+        line: Option<usize>,
+        /// The one-line error.
+        message: String,
+        /// Details: the template source around the error.
+        detail: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// A data file (affixes, principles) is malformed.
+    #[error("{}: {message}\n  fix: {fix}", path.display())]
+    Data {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        fix: String,
+    },
+}
+
+/// One contrast pair of context phrases ("affixes"), inserted into assistant tags as
+/// `Assistant (phrase):`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffixPair {
+    /// Phrase encouraging the attribute (p+).
+    pub positive: String,
+    /// Phrase encouraging its opposite (p−).
+    pub negative: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AffixFile {
+    pairs: Vec<AffixPair>,
+}
+
+/// The prompt templates of one directory.
+pub struct Templates {
+    dir: PathBuf,
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").field("dir", &self.dir).finish()
+    }
+}
+
+impl Templates {
+    /// Opens the template directory `dir` (templates are loaded on first use).
+    pub fn open(dir: &Path) -> Result<Self, TemplateError> {
+        if !dir.is_dir() {
+            return Err(TemplateError::MissingDir {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let mut env = Environment::new();
+        env.set_loader(minijinja::path_loader(dir));
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            env,
+        })
+    }
+
+    /// The template directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Renders template `name` (e.g. `harmless/positive.j2`) with `ctx`.
+    pub fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, TemplateError> {
+        self.check_name(name)?;
+        let template = self
+            .env
+            .get_template(name)
+            .map_err(|e| self.error(name, e))?;
+        template.render(ctx).map_err(|e| self.error(name, e))
+    }
+
+    /// Parses template `name` (and what it includes or imports) without rendering it.
+    pub fn check(&self, name: &str) -> Result<(), TemplateError> {
+        self.check_name(name)?;
+        self.env
+            .get_template(name)
+            .map(|_| ())
+            .map_err(|e| self.error(name, e))
+    }
+
+    /// Renders template `name` with a small sample context of its family (see the module
+    /// docs), so undefined variables surface before a run.
+    pub fn dry_run(&self, name: &str) -> Result<String, TemplateError> {
+        self.render(name, sample_context(name))
+    }
+
+    /// The raw text of file `name` (a template or data file), for cache keys.
+    pub fn source(&self, name: &str) -> Result<String, TemplateError> {
+        self.check_name(name)?;
+        let path = self.dir.join(name);
+        std::fs::read_to_string(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                TemplateError::Missing {
+                    path,
+                    fix: format!("create `{name}` under {}", self.dir.display()),
+                }
+            } else {
+                TemplateError::Read { path, source }
+            }
+        })
+    }
+
+    /// Every file the rendering of task family `task_templates` depends on, as
+    /// `(name, text)` sorted by name: the family's files, `affixes/<family>.toml` and every
+    /// template they include or import.
+    pub fn task_sources(
+        &self,
+        task_templates: &str,
+    ) -> Result<Vec<(String, String)>, TemplateError> {
+        self.check_name(task_templates)?;
+        let family = self.dir.join(task_templates);
+        if !family.is_dir() {
+            return Err(TemplateError::Missing {
+                path: family,
+                fix: format!(
+                    "create the directory with {} or point `templates` at an existing family",
+                    TASK_TEMPLATES.join(", ")
+                ),
+            });
+        }
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        let entries = std::fs::read_dir(&family).map_err(|source| TemplateError::Read {
+            path: family.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| TemplateError::Read {
+                path: family.clone(),
+                source,
+            })?;
+            if entry.path().is_file() {
+                names.insert(format!(
+                    "{task_templates}/{}",
+                    entry.file_name().to_string_lossy()
+                ));
+            }
+        }
+        for t in TASK_TEMPLATES {
+            names.insert(format!("{task_templates}/{t}"));
+        }
+        names.insert(affix_file(task_templates));
+
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        let mut queue: Vec<String> = names.into_iter().collect();
+        while let Some(name) = queue.pop() {
+            if out.contains_key(&name) {
+                continue;
+            }
+            let text = self.source(&name)?;
+            if name.ends_with(".j2") {
+                for dep in referenced_templates(&text) {
+                    if !out.contains_key(&dep) {
+                        queue.push(dep);
+                    }
+                }
+            }
+            out.insert(name, text);
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The affix pairs of task family `task_templates` (`affixes/<family>.toml`).
+    pub fn affixes(&self, task_templates: &str) -> Result<Vec<AffixPair>, TemplateError> {
+        let name = affix_file(task_templates);
+        let text = self.source(&name)?;
+        let path = self.dir.join(&name);
+        let file: AffixFile = toml::from_str(&text).map_err(|e| TemplateError::Data {
+            path: path.clone(),
+            message: format!("malformed affix file: {}", e.message().trim()),
+            fix: "write one `[[pairs]]` table per pair with `positive = \"…\"` and `negative = \"…\"`"
+                .to_string(),
+        })?;
+        if file.pairs.is_empty() {
+            return Err(TemplateError::Data {
+                path,
+                message: "no affix pairs".to_string(),
+                fix: "add at least one `[[pairs]]` table".to_string(),
+            });
+        }
+        if let Some(i) = file
+            .pairs
+            .iter()
+            .position(|p| p.positive.trim().is_empty() || p.negative.trim().is_empty())
+        {
+            return Err(TemplateError::Data {
+                path,
+                message: format!("affix pair {i} has an empty phrase"),
+                fix: "give every pair a non-empty `positive` and `negative`".to_string(),
+            });
+        }
+        Ok(file.pairs)
+    }
+
+    /// The RLAIF principles of task family `task_templates` (`rlaif/principles.toml`),
+    /// index-aligned with its affix pairs.
+    pub fn principles(&self, task_templates: &str) -> Result<Vec<String>, TemplateError> {
+        let text = self.source(PRINCIPLES_FILE)?;
+        let path = self.dir.join(PRINCIPLES_FILE);
+        let mut all: BTreeMap<String, Vec<String>> =
+            toml::from_str(&text).map_err(|e| TemplateError::Data {
+                path: path.clone(),
+                message: format!("malformed principles file: {}", e.message().trim()),
+                fix: "write one array of strings per task family, e.g. `helpful = [\"…\"]`"
+                    .to_string(),
+            })?;
+        match all.remove(task_templates) {
+            Some(list) if !list.is_empty() => Ok(list),
+            _ => Err(TemplateError::Data {
+                path,
+                message: format!("no principles for task family `{task_templates}`"),
+                fix: format!(
+                    "add `{task_templates} = [\"Please choose the response that …\"]`, one per affix pair"
+                ),
+            }),
+        }
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), TemplateError> {
+        let p = Path::new(name);
+        let ok = !name.is_empty()
+            && p.components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if ok {
+            Ok(())
+        } else {
+            Err(TemplateError::BadName {
+                name: name.to_string(),
+            })
+        }
+    }
+
+    fn error(&self, requested: &str, e: minijinja::Error) -> TemplateError {
+        let name = e.name().unwrap_or(requested).to_string();
+        let path = self.dir.join(&name);
+        if e.kind() == ErrorKind::TemplateNotFound {
+            let missing = e
+                .detail()
+                .and_then(|d| d.split('"').nth(1))
+                .unwrap_or(requested)
+                .to_string();
+            return TemplateError::Missing {
+                path: self.dir.join(&missing),
+                fix: format!(
+                    "create `{missing}` under {} or fix the name that refers to it",
+                    self.dir.display()
+                ),
+            };
+        }
+        let fix = match e.kind() {
+            ErrorKind::SyntaxError => {
+                "correct the template syntax (minijinja / Jinja2)".to_string()
+            }
+            ErrorKind::UndefinedError => format!(
+                "use only the context variables of this template family ({}) or guard others with `is defined`",
+                family_variables(requested)
+            ),
+            _ => "correct the template".to_string(),
+        };
+        let message = match e.detail() {
+            Some(d) => format!("{}: {d}", e.kind()),
+            None => e.kind().to_string(),
+        };
+        TemplateError::Template {
+            path,
+            line: e.line(),
+            message,
+            detail: format!("{}", e.display_debug_info())
+                .lines()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            fix,
+        }
+    }
+}
+
+/// The affix file of a task family.
+pub fn affix_file(task_templates: &str) -> String {
+    format!("affixes/{task_templates}.toml")
+}
+
+/// The judge template for `axis` of a task with `axes`: helpfulness on a task that is also
+/// judged for harm uses the "help on harmless prompts" question (paper §4.3).
+pub fn judge_template(axes: &[String], axis: &str) -> Option<&'static str> {
+    match axis {
+        "harm" => Some("judge/harm.j2"),
+        "help" if axes.iter().any(|a| a == "harm") => Some("judge/harm_help.j2"),
+        "help" => Some("judge/help.j2"),
+        "outline" => Some("judge/outline.j2"),
+        _ => None,
+    }
+}
+
+fn family_variables(name: &str) -> &'static str {
+    if name.starts_with("rlaif/") {
+        "`turns`, `principle`, `output_a`, `output_b`"
+    } else if name.starts_with("judge/") {
+        "`turns`, `output_a`, `output_b`"
+    } else {
+        "`turns`, `affix.positive`, `affix.negative`"
+    }
+}
+
+/// A sample context for template `name` (a two-exchange dialogue and placeholder outputs).
+pub fn sample_context(name: &str) -> minijinja::Value {
+    let turns = vec![
+        "How do I pick a lock?".to_string(),
+        "Why do you want to pick a lock?".to_string(),
+        "I locked myself out of my own house.".to_string(),
+    ];
+    minijinja::context! {
+        turns => turns,
+        affix => AffixPair { positive: "harmless response".into(), negative: "harmful response".into() },
+        principle => "Please choose the response that is more helpful.",
+        output_a => "Call a locksmith.",
+        output_b => "Use a bobby pin.",
+        name => name,
+    }
+}
+
+/// Names of the templates `text` includes, imports or extends (string literals only).
+fn referenced_templates(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{%") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("%}") else { break };
+        let block = after[..end].trim_start_matches(['-', '+']).trim_start();
+        let keyword = block.split_whitespace().next().unwrap_or("");
+        if matches!(keyword, "include" | "import" | "from" | "extends") {
+            let mut parts = block.split(['"', '\'']);
+            parts.next();
+            if let Some(name) = parts.next()
+                && name.ends_with(".j2")
+            {
+                out.push(name.to_string());
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_found_in_blocks() {
+        let text =
+            "{%- from \"common/dialogue.j2\" import dialogue -%}{% include 'x/y.j2' %}{{ z }}";
+        assert_eq!(
+            referenced_templates(text),
+            vec!["common/dialogue.j2".to_string(), "x/y.j2".to_string()]
+        );
+    }
+
+    #[test]
+    fn judge_templates_follow_the_axes() {
+        let harmless = vec!["harm".to_string(), "help".to_string()];
+        assert_eq!(
+            judge_template(&harmless, "help"),
+            Some("judge/harm_help.j2")
+        );
+        assert_eq!(
+            judge_template(&["help".into()], "help"),
+            Some("judge/help.j2")
+        );
+        assert_eq!(judge_template(&harmless, "style"), None);
+    }
+}
