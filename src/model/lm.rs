@@ -89,7 +89,8 @@ impl<B: Backend> Lm<B> {
             });
         }
         let vocab = self.model.config().vocab_size;
-        let (tokens, mask) = pad_batch::<B>(&[ids.clone()], n, true, 0, &self.model.device());
+        let (tokens, mask) =
+            pad_batch::<B>(std::slice::from_ref(&ids), n, true, 0, &self.model.device());
         let logits = self.model.forward(tokens, mask).reshape([n, vocab]);
         let logp = log_softmax(logits.clone(), 1);
         let host = |t: burn::tensor::Tensor<B, 2>| {
@@ -141,15 +142,15 @@ impl<B: Backend> Lm<B> {
             .collect::<Result<Vec<_>, _>>()?;
         let seeds: Vec<u64> = requests.iter().map(|r| r.seed).collect();
         let mut opts = opts.clone();
-        if let Some(eos) = self.tokenizer.eos_id() {
-            if !opts.eos_ids.contains(&eos) {
-                opts.eos_ids.push(eos);
-            }
+        if let Some(eos) = self.tokenizer.eos_id()
+            && !opts.eos_ids.contains(&eos)
+        {
+            opts.eos_ids.push(eos);
         }
-        if opts.pad_id == 0 {
-            if let Some(pad) = self.tokenizer.pad_id().or(self.tokenizer.eos_id()) {
-                opts.pad_id = pad;
-            }
+        if opts.pad_id == 0
+            && let Some(pad) = self.tokenizer.pad_id().or(self.tokenizer.eos_id())
+        {
+            opts.pad_id = pad;
         }
         let decode = |ids: &[u32]| self.tokenizer.decode(ids, true).unwrap_or_default();
         generate_ids(&self.model, &prompts, &seeds, &opts, &decode)

@@ -80,16 +80,16 @@ impl LlamaConfig {
                 ));
             }
         };
-        if let Ok(tokens) = g.meta_str_array("tokenizer.ggml.tokens") {
-            if tokens.len() > vocab_size {
-                return Err(gguf_err(
-                    g,
-                    format!(
-                        "tokenizer has {} tokens but token_embd.weight only {vocab_size} rows",
-                        tokens.len()
-                    ),
-                ));
-            }
+        if let Ok(tokens) = g.meta_str_array("tokenizer.ggml.tokens")
+            && tokens.len() > vocab_size
+        {
+            return Err(gguf_err(
+                g,
+                format!(
+                    "tokenizer has {} tokens but token_embd.weight only {vocab_size} rows",
+                    tokens.len()
+                ),
+            ));
         }
         let qwen = arch == "qwen2";
         let config = Self {
@@ -242,7 +242,8 @@ pub fn load_llama_with_style<B: Backend>(
 ) -> Result<Llama<B>, ModelError> {
     let stored = LlamaConfig::from_gguf(g)?;
     let unpermute = match (stored.rope_style, style) {
-        (a, b) if a == b => false,
+        (RopeStyle::Adjacent, RopeStyle::Adjacent)
+        | (RopeStyle::HalfSplit, RopeStyle::HalfSplit) => false,
         (RopeStyle::Adjacent, RopeStyle::HalfSplit) => true,
         (RopeStyle::HalfSplit, RopeStyle::Adjacent) => {
             return Err(gguf_err(
@@ -250,7 +251,6 @@ pub fn load_llama_with_style<B: Backend>(
                 "stores half-split RoPE weights (qwen2); load it with RopeStyle::HalfSplit".into(),
             ));
         }
-        _ => unreachable!("two RoPE styles"),
     };
     let mut config = stored;
     config.rope_style = style;

@@ -271,74 +271,86 @@ pub fn continuation_logprob<B: Backend>(
     })
 }
 
-/// Log-softmax of one row, in f64 for stable sums.
-fn log_softmax_row(row: &[f32]) -> Vec<f64> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = row
-        .iter()
-        .map(|&x| (x as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-        + max;
-    row.iter().map(|&x| x as f64 - lse).collect()
+/// Log-sum-exp of one row (f32 exponentials, f64 accumulation).
+fn log_sum_exp(row: &[f32]) -> f64 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = row.iter().map(|&x| f64::from((x - max).exp())).sum();
+    f64::from(max) + sum.ln()
 }
 
 /// Chooses the next token from one row of logits; returns `(token, model log-prob)`.
 fn choose(row: &[f32], opts: &GenerateOptions, banned: &[bool], rng: &mut StdRng) -> (u32, f32) {
-    let logp = log_softmax_row(row);
-    let allowed = |i: usize| !banned[i];
     let token = if opts.temperature <= 0.0 {
         let mut best = None::<(usize, f32)>;
         for (i, &x) in row.iter().enumerate() {
-            if allowed(i) && best.is_none_or(|(_, bx)| x > bx) {
+            if !banned[i] && best.is_none_or(|(_, bx)| x > bx) {
                 best = Some((i, x));
             }
         }
         best.map_or(0, |(i, _)| i)
     } else {
-        let inv_t = 1.0 / opts.temperature;
+        let inv_t = (1.0 / opts.temperature) as f32;
         let max = row
             .iter()
-            .enumerate()
-            .filter(|(i, _)| allowed(*i))
-            .map(|(_, &x)| x as f64 * inv_t)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let mut probs: Vec<(usize, f64)> = row
+            .zip(banned)
+            .filter(|(_, b)| !**b)
+            .map(|(&x, _)| x)
+            .fold(f32::NEG_INFINITY, f32::max);
+        // Unnormalised probabilities at temperature T; banned tokens get 0.
+        let weights: Vec<f32> = row
             .iter()
-            .enumerate()
-            .filter(|(i, _)| allowed(*i))
-            .map(|(i, &x)| (i, (x as f64 * inv_t - max).exp()))
+            .zip(banned)
+            .map(|(&x, &b)| if b { 0.0 } else { ((x - max) * inv_t).exp() })
             .collect();
-        let total: f64 = probs.iter().map(|p| p.1).sum();
-        let mut kept_mass = total;
+        let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
         if opts.top_p < 1.0 {
-            probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let target = opts.top_p.max(0.0) * total;
+            let mut order: Vec<u32> = (0..weights.len() as u32)
+                .filter(|&i| weights[i as usize] > 0.0)
+                .collect();
+            order.sort_unstable_by(|&a, &b| {
+                weights[b as usize]
+                    .total_cmp(&weights[a as usize])
+                    .then(a.cmp(&b))
+            });
+            let target = opts.top_p * total;
             let mut cum = 0.0;
-            let mut keep = probs.len();
-            for (k, p) in probs.iter().enumerate() {
-                cum += p.1;
+            let mut keep = order.len();
+            for (k, &i) in order.iter().enumerate() {
+                cum += f64::from(weights[i as usize]);
                 if cum >= target {
                     keep = k + 1;
                     break;
                 }
             }
-            probs.truncate(keep.max(1));
-            kept_mass = probs.iter().map(|p| p.1).sum();
-        }
-        let u = rng.random::<f64>() * kept_mass;
-        let mut acc = 0.0;
-        let mut chosen = probs.last().map_or(0, |p| p.0);
-        for &(i, p) in &probs {
-            acc += p;
-            if u < acc {
-                chosen = i;
-                break;
+            order.truncate(keep.max(1));
+            let kept: f64 = order.iter().map(|&i| f64::from(weights[i as usize])).sum();
+            let u = rng.random::<f64>() * kept;
+            let mut acc = 0.0;
+            let mut chosen = *order.last().unwrap_or(&0) as usize;
+            for &i in &order {
+                acc += f64::from(weights[i as usize]);
+                if u < acc {
+                    chosen = i as usize;
+                    break;
+                }
             }
+            chosen
+        } else {
+            let u = rng.random::<f64>() * total;
+            let mut acc = 0.0;
+            let mut chosen = weights.iter().rposition(|&w| w > 0.0).unwrap_or(0);
+            for (i, &w) in weights.iter().enumerate() {
+                acc += f64::from(w);
+                if u < acc && w > 0.0 {
+                    chosen = i;
+                    break;
+                }
+            }
+            chosen
         }
-        chosen
     };
-    (token as u32, logp[token] as f32)
+    let logp = f64::from(row[token]) - log_sum_exp(row);
+    (token as u32, logp as f32)
 }
 
 /// Generates continuations of token-id prompts. `seeds[i]` seeds sequence `i`; `decode` turns

@@ -1,0 +1,283 @@
+//! The `rlcd` binary end to end: exit codes, one-line-first error messages, no panics, caching.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rlcd");
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rlcd(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the rlcd binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a clean failure: non-zero exit, no panic, a first line that starts with `error:` and
+/// contains every `needle`.
+fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "panicked:\n{err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: "),
+        "first line is not an error line: {first:?}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+}
+
+/// A scratch project: a copy of the recipe and the real templates, with its own results/.
+fn scratch(recipe: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(
+        &root().join("prompt-templates"),
+        &dir.path().join("prompt-templates"),
+    );
+    let path = dir.path().join("recipe.toml");
+    fs::write(&path, recipe).expect("write recipe");
+    (dir, path)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// The first artifact directory (one holding `manifest.json`) under `dir`, depth first.
+fn find_artifact(dir: &Path) -> Option<PathBuf> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir).ok()?.map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            if path.join("manifest.json").is_file() {
+                return Some(path);
+            }
+            if let Some(found) = find_artifact(&path) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+const SMALL_THEORY: &str = "name = \"cli-theory\"\nseed = 5\n\n[theory]\ntrials = 20000\n";
+
+#[test]
+fn validate_accepts_the_shipped_recipes() {
+    for recipe in [
+        "recipes/theory/appendix-n.toml",
+        "recipes/examples/contrast.toml",
+    ] {
+        let out = rlcd(
+            &root(),
+            &["validate", recipe, "results=target/cli-validate-results"],
+        );
+        assert!(out.status.success(), "{recipe}: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains(": ok"), "{text}");
+        assert!(text.contains("plan:"), "{text}");
+    }
+}
+
+#[test]
+fn run_then_rerun_is_fully_cached_with_identical_tables() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let recipe = recipe.to_str().unwrap();
+    let first = rlcd(dir.path(), &["run", recipe, "--quiet"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = rlcd(dir.path(), &["run", recipe]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let log = stderr(&second);
+    assert!(
+        log.contains("cached"),
+        "second run should report cached stages:\n{log}"
+    );
+    assert!(
+        !log.contains("computed"),
+        "second run recomputed a stage:\n{log}"
+    );
+
+    let runs = dir.path().join("results/runs/cli-theory");
+    let mut run_dirs: Vec<PathBuf> = fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    run_dirs.sort();
+    assert_eq!(run_dirs.len(), 2);
+    let table = |d: &Path| fs::read(d.join("tables/appendix-n.csv")).expect("table written");
+    assert_eq!(table(&run_dirs[0]), table(&run_dirs[1]));
+    for d in &run_dirs {
+        assert!(d.join("resolved.toml").is_file());
+        assert!(d.join("run.log").is_file());
+    }
+
+    let report = rlcd(dir.path(), &["report", run_dirs[0].to_str().unwrap()]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    assert!(stdout(&report).contains("| rlaif"), "{}", stdout(&report));
+}
+
+#[test]
+fn show_names_the_source_of_every_value() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let out = Command::new(BIN)
+        .args(["show", recipe.to_str().unwrap(), "theory.delta=2"])
+        .current_dir(dir.path())
+        .env("RLCD_THEORY__SIGMA_D", "0.5")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} =")))
+            .unwrap_or_else(|| panic!("no line for {key} in:\n{text}"))
+            .to_string()
+    };
+    assert!(line("theory.delta").contains("override"), "{text}");
+    assert!(
+        line("theory.sigma_d").contains("env RLCD_THEORY__SIGMA_D"),
+        "{text}"
+    );
+    assert!(line("theory.trials").contains("recipe.toml:"), "{text}");
+    assert!(line("theory.hard_threshold").contains("default"), "{text}");
+}
+
+#[test]
+fn render_prints_contrast_prompts() {
+    let out = rlcd(
+        &root(),
+        &[
+            "render",
+            "recipes/examples/contrast.toml",
+            "--task",
+            "harmless",
+            "--n",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("--- p+ ---").count(), 2, "{text}");
+    assert!(text.contains("Assistant ("), "{text}");
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let recipe = recipe.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["validate", "no/such/recipe.toml"],
+            vec!["no/such/recipe.toml"],
+        ),
+        (
+            vec!["validate", recipe, "theory.detla=1"],
+            vec!["theory.detla", "delta"],
+        ),
+        (vec!["validate", recipe, "seed"], vec!["seed"]),
+        (
+            vec!["validate", recipe, "theory.trials=\"many\""],
+            vec!["theory.trials"],
+        ),
+        (
+            vec!["validate", recipe, "theory.trials=0"],
+            vec!["theory.trials"],
+        ),
+        (vec!["render", recipe, "--task", "nope"], vec!["nope"]),
+        (vec!["report", "no/such/run"], vec!["no/such/run"]),
+        (
+            vec!["lm", "score", "--model", "smolm2-135m", "--text", "hi"],
+            vec!["smolm2-135m"],
+        ),
+        (
+            vec!["assets", "fetch", "no-such-asset"],
+            vec!["no-such-asset"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let out = rlcd(dir.path(), &args);
+        assert_clean_failure(&out, &needles);
+    }
+}
+
+#[test]
+fn malformed_toml_names_file_and_line() {
+    let (dir, recipe) = scratch("name = \"x\"\nseed = = 3\n");
+    let out = rlcd(dir.path(), &["run", recipe.to_str().unwrap()]);
+    assert_clean_failure(&out, &["recipe.toml", "line 2"]);
+}
+
+#[test]
+fn results_dir_that_cannot_be_created_is_an_error() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let blocker = dir.path().join("blocker");
+    fs::write(&blocker, "a file, not a directory").unwrap();
+    let results = format!("results=\"{}\"", blocker.join("results").display());
+    let out = rlcd(dir.path(), &["run", recipe.to_str().unwrap(), &results]);
+    assert_clean_failure(&out, &["blocker"]);
+}
+
+#[test]
+fn a_stale_lock_is_reclaimed_and_a_live_one_refuses() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let recipe = recipe.to_str().unwrap();
+    // Find the stage keys from a first run, then clear the cache and plant locks.
+    let first = rlcd(dir.path(), &["run", recipe, "--quiet"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let key_dir = find_artifact(&dir.path().join("results/cache")).expect("an artifact dir");
+    let stage_dir = key_dir.parent().unwrap().to_path_buf();
+    let key = key_dir.file_name().unwrap().to_string_lossy().into_owned();
+    fs::remove_dir_all(&key_dir).unwrap();
+
+    // Stale: a lock file naming a process that does not exist.
+    let lock = stage_dir.join(format!("{key}.lock"));
+    fs::write(&lock, "999999999\n").unwrap();
+    let out = rlcd(dir.path(), &["run", recipe]);
+    assert!(
+        out.status.success(),
+        "stale lock should be reclaimed: {}",
+        stderr(&out)
+    );
+
+    // Live: this test process holds the lock.
+    fs::remove_dir_all(&key_dir).unwrap();
+    let held = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .unwrap();
+    held.try_lock().expect("lock");
+    fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let out = rlcd(dir.path(), &["run", recipe, "--quiet"]);
+    assert_clean_failure(&out, &["lock"]);
+    drop(held);
+}
