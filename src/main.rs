@@ -521,8 +521,32 @@ fn lm_generate<B: burn::tensor::backend::Backend>(
 mod cuda {
     use super::*;
     type B = rlcd::model::CudaBackend;
+
+    /// Runs `f` on the CUDA backend. The CUDA runtime aborts its worker with a panic when no
+    /// driver or device is present; that becomes an error here instead of a crash.
+    fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        std::panic::set_hook(hook);
+        match result {
+            Ok(r) => r,
+            Err(payload) => {
+                let detail = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                bail!(
+                    "the CUDA backend failed ({detail}); check that an NVIDIA driver and GPU are \
+                     present (`nvidia-smi`), or use `--backend cpu`"
+                )
+            }
+        }
+    }
+
     pub fn score(path: &Path, text: &str) -> Result<()> {
-        lm_score::<B>(path, text)
+        guarded(|| lm_score::<B>(path, text))
     }
     pub fn generate(
         path: &Path,
@@ -531,7 +555,7 @@ mod cuda {
         seed: u64,
         opts: &rlcd::model::GenerateOptions,
     ) -> Result<()> {
-        lm_generate::<B>(path, prompt, chat, seed, opts)
+        guarded(|| lm_generate::<B>(path, prompt, chat, seed, opts))
     }
     pub fn bench(
         opts: rlcd::model::bench::BenchOptions,
@@ -540,10 +564,12 @@ mod cuda {
             backend: "cuda".into(),
             ..opts
         };
-        Ok(rlcd::model::bench::run_bench::<B>(
-            &opts,
-            &Default::default(),
-        )?)
+        guarded(|| {
+            Ok(rlcd::model::bench::run_bench::<B>(
+                &opts,
+                &Default::default(),
+            )?)
+        })
     }
 }
 
