@@ -525,6 +525,7 @@ mod cuda {
     /// Runs `f` on the CUDA backend. The CUDA runtime aborts its worker with a panic when no
     /// driver or device is present; that becomes an error here instead of a crash.
     fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+        rlcd::model::persist_cuda_kernel_cache();
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));

@@ -19,6 +19,24 @@ pub use lm::{Lm, ScoreReport};
 pub use sampling::{FinishReason, GenerateOptions, Generation, GenerationRequest};
 
 /// Errors of the model engine (configuration, loading, generation, scoring).
+/// Keeps CUDA kernels compiled by cubecl on disk (`target/` of the project, or the user cache
+/// directory outside a project) so a second process skips the JIT compilation of shapes it has
+/// seen. Autotune results are persisted there by cubecl already. Call before the first CUDA
+/// operation; a `cubecl.toml` found by cubecl, or a cache setting in it, takes precedence.
+#[cfg(feature = "cuda")]
+pub fn persist_cuda_kernel_cache() {
+    use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig, cache::CacheConfig};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+        if config.compilation.cache.is_none() {
+            config.compilation.cache = Some(CacheConfig::Target);
+        }
+        // `set` refuses (panics) once the configuration was read; then cubecl keeps its own.
+        let _ = std::panic::catch_unwind(move || CubeClRuntimeConfig::set(config));
+    });
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// An inconsistent model configuration.
