@@ -249,18 +249,6 @@ fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
     let plan = rlcd::plan::Plan::build(&resolved)?;
     let store = rlcd::store::Store::open(&resolved.resolve_path(&resolved.recipe.results))?;
     println!("plan:\n{}", plan.describe(&store));
-    if !resolved.recipe.methods.is_empty() {
-        println!(
-            "note: methods {} are validated; their policy stages are not part of this build",
-            resolved
-                .recipe
-                .methods
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
     println!("{}: ok", recipe.display());
     Ok(())
 }
