@@ -436,13 +436,9 @@ fn lm(command: LmCommand) -> Result<()> {
                 ..Default::default()
             };
             let rows = match backend {
-                BackendArg::Cpu => rlcd::model::bench::run_bench::<rlcd::model::Cpu>(
-                    &rlcd::model::bench::BenchOptions {
-                        backend: "flex".into(),
-                        ..opts
-                    },
-                    &Default::default(),
-                )?,
+                BackendArg::Cpu => {
+                    rlcd::model::bench::run_bench::<rlcd::model::Cpu>(&opts, &Default::default())?
+                }
                 BackendArg::Cuda => cuda::bench(opts)?,
             };
             let table = rlcd::model::bench::write_rows(&rows, &root.join(out))?;

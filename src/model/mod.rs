@@ -18,7 +18,6 @@ pub use llama::{KvCache, Llama, LlamaConfig, RopeStyle, ScalarHead};
 pub use lm::{Lm, ScoreReport};
 pub use sampling::{FinishReason, GenerateOptions, Generation, GenerationRequest};
 
-/// Errors of the model engine (configuration, loading, generation, scoring).
 /// Keeps CUDA kernels compiled by cubecl on disk (`target/` of the project, or the user cache
 /// directory outside a project) so a second process skips the JIT compilation of shapes it has
 /// seen. Autotune results are persisted there by cubecl already. Call before the first CUDA
@@ -37,6 +36,7 @@ pub fn persist_cuda_kernel_cache() {
     });
 }
 
+/// Errors of the model engine (configuration, loading, generation, scoring).
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// An inconsistent model configuration.

@@ -302,11 +302,13 @@ fn choose(row: &[f32], opts: &GenerateOptions, banned: &[bool], rng: &mut StdRng
             .zip(banned)
             .map(|(&x, &b)| if b { 0.0 } else { ((x - max) * inv_t).exp() })
             .collect();
-        let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+        // Candidates with positive weight, in index order or, under top-p, most likely first
+        // and cut where the kept mass reaches `top_p`.
+        let mut order: Vec<u32> = (0..weights.len() as u32)
+            .filter(|&i| weights[i as usize] > 0.0)
+            .collect();
         if opts.top_p < 1.0 {
-            let mut order: Vec<u32> = (0..weights.len() as u32)
-                .filter(|&i| weights[i as usize] > 0.0)
-                .collect();
+            let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
             order.sort_unstable_by(|&a, &b| {
                 weights[b as usize]
                     .total_cmp(&weights[a as usize])
@@ -323,31 +325,19 @@ fn choose(row: &[f32], opts: &GenerateOptions, banned: &[bool], rng: &mut StdRng
                 }
             }
             order.truncate(keep.max(1));
-            let kept: f64 = order.iter().map(|&i| f64::from(weights[i as usize])).sum();
-            let u = rng.random::<f64>() * kept;
-            let mut acc = 0.0;
-            let mut chosen = *order.last().unwrap_or(&0) as usize;
-            for &i in &order {
-                acc += f64::from(weights[i as usize]);
-                if u < acc {
-                    chosen = i as usize;
-                    break;
-                }
-            }
-            chosen
-        } else {
-            let u = rng.random::<f64>() * total;
-            let mut acc = 0.0;
-            let mut chosen = weights.iter().rposition(|&w| w > 0.0).unwrap_or(0);
-            for (i, &w) in weights.iter().enumerate() {
-                acc += f64::from(w);
-                if u < acc && w > 0.0 {
-                    chosen = i;
-                    break;
-                }
-            }
-            chosen
         }
+        let kept: f64 = order.iter().map(|&i| f64::from(weights[i as usize])).sum();
+        let u = rng.random::<f64>() * kept;
+        let mut acc = 0.0;
+        let mut chosen = *order.last().unwrap_or(&0) as usize;
+        for &i in &order {
+            acc += f64::from(weights[i as usize]);
+            if u < acc {
+                chosen = i as usize;
+                break;
+            }
+        }
+        chosen
     };
     let logp = f64::from(row[token]) - log_sum_exp(row);
     (token as u32, logp as f32)
