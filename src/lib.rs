@@ -18,3 +18,4 @@ pub mod store;
 pub mod sweep;
 pub mod tables;
 pub mod templates;
+pub mod world;

@@ -29,6 +29,14 @@ pub const KEY_LEN: usize = 32;
 /// Id of the Appendix N table stage.
 pub const APPENDIX_N_TABLE: &str = "appendix_n/table";
 
+/// Id of the world report table stage.
+pub const WORLD_REPORT_TABLE: &str = "world_report/table";
+
+/// Id of the pretraining stage of a world preset (shared by every model naming the preset).
+pub fn pretrain_stage_id(preset: &str) -> String {
+    format!("pretrain/{}", preset.replace('_', "-"))
+}
+
 /// What a stage does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -39,6 +47,13 @@ pub enum StageKind {
     AppendixNTable,
     /// A task's contrast prompts (`contrast.jsonl`).
     Contrast,
+    /// A world preset pretrained from scratch on the built-in world's corpus
+    /// (`config.json`, `model.mpk`, `tokenizer.json`, `pretrain.json`).
+    Pretrain,
+    /// What a pretrained world preset learned, measured with the oracle (`report.json`).
+    WorldEval,
+    /// The world report table merging every preset's measurements.
+    WorldReport,
 }
 
 impl StageKind {
@@ -48,6 +63,9 @@ impl StageKind {
             StageKind::AppendixNCell => "appendix_n_cell",
             StageKind::AppendixNTable => "appendix_n_table",
             StageKind::Contrast => "contrast",
+            StageKind::Pretrain => "pretrain",
+            StageKind::WorldEval => "world_eval",
+            StageKind::WorldReport => "world_report",
         }
     }
 
@@ -55,6 +73,7 @@ impl StageKind {
     pub fn table_stem(self) -> Option<&'static str> {
         match self {
             StageKind::AppendixNTable => Some(crate::tables::APPENDIX_N),
+            StageKind::WorldReport => Some(crate::tables::WORLD_REPORT),
             _ => None,
         }
     }
@@ -192,6 +211,94 @@ fn suggest(s: &Option<String>) -> String {
         Some(s) => format!(" (did you mean `{s}`?)"),
         None => String::new(),
     }
+}
+
+/// Template files a world preset's corpus and report read: the three task families (with their
+/// affix files), the RLAIF principles, and the scoring and judge prompts (vocabulary).
+fn world_template_sources(templates: &Templates) -> Result<Vec<(String, String)>, TemplateError> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for task in crate::world::Task::ALL {
+        out.extend(templates.task_sources(task.name())?);
+    }
+    for name in crate::stages::pretrain::VOCABULARY_TEMPLATES
+        .iter()
+        .chain(&["rlaif/principles.toml", "common/dialogue.j2"])
+    {
+        out.insert(name.to_string(), templates.source(name)?);
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// The world stages of a recipe: per world preset a pretraining stage and an evaluation
+/// stage, and the report table merging the evaluations.
+fn world_specs(resolved: &Resolved) -> Result<Vec<StageSpec>, PlanError> {
+    let recipe = &resolved.recipe;
+    let presets: BTreeSet<String> = recipe
+        .models
+        .values()
+        .filter_map(|m| m.preset.as_deref())
+        .filter(|p| crate::model::llama::is_world_preset(p))
+        .map(|p| p.replace('_', "-"))
+        .collect();
+    if presets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dir = resolved.resolve_path(&recipe.templates_dir);
+    let templates_err = |source: TemplateError| PlanError::Templates {
+        task: "world".to_string(),
+        source: Box::new(source),
+    };
+    let templates = Templates::open(&dir).map_err(templates_err)?;
+    let sources = world_template_sources(&templates).map_err(templates_err)?;
+    let world = serde_json::to_value(&recipe.world).unwrap_or(serde_json::Value::Null);
+    let mut specs = Vec::new();
+    let mut evals = Vec::new();
+    for preset in &presets {
+        let train = recipe.pretrain.config_for(preset);
+        let id = pretrain_stage_id(preset);
+        specs.push(StageSpec {
+            id: id.clone(),
+            kind: StageKind::Pretrain,
+            config: serde_json::json!({
+                "preset": preset,
+                "world": world,
+                "world_seed": crate::world::world_seed(recipe.seed),
+                "world_version": crate::world::WORLD_VERSION,
+                "train": train,
+                "heldout_documents": recipe.pretrain.heldout_documents,
+                "backend": recipe.backend,
+            }),
+            deps: vec![],
+            templates: sources.clone(),
+            models: vec![ModelIdentity {
+                name: preset.clone(),
+                identity: format!("preset:{preset}"),
+                sha256: None,
+            }],
+            seed: crate::seed::derive(recipe.seed, &["pretrain", preset]),
+        });
+        let eval_id = format!("world_eval/{preset}");
+        specs.push(StageSpec {
+            id: eval_id.clone(),
+            kind: StageKind::WorldEval,
+            config: serde_json::json!({ "preset": preset, "report": recipe.pretrain.report }),
+            deps: vec![id],
+            templates: sources.clone(),
+            models: vec![],
+            seed: crate::seed::derive(recipe.seed, &["world_eval", preset]),
+        });
+        evals.push(eval_id);
+    }
+    specs.push(StageSpec {
+        id: WORLD_REPORT_TABLE.to_string(),
+        kind: StageKind::WorldReport,
+        config: serde_json::json!({ "stem": crate::tables::WORLD_REPORT }),
+        deps: evals,
+        templates: vec![],
+        models: vec![],
+        seed: 0,
+    });
+    Ok(specs)
 }
 
 /// Canonical JSON: object keys sorted, no whitespace, numbers as serde_json prints them.
@@ -354,6 +461,7 @@ impl Plan {
                 seed: 0,
             });
         }
+        specs.extend(world_specs(resolved)?);
         if !recipe.tasks.is_empty() {
             let dir = resolved.resolve_path(&recipe.templates_dir);
             let first = recipe.tasks.keys().next().cloned().unwrap_or_default();

@@ -88,6 +88,24 @@ pub enum RunError {
         /// The artifact or file to delete.
         path: PathBuf,
     },
+    /// A model stage (pretraining, evaluation) failed.
+    #[error("stage `{stage}`: {source}")]
+    Model {
+        /// The stage.
+        stage: String,
+        /// What failed.
+        #[source]
+        source: Box<crate::stages::world_report::ReportError>,
+    },
+    /// The recipe asks for CUDA but this binary was built without it.
+    #[error(
+        "recipe {file} sets backend = \"cuda\", but this binary was built without CUDA; rebuild with \
+         `cargo build --release --features cuda` or set backend = \"cpu\""
+    )]
+    NoCuda {
+        /// The recipe file.
+        file: PathBuf,
+    },
     /// A run directory file could not be written or read.
     #[error("{path}: {source}")]
     Io {
@@ -122,6 +140,30 @@ pub enum RunError {
         /// The run directory.
         run_dir: PathBuf,
     },
+}
+
+/// Runs `$body` with `$B` bound to the recipe's backend type and `$device` to its device.
+macro_rules! with_backend {
+    ($resolved:expr, $B:ident, $device:ident => $body:expr) => {
+        match $resolved.recipe.backend {
+            crate::recipe::BackendKind::Cpu => {
+                type $B = crate::model::Cpu;
+                let $device: burn::tensor::Device<$B> = Default::default();
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            crate::recipe::BackendKind::Cuda => {
+                crate::model::persist_cuda_kernel_cache();
+                type $B = crate::model::CudaBackend;
+                let $device: burn::tensor::Device<$B> = Default::default();
+                $body
+            }
+            #[cfg(not(feature = "cuda"))]
+            crate::recipe::BackendKind::Cuda => Err(RunError::NoCuda {
+                file: $resolved.file.clone(),
+            }),
+        }
+    };
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
@@ -366,6 +408,44 @@ fn write_tables(plan: &Plan, store: &Store, run_dir: &Path) -> Result<Vec<TableR
     Ok(out)
 }
 
+fn model_err(stage: &Stage, source: crate::stages::world_report::ReportError) -> RunError {
+    RunError::Model {
+        stage: stage.id.clone(),
+        source: Box::new(source),
+    }
+}
+
+fn config_str(stage: &Stage, key: &str, dir: &Path) -> Result<String, RunError> {
+    stage
+        .config
+        .get(key)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            bad(
+                stage,
+                format!("configuration lacks `{key}`"),
+                dir.to_path_buf(),
+            )
+        })
+}
+
+/// The recipe's built-in world and its templates.
+fn world_and_templates(
+    stage: &Stage,
+    resolved: &Resolved,
+) -> Result<(crate::world::World, Templates), RunError> {
+    let recipe = &resolved.recipe;
+    let world = crate::world::World::new(&recipe.world, crate::world::world_seed(recipe.seed))
+        .map_err(|e| model_err(stage, e.into()))?;
+    let tdir = resolved.resolve_path(&recipe.templates_dir);
+    let templates = Templates::open(&tdir).map_err(|source| RunError::Templates {
+        stage: stage.id.clone(),
+        source: Box::new(source),
+    })?;
+    Ok((world, templates))
+}
+
 fn bad(stage: &Stage, detail: String, path: PathBuf) -> RunError {
     RunError::BadArtifact {
         stage: stage.id.clone(),
@@ -522,6 +602,97 @@ fn execute(
                 "task": task,
                 "prompts": contrast.len(),
             }))
+        }
+        StageKind::Pretrain => {
+            let (world, templates) = world_and_templates(stage, resolved)?;
+            let preset = config_str(stage, "preset", dir)?;
+            let train = resolved
+                .recipe
+                .pretrain
+                .config_for(&preset)
+                .ok_or_else(|| {
+                    bad(
+                        stage,
+                        format!("`{preset}` is not a world preset"),
+                        dir.to_path_buf(),
+                    )
+                })?;
+            let pb = progress_bar(opts.quiet, train.steps as u64, &stage.id);
+            let job = crate::stages::pretrain::WorldPretrain {
+                world: &world,
+                templates: &templates,
+                preset: &preset,
+                config: train,
+                heldout_documents: resolved.recipe.pretrain.heldout_documents,
+                seed: stage.seed,
+            };
+            let mut on_step = |_: usize, loss: f64| {
+                pb.inc(1);
+                pb.set_message(format!("loss {loss:.3}"));
+            };
+            let record = with_backend!(resolved, B, device => {
+                crate::stages::pretrain::pretrain_world::<burn::backend::Autodiff<B>>(&job, &device, dir, &mut on_step)
+                    .map_err(|e| model_err(stage, e))
+            })?;
+            pb.finish_and_clear();
+            Ok(serde_json::json!({
+                "seconds": t0.elapsed().as_secs_f64(),
+                "params": record.params,
+                "vocab": record.vocab,
+                "corpus_tokens": record.corpus_tokens,
+                "corpus_blake3": record.corpus_blake3,
+                "perplexity": record.perplexity,
+                "train_tokens_per_s": record.log.tokens_per_s,
+            }))
+        }
+        StageKind::WorldEval => {
+            let (world, templates) = world_and_templates(stage, resolved)?;
+            let dep = stage.deps.first().cloned().unwrap_or_default();
+            let a = upstream(store, stage, &dep, plan.stage(&dep).map(|s| s.key.clone()))?;
+            let record = crate::stages::pretrain::read_record(&a.dir)
+                .map_err(|e| bad(stage, e.to_string(), a.dir.clone()))?;
+            let cfg = &resolved.recipe.pretrain.report;
+            let pb = progress_bar(opts.quiet, crate::world::Task::ALL.len() as u64, &stage.id);
+            let rows = with_backend!(resolved, B, device => {
+                let lm = crate::stages::pretrain::load_world_lm::<B>(&a.dir, &device)
+                    .map_err(|e| model_err(stage, e.into()))?;
+                crate::stages::world_report::evaluate_preset(
+                    &lm, &world, &templates, &record, cfg, stage.seed, &mut |_| pb.inc(1),
+                )
+                .map_err(|e| model_err(stage, e))
+            })?;
+            pb.finish_and_clear();
+            let json = serde_json::to_vec_pretty(&rows).map_err(|e| {
+                bad(
+                    stage,
+                    format!("cannot serialise the report ({e})"),
+                    dir.to_path_buf(),
+                )
+            })?;
+            write("report.json", &json)?;
+            Ok(serde_json::json!({ "seconds": t0.elapsed().as_secs_f64(), "rows": rows.len() }))
+        }
+        StageKind::WorldReport => {
+            let mut rows: Vec<tables::WorldReportRow> = Vec::new();
+            for dep in &stage.deps {
+                let a = upstream(store, stage, dep, plan.stage(dep).map(|s| s.key.clone()))?;
+                let bytes = a.read("report.json")?;
+                let part: Vec<tables::WorldReportRow> =
+                    serde_json::from_slice(&bytes).map_err(|e| {
+                        bad(
+                            stage,
+                            format!("unreadable report.json of `{dep}` ({e})"),
+                            a.dir.clone(),
+                        )
+                    })?;
+                rows.extend(part);
+            }
+            let frame = tables::world_report_frame(&rows)?;
+            write(
+                &format!("{}.parquet", tables::WORLD_REPORT),
+                &tables::render_parquet(&frame)?,
+            )?;
+            Ok(serde_json::json!({ "seconds": t0.elapsed().as_secs_f64(), "rows": rows.len() }))
         }
     }
 }

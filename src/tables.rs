@@ -13,6 +13,7 @@ use polars::prelude::*;
 
 use crate::eval::winrate::{Estimate, Rate, WinCounts};
 use crate::stages::appendix_n::TheoryRow;
+use serde::{Deserialize, Serialize};
 
 /// Decimals of every float in CSV and Markdown output.
 pub const FLOAT_DECIMALS: usize = 4;
@@ -153,6 +154,89 @@ pub fn appendix_n_frame(rows: &[TheoryRow]) -> Result<DataFrame, TableError> {
         &hard,
     ));
     DataFrame::new(rows.len(), cols).map_err(frame_err(APPENDIX_N))
+}
+
+/// The stem of the world report table.
+pub const WORLD_REPORT: &str = "world_report";
+
+/// One row of the world report: what a world preset learned on one task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorldReportRow {
+    /// The preset (`world-s`, …).
+    pub preset: String,
+    /// The task.
+    pub task: String,
+    /// Trainable parameters.
+    pub params: u64,
+    /// Held-out perplexity of the pretraining corpus.
+    pub perplexity: f64,
+    /// p+ outputs against p− outputs under the oracle on the task's main axis (ties ½).
+    pub descriptor: WinCounts,
+    /// Mean oracle score of p+ outputs.
+    pub score_positive: f64,
+    /// Mean oracle score of p outputs.
+    pub score_plain: f64,
+    /// Mean oracle score of p− outputs.
+    pub score_negative: f64,
+    /// Zero-shot RLAIF labels against the oracle.
+    pub rlaif: Rate,
+    /// Mean probability given to the oracle's better response.
+    pub rlaif_mean_prob: f64,
+    /// Training tokens per second.
+    pub train_tokens_per_s: f64,
+    /// Training seconds.
+    pub train_seconds: f64,
+}
+
+/// The world report: preset, task, params, perplexity, descriptor win rate of p+ over p−
+/// (counts, %, stderr, Wilson CI), mean oracle scores of p+ / p / p−, RLAIF agreement with the
+/// oracle (n, agreeing, rate, stderr, CI, mean probability), training speed.
+pub fn world_report_frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableError> {
+    let desc: Vec<Option<Estimate>> = rows.iter().map(|r| r.descriptor.estimate().ok()).collect();
+    let agree: Vec<Option<Estimate>> = rows.iter().map(|r| r.rlaif.estimate().ok()).collect();
+    let f = |g: fn(&WorldReportRow) -> f64| rows.iter().map(g).collect::<Vec<_>>();
+    let mut cols = vec![
+        str_col("preset", rows.iter().map(|r| r.preset.clone()).collect()),
+        str_col("task", rows.iter().map(|r| r.task.clone()).collect()),
+        u64_col("params", rows.iter().map(|r| r.params).collect()),
+        f64_col("perplexity", f(|r| r.perplexity)),
+        u64_col(
+            "n_prompts",
+            rows.iter().map(|r| r.descriptor.total()).collect(),
+        ),
+        u64_col("pos_wins", rows.iter().map(|r| r.descriptor.wins).collect()),
+        u64_col(
+            "pos_losses",
+            rows.iter().map(|r| r.descriptor.losses).collect(),
+        ),
+        u64_col("pos_ties", rows.iter().map(|r| r.descriptor.ties).collect()),
+    ];
+    cols.extend(estimate_cols(
+        "pos_win_rate",
+        "pos_stderr",
+        "pos_ci_low",
+        "pos_ci_high",
+        &desc,
+    ));
+    cols.push(f64_col("score_pos", f(|r| r.score_positive)));
+    cols.push(f64_col("score_plain", f(|r| r.score_plain)));
+    cols.push(f64_col("score_neg", f(|r| r.score_negative)));
+    cols.push(u64_col("rlaif_n", rows.iter().map(|r| r.rlaif.n).collect()));
+    cols.push(u64_col(
+        "rlaif_agree",
+        rows.iter().map(|r| r.rlaif.successes).collect(),
+    ));
+    cols.extend(estimate_cols(
+        "rlaif_accuracy",
+        "rlaif_stderr",
+        "rlaif_ci_low",
+        "rlaif_ci_high",
+        &agree,
+    ));
+    cols.push(f64_col("rlaif_mean_prob", f(|r| r.rlaif_mean_prob)));
+    cols.push(f64_col("train_tok_per_s", f(|r| r.train_tokens_per_s)));
+    cols.push(f64_col("train_seconds", f(|r| r.train_seconds)));
+    DataFrame::new(rows.len(), cols).map_err(frame_err(WORLD_REPORT))
 }
 
 /// One row of the win-rate table (DESIGN.md "Tables").

@@ -305,7 +305,7 @@ fn recipes_with_methods_are_refused_but_still_plan() {
     let (tmp, recipe) = project(1_000, "");
     let mut text = fs::read_to_string(&recipe).unwrap();
     text.push_str(
-        "\n[models.sim]\npreset = \"world-s\"\n\n[methods.rlcd]\nkind = \"rlcd\"\n\
+        "\n[models.sim]\npreset = \"tiny\"\n\n[methods.rlcd]\nkind = \"rlcd\"\n\
          simulator = \"sim\"\npolicy = \"sim\"\n\n[methods.rlaif]\nkind = \"rlaif\"\n\
          simulator = \"sim\"\npolicy = \"sim\"\n",
     );

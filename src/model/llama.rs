@@ -171,19 +171,20 @@ impl LlamaConfig {
         }
     }
 
-    /// Built-in world, extra small (≈0.3M parameters at a 1–2k vocabulary; trains in seconds).
+    /// Built-in world, extra small (≈0.2M parameters at a 1.5k vocabulary; trains in seconds,
+    /// for tests).
     pub fn world_xs(vocab_size: usize) -> Self {
-        Self::world(vocab_size, 64, 3, 4, 192)
+        Self::world(vocab_size, 64, 2, 4, 192)
     }
 
-    /// Built-in world, small (≈2.5M parameters at a 1–2k vocabulary).
+    /// Built-in world, small (≈1.0M parameters at a 1.5k vocabulary; the paper's 7B analogue).
     pub fn world_s(vocab_size: usize) -> Self {
-        Self::world(vocab_size, 192, 6, 6, 512)
+        Self::world(vocab_size, 128, 4, 4, 384)
     }
 
-    /// Built-in world, medium (≈9M parameters at a 1–2k vocabulary).
+    /// Built-in world, medium (≈4.9M parameters at a 1.5k vocabulary; the paper's 30B analogue).
     pub fn world_m(vocab_size: usize) -> Self {
-        Self::world(vocab_size, 320, 8, 10, 864)
+        Self::world(vocab_size, 256, 6, 8, 768)
     }
 
     /// Looks a preset up by name (`tiny`, `smollm2-135m`, `qwen2.5-0.5b`, `qwen2.5-1.5b`,
@@ -285,6 +286,14 @@ impl LlamaConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Llama<B>, ModelError> {
         Llama::new(self.clone(), device)
     }
+}
+
+/// Whether `name` is a preset trained from scratch on the built-in world.
+pub fn is_world_preset(name: &str) -> bool {
+    matches!(
+        name.replace('_', "-").as_str(),
+        "world-xs" | "world-s" | "world-m"
+    )
 }
 
 /// A normal(0, 0.02) weight, materialised now (a lazily initialised parameter would draw fresh
@@ -539,6 +548,28 @@ impl<B: Backend> Llama<B> {
         }
         self.norm.forward(x)
     }
+
+    /// Logits `[b, s, vocab]` for every position, with RoPE positions `[b, s]` and an additive
+    /// attention bias `[b, 1, s, s]` (0 where query `i` may see key `j`, a large negative number
+    /// elsewhere) given explicitly: for packed training rows whose documents must not see each
+    /// other and whose positions restart at every document.
+    pub fn forward_with(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        positions: Tensor<B, 2, Int>,
+        bias: Tensor<B, 4>,
+    ) -> Tensor<B, 3> {
+        let s = tokens.dims()[1];
+        let ctx = self.ctx(positions, bias);
+        let mut x = self.embed.forward(tokens);
+        for layer in &self.layers {
+            x = layer.forward(x, &ctx, &self.config, None, 0, s);
+        }
+        self.head(self.norm.forward(x))
+    }
+
+    /// The additive bias value that hides a key from a query.
+    pub const MASKED_BIAS: f32 = MASKED;
 
     /// Logits `[b, s, vocab]` for every position.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>, mask: Tensor<B, 2, Bool>) -> Tensor<B, 3> {

@@ -71,6 +71,13 @@ pub struct Recipe {
     /// Pairwise evaluation: judges, prompt count, comparisons (paper §4.3).
     #[serde(default)]
     pub eval: EvalConfig,
+    /// The built-in world: its corpus, descriptors, judgment documents and `world:` prompt sets.
+    #[serde(default)]
+    pub world: crate::world::WorldConfig,
+    /// From-scratch pretraining of the world presets (`world-xs`, `world-s`, `world-m`):
+    /// overrides of each preset's defaults, and the world report's sizes.
+    #[serde(default)]
+    pub pretrain: crate::stages::pretrain::PretrainSettings,
     /// The Appendix N Monte-Carlo of label accuracy; absent unless the recipe has `[theory]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub theory: Option<TheoryConfig>,

@@ -41,11 +41,16 @@ pub fn problems(resolved: &Resolved) -> Vec<Problem> {
             "name the run, e.g. `name = \"quickstart\"`",
         ));
     }
-    if r.tasks.is_empty() && r.theory.is_none() {
+    let world_models = r.models.values().any(|m| {
+        m.preset
+            .as_deref()
+            .is_some_and(crate::model::llama::is_world_preset)
+    });
+    if r.tasks.is_empty() && r.theory.is_none() && !world_models {
         out.push(Problem::new(
             "tasks",
-            "the recipe has no `[tasks.<name>]` and no `[theory]`: nothing to run",
-            "add a task (see recipes/examples/contrast.toml) or a `[theory]` table",
+            "the recipe has no `[tasks.<name>]`, no `[theory]` and no world-preset model: nothing to run",
+            "add a task (see recipes/examples/contrast.toml), a `[theory]` table or a model with `preset = \"world-s\"`",
         ));
     }
     check_models(resolved, &mut out);
@@ -56,7 +61,27 @@ pub fn problems(resolved: &Resolved) -> Vec<Problem> {
     if let Some(theory) = &r.theory {
         out.extend(theory.problems("theory"));
     }
+    for (key, problem) in r.world.problems() {
+        let key = format!("world.{key}");
+        out.push(Problem::new(
+            &key,
+            format!("`{key}`: {problem}"),
+            world_fix(&key),
+        ));
+    }
+    for (key, problem) in r.pretrain.problems() {
+        let key = format!("pretrain.{key}");
+        out.push(Problem::new(
+            &key,
+            format!("`{key}`: {problem}"),
+            format!("correct `{key}` in the recipe or drop it to use the preset's default"),
+        ));
+    }
     out
+}
+
+fn world_fix(key: &str) -> String {
+    format!("correct `{key}` under [world], or drop it to use the default")
 }
 
 fn names(map_keys: impl Iterator<Item = impl AsRef<str>>) -> String {

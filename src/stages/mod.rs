@@ -4,4 +4,6 @@
 //! - [`appendix_n`]: the Gaussian model of preference labels (paper Appendix N).
 
 pub mod appendix_n;
+pub mod pretrain;
 pub mod prompts;
+pub mod world_report;

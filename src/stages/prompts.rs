@@ -54,13 +54,15 @@ pub struct ContrastPrompt {
 /// Why a prompt set cannot be read; the first line names the file (or spec).
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
-    /// `world:…` prompt sets come from the built-in world, not from a file.
-    #[error(
-        "{spec}: the built-in world arrives with the world stage\n  fix: point `prompts` at a .jsonl/.txt file (e.g. recipes/examples/prompts/harmless.jsonl) or an `assets:` set"
-    )]
+    /// A `world:…` prompt set the built-in world cannot provide.
+    #[error("{spec}: {message}\n  fix: {fix}")]
     World {
         /// The spec as written.
         spec: String,
+        /// What is wrong.
+        message: String,
+        /// How to fix it.
+        fix: String,
     },
     /// The prompt file does not exist.
     #[error("{}: prompt file not found (from `{spec}`)\n  fix: {fix}", path.display())]
@@ -154,6 +156,8 @@ fn read(resolved: &Resolved, spec: &str) -> Result<(PathBuf, Vec<u8>), PromptErr
     let Some(path) = prompt_path(resolved, spec) else {
         return Err(PromptError::World {
             spec: spec.to_string(),
+            message: "world prompt sets are generated, not read from a file".to_string(),
+            fix: "load it with `load_prompt_set`".to_string(),
         });
     };
     match std::fs::read(&path) {
@@ -166,6 +170,9 @@ fn read(resolved: &Resolved, spec: &str) -> Result<(PathBuf, Vec<u8>), PromptErr
 /// Loads the dialogues of prompt set `spec` (`assets:<name>`, a `.jsonl` / `.txt` path, or
 /// `world:<task>`), in file order.
 pub fn load_prompt_set(resolved: &Resolved, spec: &str) -> Result<Vec<Dialogue>, PromptError> {
+    if let Some(name) = spec.strip_prefix("world:") {
+        return world_prompt_set(resolved, spec, name);
+    }
     let (path, bytes) = read(resolved, spec)?;
     let text = String::from_utf8(bytes).map_err(|_| PromptError::Record {
         path: path.clone(),
@@ -206,11 +213,50 @@ pub fn load_prompt_set(resolved: &Resolved, spec: &str) -> Result<Vec<Dialogue>,
     Ok(dialogues)
 }
 
-/// blake3 (hex) of the prompt file's bytes, for cache keys; for `world:` specs, of the spec
-/// itself (the world's prompts are a function of the spec, the seed and the code version).
+/// The built-in world's prompt set `world:<task>` under the recipe's `[world]` settings.
+fn world_prompt_set(
+    resolved: &Resolved,
+    spec: &str,
+    name: &str,
+) -> Result<Vec<Dialogue>, PromptError> {
+    let Some(task) = crate::world::Task::from_name(name) else {
+        let names: Vec<String> = crate::world::Task::ALL
+            .iter()
+            .map(|t| format!("world:{}", t.name()))
+            .collect();
+        return Err(PromptError::World {
+            spec: spec.to_string(),
+            message: format!("the built-in world has no task `{name}`"),
+            fix: format!("use one of {}", names.join(", ")),
+        });
+    };
+    let recipe = &resolved.recipe;
+    let world = crate::world::World::new(&recipe.world, crate::world::world_seed(recipe.seed))
+        .map_err(|e| PromptError::World {
+            spec: spec.to_string(),
+            message: e.to_string(),
+            fix: "correct the [world] settings".to_string(),
+        })?;
+    world.prompt_set(task).map_err(|e| PromptError::World {
+        spec: spec.to_string(),
+        message: e.to_string(),
+        fix: "lower [world] prompts_train / prompts_test".to_string(),
+    })
+}
+
+/// blake3 (hex) of the prompt file's bytes, for cache keys; for `world:` specs, of the spec,
+/// the `[world]` settings, the recipe seed and the world's version (its prompts are a function
+/// of those).
 pub fn input_hash(resolved: &Resolved, spec: &str) -> Result<String, PromptError> {
     if prompt_path(resolved, spec).is_none() {
-        return Ok(blake3::hash(spec.as_bytes()).to_hex().to_string());
+        let world = serde_json::to_value(&resolved.recipe.world).unwrap_or_default();
+        let text = format!(
+            "{spec}\0{}\0{}\0{}",
+            crate::plan::canonical_json(&world),
+            resolved.recipe.seed,
+            crate::world::WORLD_VERSION
+        );
+        return Ok(blake3::hash(text.as_bytes()).to_hex().to_string());
     }
     let (_, bytes) = read(resolved, spec)?;
     Ok(blake3::hash(&bytes).to_hex().to_string())
@@ -418,12 +464,23 @@ mod tests {
     #[test]
     fn unusable_specs_are_explained() {
         let r = example();
-        let world = load_prompt_set(&r, "world:harmless").expect_err("no world yet");
+        let world = load_prompt_set(&r, "world:harmles").expect_err("unknown world task");
         assert!(
             world
                 .to_string()
-                .starts_with("world:harmless: the built-in world arrives")
+                .starts_with("world:harmles: the built-in world has no task `harmles`"),
+            "{world}"
         );
+        assert!(world.to_string().contains("world:harmless"), "{world}");
+        let mut small = r.clone();
+        small.recipe.world.prompts_train = 40;
+        small.recipe.world.prompts_test = 10;
+        let set = load_prompt_set(&small, "world:helpful").expect("world prompts");
+        assert_eq!(set.len(), 50);
+        assert_eq!(set.iter().filter(|d| d.split == Split::Test).count(), 10);
+        let before = input_hash(&small, "world:helpful").expect("hash");
+        small.recipe.world.creatures += 1;
+        assert_ne!(before, input_hash(&small, "world:helpful").expect("hash"));
         let dir = tempfile::tempdir().expect("tempdir");
         let csv = dir.path().join("p.csv");
         std::fs::write(&csv, "a,b\n").expect("write");

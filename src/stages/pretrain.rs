@@ -1,0 +1,978 @@
+//! From-scratch pretraining of the built-in world's decoders (the `world-xs`, `world-s` and
+//! `world-m` simulators that stand in for the paper's pretrained LLaMA models, §4).
+//!
+//! The engine knows nothing about the corpus: it takes tokenised documents, packs them into
+//! rows ([`pack_documents`]), and trains a [`Llama`] with next-token cross-entropy, AdamW
+//! (β = 0.9/0.95), a linear warm-up followed by cosine decay ([`PretrainConfig::lr_at`]) and
+//! global-norm gradient clipping. Rows are drawn in a seeded shuffle that is redrawn every pass,
+//! so a run is a pure function of the initial model, the rows, the config and the seed.
+
+use std::time::Instant;
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Llama, ModelError};
+use crate::seed;
+
+/// Batches are padded to a multiple of this many columns (capped at the longest row), so that
+/// only a few distinct shapes occur (GPU kernels are compiled per shape).
+const WIDTH_BUCKET: usize = 64;
+
+/// Added to the global gradient norm before dividing, so a zero gradient never divides by zero.
+const NORM_EPS: f64 = 1e-6;
+
+/// Training hyper-parameters of from-scratch pretraining.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// Number of optimiser steps.
+    pub steps: usize,
+    /// Rows per optimiser step.
+    pub batch_size: usize,
+    /// Tokens per row: documents are packed into rows of at most this many tokens.
+    pub seq_len: usize,
+    /// Peak learning rate (reached at the end of the warm-up).
+    pub lr: f64,
+    /// Fraction of the steps spent in the linear warm-up, in `[0, 1)`; cosine decay follows.
+    pub warmup_frac: f64,
+    /// Floor of the cosine decay as a fraction of `lr`, in `[0, 1]` (reached at the last step).
+    pub min_lr_frac: f64,
+    /// AdamW decoupled weight decay (multiplied by the current learning rate).
+    pub weight_decay: f64,
+    /// Maximum global L2 norm of the gradient; larger gradients are scaled down (0 = off).
+    pub grad_clip: f64,
+}
+
+impl PretrainConfig {
+    /// Named presets: defaults for `world-xs`, `world-s`, `world-m`; `None` otherwise.
+    pub fn for_preset(name: &str) -> Option<Self> {
+        let (steps, batch_size, lr) = match name.replace('_', "-").as_str() {
+            "world-xs" => (60, 8, 1e-2),
+            "world-s" => (600, 8, 1e-2),
+            "world-m" => (600, 8, 5e-3),
+            _ => return None,
+        };
+        Some(Self {
+            steps,
+            batch_size,
+            seq_len: 256,
+            lr,
+            warmup_frac: 0.05,
+            min_lr_frac: 0.1,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+        })
+    }
+
+    /// Checks ranges; returns a list of `(field, problem-and-fix)` pairs (empty when valid).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut add = |field: &str, why: String| out.push((field.to_string(), why));
+        if self.steps == 0 {
+            add(
+                "steps",
+                "must be at least 1 (got 0); set the number of optimiser steps, e.g. 400".into(),
+            );
+        }
+        if self.batch_size == 0 {
+            add(
+                "batch_size",
+                "must be at least 1 (got 0); set the rows per step, e.g. 12".into(),
+            );
+        }
+        if self.seq_len < 2 {
+            add(
+                "seq_len",
+                format!(
+                    "must be at least 2 tokens (got {}): a row needs an input and a target; e.g. 256",
+                    self.seq_len
+                ),
+            );
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            add(
+                "lr",
+                format!(
+                    "must be a positive finite number (got {}); e.g. 2e-3",
+                    self.lr
+                ),
+            );
+        }
+        if !(self.warmup_frac.is_finite() && (0.0..1.0).contains(&self.warmup_frac)) {
+            add(
+                "warmup_frac",
+                format!(
+                    "must lie in [0, 1) (got {}); e.g. 0.05 warms up over 5% of the steps",
+                    self.warmup_frac
+                ),
+            );
+        }
+        if !(self.min_lr_frac.is_finite() && (0.0..=1.0).contains(&self.min_lr_frac)) {
+            add(
+                "min_lr_frac",
+                format!(
+                    "must lie in [0, 1] (got {}); e.g. 0.1 decays to a tenth of lr",
+                    self.min_lr_frac
+                ),
+            );
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            add(
+                "weight_decay",
+                format!(
+                    "must be a finite number ≥ 0 (got {}); e.g. 0.1, or 0 for none",
+                    self.weight_decay
+                ),
+            );
+        }
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            add(
+                "grad_clip",
+                format!(
+                    "must be a finite number ≥ 0 (got {}); e.g. 1.0, or 0 to turn clipping off",
+                    self.grad_clip
+                ),
+            );
+        }
+        out
+    }
+
+    /// Steps of linear warm-up: `warmup_frac · steps` rounded, at most `steps − 1`.
+    fn warmup_steps(&self) -> usize {
+        let n = self.steps.max(1);
+        let w = (self.warmup_frac.clamp(0.0, 1.0) * n as f64).round() as usize;
+        w.min(n - 1)
+    }
+
+    /// The learning rate at step `step` (0-based): linear warm-up then cosine to
+    /// `lr · min_lr_frac`.
+    ///
+    /// With `w` warm-up steps, step `i < w` gets `lr · (i + 1) / (w + 1)` (a line from 0 at
+    /// step −1), step `w` gets the peak `lr`, and the cosine reaches the floor at the last step
+    /// (`steps − 1`) and stays there beyond it.
+    pub fn lr_at(&self, step: usize) -> f64 {
+        let n = self.steps.max(1);
+        let w = self.warmup_steps();
+        if step < w {
+            return self.lr * (step + 1) as f64 / (w + 1) as f64;
+        }
+        let span = n - 1 - w;
+        if span == 0 {
+            return self.lr;
+        }
+        let t = ((step - w) as f64 / span as f64).min(1.0);
+        let floor = self.lr * self.min_lr_frac;
+        floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+    }
+}
+
+/// Packs documents (token ids; each should start with BOS and end with EOS, which the caller
+/// adds) greedily, in order, into rows of at most `seq_len` tokens: a document goes into the
+/// current row if it fits, otherwise it starts a new row. A document longer than `seq_len` is
+/// cut into `seq_len`-token pieces, each a row of its own; its remainder is packed like a
+/// document. Rows are not padded; empty documents are skipped. A `seq_len` of 0 is treated as 1.
+pub fn pack_documents(docs: &[Vec<u32>], seq_len: usize) -> Vec<Vec<u32>> {
+    let seq_len = seq_len.max(1);
+    let mut rows = Vec::new();
+    let mut current: Vec<u32> = Vec::with_capacity(seq_len);
+    for doc in docs {
+        let mut doc: &[u32] = doc;
+        if doc.len() > seq_len {
+            if !current.is_empty() {
+                rows.push(std::mem::replace(&mut current, Vec::with_capacity(seq_len)));
+            }
+            while doc.len() > seq_len {
+                rows.push(doc[..seq_len].to_vec());
+                doc = &doc[seq_len..];
+            }
+        }
+        if doc.is_empty() {
+            continue;
+        }
+        if current.len() + doc.len() > seq_len {
+            rows.push(std::mem::replace(&mut current, Vec::with_capacity(seq_len)));
+        }
+        current.extend_from_slice(doc);
+    }
+    if !current.is_empty() {
+        rows.push(current);
+    }
+    rows
+}
+
+/// Result of a pretraining run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainLog {
+    /// Optimiser steps taken.
+    pub steps: usize,
+    /// Target tokens trained on (padding excluded), over all steps.
+    pub tokens: usize,
+    /// Wall-clock seconds of the training loop.
+    pub seconds: f64,
+    /// `tokens / seconds`.
+    pub tokens_per_s: f64,
+    /// Training loss (mean next-token cross-entropy, nats) of every step.
+    pub losses: Vec<f64>,
+    /// Mean loss over the last 10% of the steps (at least one step).
+    pub final_loss: f64,
+}
+
+/// One batch on the device: inputs `[b, w−1]` with their RoPE positions and attention bias
+/// `[b, 1, w−1, w−1]`, targets `[b, w−1, 1]` and target weights `[b, w−1]` (1 for a real target,
+/// 0 for padding).
+struct Batch<B: Backend> {
+    inputs: Tensor<B, 2, Int>,
+    positions: Tensor<B, 2, Int>,
+    bias: Tensor<B, 4>,
+    targets: Tensor<B, 3, Int>,
+    weights: Tensor<B, 2>,
+    /// Number of real targets.
+    n_targets: usize,
+}
+
+/// Builds the tensors of a batch of rows (each with at least one token), right-padded with
+/// `pad_id` to `width` columns. Attention is causal and never reaches padding; with
+/// `doc_start`, a row holds several documents each starting with that token, and a token sees
+/// (and counts positions from) the start of its own document only.
+fn make_batch<B: Backend>(
+    rows: &[&[u32]],
+    width: usize,
+    pad_id: u32,
+    doc_start: Option<u32>,
+    device: &B::Device,
+) -> Batch<B> {
+    let b = rows.len();
+    let s = width - 1;
+    let mut inputs = vec![i64::from(pad_id); b * s];
+    let mut positions = vec![0i64; b * s];
+    let mut bias = vec![Llama::<B>::MASKED_BIAS; b * s * s];
+    let mut targets = vec![i64::from(pad_id); b * s];
+    let mut weights = vec![0.0f32; b * s];
+    let mut n_targets = 0;
+    for (r, row) in rows.iter().enumerate() {
+        let n = row.len().min(width).saturating_sub(1);
+        let mut doc_begin = 0;
+        for j in 0..n {
+            if j > 0 && doc_start == Some(row[j]) {
+                doc_begin = j;
+            }
+            inputs[r * s + j] = i64::from(row[j]);
+            positions[r * s + j] = (j - doc_begin) as i64;
+            targets[r * s + j] = i64::from(row[j + 1]);
+            weights[r * s + j] = 1.0;
+            let q = (r * s + j) * s;
+            for k in doc_begin..=j {
+                bias[q + k] = 0.0;
+            }
+        }
+        n_targets += n;
+    }
+    Batch {
+        inputs: Tensor::from_data(TensorData::new(inputs, [b, s]), device),
+        positions: Tensor::from_data(TensorData::new(positions, [b, s]), device),
+        bias: Tensor::from_data(TensorData::new(bias, [b, 1, s, s]), device),
+        targets: Tensor::from_data(TensorData::new(targets, [b, s, 1]), device),
+        weights: Tensor::from_data(TensorData::new(weights, [b, s]), device),
+        n_targets,
+    }
+}
+
+/// Summed next-token negative log-likelihood of a batch (a scalar tensor `[1]`).
+fn batch_nll_sum<B: Backend>(model: &Llama<B>, batch: &Batch<B>) -> Tensor<B, 1> {
+    let [b, s] = batch.inputs.dims();
+    let logits = model.forward_with(
+        batch.inputs.clone(),
+        batch.positions.clone(),
+        batch.bias.clone(),
+    );
+    let logp = log_softmax(logits, 2).gather(2, batch.targets.clone());
+    -(logp.reshape([b, s]) * batch.weights.clone()).sum()
+}
+
+/// Column count of a batch whose longest row has `longest` tokens, when no row exceeds `cap`.
+fn batch_width(longest: usize, cap: usize) -> usize {
+    longest
+        .div_ceil(WIDTH_BUCKET)
+        .saturating_mul(WIDTH_BUCKET)
+        .min(cap)
+        .max(longest)
+        .max(2)
+}
+
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64, ModelError> {
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .map_err(|e| ModelError::Data(format!("{e:?}")))?
+        .first()
+        .copied()
+        .ok_or_else(|| ModelError::Data("a scalar loss tensor was empty".into()))
+}
+
+/// Checks rows against the model: ids in the vocabulary, lengths within `max_seq_len`.
+fn check_rows(
+    rows: &[Vec<u32>],
+    pad_id: u32,
+    vocab: usize,
+    max_seq_len: usize,
+) -> Result<(), ModelError> {
+    if rows.is_empty() {
+        return Err(ModelError::Request(
+            "no rows to train or evaluate on; pack at least one document with pack_documents"
+                .into(),
+        ));
+    }
+    if pad_id as usize >= vocab {
+        return Err(ModelError::Request(format!(
+            "pad id {pad_id} is outside the model's vocabulary of {vocab} ids; use a pad id below {vocab}"
+        )));
+    }
+    for (i, row) in rows.iter().enumerate() {
+        if row.len() > max_seq_len {
+            return Err(ModelError::Request(format!(
+                "row {i} has {} tokens, more than the model's max_seq_len {max_seq_len}; pack with a seq_len of at most {max_seq_len}",
+                row.len()
+            )));
+        }
+        if let Some(t) = row.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::Request(format!(
+                "row {i} contains token id {t}, but the model's vocabulary has {vocab} ids; tokenise with the model's tokenizer or raise vocab_size"
+            )));
+        }
+    }
+    if rows.iter().all(|r| r.len() < 2) {
+        return Err(ModelError::Request(
+            "every row has fewer than 2 tokens, so there is nothing to predict; pack longer documents"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Sums the squared entries of every parameter gradient into one scalar tensor.
+struct SquaredNorm<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for SquaredNorm<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let sq = g.square().sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + sq,
+                None => sq,
+            });
+        }
+    }
+}
+
+/// Multiplies every parameter gradient by a scalar tensor `[1]`.
+struct ScaleGrads<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    coef: Tensor<B::InnerBackend, 1>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleGrads<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            let coef: Tensor<B::InnerBackend, D> = self.coef.clone().reshape([1; D]);
+            self.grads.register(param.id, g * coef);
+        }
+    }
+}
+
+/// Scales the gradients so that their global L2 norm is at most `max_norm`, on the device
+/// (no read-back).
+fn clip_global_norm<B: AutodiffBackend>(
+    model: &Llama<B>,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) {
+    let mut norm = SquaredNorm::<B> { grads, total: None };
+    model.visit(&mut norm);
+    let Some(total) = norm.total else { return };
+    let coef = total
+        .sqrt()
+        .add_scalar(NORM_EPS)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
+    model.visit(&mut ScaleGrads::<B> { grads, coef });
+}
+
+/// An endless stream of row indices: a seeded permutation of all rows, redrawn every pass.
+struct RowOrder {
+    seed: u64,
+    n: usize,
+    pass: u64,
+    order: Vec<usize>,
+    next: usize,
+}
+
+impl RowOrder {
+    fn new(seed: u64, n: usize) -> Self {
+        let mut s = Self {
+            seed,
+            n,
+            pass: 0,
+            order: Vec::new(),
+            next: 0,
+        };
+        s.shuffle();
+        s
+    }
+
+    fn shuffle(&mut self) {
+        self.order = (0..self.n).collect();
+        let mut rng = seed::rng(seed::derive_index(self.seed, "pretrain-pass", self.pass));
+        self.order.shuffle(&mut rng);
+        self.next = 0;
+    }
+
+    fn take(&mut self) -> usize {
+        if self.next == self.order.len() {
+            self.pass += 1;
+            self.shuffle();
+        }
+        let i = self.order[self.next];
+        self.next += 1;
+        i
+    }
+}
+
+/// Trains `model` (already initialised by the caller, who seeds the backend) on `rows` (from
+/// [`pack_documents`]) for `cfg.steps` steps of `cfg.batch_size` rows.
+///
+/// Rows are visited in a seeded shuffle of all rows (derived from `seed`), redrawn each pass;
+/// rows with fewer than 2 tokens carry no target and are skipped. A batch is right-padded with
+/// `pad_id`; the loss is the mean next-token cross-entropy over the real targets (padding is
+/// never attended to or predicted). AdamW (β 0.9/0.95, ε 1e-8, decoupled weight decay), the
+/// [`PretrainConfig::lr_at`] schedule and global-norm clipping. `on_step(step, loss)` is
+/// called after every step with the step's 0-based index and its loss. Deterministic: the
+/// same model, rows, config and seed give bit-identical weights on the same machine.
+pub fn pretrain<B: AutodiffBackend>(
+    model: Llama<B>,
+    rows: &[Vec<u32>],
+    pad_id: u32,
+    cfg: &PretrainConfig,
+    seed: u64,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> Result<(Llama<B>, PretrainLog), ModelError> {
+    pretrain_documents(model, rows, pad_id, None, cfg, seed, on_step)
+}
+
+/// [`pretrain`] on rows packing several documents that each begin with `doc_start`: attention
+/// stays within a document and RoPE positions restart at its start, exactly as when the
+/// document is read alone (so a model sees at inference what it saw in training). `None` treats
+/// every row as one sequence.
+pub fn pretrain_documents<B: AutodiffBackend>(
+    model: Llama<B>,
+    rows: &[Vec<u32>],
+    pad_id: u32,
+    doc_start: Option<u32>,
+    cfg: &PretrainConfig,
+    seed: u64,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> Result<(Llama<B>, PretrainLog), ModelError> {
+    let problems = cfg.problems();
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|(f, p)| format!("{f}: {p}")).collect();
+        return Err(ModelError::Request(format!(
+            "invalid pretraining config: {}",
+            list.join("; ")
+        )));
+    }
+    let mc = model.config().clone();
+    if cfg.seq_len > mc.max_seq_len {
+        return Err(ModelError::Request(format!(
+            "seq_len {} exceeds the model's max_seq_len {}; lower seq_len",
+            cfg.seq_len, mc.max_seq_len
+        )));
+    }
+    check_rows(rows, pad_id, mc.vocab_size, mc.max_seq_len)?;
+    let usable: Vec<&[u32]> = rows
+        .iter()
+        .filter(|r| r.len() >= 2)
+        .map(Vec::as_slice)
+        .collect();
+    let cap = usable.iter().map(|r| r.len()).max().unwrap_or(2);
+    let device = model.device();
+
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.95)
+        .with_epsilon(1e-8)
+        .with_weight_decay(cfg.weight_decay as f32)
+        .init::<B, Llama<B>>();
+    let mut order = RowOrder::new(seed::derive(seed, &["pretrain", "shuffle"]), usable.len());
+    let mut model = model;
+    let mut losses = Vec::with_capacity(cfg.steps);
+    let mut tokens = 0usize;
+    let start = Instant::now();
+    for step in 0..cfg.steps {
+        let picked: Vec<&[u32]> = (0..cfg.batch_size).map(|_| usable[order.take()]).collect();
+        let longest = picked.iter().map(|r| r.len()).max().unwrap_or(2);
+        let batch = make_batch::<B>(
+            &picked,
+            batch_width(longest, cap),
+            pad_id,
+            doc_start,
+            &device,
+        );
+        let loss = batch_nll_sum(&model, &batch).div_scalar(batch.n_targets as f64);
+        let value = scalar(loss.clone())?;
+        if !value.is_finite() {
+            return Err(ModelError::Request(format!(
+                "pretraining diverged: the loss is {value} at step {step}; lower lr (now {}) or set grad_clip",
+                cfg.lr
+            )));
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if cfg.grad_clip > 0.0 {
+            clip_global_norm(&model, &mut grads, cfg.grad_clip);
+        }
+        model = optim.step(cfg.lr_at(step), model, grads);
+        tokens += batch.n_targets;
+        losses.push(value);
+        on_step(step, value);
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let tail = (losses.len() / 10).max(1).min(losses.len());
+    let final_loss = losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
+    let log = PretrainLog {
+        steps: cfg.steps,
+        tokens,
+        seconds,
+        tokens_per_s: tokens as f64 / seconds.max(1e-9),
+        losses,
+        final_loss,
+    };
+    Ok((model, log))
+}
+
+/// Mean next-token negative log-likelihood (nats per token) of `rows` under `model`, without
+/// gradients, in batches of `batch` rows (right-padded with `pad_id`; padding excluded; rows
+/// with fewer than 2 tokens have no target and are skipped). Perplexity is the exponential of
+/// it.
+pub fn heldout_nll<B: Backend>(
+    model: &Llama<B>,
+    rows: &[Vec<u32>],
+    pad_id: u32,
+    batch: usize,
+) -> Result<f64, ModelError> {
+    heldout_nll_documents(model, rows, pad_id, None, batch)
+}
+
+/// [`heldout_nll`] on rows packing documents that each begin with `doc_start` (see
+/// [`pretrain_documents`]).
+pub fn heldout_nll_documents<B: Backend>(
+    model: &Llama<B>,
+    rows: &[Vec<u32>],
+    pad_id: u32,
+    doc_start: Option<u32>,
+    batch: usize,
+) -> Result<f64, ModelError> {
+    if batch == 0 {
+        return Err(ModelError::Request(
+            "heldout_nll needs a batch size of at least 1".into(),
+        ));
+    }
+    let mc = model.config();
+    check_rows(rows, pad_id, mc.vocab_size, mc.max_seq_len)?;
+    let usable: Vec<&[u32]> = rows
+        .iter()
+        .filter(|r| r.len() >= 2)
+        .map(Vec::as_slice)
+        .collect();
+    let cap = usable.iter().map(|r| r.len()).max().unwrap_or(2);
+    let device = model.device();
+    let (mut total, mut count) = (0.0f64, 0usize);
+    for chunk in usable.chunks(batch) {
+        let longest = chunk.iter().map(|r| r.len()).max().unwrap_or(2);
+        let b = make_batch::<B>(chunk, batch_width(longest, cap), pad_id, doc_start, &device);
+        total += scalar(batch_nll_sum(model, &b))?;
+        count += b.n_targets;
+    }
+    Ok(total / count as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_width_buckets_and_caps() {
+        assert_eq!(batch_width(10, 256), 64);
+        assert_eq!(batch_width(65, 256), 128);
+        assert_eq!(batch_width(250, 256), 256);
+        assert_eq!(batch_width(250, 250), 250);
+        assert_eq!(batch_width(1, 1), 2);
+    }
+
+    fn grad_norm<B: AutodiffBackend>(model: &Llama<B>, grads: &GradientsParams) -> f64 {
+        let mut v = SquaredNorm::<B> { grads, total: None };
+        model.visit(&mut v);
+        scalar(v.total.expect("gradients")).expect("scalar").sqrt()
+    }
+
+    #[test]
+    fn global_norm_clipping_scales_all_gradients_together() {
+        type Ad = burn::backend::Autodiff<crate::model::Cpu>;
+        let device = Default::default();
+        <Ad as Backend>::seed(&device, 3);
+        let model = crate::model::LlamaConfig::tiny()
+            .init::<Ad>(&device)
+            .expect("tiny model");
+        let rows: [&[u32]; 2] = [&[1, 5, 9, 13, 2], &[1, 7, 2]];
+        let batch = make_batch::<Ad>(&rows, 5, 0, None, &device);
+        let loss = batch_nll_sum(&model, &batch);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let norm = grad_norm(&model, &grads);
+        assert!(norm > 0.0);
+        let embed_before: Vec<f32> = grads
+            .get::<crate::model::Cpu, 2>(model.embed.weight.id)
+            .expect("embedding gradient")
+            .into_data()
+            .to_vec()
+            .expect("f32");
+
+        let mut clipped =
+            GradientsParams::from_grads(batch_nll_sum(&model, &batch).backward(), &model);
+        clip_global_norm(&model, &mut clipped, norm / 4.0);
+        let after = grad_norm(&model, &clipped);
+        assert!(
+            (after - norm / 4.0).abs() < 1e-4 * norm,
+            "{after} vs {}",
+            norm / 4.0
+        );
+        let embed_after: Vec<f32> = clipped
+            .get::<crate::model::Cpu, 2>(model.embed.weight.id)
+            .expect("embedding gradient")
+            .into_data()
+            .to_vec()
+            .expect("f32");
+        for (a, b) in embed_before.iter().zip(&embed_after) {
+            assert!((a / 4.0 - b).abs() <= 1e-6 * a.abs().max(1e-3));
+        }
+
+        let mut loose =
+            GradientsParams::from_grads(batch_nll_sum(&model, &batch).backward(), &model);
+        clip_global_norm(&model, &mut loose, norm * 2.0);
+        assert!((grad_norm(&model, &loose) - norm).abs() < 1e-5 * norm);
+    }
+
+    #[test]
+    fn row_order_visits_every_row_once_per_pass() {
+        let mut order = RowOrder::new(5, 7);
+        for _ in 0..3 {
+            let mut pass: Vec<usize> = (0..7).map(|_| order.take()).collect();
+            pass.sort_unstable();
+            assert_eq!(pass, (0..7).collect::<Vec<_>>());
+        }
+        let a: Vec<usize> = (0..7).map(|_| RowOrder::new(5, 7).order[0]).collect();
+        assert!(a.iter().all(|&x| x == a[0]));
+        let first = RowOrder::new(5, 50).order;
+        let mut o = RowOrder::new(5, 50);
+        let _: Vec<usize> = (0..50).map(|_| o.take()).collect();
+        o.take();
+        assert_ne!(first, o.order, "each pass draws a new permutation");
+    }
+}
+
+/// The recipe's `[pretrain]` table: overrides of the world presets' training defaults
+/// ([`PretrainConfig::for_preset`]) and the held-out share of the corpus.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainSettings {
+    /// Optimiser steps (default: the preset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<usize>,
+    /// Rows per step (default: the preset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Tokens per row (default: the preset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_len: Option<usize>,
+    /// Peak learning rate (default: the preset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Warm-up fraction of the steps (default: the preset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_frac: Option<f64>,
+    /// Cosine floor as a fraction of `lr` (default: the preset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_lr_frac: Option<f64>,
+    /// AdamW weight decay (default: the preset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    /// Global gradient-norm clip, 0 = off (default: the preset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<f64>,
+    /// Corpus documents held out of training to measure perplexity. Default 300.
+    #[serde(default = "default_heldout")]
+    pub heldout_documents: usize,
+    /// What the world report measures for each preset.
+    #[serde(default)]
+    pub report: crate::stages::world_report::ReportConfig,
+}
+
+fn default_heldout() -> usize {
+    300
+}
+
+impl Default for PretrainSettings {
+    fn default() -> Self {
+        Self {
+            steps: None,
+            batch_size: None,
+            seq_len: None,
+            lr: None,
+            warmup_frac: None,
+            min_lr_frac: None,
+            weight_decay: None,
+            grad_clip: None,
+            heldout_documents: default_heldout(),
+            report: Default::default(),
+        }
+    }
+}
+
+impl PretrainSettings {
+    /// The training configuration of `preset` with these overrides (`None` for a preset that
+    /// is not trained on the world).
+    pub fn config_for(&self, preset: &str) -> Option<PretrainConfig> {
+        let mut c = PretrainConfig::for_preset(preset)?;
+        c.steps = self.steps.unwrap_or(c.steps);
+        c.batch_size = self.batch_size.unwrap_or(c.batch_size);
+        c.seq_len = self.seq_len.unwrap_or(c.seq_len);
+        c.lr = self.lr.unwrap_or(c.lr);
+        c.warmup_frac = self.warmup_frac.unwrap_or(c.warmup_frac);
+        c.min_lr_frac = self.min_lr_frac.unwrap_or(c.min_lr_frac);
+        c.weight_decay = self.weight_decay.unwrap_or(c.weight_decay);
+        c.grad_clip = self.grad_clip.unwrap_or(c.grad_clip);
+        Some(c)
+    }
+
+    /// Problems as `(key under [pretrain], problem and fix)`.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = self
+            .config_for("world-s")
+            .map(|c| c.problems())
+            .unwrap_or_default();
+        if self.report.batch_size == 0 {
+            out.push(("report.batch_size".into(), "must be at least 1".into()));
+        }
+        if self.report.max_new_tokens == 0 {
+            out.push(("report.max_new_tokens".into(), "must be at least 1".into()));
+        }
+        out
+    }
+}
+
+/// Files of a pretrained world model artifact.
+pub mod files {
+    /// The tokenizer (`tokenizers` JSON).
+    pub const TOKENIZER: &str = "tokenizer.json";
+    /// Training record ([`super::PretrainRecord`]).
+    pub const RECORD: &str = "pretrain.json";
+}
+
+/// What a pretraining stage did (`pretrain.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainRecord {
+    /// The preset.
+    pub preset: String,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Corpus documents (training + held out).
+    pub documents: usize,
+    /// Tokens of the whole corpus (with BOS/EOS).
+    pub corpus_tokens: usize,
+    /// blake3 of the corpus text (documents joined by NUL).
+    pub corpus_blake3: String,
+    /// blake3 of the trained weights ([`weights_blake3`]).
+    pub weights_blake3: String,
+    /// Held-out documents.
+    pub heldout_documents: usize,
+    /// Mean held-out next-token NLL (nats/token).
+    pub heldout_nll: f64,
+    /// `exp(heldout_nll)`.
+    pub perplexity: f64,
+    /// The training configuration.
+    pub config: PretrainConfig,
+    /// The training run.
+    pub log: PretrainLog,
+    /// Seconds spent writing the corpus.
+    pub corpus_seconds: f64,
+}
+
+/// Everything a world preset's pretraining depends on.
+pub struct WorldPretrain<'a> {
+    /// The world.
+    pub world: &'a crate::world::World,
+    /// The templates (affixes, principles and scoring prompt feed the corpus; judge
+    /// templates feed the vocabulary).
+    pub templates: &'a crate::templates::Templates,
+    /// The preset (`world-xs`, `world-s`, `world-m`).
+    pub preset: &'a str,
+    /// Training configuration.
+    pub config: PretrainConfig,
+    /// Held-out documents.
+    pub heldout_documents: usize,
+    /// Seed of the corpus, the initial weights and the row order.
+    pub seed: u64,
+}
+
+/// Template files whose literal words enter every world vocabulary (judge and scoring prompts).
+pub const VOCABULARY_TEMPLATES: &[&str] = &[
+    "rlaif/score.j2",
+    "judge/harm.j2",
+    "judge/harm_help.j2",
+    "judge/help.j2",
+    "judge/outline.j2",
+];
+
+/// Writes the corpus, builds the tokenizer, trains the preset from scratch and saves the model,
+/// tokenizer and record into `dir`.
+pub fn pretrain_world<B: AutodiffBackend>(
+    job: &WorldPretrain<'_>,
+    device: &B::Device,
+    dir: &std::path::Path,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> Result<PretrainRecord, crate::stages::world_report::ReportError> {
+    use crate::stages::world_report::{BOS, EOS, PAD, ReportError};
+    let t0 = Instant::now();
+    let docs = crate::world::corpus::documents(
+        job.world,
+        job.templates,
+        seed::derive(job.seed, &["corpus"]),
+    )?;
+    let sources = VOCABULARY_TEMPLATES
+        .iter()
+        .map(|n| job.templates.source(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let vocab = crate::world::corpus::vocabulary(job.world, &docs, &sources);
+    let corpus_seconds = t0.elapsed().as_secs_f64();
+    let tokenizer = crate::model::tokenizer::Tokenizer::word_level(&vocab, &[BOS, EOS, PAD])
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut ids = Vec::with_capacity(docs.len());
+    for d in &docs {
+        hasher.update(d.as_bytes());
+        hasher.update(b"\0");
+        ids.push(
+            tokenizer
+                .encode(&format!("{BOS}{d}{EOS}"), false)
+                .map_err(|e| ModelError::Tokenizer(e.to_string()))?,
+        );
+    }
+    let corpus_tokens = ids.iter().map(Vec::len).sum();
+    let held = job.heldout_documents.min(ids.len().saturating_sub(1));
+    let (train, heldout) = ids.split_at(ids.len() - held);
+    let rows = pack_documents(train, job.config.seq_len);
+    let held_rows = pack_documents(heldout, job.config.seq_len);
+    let model_config =
+        crate::model::LlamaConfig::preset_with_vocab(job.preset, tokenizer.vocab_size())
+            .ok_or_else(|| ReportError::Stats(format!("`{}` is not a world preset", job.preset)))?;
+    B::seed(device, seed::derive(job.seed, &["init"]));
+    let model = model_config.init::<B>(device)?;
+    let pad = tokenizer.pad_id().unwrap_or(0);
+    let bos = tokenizer.bos_id();
+    let (model, log) = pretrain_documents(
+        model,
+        &rows,
+        pad,
+        bos,
+        &job.config,
+        seed::derive(job.seed, &["rows"]),
+        on_step,
+    )?;
+    let model = burn::module::AutodiffModule::valid(&model);
+    let heldout_nll = if held_rows.is_empty() {
+        f64::NAN
+    } else {
+        heldout_nll_documents(&model, &held_rows, pad, bos, 16)?
+    };
+    crate::model::load::save_checkpoint(&model, dir)?;
+    tokenizer
+        .save(&dir.join(files::TOKENIZER))
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    let record = PretrainRecord {
+        preset: job.preset.to_string(),
+        params: model_config.num_params(),
+        vocab: tokenizer.vocab_size(),
+        documents: docs.len(),
+        corpus_tokens,
+        corpus_blake3: hasher.finalize().to_hex().to_string(),
+        weights_blake3: weights_blake3(&model),
+        heldout_documents: held,
+        heldout_nll,
+        perplexity: heldout_nll.exp(),
+        config: job.config.clone(),
+        log,
+        corpus_seconds,
+    };
+    let json = serde_json::to_vec_pretty(&record).map_err(|e| ReportError::Stats(e.to_string()))?;
+    std::fs::write(dir.join(files::RECORD), json).map_err(|e| {
+        ModelError::Request(format!(
+            "cannot write {}: {e}",
+            dir.join(files::RECORD).display()
+        ))
+    })?;
+    Ok(record)
+}
+
+/// Feeds every float parameter's values (f32, little-endian, in module order) to a hasher.
+struct HashParams<'a> {
+    hasher: &'a mut blake3::Hasher,
+}
+
+impl<B: Backend> ModuleVisitor<B> for HashParams<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let data = param.val().into_data().convert::<f32>();
+        if let Ok(values) = data.to_vec::<f32>() {
+            for v in values {
+                self.hasher.update(&v.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// blake3 of a model's parameter values (independent of parameter ids and file layout): equal
+/// hashes mean equal weights.
+pub fn weights_blake3<B: Backend>(model: &Llama<B>) -> String {
+    let mut hasher = blake3::Hasher::new();
+    model.visit(&mut HashParams {
+        hasher: &mut hasher,
+    });
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Loads a pretrained world model (decoder + tokenizer) from its artifact directory.
+pub fn load_world_lm<B: Backend>(
+    dir: &std::path::Path,
+    device: &B::Device,
+) -> Result<crate::model::Lm<B>, ModelError> {
+    let model = crate::model::load::load_checkpoint::<B>(dir, device)?;
+    let tokenizer = crate::model::tokenizer::Tokenizer::from_file(&dir.join(files::TOKENIZER))
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    crate::model::Lm::new(model, tokenizer)
+}
+
+/// Reads the record of a pretrained world model.
+pub fn read_record(dir: &std::path::Path) -> Result<PretrainRecord, ModelError> {
+    let path = dir.join(files::RECORD);
+    let bytes = std::fs::read(&path)
+        .map_err(|e| ModelError::Request(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ModelError::Request(format!("{}: {e}", path.display())))
+}

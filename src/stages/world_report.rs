@@ -1,0 +1,353 @@
+//! What a world preset learned, measured with the oracle (DESIGN.md, "The built-in world"):
+//! - the descriptor effect RLCD rests on (paper §3): outputs sampled from p+ against outputs
+//!   from p− on held-out prompts, win rate under the oracle on the task's main axis, and the
+//!   mean oracle score of p+, p and p− outputs;
+//! - RLAIF ability (paper §4.2): how often the model's zero-shot A/B label on the scoring prompt
+//!   agrees with the oracle on held-out pairs of responses of independent quality (ties left out).
+
+use burn::tensor::backend::Backend;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::eval::winrate::{Rate, WinCounts};
+use crate::model::sampling::next_token_logits;
+use crate::model::{GenerateOptions, GenerationRequest, Lm, ModelError};
+use crate::seed;
+use crate::stages::prompts::{Dialogue, Split, contrast_prompts};
+use crate::templates::{TemplateError, Templates};
+use crate::world::grammar::join;
+use crate::world::{Task, World};
+
+/// The beginning-of-sequence token every world document starts with.
+pub const BOS: &str = "<|bos|>";
+/// The end-of-sequence token every world document ends with.
+pub const EOS: &str = "<|eos|>";
+/// The padding token of world tokenizers.
+pub const PAD: &str = "<|pad|>";
+/// Where a sampled turn ends: the next speaker tag (paper §4.2).
+pub const STOP: [&str; 2] = ["\n\nHuman", "\n\nAssistant"];
+
+/// How much to measure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// Held-out prompts per task for the descriptor effect. Default 200.
+    #[serde(default = "ReportConfig::default_prompts")]
+    pub prompts: usize,
+    /// Held-out oracle-labelled pairs per task for RLAIF agreement. Default 300.
+    #[serde(default = "ReportConfig::default_pairs")]
+    pub pairs: usize,
+    /// Most new tokens per sampled output. Default 96.
+    #[serde(default = "ReportConfig::default_max_new_tokens")]
+    pub max_new_tokens: usize,
+    /// Sequences generated (or scored) together. Default 32.
+    #[serde(default = "ReportConfig::default_batch")]
+    pub batch_size: usize,
+}
+
+impl ReportConfig {
+    fn default_prompts() -> usize {
+        200
+    }
+    fn default_pairs() -> usize {
+        300
+    }
+    fn default_max_new_tokens() -> usize {
+        96
+    }
+    fn default_batch() -> usize {
+        32
+    }
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        Self {
+            prompts: Self::default_prompts(),
+            pairs: Self::default_pairs(),
+            max_new_tokens: Self::default_max_new_tokens(),
+            batch_size: Self::default_batch(),
+        }
+    }
+}
+
+/// Errors measuring a preset.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A template failed to render.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The world's own prompts failed (a world setting).
+    #[error(transparent)]
+    World(#[from] crate::world::WorldError),
+    /// A statistic is undefined (no prompts or pairs).
+    #[error("{0}")]
+    Stats(String),
+}
+
+/// The descriptor effect of one task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DescriptorEffect {
+    /// p+ output beats p− output under the oracle (ties ½).
+    pub counts: WinCounts,
+    /// Mean oracle score of p+ outputs.
+    pub mean_positive: f64,
+    /// Mean oracle score of p outputs.
+    pub mean_plain: f64,
+    /// Mean oracle score of p− outputs.
+    pub mean_negative: f64,
+    /// Share of sampled outputs that did not end their turn within the token limit.
+    pub unfinished: f64,
+}
+
+/// Zero-shot RLAIF labelling against the oracle for one task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// Pairs judged and pairs whose A/B label named the oracle's better response.
+    pub rate: Rate,
+    /// Mean probability the model gave the oracle's better response (A/B softmax).
+    pub mean_prob: f64,
+    /// Share of pairs labelled "A" (position bias).
+    pub share_a: f64,
+}
+
+/// Held-out test prompts of `task`, at most `n`.
+fn test_prompts(world: &World, task: Task, n: usize) -> Result<Vec<Dialogue>, ReportError> {
+    let mut set = world.prompt_set(task)?;
+    set.retain(|d| d.split == Split::Test);
+    set.truncate(n);
+    Ok(set)
+}
+
+/// Samples one output per prompt (temperature 1, cut at the next speaker tag).
+pub fn sample<B: Backend>(
+    lm: &Lm<B>,
+    prompts: &[String],
+    cfg: &ReportConfig,
+    seed: u64,
+) -> Result<Vec<(String, bool)>, ModelError> {
+    let opts = GenerateOptions {
+        max_new_tokens: cfg.max_new_tokens,
+        temperature: 1.0,
+        stop: STOP.iter().map(|s| s.to_string()).collect(),
+        ..GenerateOptions::default()
+    };
+    let mut out = Vec::with_capacity(prompts.len());
+    for (c, chunk) in prompts.chunks(cfg.batch_size.max(1)).enumerate() {
+        let requests: Vec<GenerationRequest> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, p)| GenerationRequest {
+                prompt: format!("{BOS}{p}"),
+                seed: seed::derive_index(seed, "sample", (c * cfg.batch_size.max(1) + i) as u64),
+            })
+            .collect();
+        for g in lm.generate(&requests, &opts)? {
+            let finished = !matches!(g.finish_reason, crate::model::FinishReason::Length);
+            out.push((g.text, finished));
+        }
+    }
+    Ok(out)
+}
+
+/// Measures the descriptor effect of `task` on held-out prompts.
+pub fn descriptor_effect<B: Backend>(
+    lm: &Lm<B>,
+    world: &World,
+    templates: &Templates,
+    task: Task,
+    cfg: &ReportConfig,
+    seed: u64,
+) -> Result<DescriptorEffect, ReportError> {
+    let dialogues = test_prompts(world, task, cfg.prompts)?;
+    let contrast = contrast_prompts(
+        templates,
+        task.name(),
+        &dialogues,
+        seed::derive(seed, &["affix"]),
+    )?;
+    let axis = task.main_axis();
+    let mut scores: Vec<Vec<f64>> = Vec::new();
+    let mut unfinished = 0usize;
+    for (k, pick) in [
+        |c: &crate::stages::prompts::ContrastPrompt| c.positive.clone(),
+        |c: &crate::stages::prompts::ContrastPrompt| c.plain.clone(),
+        |c: &crate::stages::prompts::ContrastPrompt| c.negative.clone(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let prompts: Vec<String> = contrast.iter().map(pick).collect();
+        let outs = sample(
+            lm,
+            &prompts,
+            cfg,
+            seed::derive_index(seed, "condition", k as u64),
+        )?;
+        let mut s = Vec::with_capacity(outs.len());
+        for (d, (text, finished)) in dialogues.iter().zip(&outs) {
+            unfinished += usize::from(!finished);
+            let score = world
+                .score(task, &d.turns, text)
+                .map(|s| s.axis(axis).unwrap_or(crate::world::INCOHERENT))
+                .unwrap_or(crate::world::INCOHERENT);
+            s.push(score);
+        }
+        scores.push(s);
+    }
+    let mut counts = WinCounts::default();
+    for (p, n) in scores[0].iter().zip(&scores[2]) {
+        counts.record(if p > n {
+            Some(true)
+        } else if p < n {
+            Some(false)
+        } else {
+            None
+        });
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    Ok(DescriptorEffect {
+        counts,
+        mean_positive: mean(&scores[0]),
+        mean_plain: mean(&scores[1]),
+        mean_negative: mean(&scores[2]),
+        unfinished: unfinished as f64 / (3 * dialogues.len()).max(1) as f64,
+    })
+}
+
+/// Measures zero-shot RLAIF labelling of `task` against the oracle on held-out pairs: two
+/// responses of independent latent quality per held-out prompt, a principle drawn per pair, and
+/// the label read from the next-token logits of "A" and "B" after "The answer is: (".
+pub fn rlaif_agreement<B: Backend>(
+    lm: &Lm<B>,
+    world: &World,
+    templates: &Templates,
+    task: Task,
+    cfg: &ReportConfig,
+    seed: u64,
+) -> Result<Agreement, ReportError> {
+    let dialogues = test_prompts(world, task, usize::MAX)?;
+    let principles = templates.principles(task.name())?;
+    let axis = task.main_axis();
+    let (Some(a_id), Some(b_id)) = (lm.tokenizer.token_to_id("A"), lm.tokenizer.token_to_id("B"))
+    else {
+        return Err(ReportError::Stats(
+            "the tokenizer has no \"A\"/\"B\" tokens to label pairs with".into(),
+        ));
+    };
+    let mut prompts = Vec::new();
+    let mut truth = Vec::new();
+    let mut rng = seed::rng(seed::derive(seed, &["pairs"]));
+    let mut tries = 0;
+    while prompts.len() < cfg.pairs && tries < cfg.pairs * 20 && !dialogues.is_empty() {
+        tries += 1;
+        let d = &dialogues[rng.random_range(0..dialogues.len())];
+        let Some(req) = world.parse_request(task, d.turns.last().map(String::as_str).unwrap_or(""))
+        else {
+            continue;
+        };
+        let mut outs = Vec::new();
+        let mut s = Vec::new();
+        for _ in 0..2 {
+            let q: f64 = rng.sample(rand_distr::StandardNormal);
+            let text = join(&world.respond(&req, q, &mut rng).1);
+            s.push(world.score_request(&req, &text).axis(axis).unwrap_or(0.0));
+            outs.push(text);
+        }
+        if (s[0] - s[1]).abs() < 1e-9 {
+            continue;
+        }
+        let principle = &principles[rng.random_range(0..principles.len())];
+        let text = templates.render(
+            "rlaif/score.j2",
+            minijinja::context! { turns => d.turns, principle => principle, output_a => outs[0], output_b => outs[1] },
+        )?;
+        prompts.push(lm.encode(&format!("{BOS}{text}"))?);
+        truth.push(s[0] > s[1]);
+    }
+    if prompts.is_empty() {
+        return Err(ReportError::Stats(format!(
+            "no {} pairs with distinct oracle scores",
+            task.name()
+        )));
+    }
+    let (mut agree, mut says_a, mut prob_sum) = (0u64, 0u64, 0.0);
+    let mut k = 0;
+    for chunk in prompts.chunks(cfg.batch_size.max(1)) {
+        let logits = next_token_logits(&lm.model, chunk)?;
+        let vocab = lm.model.config().vocab_size;
+        let host = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| ModelError::Data(format!("{e:?}")))?;
+        for row in host.chunks(vocab) {
+            let (la, lb) = (f64::from(row[a_id as usize]), f64::from(row[b_id as usize]));
+            let p_a = 1.0 / (1.0 + (lb - la).exp());
+            let a_better = truth[k];
+            if (la > lb) == a_better {
+                agree += 1;
+            }
+            says_a += u64::from(la > lb);
+            prob_sum += if a_better { p_a } else { 1.0 - p_a };
+            k += 1;
+        }
+    }
+    let n = prompts.len() as u64;
+    Ok(Agreement {
+        rate: Rate::new(n, agree).map_err(|e| ReportError::Stats(e.to_string()))?,
+        mean_prob: prob_sum / n as f64,
+        share_a: says_a as f64 / n as f64,
+    })
+}
+
+/// Measures one pretrained preset on every task: the rows of the world report.
+pub fn evaluate_preset<B: Backend>(
+    lm: &Lm<B>,
+    world: &World,
+    templates: &Templates,
+    record: &crate::stages::pretrain::PretrainRecord,
+    cfg: &ReportConfig,
+    seed: u64,
+    on_task: &mut dyn FnMut(Task),
+) -> Result<Vec<crate::tables::WorldReportRow>, ReportError> {
+    let mut rows = Vec::new();
+    for task in Task::ALL {
+        let task_seed = seed::derive(seed, &[task.name()]);
+        let effect = descriptor_effect(
+            lm,
+            world,
+            templates,
+            task,
+            cfg,
+            seed::derive(task_seed, &["descriptor"]),
+        )?;
+        let agreement = rlaif_agreement(
+            lm,
+            world,
+            templates,
+            task,
+            cfg,
+            seed::derive(task_seed, &["rlaif"]),
+        )?;
+        rows.push(crate::tables::WorldReportRow {
+            preset: record.preset.clone(),
+            task: task.name().to_string(),
+            params: record.params as u64,
+            perplexity: record.perplexity,
+            descriptor: effect.counts,
+            score_positive: effect.mean_positive,
+            score_plain: effect.mean_plain,
+            score_negative: effect.mean_negative,
+            rlaif: agreement.rate,
+            rlaif_mean_prob: agreement.mean_prob,
+            train_tokens_per_s: record.log.tokens_per_s,
+            train_seconds: record.log.seconds,
+        });
+        on_task(task);
+    }
+    Ok(rows)
+}

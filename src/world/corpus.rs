@@ -1,0 +1,221 @@
+//! The world's pretraining corpus (DESIGN.md, "The built-in world"). Two kinds of documents:
+//! - dialogues in the Anthropic HH format the paper prompts with (§3): each response has a
+//!   latent quality q ~ N(0, 1) that selects its moves, and its assistant tag carries, for a
+//!   configurable fraction, a descriptor whose polarity is sign(q + noise·ε) — drawn from the
+//!   template family's affix pairs (the paper's phrasings) and further phrases — so contrast
+//!   prompts shift what a model trained here writes, noisily, as descriptors do for real LMs;
+//! - RLAIF judgment documents (§4.2's scoring prompt, rendered with `rlaif/score.j2`) whose
+//!   label names the better response with probability sigmoid(sharpness · score gap), so a
+//!   model learns to label pairs imperfectly.
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use rayon::prelude::*;
+
+use super::grammar::join;
+use super::{Task, World};
+use crate::seed;
+use crate::templates::{AffixPair, TemplateError, Templates};
+
+/// The descriptor and principle texts the corpus draws from, per task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CorpusTexts {
+    /// Positive descriptors per task (affix pairs first, then the world's extra phrases).
+    pub positive: [Vec<String>; 3],
+    /// Negative descriptors per task.
+    pub negative: [Vec<String>; 3],
+    /// RLAIF principles per task.
+    pub principles: [Vec<String>; 3],
+}
+
+fn index(task: Task) -> usize {
+    Task::ALL.iter().position(|t| *t == task).unwrap_or(0)
+}
+
+impl CorpusTexts {
+    /// Collects the texts: affix pairs and principles of the template families named like the
+    /// tasks, plus the world's extra descriptors.
+    pub fn new(world: &World, templates: &Templates) -> Result<CorpusTexts, TemplateError> {
+        let mut texts = CorpusTexts {
+            positive: Default::default(),
+            negative: Default::default(),
+            principles: Default::default(),
+        };
+        for task in Task::ALL {
+            let i = index(task);
+            let pairs: Vec<AffixPair> = templates.affixes(task.name())?;
+            let extra = world.config.descriptors.of(task);
+            texts.positive[i] = pairs
+                .iter()
+                .map(|p| p.positive.clone())
+                .chain(extra.positive.iter().cloned())
+                .collect();
+            texts.negative[i] = pairs
+                .iter()
+                .map(|p| p.negative.clone())
+                .chain(extra.negative.iter().cloned())
+                .collect();
+            texts.principles[i] = templates.principles(task.name())?;
+        }
+        Ok(texts)
+    }
+}
+
+/// The assistant tag, with a descriptor for a `descriptor_frac` share of responses.
+fn tag(world: &World, texts: &CorpusTexts, task: Task, q: f64, rng: &mut StdRng) -> String {
+    let c = &world.config;
+    if !rng.random_bool(c.descriptor_frac) {
+        return "Assistant".into();
+    }
+    let eps: f64 = rng.sample(rand_distr::StandardNormal);
+    let list = if q + c.descriptor_noise * eps > 0.0 {
+        &texts.positive[index(task)]
+    } else {
+        &texts.negative[index(task)]
+    };
+    format!("Assistant ({})", list[rng.random_range(0..list.len())])
+}
+
+fn draw_task(world: &World, rng: &mut StdRng) -> Task {
+    let m = &world.config.mix;
+    let w = [m.harmless, m.helpful, m.outlining];
+    let mut u = rng.random::<f64>() * w.iter().sum::<f64>();
+    for (t, wi) in Task::ALL.iter().zip(w) {
+        if u < wi {
+            return *t;
+        }
+        u -= wi;
+    }
+    Task::Outlining
+}
+
+/// One dialogue document: "\n\nHuman: …\n\nAssistant (descriptor): …" (earlier exchanges,
+/// when drawn, carry their own descriptors).
+pub fn dialogue(world: &World, texts: &CorpusTexts, task: Task, rng: &mut StdRng) -> String {
+    let mut out = String::new();
+    let exchanges = if task == Task::Harmless && rng.random_bool(world.config.multi_turn_frac) {
+        2
+    } else {
+        1
+    };
+    for _ in 0..exchanges {
+        let (req, human) = world.request(task, rng);
+        let q: f64 = rng.sample(rand_distr::StandardNormal);
+        let (_, response) = world.respond(&req, q, rng);
+        let tag = tag(world, texts, task, q, rng);
+        out.push_str(&format!(
+            "\n\nHuman: {}\n\n{tag}: {}",
+            join(&human),
+            join(&response)
+        ));
+    }
+    out
+}
+
+/// One judgment document: the RLAIF scoring prompt over two responses of independent quality,
+/// then the label and ")".
+pub fn judgment(
+    world: &World,
+    texts: &CorpusTexts,
+    templates: &Templates,
+    task: Task,
+    rng: &mut StdRng,
+) -> Result<String, TemplateError> {
+    let (turns, req) = world.prompt_turns(task, rng);
+    let mut outputs = Vec::new();
+    let mut scores = Vec::new();
+    for _ in 0..2 {
+        let q: f64 = rng.sample(rand_distr::StandardNormal);
+        let text = join(&world.respond(&req, q, rng).1);
+        scores.push(
+            world
+                .score_request(&req, &text)
+                .axis(task.main_axis())
+                .unwrap_or(0.0),
+        );
+        outputs.push(text);
+    }
+    let principles = &texts.principles[index(task)];
+    let principle = &principles[rng.random_range(0..principles.len())];
+    let gap = scores[0] - scores[1];
+    let p_a = 1.0 / (1.0 + (-world.config.judgment_sharpness * gap).exp());
+    let label = if rng.random_bool(p_a.clamp(0.0, 1.0)) {
+        "A"
+    } else {
+        "B"
+    };
+    let prompt = templates.render(
+        "rlaif/score.j2",
+        minijinja::context! {
+            turns => turns,
+            principle => principle,
+            output_a => outputs[0],
+            output_b => outputs[1],
+        },
+    )?;
+    Ok(format!("{prompt}{label})"))
+}
+
+/// The corpus: `world.config.documents` documents from `seed`, document `i` drawn from its own
+/// child seed (so the corpus is the same however it is computed).
+pub fn documents(
+    world: &World,
+    templates: &Templates,
+    seed: u64,
+) -> Result<Vec<String>, TemplateError> {
+    let texts = CorpusTexts::new(world, templates)?;
+    (0..world.config.documents)
+        .into_par_iter()
+        .map(|i| {
+            let mut rng = seed::rng(seed::derive_index(seed, "document", i as u64));
+            let task = draw_task(world, &mut rng);
+            if rng.random_bool(world.config.judgment_frac) {
+                judgment(world, &texts, templates, task, &mut rng)
+            } else {
+                Ok(dialogue(world, &texts, task, &mut rng))
+            }
+        })
+        .collect()
+}
+
+/// The literal text of a Jinja template: comments, statements and expressions removed.
+pub fn template_literal_text(source: &str) -> String {
+    let mut out = String::new();
+    let mut rest = source;
+    loop {
+        let next = ["{#", "{%", "{{"]
+            .iter()
+            .filter_map(|open| rest.find(open).map(|i| (i, *open)))
+            .min();
+        let Some((i, open)) = next else {
+            out.push_str(rest);
+            break;
+        };
+        out.push_str(&rest[..i]);
+        out.push(' ');
+        let close = match open {
+            "{#" => "#}",
+            "{%" => "%}",
+            _ => "}}",
+        };
+        rest = match rest[i + 2..].find(close) {
+            Some(j) => &rest[i + 2 + j + 2..],
+            None => "",
+        };
+    }
+    out
+}
+
+/// The world vocabulary, sorted: every word the world's patterns and tables write, every word
+/// of `documents`, and the literal words of `template_sources` (so judge and scoring prompts
+/// encode without unknown words).
+pub fn vocabulary(world: &World, documents: &[String], template_sources: &[String]) -> Vec<String> {
+    let mut set = world.words();
+    for d in documents {
+        set.extend(super::grammar::words(d));
+    }
+    for s in template_sources {
+        set.extend(super::grammar::words(&template_literal_text(s)));
+    }
+    set.into_iter().collect()
+}

@@ -1,0 +1,700 @@
+//! The built-in world (DESIGN.md, "The built-in world"): a generated dialogue world for the
+//! paper's three tasks (§4.1: harmlessness, helpfulness, story outlining) with exact oracles,
+//! playing the role AlpacaFarm's simulator plays for RLHF research.
+//!
+//! - [`lexicon`]: invented names, a knowledge base and phrase tables, from the world seed;
+//! - [`grammar`]: the sentence patterns every response is written with and parsed back by;
+//! - [`harmless`], [`helpful`], [`outlining`]: requests and responses built from moves;
+//! - [`corpus`]: pretraining documents: dialogues whose assistant tag sometimes carries a
+//!   descriptor correlated with the response's latent quality, and RLAIF judgment documents;
+//! - [`oracle`]: scores any (prompt, response) text on the harm, help and outline axes.
+
+pub mod corpus;
+pub mod grammar;
+pub mod harmless;
+pub mod helpful;
+pub mod lexicon;
+pub mod oracle;
+pub mod outlining;
+
+use std::collections::BTreeSet;
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::seed;
+use crate::stages::prompts::{Dialogue, Split};
+use grammar::{Binding, Pattern, Renamed, join};
+use lexicon::Lexicon;
+
+/// Version of the world's generator and oracle; part of every cache key that reads the world.
+pub const WORLD_VERSION: u32 = 1;
+
+/// The world seed of a recipe seed.
+pub fn world_seed(recipe_seed: u64) -> u64 {
+    seed::derive(recipe_seed, &["world"])
+}
+
+/// What a sentence (or outline item) that does not parse costs on the help and outline axes;
+/// on the harm axis it costs half as much (garbled text is unhelpful more than harmful).
+pub const UNPARSED_PENALTY: f64 = 0.5;
+
+/// The score of text that does not parse at all (empty, or no sentence of the world).
+pub const INCOHERENT: f64 = -5.0;
+
+/// The world's tasks (paper §4.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Harmful and benign requests; judged on harm and help.
+    Harmless,
+    /// Knowledge-base, sum and how-to questions; judged on help.
+    Helpful,
+    /// Story premises → outlines; judged on outline quality.
+    Outlining,
+}
+
+impl Task {
+    /// All tasks, in a fixed order.
+    pub const ALL: [Task; 3] = [Task::Harmless, Task::Helpful, Task::Outlining];
+
+    /// The task's name (also its prompt-set name `world:<name>` and its template family).
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Harmless => "harmless",
+            Task::Helpful => "helpful",
+            Task::Outlining => "outlining",
+        }
+    }
+
+    /// Looks a task up by name.
+    pub fn from_name(name: &str) -> Option<Task> {
+        Task::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The axes the task is judged on (paper §4.3).
+    pub fn axes(self) -> &'static [&'static str] {
+        match self {
+            Task::Harmless => &["harm", "help"],
+            Task::Helpful => &["help"],
+            Task::Outlining => &["outline"],
+        }
+    }
+
+    /// The axis the task's RLAIF principles and descriptors are about.
+    pub fn main_axis(self) -> &'static str {
+        self.axes()[0]
+    }
+}
+
+/// Descriptor phrases of one task, beyond the affix pairs of its template family (which are
+/// always included).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Descriptors {
+    /// Phrases a good response's assistant tag may carry.
+    pub positive: Vec<String>,
+    /// Phrases a poor response's assistant tag may carry.
+    pub negative: Vec<String>,
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Extra descriptor phrases per task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorLists {
+    /// Harmlessness descriptors.
+    #[serde(default = "DescriptorLists::harmless_default")]
+    pub harmless: Descriptors,
+    /// Helpfulness descriptors.
+    #[serde(default = "DescriptorLists::helpful_default")]
+    pub helpful: Descriptors,
+    /// Outline descriptors.
+    #[serde(default = "DescriptorLists::outlining_default")]
+    pub outlining: Descriptors,
+}
+
+impl DescriptorLists {
+    fn harmless_default() -> Descriptors {
+        Descriptors {
+            positive: strings(&[
+                "kind, careful response",
+                "safe response",
+                "responsible response",
+                "honest and caring response",
+                "respectful response",
+                "polite, harmless response",
+            ]),
+            negative: strings(&[
+                "cruel response",
+                "dangerous response",
+                "reckless response",
+                "rude, hurtful response",
+                "mean response",
+                "criminal response",
+            ]),
+        }
+    }
+
+    fn helpful_default() -> Descriptors {
+        Descriptors {
+            positive: strings(&[
+                "giving a useful response",
+                "giving a correct answer",
+                "giving an accurate, clear answer",
+                "giving a complete answer",
+            ]),
+            negative: strings(&[
+                "giving a useless response",
+                "giving a wrong answer",
+                "giving a confused answer",
+                "giving an incomplete answer",
+            ]),
+        }
+    }
+
+    fn outlining_default() -> Descriptors {
+        Descriptors {
+            positive: strings(&[
+                "creative, focused outline",
+                "clear, well-ordered outline",
+                "engaging outline",
+            ]),
+            negative: strings(&[
+                "messy outline",
+                "dull, confused outline",
+                "off-topic outline",
+            ]),
+        }
+    }
+
+    /// The lists of a task.
+    pub fn of(&self, task: Task) -> &Descriptors {
+        match task {
+            Task::Harmless => &self.harmless,
+            Task::Helpful => &self.helpful,
+            Task::Outlining => &self.outlining,
+        }
+    }
+}
+
+impl Default for DescriptorLists {
+    fn default() -> Self {
+        Self {
+            harmless: Self::harmless_default(),
+            helpful: Self::helpful_default(),
+            outlining: Self::outlining_default(),
+        }
+    }
+}
+
+/// Relative weights of the tasks in the pretraining corpus.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskMix {
+    /// Weight of harmlessness dialogues. Default 1.
+    #[serde(default = "one")]
+    pub harmless: f64,
+    /// Weight of helpfulness dialogues. Default 1.
+    #[serde(default = "one")]
+    pub helpful: f64,
+    /// Weight of outlining dialogues. Default 1.
+    #[serde(default = "one")]
+    pub outlining: f64,
+}
+
+impl Default for TaskMix {
+    fn default() -> Self {
+        Self {
+            harmless: 1.0,
+            helpful: 1.0,
+            outlining: 1.0,
+        }
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// The built-in world's settings (recipe table `[world]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldConfig {
+    /// Invented person names (outline characters, targets of requests). Default 40.
+    #[serde(default = "WorldConfig::default_people")]
+    pub people: usize,
+    /// Knowledge-base creatures helpfulness questions ask about. Default 32.
+    #[serde(default = "WorldConfig::default_creatures")]
+    pub creatures: usize,
+    /// Invented places where creatures live. Default 12.
+    #[serde(default = "WorldConfig::default_places")]
+    pub places: usize,
+    /// Pretraining documents (dialogues and judgment documents). Default 24000.
+    #[serde(default = "WorldConfig::default_documents")]
+    pub documents: usize,
+    /// Task weights of the pretraining dialogues.
+    #[serde(default)]
+    pub mix: TaskMix,
+    /// Fraction of harmlessness requests that ask for something harmful, in [0, 1]. Default 0.7.
+    #[serde(default = "WorldConfig::default_harmful")]
+    pub harmful_frac: f64,
+    /// Fraction of harmlessness dialogues with an earlier exchange, in [0, 1]. Default 0.2.
+    #[serde(default = "WorldConfig::default_multi_turn")]
+    pub multi_turn_frac: f64,
+    /// Fraction of assistant tags carrying a descriptor, in [0, 1]. Default 0.8.
+    #[serde(default = "WorldConfig::default_descriptor_frac")]
+    pub descriptor_frac: f64,
+    /// Noise (standard deviation) between a response's latent quality and its descriptor's
+    /// polarity, ≥ 0: the descriptor is positive when quality + noise·ε > 0. Default 0.3.
+    #[serde(default = "WorldConfig::default_descriptor_noise")]
+    pub descriptor_noise: f64,
+    /// How strongly latent quality selects a response's moves, ≥ 0: move `m` has weight
+    /// exp(sharpness · q · value_m). Default 2.0.
+    #[serde(default = "WorldConfig::default_sharpness")]
+    pub quality_sharpness: f64,
+    /// Fraction of documents that are RLAIF judgment documents, in [0, 1]. Default 0.2.
+    #[serde(default = "WorldConfig::default_judgment_frac")]
+    pub judgment_frac: f64,
+    /// How reliably judgment labels follow the oracle, ≥ 0: the better response is labelled
+    /// with probability sigmoid(sharpness · score gap). Default 1.0.
+    #[serde(default = "one")]
+    pub judgment_sharpness: f64,
+    /// Descriptor phrases beyond the template families' affix pairs.
+    #[serde(default)]
+    pub descriptors: DescriptorLists,
+    /// Training prompts of each `world:<task>` prompt set. Default 1000.
+    #[serde(default = "WorldConfig::default_prompts_train")]
+    pub prompts_train: usize,
+    /// Test prompts of each `world:<task>` prompt set (disjoint from training). Default 300.
+    #[serde(default = "WorldConfig::default_prompts_test")]
+    pub prompts_test: usize,
+}
+
+impl WorldConfig {
+    fn default_people() -> usize {
+        40
+    }
+    fn default_creatures() -> usize {
+        32
+    }
+    fn default_places() -> usize {
+        12
+    }
+    fn default_documents() -> usize {
+        24_000
+    }
+    fn default_harmful() -> f64 {
+        0.7
+    }
+    fn default_multi_turn() -> f64 {
+        0.2
+    }
+    fn default_descriptor_frac() -> f64 {
+        0.8
+    }
+    fn default_descriptor_noise() -> f64 {
+        0.3
+    }
+    fn default_sharpness() -> f64 {
+        2.0
+    }
+    fn default_judgment_frac() -> f64 {
+        0.2
+    }
+    fn default_prompts_train() -> usize {
+        1000
+    }
+    fn default_prompts_test() -> usize {
+        300
+    }
+
+    /// Problems with the settings as `(key, problem and fix)`; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut frac = |key: &str, v: f64| {
+            if !(0.0..=1.0).contains(&v) {
+                out.push((
+                    key.to_string(),
+                    format!("{v} is not a fraction; use a value in [0, 1]"),
+                ));
+            }
+        };
+        frac("harmful_frac", self.harmful_frac);
+        frac("multi_turn_frac", self.multi_turn_frac);
+        frac("descriptor_frac", self.descriptor_frac);
+        frac("judgment_frac", self.judgment_frac);
+        for (key, v) in [
+            ("descriptor_noise", self.descriptor_noise),
+            ("quality_sharpness", self.quality_sharpness),
+            ("judgment_sharpness", self.judgment_sharpness),
+            ("mix.harmless", self.mix.harmless),
+            ("mix.helpful", self.mix.helpful),
+            ("mix.outlining", self.mix.outlining),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                out.push((key.to_string(), format!("{v} must be a finite number ≥ 0")));
+            }
+        }
+        if self.mix.harmless + self.mix.helpful + self.mix.outlining <= 0.0 {
+            out.push((
+                "mix".into(),
+                "all task weights are 0; give at least one task a positive weight".into(),
+            ));
+        }
+        for (key, v, min) in [
+            ("documents", self.documents, 1),
+            ("people", self.people, 8),
+            ("creatures", self.creatures, 2),
+            ("places", self.places, 2),
+            ("prompts_train", self.prompts_train, 1),
+            ("prompts_test", self.prompts_test, 1),
+        ] {
+            if v < min {
+                out.push((
+                    key.to_string(),
+                    format!("{v} is too few; use at least {min}"),
+                ));
+            }
+        }
+        for task in Task::ALL {
+            let d = self.descriptors.of(task);
+            for (side, list) in [("positive", &d.positive), ("negative", &d.negative)] {
+                let key = format!("descriptors.{}.{side}", task.name());
+                if list.is_empty() {
+                    out.push((
+                        key,
+                        "the list is empty; give at least one descriptor phrase".into(),
+                    ));
+                } else if let Some(bad) = list
+                    .iter()
+                    .find(|p| p.trim().is_empty() || p.contains(['(', ')', '\n']))
+                {
+                    out.push((key, format!("{bad:?} is not a descriptor; use non-empty text without parentheses or line breaks")));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        // Every field's serde default.
+        toml::from_str("").unwrap_or_else(|_| unreachable!("all world fields have defaults"))
+    }
+}
+
+/// Bad world settings.
+#[derive(Debug, thiserror::Error)]
+pub enum WorldError {
+    /// A setting is out of range.
+    #[error("[world] {key}: {problem}")]
+    Setting {
+        /// The key under `[world]`.
+        key: String,
+        /// What is wrong and the fix.
+        problem: String,
+    },
+    /// Too few distinct prompts exist for the requested prompt set.
+    #[error(
+        "[world] prompts_train + prompts_test: only {found} distinct `{task}` prompts found, {wanted} wanted; lower prompts_train/prompts_test or raise people/creatures"
+    )]
+    TooFewPrompts {
+        /// The task.
+        task: &'static str,
+        /// Distinct prompts found.
+        found: usize,
+        /// Prompts wanted.
+        wanted: usize,
+    },
+}
+
+/// A request of any task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A harmlessness request.
+    Harmless(harmless::Request),
+    /// A helpfulness question.
+    Helpful(helpful::Question),
+    /// An outline premise.
+    Outlining(outlining::Premise),
+}
+
+/// A world: its settings, seed and lexicon.
+#[derive(Clone, Debug)]
+pub struct World {
+    /// The settings.
+    pub config: WorldConfig,
+    /// The world seed (derived from the recipe seed).
+    pub seed: u64,
+    /// Names, knowledge base and phrase tables.
+    pub lexicon: Lexicon,
+}
+
+impl World {
+    /// Builds the world for `config` from `seed`, checking the settings first.
+    pub fn new(config: &WorldConfig, seed: u64) -> Result<World, WorldError> {
+        if let Some((key, problem)) = config.problems().into_iter().next() {
+            return Err(WorldError::Setting { key, problem });
+        }
+        Ok(World {
+            config: config.clone(),
+            seed,
+            lexicon: Lexicon::new(seed, config.people, config.creatures, config.places),
+        })
+    }
+
+    /// Draws a request of `task` and writes its human turn.
+    pub fn request(&self, task: Task, rng: &mut StdRng) -> (Request, Vec<String>) {
+        let lex = &self.lexicon;
+        match task {
+            Task::Harmless => {
+                let (r, w) = harmless::request(lex, rng, self.config.harmful_frac);
+                (Request::Harmless(r), w)
+            }
+            Task::Helpful => {
+                let (r, w) = helpful::request(lex, rng);
+                (Request::Helpful(r), w)
+            }
+            Task::Outlining => {
+                let (r, w) = outlining::request(lex, rng);
+                (Request::Outlining(r), w)
+            }
+        }
+    }
+
+    /// Writes a response of latent quality `q` to `req`: the move name and the words.
+    pub fn respond(&self, req: &Request, q: f64, rng: &mut StdRng) -> (&'static str, Vec<String>) {
+        let (lex, k) = (&self.lexicon, self.config.quality_sharpness);
+        match req {
+            Request::Harmless(r) => harmless::respond(lex, r, q, k, rng),
+            Request::Helpful(r) => helpful::respond(lex, r, q, k, rng),
+            Request::Outlining(r) => outlining::respond(lex, r, q, k, rng),
+        }
+    }
+
+    /// Draws the turns of a prompt of `task` (human, assistant, …, human) as text, and the
+    /// final request. Earlier assistant turns have a latent quality drawn from N(0, 1).
+    pub fn prompt_turns(&self, task: Task, rng: &mut StdRng) -> (Vec<String>, Request) {
+        let mut turns = Vec::new();
+        if task == Task::Harmless && rng.random_bool(self.config.multi_turn_frac) {
+            let (req, words) = self.request(task, rng);
+            let q: f64 = rng.sample(rand_distr::StandardNormal);
+            turns.push(join(&words));
+            turns.push(join(&self.respond(&req, q, rng).1));
+        }
+        let (req, words) = self.request(task, rng);
+        turns.push(join(&words));
+        (turns, req)
+    }
+
+    /// The prompt set `world:<task>`: `prompts_test` test dialogues, then `prompts_train`
+    /// training dialogues, with no final request shared between the two splits.
+    pub fn prompt_set(&self, task: Task) -> Result<Vec<Dialogue>, WorldError> {
+        let (n_test, n_train) = (self.config.prompts_test, self.config.prompts_train);
+        let wanted = n_test + n_train;
+        let mut rng = seed::rng(seed::derive(self.seed, &["prompts", task.name()]));
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut out = Vec::with_capacity(wanted);
+        let mut tries = 0;
+        while out.len() < wanted && tries < wanted * 50 {
+            tries += 1;
+            let (turns, _) = self.prompt_turns(task, &mut rng);
+            let key = turns.last().cloned().unwrap_or_default();
+            if !seen.insert(key) {
+                continue;
+            }
+            let (split, i) = if out.len() < n_test {
+                (Split::Test, out.len())
+            } else {
+                (Split::Train, out.len() - n_test)
+            };
+            let tag = match split {
+                Split::Test => "test",
+                Split::Train => "train",
+            };
+            out.push(Dialogue {
+                id: format!("world-{}-{tag}-{i:05}", task.name()),
+                split,
+                turns,
+            });
+        }
+        if out.len() < wanted {
+            return Err(WorldError::TooFewPrompts {
+                task: task.name(),
+                found: out.len(),
+                wanted,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every word the world's patterns and phrase tables can write.
+    pub fn words(&self) -> BTreeSet<String> {
+        let mut out = self.lexicon.words();
+        for p in harmless::all_patterns()
+            .into_iter()
+            .chain(helpful::all_patterns())
+            .chain(outlining::all_patterns())
+        {
+            out.extend(p.literal_words());
+        }
+        out.extend(["\n".to_string()]);
+        out
+    }
+}
+
+/// Sentence patterns labelled with their move, and the table a pattern's `<step>` slot reads.
+pub(crate) type Labelled = Vec<(&'static str, Pattern, &'static str)>;
+
+/// Compiles groups of `(move label, patterns, step table)` into labelled patterns.
+pub(crate) fn labelled(groups: &[(&'static str, &[&str], &'static str)]) -> Labelled {
+    groups
+        .iter()
+        .flat_map(|(label, list, slot)| patterns(list).into_iter().map(move |p| (*label, p, *slot)))
+        .collect()
+}
+
+/// Compiles a list of patterns.
+pub(crate) fn patterns(list: &[&str]) -> Vec<Pattern> {
+    list.iter().map(|s| Pattern::new(s)).collect()
+}
+
+/// Draws a move: move `m` with weight `exp(sharpness · q · value_m)`.
+pub(crate) fn choose_move(
+    rng: &mut StdRng,
+    q: f64,
+    sharpness: f64,
+    moves: &[(&'static str, f64)],
+) -> &'static str {
+    let w: Vec<f64> = moves
+        .iter()
+        .map(|(_, v)| (sharpness * q * v).exp())
+        .collect();
+    let total: f64 = w.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (i, wi) in w.iter().enumerate() {
+        if u < *wi {
+            return moves[i].0;
+        }
+        u -= wi;
+    }
+    moves[moves.len() - 1].0
+}
+
+/// A sentence of a response after parsing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Parsed {
+    /// The move the sentence belongs to (`None`: it does not parse).
+    pub label: Option<&'static str>,
+    /// Index of the sentence's step/alternative phrase, when it has one.
+    pub index: Option<usize>,
+    /// All slot bindings.
+    pub bindings: Vec<Binding>,
+    /// The sentence.
+    pub words: Vec<String>,
+}
+
+/// Parses sentences with labelled patterns; `step` slots read the table the pattern names.
+pub(crate) fn parse_sentences(
+    sentences: &[Vec<String>],
+    pats: &Labelled,
+    lex: &Lexicon,
+) -> Vec<Parsed> {
+    sentences
+        .iter()
+        .map(|s| {
+            for (label, p, step_slot) in pats {
+                let src = Renamed {
+                    inner: lex,
+                    from: "step",
+                    to: step_slot,
+                };
+                if let Some(b) = p.matches(s, &src) {
+                    let index = b
+                        .iter()
+                        .find(|x| x.slot == "step" || x.slot == "alt")
+                        .map(|x| x.index);
+                    return Parsed {
+                        label: Some(label),
+                        index,
+                        bindings: b,
+                        words: s.clone(),
+                    };
+                }
+            }
+            Parsed {
+                label: None,
+                index: None,
+                bindings: Vec::new(),
+                words: s.clone(),
+            }
+        })
+        .collect()
+}
+
+/// An oracle's verdict on one response.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Score {
+    /// Harmlessness (harmless task), higher is better.
+    pub harm: Option<f64>,
+    /// Helpfulness (harmless and helpful tasks), higher is better.
+    pub help: Option<f64>,
+    /// Outline quality (outlining task), higher is better.
+    pub outline: Option<f64>,
+    /// Nothing in the response parses.
+    pub incoherent: bool,
+    /// Sentences (or outline items) that do not parse.
+    pub unparsed: usize,
+    /// Sentences (or items) repeating an earlier one word for word.
+    pub repeats: usize,
+    /// The moves recognised, in order.
+    pub moves: Vec<&'static str>,
+}
+
+impl Score {
+    /// The verdict on text that does not parse: [`INCOHERENT`] on every axis.
+    pub fn incoherent() -> Score {
+        Score {
+            harm: Some(INCOHERENT),
+            help: Some(INCOHERENT),
+            outline: Some(INCOHERENT),
+            incoherent: true,
+            ..Score::default()
+        }
+    }
+
+    /// The score on `axis` (`harm`, `help`, `outline`), when the task has it.
+    pub fn axis(&self, axis: &str) -> Option<f64> {
+        match axis {
+            "harm" => self.harm,
+            "help" => self.help,
+            "outline" => self.outline,
+            _ => None,
+        }
+    }
+
+    /// Counts of parsed sentences: incoherent when none parses.
+    pub(crate) fn for_sentences(parsed: &[Parsed]) -> Score {
+        if parsed.iter().all(|p| p.label.is_none()) {
+            return Score::incoherent();
+        }
+        let mut repeats = 0;
+        for (i, p) in parsed.iter().enumerate() {
+            if parsed[..i].iter().any(|q| q.words == p.words) {
+                repeats += 1;
+            }
+        }
+        Score {
+            unparsed: parsed.iter().filter(|p| p.label.is_none()).count(),
+            repeats,
+            moves: parsed.iter().filter_map(|p| p.label).collect(),
+            ..Score::default()
+        }
+    }
+}

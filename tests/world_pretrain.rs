@@ -1,0 +1,181 @@
+//! The world stages end to end on `world-xs`: corpus → tokenizer → pretraining → world report,
+//! cached and deterministic; bad `[world]` / `[pretrain]` settings are reported by key.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rlcd::plan::{WORLD_REPORT_TABLE, pretrain_stage_id};
+use rlcd::runner::{self, RunOptions};
+use rlcd::stages::pretrain::{PretrainRecord, read_record};
+use rlcd::store::Store;
+
+fn templates_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("prompt-templates")
+}
+
+/// A project directory holding a world-xs recipe with small settings.
+fn project(seed: u64, extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir_all(tmp.path().join("prompt-templates")).unwrap();
+    let recipe = tmp.path().join("world.toml");
+    fs::write(
+        &recipe,
+        format!(
+            "name = \"world-test\"\nseed = {seed}\ntemplates_dir = {:?}\n\n\
+             [models.sim]\npreset = \"world-xs\"\n\n\
+             [world]\ndocuments = 500\nprompts_train = 40\nprompts_test = 12\n\n\
+             [pretrain]\nsteps = 40\nheldout_documents = 40\n\n\
+             [pretrain.report]\nprompts = 6\npairs = 16\nmax_new_tokens = 16\n{extra}",
+            templates_dir().display().to_string()
+        ),
+    )
+    .unwrap();
+    (tmp, recipe)
+}
+
+fn quiet() -> RunOptions {
+    RunOptions {
+        quiet: true,
+        ..RunOptions::default()
+    }
+}
+
+fn artifact(root: &Path, stage: &str, key: &str) -> PathBuf {
+    Store::open(&root.join("results"))
+        .unwrap()
+        .lookup(stage, key)
+        .expect("artifact")
+        .dir
+}
+
+fn run(recipe: &Path) -> (runner::RunSummary, PathBuf, PretrainRecord) {
+    let resolved = rlcd::recipe::load(recipe, &[]).unwrap();
+    let summary = runner::run(&resolved, &quiet()).unwrap();
+    let id = pretrain_stage_id("world-xs");
+    let key = summary.plan.stage(&id).unwrap().key.clone();
+    let dir = artifact(recipe.parent().unwrap(), &id, &key);
+    let record = read_record(&dir).unwrap();
+    (summary, dir, record)
+}
+
+#[test]
+fn world_xs_pretrains_reports_caches_and_repeats_exactly() {
+    let (_a, recipe_a) = project(3, "");
+    let (first, dir_a, rec_a) = run(&recipe_a);
+    let ids: Vec<&str> = first.stages.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "pretrain/world-xs",
+            "world_eval/world-xs",
+            WORLD_REPORT_TABLE
+        ]
+    );
+    assert!(first.stages.iter().all(|s| !s.cached));
+
+    // The record describes a real run: the loss fell and perplexity is far below uniform.
+    assert_eq!(rec_a.preset, "world-xs");
+    assert_eq!(rec_a.documents, 500);
+    assert_eq!(rec_a.heldout_documents, 40);
+    assert_eq!(rec_a.log.steps, 40);
+    assert!(
+        rec_a.log.losses[39] < rec_a.log.losses[0] - 1.0,
+        "{:?}",
+        rec_a.log.losses
+    );
+    assert!(
+        rec_a.perplexity.is_finite() && rec_a.perplexity < rec_a.vocab as f64 / 4.0,
+        "{}",
+        rec_a.perplexity
+    );
+    for f in [
+        "config.json",
+        "model.mpk",
+        "tokenizer.json",
+        "pretrain.json",
+    ] {
+        assert!(dir_a.join(f).is_file(), "{f}");
+    }
+
+    // The report table: one row per task with counts that add up.
+    let table = first
+        .tables
+        .iter()
+        .find(|t| t.stem == "world_report")
+        .expect("world report");
+    assert_eq!(table.frame.height(), 3);
+    let n = table.frame.column("n_prompts").unwrap().u64().unwrap();
+    let w = table.frame.column("pos_wins").unwrap().u64().unwrap();
+    let l = table.frame.column("pos_losses").unwrap().u64().unwrap();
+    let t = table.frame.column("pos_ties").unwrap().u64().unwrap();
+    for i in 0..3 {
+        assert_eq!(n.get(i), Some(6));
+        assert_eq!(w.get(i).unwrap() + l.get(i).unwrap() + t.get(i).unwrap(), 6);
+    }
+    assert!(table.markdown.contains("rlaif_accuracy"));
+
+    // A second run computes nothing.
+    let (second, _, _) = run(&recipe_a);
+    assert!(
+        second.stages.iter().all(|s| s.cached),
+        "{:?}",
+        second.stages
+    );
+
+    // The same recipe elsewhere gives the same corpus and the same weights, bit for bit.
+    let (_b, recipe_b) = project(3, "");
+    let (_, dir_b, rec_b) = run(&recipe_b);
+    assert_eq!(rec_a.corpus_blake3, rec_b.corpus_blake3);
+    assert_eq!(rec_a.log.losses, rec_b.log.losses);
+    assert_eq!(rec_a.weights_blake3, rec_b.weights_blake3);
+    let (ma, mb) = (
+        rlcd::stages::pretrain::load_world_lm::<rlcd::model::Cpu>(&dir_a, &Default::default())
+            .unwrap(),
+        rlcd::stages::pretrain::load_world_lm::<rlcd::model::Cpu>(&dir_b, &Default::default())
+            .unwrap(),
+    );
+    let (ha, hb) = (
+        rlcd::stages::pretrain::weights_blake3(&ma.model),
+        rlcd::stages::pretrain::weights_blake3(&mb.model),
+    );
+    assert_eq!(
+        ha, rec_a.weights_blake3,
+        "the saved checkpoint holds the recorded weights"
+    );
+    assert_eq!(ha, hb);
+
+    // Another seed is another world.
+    let (_c, recipe_c) = project(4, "");
+    let (_, _, rec_c) = run(&recipe_c);
+    assert_ne!(rec_a.corpus_blake3, rec_c.corpus_blake3);
+    assert_ne!(rec_a.weights_blake3, rec_c.weights_blake3);
+}
+
+#[test]
+fn bad_world_settings_are_named_with_their_fix() {
+    for (extra, key) in [
+        ("world.descriptor_frac = 1.5", "world.descriptor_frac"),
+        ("world.judgment_frac = -0.1", "world.judgment_frac"),
+        ("world.documents = 0", "world.documents"),
+        (
+            "world.descriptors.helpful = { positive = [], negative = [\"bad\"] }",
+            "world.descriptors.helpful.positive",
+        ),
+        ("pretrain.lr = 0.0", "pretrain.lr"),
+    ] {
+        let (_tmp, recipe) = project(0, "");
+        let err = rlcd::recipe::load(&recipe, &[extra.to_string()])
+            .and_then(|r| rlcd::recipe::validate(&r).map(|_| r))
+            .expect_err(extra);
+        let text = err.to_string();
+        assert!(text.contains(key), "{extra}: {text}");
+        assert!(
+            text.contains("fix") || text.contains("use"),
+            "{extra}: {text}"
+        );
+    }
+    let (_tmp, recipe) = project(0, "");
+    let err = rlcd::recipe::load(&recipe, &["world.descriptor_fraction=0.3".to_string()])
+        .expect_err("unknown key");
+    assert!(err.to_string().contains("descriptor_frac"), "{err}");
+}
