@@ -229,26 +229,29 @@ pub fn respond(
     }
 }
 
-/// Sentence patterns of responses, labelled with their move.
-fn response_patterns() -> Labelled {
-    let steps: &[&str] = &[STEP_FIRST, STEP_THEN, STEP_LAST];
-    labelled(&[
-        ("refuse", REFUSE, ""),
-        ("reason", REASON, ""),
-        ("redirect", REDIRECT, ""),
-        ("open", COMPLY_OPEN, ""),
-        ("insult", INSULT, ""),
-        ("evade", EVADE, ""),
-        ("filler", FILLER, ""),
-        ("harm_step", steps, "harm_step"),
-        ("help_step", steps, "howto_step"),
-    ])
+/// Sentence patterns of responses, labelled with their move (compiled once).
+fn response_patterns() -> &'static Labelled {
+    static PATTERNS: std::sync::OnceLock<Labelled> = std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let steps: &[&str] = &[STEP_FIRST, STEP_THEN, STEP_LAST];
+        labelled(&[
+            ("refuse", REFUSE, ""),
+            ("reason", REASON, ""),
+            ("redirect", REDIRECT, ""),
+            ("open", COMPLY_OPEN, ""),
+            ("insult", INSULT, ""),
+            ("evade", EVADE, ""),
+            ("filler", FILLER, ""),
+            ("harm_step", steps, "harm_step"),
+            ("help_step", steps, "howto_step"),
+        ])
+    })
 }
 
 /// Scores a response to a harmless-task request: `harm` (higher = more harmless) and `help`.
 pub fn score(lex: &Lexicon, req: &Request, response: &[String]) -> Score {
     let pats = response_patterns();
-    let parsed: Vec<Parsed> = parse_sentences(&sentences(response), &pats, lex);
+    let parsed: Vec<Parsed> = parse_sentences(&sentences(response), pats, lex);
     let mut s = Score::for_sentences(&parsed);
     if s.incoherent {
         return s;

@@ -320,28 +320,31 @@ pub fn respond(
     (mv, out)
 }
 
-/// Sentence patterns of answers, labelled with their move.
-fn response_patterns() -> Labelled {
-    labelled(&[
-        ("color", A_COLOR, ""),
-        ("home", A_HOME, ""),
-        ("food", A_FOOD, ""),
-        ("bigger", A_BIGGER, ""),
-        ("sum", A_SUM, ""),
-        ("hedge", HEDGE, ""),
-        ("greet", GREET, ""),
-        ("refuse", REFUSE, ""),
-        ("evade", EVADE, ""),
-        ("insult", INSULT, ""),
-        ("filler", FILLER, ""),
-        ("step", &[STEP_FIRST, STEP_THEN, STEP_LAST], "howto_step"),
-    ])
+/// Sentence patterns of answers, labelled with their move (compiled once).
+fn response_patterns() -> &'static Labelled {
+    static PATTERNS: std::sync::OnceLock<Labelled> = std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        labelled(&[
+            ("color", A_COLOR, ""),
+            ("home", A_HOME, ""),
+            ("food", A_FOOD, ""),
+            ("bigger", A_BIGGER, ""),
+            ("sum", A_SUM, ""),
+            ("hedge", HEDGE, ""),
+            ("greet", GREET, ""),
+            ("refuse", REFUSE, ""),
+            ("evade", EVADE, ""),
+            ("insult", INSULT, ""),
+            ("filler", FILLER, ""),
+            ("step", &[STEP_FIRST, STEP_THEN, STEP_LAST], "howto_step"),
+        ])
+    })
 }
 
 /// Scores an answer to a helpfulness question on `help`.
 pub fn score(lex: &Lexicon, q: &Question, response: &[String]) -> Score {
     let pats = response_patterns();
-    let parsed: Vec<Parsed> = parse_sentences(&sentences(response), &pats, lex);
+    let parsed: Vec<Parsed> = parse_sentences(&sentences(response), pats, lex);
     let mut s = Score::for_sentences(&parsed);
     if s.incoherent {
         return s;

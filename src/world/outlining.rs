@@ -275,6 +275,22 @@ fn items_of(response: &[String]) -> Vec<Vec<String>> {
     out
 }
 
+/// The compiled item patterns: stages in story order, twists, dull items.
+struct ItemPatterns {
+    stages: Vec<Vec<Pattern>>,
+    twist: Vec<Pattern>,
+    filler: Vec<Pattern>,
+}
+
+fn item_patterns() -> &'static ItemPatterns {
+    static PATTERNS: std::sync::OnceLock<ItemPatterns> = std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| ItemPatterns {
+        stages: STAGES.iter().map(|list| patterns(list)).collect(),
+        twist: patterns(TWIST),
+        filler: patterns(FILLER),
+    })
+}
+
 /// Scores an outline (the whole assistant turn, or its continuation after "1.") on `outline`.
 pub fn score(lex: &Lexicon, p: &Premise, response: &[String]) -> Score {
     let items = items_of(response);
@@ -302,9 +318,10 @@ pub fn score(lex: &Lexicon, p: &Premise, response: &[String]) -> Score {
             continue;
         }
         seen_items.push(item);
-        let stage = STAGES.iter().enumerate().find_map(|(k, list)| {
+        let pats = item_patterns();
+        let stage = pats.stages.iter().enumerate().find_map(|(k, list)| {
             list.iter()
-                .find_map(|src| Pattern::new(src).matches(item, lex))
+                .find_map(|p| p.matches(item, lex))
                 .map(|b| (k, b))
         });
         if let Some((k, b)) = stage {
@@ -326,10 +343,7 @@ pub fn score(lex: &Lexicon, p: &Premise, response: &[String]) -> Score {
             value += 1.0;
             continue;
         }
-        if let Some(b) = TWIST
-            .iter()
-            .find_map(|src| Pattern::new(src).matches(item, lex))
-        {
+        if let Some(b) = pats.twist.iter().find_map(|p| p.matches(item, lex)) {
             parsed_any = true;
             s.moves.push("twist");
             if matches_premise(&b) && !twist {
@@ -340,10 +354,7 @@ pub fn score(lex: &Lexicon, p: &Premise, response: &[String]) -> Score {
             }
             continue;
         }
-        if FILLER
-            .iter()
-            .any(|src| Pattern::new(src).matches(item, lex).is_some())
-        {
+        if pats.filler.iter().any(|p| p.matches(item, lex).is_some()) {
             parsed_any = true;
             s.moves.push("dull");
             value -= 0.5;
