@@ -531,7 +531,7 @@ fn collect_special_ids(inner: &tokenizers::Tokenizer, roles: &[Option<u32>]) -> 
 /// Joins world-vocabulary words into text: single spaces between words; closing punctuation
 /// attaches to the word before, opening brackets to the word after; newlines and special tokens
 /// take no surrounding spaces. Text written in this canonical form encodes and decodes exactly.
-fn join_words(tokens: &[String], is_special: impl Fn(&str) -> bool) -> String {
+pub(crate) fn join_words(tokens: &[String], is_special: impl Fn(&str) -> bool) -> String {
     fn closing(t: &str) -> bool {
         matches!(t, "." | "," | "!" | "?" | ";" | ":" | ")" | "]" | "}" | "%")
     }

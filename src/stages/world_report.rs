@@ -114,11 +114,10 @@ pub struct Agreement {
     pub share_a: f64,
 }
 
-/// Held-out test prompts of `task`, at most `n`.
-fn test_prompts(world: &World, task: Task, n: usize) -> Result<Vec<Dialogue>, ReportError> {
+/// The held-out (test) prompts of `task`.
+pub fn test_prompts(world: &World, task: Task) -> Result<Vec<Dialogue>, ReportError> {
     let mut set = world.prompt_set(task)?;
     set.retain(|d| d.split == Split::Test);
-    set.truncate(n);
     Ok(set)
 }
 
@@ -153,20 +152,22 @@ pub fn sample<B: Backend>(
     Ok(out)
 }
 
-/// Measures the descriptor effect of `task` on held-out prompts.
+/// Measures the descriptor effect of `task` on the first `cfg.prompts` of the held-out prompts
+/// `held_out`.
 pub fn descriptor_effect<B: Backend>(
     lm: &Lm<B>,
     world: &World,
     templates: &Templates,
     task: Task,
+    held_out: &[Dialogue],
     cfg: &ReportConfig,
     seed: u64,
 ) -> Result<DescriptorEffect, ReportError> {
-    let dialogues = test_prompts(world, task, cfg.prompts)?;
+    let dialogues = &held_out[..cfg.prompts.min(held_out.len())];
     let contrast = contrast_prompts(
         templates,
         task.name(),
-        &dialogues,
+        dialogues,
         seed::derive(seed, &["affix"]),
     )?;
     let axis = task.main_axis();
@@ -226,10 +227,17 @@ pub fn rlaif_agreement<B: Backend>(
     world: &World,
     templates: &Templates,
     task: Task,
+    held_out: &[Dialogue],
     cfg: &ReportConfig,
     seed: u64,
 ) -> Result<Agreement, ReportError> {
-    let dialogues = test_prompts(world, task, usize::MAX)?;
+    let dialogues: Vec<(&Dialogue, crate::world::Request)> = held_out
+        .iter()
+        .filter_map(|d| {
+            let last = d.turns.last().map(String::as_str).unwrap_or("");
+            world.parse_request(task, last).map(|r| (d, r))
+        })
+        .collect();
     let principles = templates.principles(task.name())?;
     let axis = task.main_axis();
     let (Some(a_id), Some(b_id)) = (lm.tokenizer.token_to_id("A"), lm.tokenizer.token_to_id("B"))
@@ -244,17 +252,13 @@ pub fn rlaif_agreement<B: Backend>(
     let mut tries = 0;
     while prompts.len() < cfg.pairs && tries < cfg.pairs * 20 && !dialogues.is_empty() {
         tries += 1;
-        let d = &dialogues[rng.random_range(0..dialogues.len())];
-        let Some(req) = world.parse_request(task, d.turns.last().map(String::as_str).unwrap_or(""))
-        else {
-            continue;
-        };
+        let (d, req) = &dialogues[rng.random_range(0..dialogues.len())];
         let mut outs = Vec::new();
         let mut s = Vec::new();
         for _ in 0..2 {
             let q: f64 = rng.sample(rand_distr::StandardNormal);
-            let text = join(&world.respond(&req, q, &mut rng).1);
-            s.push(world.score_request(&req, &text).axis(axis).unwrap_or(0.0));
+            let text = join(&world.respond(req, q, &mut rng).1);
+            s.push(world.score_request(req, &text).axis(axis).unwrap_or(0.0));
             outs.push(text);
         }
         if (s[0] - s[1]).abs() < 1e-9 {
@@ -317,11 +321,13 @@ pub fn evaluate_preset<B: Backend>(
     let mut rows = Vec::new();
     for task in Task::ALL {
         let task_seed = seed::derive(seed, &[task.name()]);
+        let held_out = test_prompts(world, task)?;
         let effect = descriptor_effect(
             lm,
             world,
             templates,
             task,
+            &held_out,
             cfg,
             seed::derive(task_seed, &["descriptor"]),
         )?;
@@ -330,6 +336,7 @@ pub fn evaluate_preset<B: Backend>(
             world,
             templates,
             task,
+            &held_out,
             cfg,
             seed::derive(task_seed, &["rlaif"]),
         )?;

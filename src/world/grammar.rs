@@ -239,24 +239,11 @@ pub fn words(text: &str) -> Vec<String> {
     out
 }
 
-/// Joins world words into canonical text (the inverse of [`words`] for text written this way):
-/// spaces between words, none before closing punctuation or after opening brackets, none around
-/// newlines.
+/// Joins world words into canonical text (the inverse of [`words`] for text written this way),
+/// exactly as the world tokenizer decodes: spaces between words, none before closing punctuation
+/// or after opening brackets, none around newlines.
 pub fn join(words: &[String]) -> String {
-    let closing = |t: &str| matches!(t, "." | "," | "!" | "?" | ";" | ":" | ")" | "]" | "}" | "%");
-    let opening = |t: &str| matches!(t, "(" | "[" | "{");
-    let mut out = String::new();
-    let mut prev: Option<&str> = None;
-    for w in words {
-        if let Some(p) = prev
-            && !(w == "\n" || p == "\n" || closing(w) || opening(p))
-        {
-            out.push(' ');
-        }
-        out.push_str(w);
-        prev = Some(w);
-    }
-    out
+    crate::model::tokenizer::join_words(words, |_| false)
 }
 
 /// Word sequences of a list of phrases written with spaces.
