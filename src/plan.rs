@@ -32,6 +32,12 @@ pub const APPENDIX_N_TABLE: &str = "appendix_n/table";
 /// Id of the world report table stage.
 pub const WORLD_REPORT_TABLE: &str = "world_report/table";
 
+/// Id of the pair-label table stage.
+pub const PAIR_LABELS_TABLE: &str = "pair_labels/table";
+
+/// Id of the preference-model agreement table stage.
+pub const PM_AGREEMENT_TABLE: &str = "pm_agreement/table";
+
 /// Id of the pretraining stage of a world preset (shared by every model naming the preset).
 pub fn pretrain_stage_id(preset: &str) -> String {
     format!("pretrain/{}", preset.replace('_', "-"))
@@ -54,6 +60,17 @@ pub enum StageKind {
     WorldEval,
     /// The world report table merging every preset's measurements.
     WorldReport,
+    /// Simulated preference pairs of one method family, simulator and task (`pairs.parquet`).
+    Simulate,
+    /// Held-out pairs of independent policy samples labelled by the oracle
+    /// (`heldout.parquet`), the reference preference models are measured against.
+    HeldoutPairs,
+    /// A preference model trained on one method's pairs (checkpoint, `reward.json`).
+    Reward,
+    /// The pair-label table: simulated labels against the oracle.
+    PairLabels,
+    /// The preference-model agreement table.
+    PmAgreement,
 }
 
 impl StageKind {
@@ -66,6 +83,11 @@ impl StageKind {
             StageKind::Pretrain => "pretrain",
             StageKind::WorldEval => "world_eval",
             StageKind::WorldReport => "world_report",
+            StageKind::Simulate => "simulate",
+            StageKind::HeldoutPairs => "heldout_pairs",
+            StageKind::Reward => "reward",
+            StageKind::PairLabels => "pair_labels",
+            StageKind::PmAgreement => "pm_agreement",
         }
     }
 
@@ -74,6 +96,8 @@ impl StageKind {
         match self {
             StageKind::AppendixNTable => Some(crate::tables::APPENDIX_N),
             StageKind::WorldReport => Some(crate::tables::WORLD_REPORT),
+            StageKind::PairLabels => Some(crate::tables::PAIR_LABELS),
+            StageKind::PmAgreement => Some(crate::tables::PM_AGREEMENT),
             _ => None,
         }
     }
@@ -264,6 +288,8 @@ fn world_specs(resolved: &Resolved) -> Result<Vec<StageSpec>, PlanError> {
                 "world": world,
                 "world_seed": crate::world::world_seed(recipe.seed),
                 "world_version": crate::world::WORLD_VERSION,
+                "engine_version": crate::stages::pretrain::PRETRAIN_VERSION,
+                "architecture": crate::model::llama::LlamaConfig::preset_with_vocab(preset, 0),
                 "train": train,
                 "heldout_documents": recipe.pretrain.heldout_documents,
                 "backend": recipe.backend,
@@ -281,7 +307,11 @@ fn world_specs(resolved: &Resolved) -> Result<Vec<StageSpec>, PlanError> {
         specs.push(StageSpec {
             id: eval_id.clone(),
             kind: StageKind::WorldEval,
-            config: serde_json::json!({ "preset": preset, "report": recipe.pretrain.report }),
+            config: serde_json::json!({
+                "preset": preset,
+                "report": recipe.pretrain.report,
+                "world_version": crate::world::WORLD_VERSION,
+            }),
             deps: vec![id],
             templates: sources.clone(),
             models: vec![],
@@ -298,6 +328,212 @@ fn world_specs(resolved: &Resolved) -> Result<Vec<StageSpec>, PlanError> {
         models: vec![],
         seed: 0,
     });
+    Ok(specs)
+}
+
+/// How a model enters stage keys, and the pretraining stage it comes from (world presets).
+fn model_entry(recipe: &crate::recipe::Recipe, name: &str) -> (ModelIdentity, Option<String>) {
+    let spec = recipe.models.get(name);
+    let preset = spec.and_then(|m| m.preset.as_deref());
+    let identity = match spec {
+        Some(m) if m.preset.is_some() => format!("preset:{}", preset.unwrap_or_default()),
+        Some(m) if m.gguf.is_some() => format!(
+            "gguf:{}",
+            m.gguf
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ),
+        Some(m) => format!("asset:{}", m.asset.clone().unwrap_or_default()),
+        None => format!("unknown:{name}"),
+    };
+    let upstream = preset
+        .filter(|p| crate::model::llama::is_world_preset(p))
+        .map(pretrain_stage_id);
+    (
+        ModelIdentity {
+            name: name.to_string(),
+            identity,
+            sha256: spec.and_then(|m| m.sha256.clone()),
+        },
+        upstream,
+    )
+}
+
+/// Id of the stage simulating `family` pairs (`rlcd`, `rlaif`, `rlcd-rescore`) with
+/// `simulator` on `task`.
+pub fn simulate_stage_id(simulator: &str, task: &str, family: &str) -> String {
+    format!("simulate/{simulator}/{task}/{family}")
+}
+
+/// The preference stages of a recipe (paper §4.2): per task and simulator, the pair
+/// simulations its methods need (RLCD pairs, RLAIF pairs, RLCD pairs re-labelled as RLAIF
+/// labels them); per method a preference model trained on them; per policy and world task the
+/// oracle-labelled held-out pairs; and the two tables.
+fn preference_specs(
+    resolved: &Resolved,
+    templates: &Templates,
+) -> Result<Vec<StageSpec>, PlanError> {
+    use crate::recipe::schema::MethodKind;
+    let recipe = &resolved.recipe;
+    let world = serde_json::to_value(&recipe.world).unwrap_or(serde_json::Value::Null);
+    let mut specs: Vec<StageSpec> = Vec::new();
+    let mut simulations: BTreeSet<String> = BTreeSet::new();
+    let mut rewards = Vec::new();
+    for (task_name, task) in &recipe.tasks {
+        let terr = |source: TemplateError| PlanError::Templates {
+            task: task_name.clone(),
+            source: Box::new(source),
+        };
+        let mut sources: BTreeMap<String, String> = templates
+            .task_sources(&task.templates)
+            .map_err(terr)?
+            .into_iter()
+            .collect();
+        for name in [
+            "rlaif/score.j2",
+            "rlaif/principles.toml",
+            "common/dialogue.j2",
+        ] {
+            sources.insert(name.to_string(), templates.source(name).map_err(terr)?);
+        }
+        let sources: Vec<(String, String)> = sources.into_iter().collect();
+        let prompts_hash =
+            prompts::input_hash(resolved, &task.prompts).map_err(|source| PlanError::Prompts {
+                task: task_name.clone(),
+                source: Box::new(source),
+            })?;
+        let world_task = task
+            .prompts
+            .strip_prefix("world:")
+            .and_then(crate::world::Task::from_name);
+        let task_config = serde_json::json!({
+            "task": task_name,
+            "prompts": task.prompts,
+            "prompts_blake3": prompts_hash,
+            "templates": task.templates,
+            "n_prompts": task.n_prompts,
+            "world": if world_task.is_some() { world.clone() } else { serde_json::Value::Null },
+            "world_version": crate::world::WORLD_VERSION,
+        });
+        let mut add_simulation = |family: &str, simulator: &str, specs: &mut Vec<StageSpec>| {
+            let id = simulate_stage_id(simulator, task_name, family);
+            if !simulations.insert(id.clone()) {
+                return id;
+            }
+            let (model, pretrain) = model_entry(recipe, simulator);
+            let mut deps: Vec<String> = pretrain.into_iter().collect();
+            if family == "rlcd-rescore" {
+                deps.push(simulate_stage_id(simulator, task_name, "rlcd"));
+            }
+            specs.push(StageSpec {
+                id: id.clone(),
+                kind: StageKind::Simulate,
+                config: serde_json::json!({
+                    "family": family,
+                    "simulator": simulator,
+                    "task": task_config,
+                    "simulate": recipe.simulate,
+                    "contrast_seed": crate::seed::derive(recipe.seed, &["contrast", task_name]),
+                }),
+                deps,
+                templates: sources.clone(),
+                models: vec![model],
+                seed: crate::seed::derive(recipe.seed, &["simulate", simulator, task_name, family]),
+            });
+            id
+        };
+        let mut heldout: BTreeMap<String, String> = BTreeMap::new();
+        for (method_name, method) in &recipe.methods {
+            let family = match method.kind {
+                MethodKind::Rlcd | MethodKind::ContextDistillation => "rlcd",
+                MethodKind::Rlaif => "rlaif",
+                MethodKind::RlcdRescore => "rlcd-rescore",
+                MethodKind::Base => continue,
+            };
+            let Some(simulator) = method.simulator.as_deref() else {
+                continue;
+            };
+            if family == "rlcd-rescore" {
+                add_simulation("rlcd", simulator, &mut specs);
+            }
+            let pairs = add_simulation(family, simulator, &mut specs);
+            if matches!(method.kind, MethodKind::ContextDistillation) {
+                continue;
+            }
+            let (policy, policy_pretrain) = model_entry(recipe, &method.policy);
+            let mut deps = vec![pairs];
+            deps.extend(policy_pretrain.clone());
+            if world_task.is_some() {
+                let id = format!("heldout_pairs/{}/{task_name}", method.policy);
+                if !heldout.contains_key(&method.policy) {
+                    heldout.insert(method.policy.clone(), id.clone());
+                    specs.push(StageSpec {
+                        id: id.clone(),
+                        kind: StageKind::HeldoutPairs,
+                        config: serde_json::json!({
+                            "policy": method.policy,
+                            "task": task_config,
+                            "reward": { "heldout_pairs": recipe.reward.heldout_pairs },
+                            "sampling": {
+                                "temperature": recipe.simulate.temperature,
+                                "top_p": recipe.simulate.top_p,
+                                "max_new_tokens": recipe.simulate.max_new_tokens,
+                            },
+                        }),
+                        deps: policy_pretrain.into_iter().collect(),
+                        templates: sources.clone(),
+                        models: vec![policy.clone()],
+                        seed: crate::seed::derive(
+                            recipe.seed,
+                            &["heldout", &method.policy, task_name],
+                        ),
+                    });
+                }
+                deps.push(id);
+            }
+            let id = format!("reward/{method_name}/{task_name}");
+            specs.push(StageSpec {
+                id: id.clone(),
+                kind: StageKind::Reward,
+                config: serde_json::json!({
+                    "method": method_name,
+                    "kind": method.kind.as_str(),
+                    "simulator": simulator,
+                    "policy": method.policy,
+                    "task": task_name,
+                    "reward": recipe.reward,
+                }),
+                deps,
+                templates: vec![],
+                models: vec![policy],
+                seed: crate::seed::derive(recipe.seed, &["reward", method_name, task_name]),
+            });
+            rewards.push(id);
+        }
+    }
+    if !simulations.is_empty() {
+        specs.push(StageSpec {
+            id: PAIR_LABELS_TABLE.to_string(),
+            kind: StageKind::PairLabels,
+            config: serde_json::json!({ "stem": crate::tables::PAIR_LABELS }),
+            deps: simulations.into_iter().collect(),
+            templates: vec![],
+            models: vec![],
+            seed: 0,
+        });
+    }
+    if !rewards.is_empty() {
+        specs.push(StageSpec {
+            id: PM_AGREEMENT_TABLE.to_string(),
+            kind: StageKind::PmAgreement,
+            config: serde_json::json!({ "stem": crate::tables::PM_AGREEMENT }),
+            deps: rewards,
+            templates: vec![],
+            models: vec![],
+            seed: 0,
+        });
+    }
     Ok(specs)
 }
 
@@ -499,6 +735,7 @@ impl Plan {
                     seed: crate::seed::derive(recipe.seed, &["contrast", name]),
                 });
             }
+            specs.extend(preference_specs(resolved, &templates)?);
         }
         if specs.is_empty() {
             return Err(PlanError::Empty {
@@ -574,8 +811,8 @@ impl Plan {
         if !self.methods.is_empty() {
             let _ = writeln!(
                 out,
-                "methods declared but not runnable in this build (simulate → reward → \
-                 PPO/DPO/SFT → judge): {}",
+                "methods run up to their preference models; their policy stages \
+                 (PPO/DPO/SFT → judge) are not in this build: {}",
                 self.methods.join(", ")
             );
         }

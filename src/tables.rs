@@ -88,6 +88,9 @@ fn f64_col(name: &str, v: Vec<f64>) -> Column {
 fn opt_col(name: &str, v: Vec<Option<f64>>) -> Column {
     Column::new(name.into(), v)
 }
+fn opt_u64_col(name: &str, v: Vec<Option<u64>>) -> Column {
+    Column::new(name.into(), v)
+}
 
 /// Estimate columns (value, stderr, low, high) of a rate; nulls when it has no observations.
 fn estimate_cols(
@@ -293,78 +296,141 @@ pub fn winrates_frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
     DataFrame::new(rows.len(), cols).map_err(frame_err("winrates"))
 }
 
-/// One row of the preference-model agreement table.
-#[derive(Clone, Debug, PartialEq)]
+/// The stem of the preference-model agreement table.
+pub const PM_AGREEMENT: &str = "pm_agreement";
+
+/// One row of the preference-model agreement table (the analogue of paper Table 5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PmAgreementRow {
     /// Method whose preference data trained the PM.
     pub method: String,
-    /// Simulator size name.
+    /// Simulator model name.
     pub simulator: String,
     /// Task.
     pub task: String,
-    /// Agreement counts against the reference labels.
-    pub agreement: Rate,
-    /// Mean probability the PM gives the reference-preferred output.
-    pub mean_prob: f64,
+    /// Held-out reference-labelled pairs and how many the PM ranks as the reference does
+    /// (`None` where the task has no reference labels).
+    pub agreement: Option<Rate>,
+    /// Mean probability the PM gives the reference-preferred output (σ of the reward margin).
+    pub mean_prob: Option<f64>,
+    /// Final training loss of the PM (mean Bradley–Terry loss over the last tenth of steps).
+    pub train_loss: f64,
+    /// Accuracy of the PM on its own held-out simulated pairs (their simulated labels).
+    pub heldout_accuracy: Option<f64>,
 }
 
-/// The PM agreement table: method, simulator, task, n, accuracy, mean_prob.
+/// The PM agreement table: method, simulator, task, n, n_agree, accuracy, stderr, ci_low,
+/// ci_high, mean_prob, train_loss, heldout_accuracy.
 pub fn pm_agreement_frame(rows: &[PmAgreementRow]) -> Result<DataFrame, TableError> {
-    DataFrame::new(
-        rows.len(),
-        vec![
-            str_col("method", rows.iter().map(|r| r.method.clone()).collect()),
-            str_col(
-                "simulator",
-                rows.iter().map(|r| r.simulator.clone()).collect(),
-            ),
-            str_col("task", rows.iter().map(|r| r.task.clone()).collect()),
-            u64_col("n", rows.iter().map(|r| r.agreement.n).collect()),
-            opt_col(
-                "accuracy",
-                rows.iter().map(|r| r.agreement.rate().ok()).collect(),
-            ),
-            f64_col("mean_prob", rows.iter().map(|r| r.mean_prob).collect()),
-        ],
-    )
-    .map_err(frame_err("pm_agreement"))
+    let mut cols = method_cols(rows.iter().map(|r| (&r.method, &r.simulator, &r.task)));
+    let rates: Vec<Option<Rate>> = rows.iter().map(|r| r.agreement).collect();
+    cols.extend(rate_cols(
+        ["n", "n_agree", "accuracy", "stderr", "ci_low", "ci_high"],
+        &rates,
+    ));
+    cols.push(opt_col(
+        "mean_prob",
+        rows.iter().map(|r| r.mean_prob).collect(),
+    ));
+    cols.push(f64_col(
+        "train_loss",
+        rows.iter().map(|r| r.train_loss).collect(),
+    ));
+    cols.push(opt_col(
+        "heldout_accuracy",
+        rows.iter().map(|r| r.heldout_accuracy).collect(),
+    ));
+    DataFrame::new(rows.len(), cols).map_err(frame_err(PM_AGREEMENT))
 }
 
-/// One row of the simulated-pairs table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PairsRow {
+/// The method, simulator and task columns of preference tables.
+fn method_cols<'r>(
+    rows: impl Iterator<Item = (&'r String, &'r String, &'r String)>,
+) -> Vec<Column> {
+    let (mut m, mut s, mut t) = (Vec::new(), Vec::new(), Vec::new());
+    for (method, simulator, task) in rows {
+        m.push(method.clone());
+        s.push(simulator.clone());
+        t.push(task.clone());
+    }
+    vec![
+        str_col("method", m),
+        str_col("simulator", s),
+        str_col("task", t),
+    ]
+}
+
+/// Columns of optional rates: trials, successes, then the rate, its stderr and Wilson CI
+/// (`names` in that order); nulls where a rate is absent or has no trials.
+fn rate_cols(names: [&str; 6], rates: &[Option<Rate>]) -> Vec<Column> {
+    let est: Vec<Option<Estimate>> = rates
+        .iter()
+        .map(|r| r.as_ref().and_then(|r| r.estimate().ok()))
+        .collect();
+    let mut cols = vec![
+        opt_u64_col(names[0], rates.iter().map(|r| r.map(|r| r.n)).collect()),
+        opt_u64_col(
+            names[1],
+            rates.iter().map(|r| r.map(|r| r.successes)).collect(),
+        ),
+    ];
+    cols.extend(estimate_cols(names[2], names[3], names[4], names[5], &est));
+    cols
+}
+
+/// The stem of the simulated-pair label table.
+pub const PAIR_LABELS: &str = "pair_labels";
+
+/// One row of the simulated-pair label table (paper Table 36's question: how often do the
+/// simulated labels agree with a trusted judge?).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairLabelsRow {
     /// Method that simulated the pairs.
     pub method: String,
-    /// Simulator size name.
+    /// Simulator model name.
     pub simulator: String,
     /// Task.
     pub task: String,
-    /// Label agreement with the reference (oracle or held-out judge); `n` is the pair count.
-    pub label_accuracy: Rate,
-    /// Mean output length in tokens.
-    pub mean_len: f64,
+    /// Pairs simulated.
+    pub n_pairs: u64,
+    /// Prompts dropped because an output never ended its turn.
+    pub dropped: u64,
+    /// Label agreement with the oracle over the pairs it does not tie (`n` excludes ties);
+    /// `None` where the task has no oracle.
+    pub oracle: Option<Rate>,
+    /// Mean length (tokens) of the outputs the labels prefer.
+    pub mean_len_chosen: f64,
+    /// Mean length (tokens) of the other outputs.
+    pub mean_len_rejected: f64,
 }
 
-/// The pairs table: method, simulator, task, n_pairs, label_accuracy, mean_len.
-pub fn pairs_frame(rows: &[PairsRow]) -> Result<DataFrame, TableError> {
-    DataFrame::new(
-        rows.len(),
-        vec![
-            str_col("method", rows.iter().map(|r| r.method.clone()).collect()),
-            str_col(
-                "simulator",
-                rows.iter().map(|r| r.simulator.clone()).collect(),
-            ),
-            str_col("task", rows.iter().map(|r| r.task.clone()).collect()),
-            u64_col("n_pairs", rows.iter().map(|r| r.label_accuracy.n).collect()),
-            opt_col(
-                "label_accuracy",
-                rows.iter().map(|r| r.label_accuracy.rate().ok()).collect(),
-            ),
-            f64_col("mean_len", rows.iter().map(|r| r.mean_len).collect()),
+/// The pair-label table: method, simulator, task, n_pairs, dropped, n_judged, n_agree,
+/// label_accuracy, stderr, ci_low, ci_high, mean_len_chosen, mean_len_rejected.
+pub fn pair_labels_frame(rows: &[PairLabelsRow]) -> Result<DataFrame, TableError> {
+    let mut cols = method_cols(rows.iter().map(|r| (&r.method, &r.simulator, &r.task)));
+    cols.push(u64_col("n_pairs", rows.iter().map(|r| r.n_pairs).collect()));
+    cols.push(u64_col("dropped", rows.iter().map(|r| r.dropped).collect()));
+    let rates: Vec<Option<Rate>> = rows.iter().map(|r| r.oracle).collect();
+    cols.extend(rate_cols(
+        [
+            "n_judged",
+            "n_agree",
+            "label_accuracy",
+            "stderr",
+            "ci_low",
+            "ci_high",
         ],
-    )
-    .map_err(frame_err("pairs"))
+        &rates,
+    ));
+    cols.push(f64_col(
+        "mean_len_chosen",
+        rows.iter().map(|r| r.mean_len_chosen).collect(),
+    ));
+    cols.push(f64_col(
+        "mean_len_rejected",
+        rows.iter().map(|r| r.mean_len_rejected).collect(),
+    ));
+    DataFrame::new(rows.len(), cols).map_err(frame_err(PAIR_LABELS))
 }
 
 /// A cell's printable text, `None` for null.

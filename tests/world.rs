@@ -418,23 +418,19 @@ fn outline_order_relevance_twist_and_repeats() {
         "{shuffled:?} vs {other:?}"
     );
 
-    // An inventive twist about the premise adds; one about another setting does not.
+    // An inventive twist about the premise's character adds; one about someone else does not.
     let n = phrase("name", p.name);
-    let setting = phrase("setting", p.setting);
     let mut twisted = good.clone();
-    twisted.insert(3, format!("then {n} discovers a secret door in {setting}."));
+    twisted.insert(3, format!("then {n} discovers a secret door."));
     let twisted = s(&with_opening(&twisted));
     assert_eq!(twisted.moves.iter().filter(|m| **m == "twist").count(), 1);
     assert!(outline(&twisted) > outline(&ordered));
-    let elsewhere = phrase(
-        "setting",
-        (p.setting + 1) % world().lexicon.table("setting").phrases.len(),
+    let someone = phrase(
+        "name",
+        (p.name + 1) % world().lexicon.table("name").phrases.len(),
     );
     let mut misplaced = good.clone();
-    misplaced.insert(
-        3,
-        format!("then {n} discovers a secret door in {elsewhere}."),
-    );
+    misplaced.insert(3, format!("then {someone} discovers a secret door."));
     assert!(outline(&s(&with_opening(&misplaced))) < outline(&ordered));
 
     // A repeated item subtracts and is counted.

@@ -182,9 +182,9 @@ impl LlamaConfig {
         Self::world(vocab_size, 128, 4, 4, 384)
     }
 
-    /// Built-in world, medium (≈4.9M parameters at a 1.5k vocabulary; the paper's 30B analogue).
+    /// Built-in world, medium (≈2.0M parameters at a 1.5k vocabulary; the paper's 30B analogue).
     pub fn world_m(vocab_size: usize) -> Self {
-        Self::world(vocab_size, 256, 6, 8, 768)
+        Self::world(vocab_size, 192, 4, 6, 576)
     }
 
     /// Looks a preset up by name (`tiny`, `smollm2-135m`, `qwen2.5-0.5b`, `qwen2.5-1.5b`,

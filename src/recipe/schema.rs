@@ -239,9 +239,15 @@ pub struct RewardConfig {
     /// Maximum tokens of prompt + output. Default 512.
     #[serde(default = "default_max_len")]
     pub max_len: usize,
-    /// Fraction of pairs held out to measure preference-model agreement, in [0, 1). Default 0.1.
+    /// Fraction of the simulated pairs held out from training to measure how well the
+    /// preference model fits its own labels, in [0, 1). Default 0.1.
     #[serde(default = "default_holdout")]
     pub holdout_frac: f64,
+    /// Held-out test prompts per world task whose pair of independent policy samples, labelled
+    /// by the oracle (ties left out), measures preference-model agreement (paper Table 5).
+    /// Default 200.
+    #[serde(default = "default_heldout_pairs")]
+    pub heldout_pairs: usize,
 }
 
 impl Default for RewardConfig {
@@ -253,6 +259,7 @@ impl Default for RewardConfig {
             batch_size: default_batch_size(),
             max_len: default_max_len(),
             holdout_frac: default_holdout(),
+            heldout_pairs: default_heldout_pairs(),
         }
     }
 }
@@ -275,6 +282,10 @@ fn default_max_len() -> usize {
 
 fn default_holdout() -> f64 {
     0.1
+}
+
+fn default_heldout_pairs() -> usize {
+    200
 }
 
 /// PPO against the preference model (paper Appendix B, AlpacaFarm's PPO: fixed KL coefficient

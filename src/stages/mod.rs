@@ -2,8 +2,12 @@
 //!
 //! - [`prompts`]: prompt sets → dialogues → contrast prompts p+ / p− / p (paper §3, RLCD).
 //! - [`appendix_n`]: the Gaussian model of preference labels (paper Appendix N).
+//! - [`simulate`]: RLCD / RLAIF / RLCD-Rescore preference pairs from a simulator LM (paper §3, §4.2).
+//! - [`reward`]: the preference model, Bradley–Terry training on hard or soft labels (paper Appendix B).
 
 pub mod appendix_n;
 pub mod pretrain;
 pub mod prompts;
+pub mod reward;
+pub mod simulate;
 pub mod world_report;

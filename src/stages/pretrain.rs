@@ -55,7 +55,7 @@ impl PretrainConfig {
         let (steps, batch_size, lr) = match name.replace('_', "-").as_str() {
             "world-xs" => (60, 8, 1e-2),
             "world-s" => (600, 8, 1e-2),
-            "world-m" => (600, 8, 5e-3),
+            "world-m" => (1000, 8, 7e-3),
             _ => return None,
         };
         Some(Self {
@@ -172,37 +172,47 @@ impl PretrainConfig {
     }
 }
 
+/// Version of the training engine (packing, masking, optimiser); part of the pretraining
+/// stage's cache key.
+pub const PRETRAIN_VERSION: u32 = 2;
+
+/// How many partly filled rows [`pack_documents`] keeps open for later documents.
+pub const PACK_OPEN_ROWS: usize = 64;
+
 /// Packs documents (token ids; each should start with BOS and end with EOS, which the caller
-/// adds) greedily, in order, into rows of at most `seq_len` tokens: a document goes into the
-/// current row if it fits, otherwise it starts a new row. A document longer than `seq_len` is
-/// cut into `seq_len`-token pieces, each a row of its own; its remainder is packed like a
-/// document. Rows are not padded; empty documents are skipped. A `seq_len` of 0 is treated as 1.
+/// adds) into rows of at most `seq_len` tokens by bounded first fit: a document goes into the
+/// first of the (at most [`PACK_OPEN_ROWS`]) open rows with room for it, otherwise it opens a
+/// new row; when too many rows are open, the oldest is closed. This fills rows much better
+/// than packing in order, so less of each training batch is padding. A document longer than
+/// `seq_len` is cut into `seq_len`-token pieces, each a row of its own; its remainder is packed
+/// like a document. A document that fits is never split. Rows are not padded; empty documents
+/// are skipped. A `seq_len` of 0 is treated as 1. Deterministic in the order of `docs`.
 pub fn pack_documents(docs: &[Vec<u32>], seq_len: usize) -> Vec<Vec<u32>> {
     let seq_len = seq_len.max(1);
     let mut rows = Vec::new();
-    let mut current: Vec<u32> = Vec::with_capacity(seq_len);
+    let mut open: std::collections::VecDeque<Vec<u32>> = std::collections::VecDeque::new();
     for doc in docs {
         let mut doc: &[u32] = doc;
-        if doc.len() > seq_len {
-            if !current.is_empty() {
-                rows.push(std::mem::replace(&mut current, Vec::with_capacity(seq_len)));
-            }
-            while doc.len() > seq_len {
-                rows.push(doc[..seq_len].to_vec());
-                doc = &doc[seq_len..];
-            }
+        while doc.len() > seq_len {
+            rows.push(doc[..seq_len].to_vec());
+            doc = &doc[seq_len..];
         }
         if doc.is_empty() {
             continue;
         }
-        if current.len() + doc.len() > seq_len {
-            rows.push(std::mem::replace(&mut current, Vec::with_capacity(seq_len)));
+        match open.iter_mut().find(|r| r.len() + doc.len() <= seq_len) {
+            Some(row) => row.extend_from_slice(doc),
+            None => {
+                if open.len() == PACK_OPEN_ROWS {
+                    rows.extend(open.pop_front());
+                }
+                let mut row = Vec::with_capacity(seq_len);
+                row.extend_from_slice(doc);
+                open.push_back(row);
+            }
         }
-        current.extend_from_slice(doc);
     }
-    if !current.is_empty() {
-        rows.push(current);
-    }
+    rows.extend(open);
     rows
 }
 

@@ -35,8 +35,8 @@ const Q_SUM: &[&str] = &["what is <num> plus <num> ?"];
 const Q_HOWTO: &[&str] = &["how do i <howto_act> ?"];
 
 const A_COLOR: &[&str] = &["the <creature> is <color> .", "it is <color> ."];
-const A_HOME: &[&str] = &["the <creature> lives in <place> ."];
-const A_FOOD: &[&str] = &["the <creature> eats <food> ."];
+const A_HOME: &[&str] = &["the <creature> lives in <place> .", "it lives in <place> ."];
+const A_FOOD: &[&str] = &["the <creature> eats <food> .", "it eats <food> ."];
 const A_BIGGER: &[&str] = &["the <creature> is bigger than the <creature> ."];
 const A_SUM: &[&str] = &["<num> plus <num> is <num> .", "the answer is <num> ."];
 const HEDGE: &[&str] = &["but i am not sure ."];
@@ -351,14 +351,16 @@ pub fn score(lex: &Lexicon, q: &Question, response: &[String]) -> Score {
     }
     let mut help = 0.0;
     let mut answered = false;
-    // Statement verdicts: +2 the first right answer, −1.5 a wrong one, −0.5 one off the question.
+    // The verdicts follow the generator's move values: +2 the first right answer, −1 a wrong
+    // one, −0.5 a statement off the question; hedging −1, a refusal −1.5, evasion −0.5 and an
+    // insult −2 (worse than any honest attempt).
     let mut verdict = |right: Option<bool>, help: &mut f64| match right {
         Some(true) if !answered => {
             answered = true;
             *help += 2.0;
         }
         Some(true) => {}
-        Some(false) => *help -= 1.5,
+        Some(false) => *help -= 1.0,
         None => *help -= 0.5,
     };
     let name_of = |c: usize| lex.creatures.get(c).map_or(usize::MAX, |k| k.name);
@@ -417,7 +419,7 @@ pub fn score(lex: &Lexicon, q: &Question, response: &[String]) -> Score {
             ("hedge", _) => help -= 1.0,
             ("refuse", _) => help -= 1.5,
             ("evade", _) => help -= 0.5,
-            ("insult", _) => help -= 1.0,
+            ("insult", _) => help -= 2.0,
             ("greet" | "filler", _) => {}
             _ => verdict(None, &mut help),
         }

@@ -29,7 +29,7 @@ use grammar::{Binding, Pattern, Renamed, join};
 use lexicon::Lexicon;
 
 /// Version of the world's generator and oracle; part of every cache key that reads the world.
-pub const WORLD_VERSION: u32 = 1;
+pub const WORLD_VERSION: u32 = 4;
 
 /// The world seed of a recipe seed.
 pub fn world_seed(recipe_seed: u64) -> u64 {
@@ -254,7 +254,7 @@ pub struct WorldConfig {
     #[serde(default = "WorldConfig::default_descriptor_noise")]
     pub descriptor_noise: f64,
     /// How strongly latent quality selects a response's moves, ≥ 0: move `m` has weight
-    /// exp(sharpness · q · value_m). Default 2.0.
+    /// exp(sharpness · q · value_m). Default 3.0.
     #[serde(default = "WorldConfig::default_sharpness")]
     pub quality_sharpness: f64,
     /// Fraction of documents that are RLAIF judgment documents, in [0, 1]. Default 0.2.
@@ -301,7 +301,7 @@ impl WorldConfig {
         0.3
     }
     fn default_sharpness() -> f64 {
-        2.0
+        3.0
     }
     fn default_judgment_frac() -> f64 {
         0.2

@@ -42,7 +42,7 @@ const STAGES: &[&[&str]] = &[
     &["<name> {faces|fights} the danger ."],
     &["in the end , <name> {manages to|fails to} <goal> ."],
 ];
-const TWIST: &[&str] = &["then <name> discovers <discovery> in <setting> ."];
+const TWIST: &[&str] = &["then <name> discovers <discovery> ."];
 const FILLER: &[&str] = &["<name> <filler> ."];
 
 /// Every sentence pattern of the task (for the vocabulary).

@@ -38,18 +38,13 @@ pub enum RunError {
     /// The recipe failed validation.
     #[error(transparent)]
     Recipe(#[from] Box<crate::recipe::RecipeError>),
-    /// The recipe declares policy methods, whose stages this build does not have.
-    #[error(
-        "recipe {file} declares methods {}, but the policy stages (simulate → reward → \
-         PPO/DPO/SFT → judge) are not available in this build; remove the [methods] table to \
-         run the rest (`rlcd validate` still checks the whole recipe)",
-        methods.join(", ")
-    )]
-    MethodsUnavailable {
-        /// The recipe file.
-        file: PathBuf,
-        /// The declared method names.
-        methods: Vec<String>,
+    /// A preference stage (simulation, preference model) failed.
+    #[error("stage `{stage}`: {message}")]
+    Stage {
+        /// The stage.
+        stage: String,
+        /// What failed, with its fix.
+        message: String,
     },
     /// The plan could not be built.
     #[error(transparent)]
@@ -166,6 +161,8 @@ macro_rules! with_backend {
     };
 }
 
+mod preference;
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
     move |source| RunError::Io {
         path: path.to_path_buf(),
@@ -252,15 +249,10 @@ fn progress_bar(quiet: bool, len: u64, label: &str) -> ProgressBar {
 /// cached ones and saying so), writes `results/runs/<name>/<run-id>/` and its tables, and prints
 /// the tables (unless `opts.quiet`).
 ///
-/// Refuses recipes that declare `[methods]`: the policy stages are not in this build.
+/// Methods (`[methods]`) run up to their preference models; the policy stages (PPO, DPO,
+/// SFT → judge) are not in this build, which the run log says.
 pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunError> {
     crate::recipe::validate(resolved).map_err(Box::new)?;
-    if !resolved.recipe.methods.is_empty() {
-        return Err(RunError::MethodsUnavailable {
-            file: resolved.file.clone(),
-            methods: resolved.recipe.methods.keys().cloned().collect(),
-        });
-    }
     let plan = Plan::build(resolved).map_err(Box::new)?;
     let store = Store::open(&resolved.resolve_path(&resolved.recipe.results))?;
     let (run_id, run_dir) = store.create_run(&plan.recipe, &plan.short_key())?;
@@ -284,6 +276,13 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         plan.stages.len(),
         run_dir.display()
     ))?;
+    if !plan.methods.is_empty() {
+        log.line(&format!(
+            "note: methods {} run up to their preference pairs and models; the policy stages \
+             (PPO/DPO/SFT → judge) are not in this build",
+            plan.methods.join(", ")
+        ))?;
+    }
 
     let mut outcomes = Vec::new();
     for stage in &plan.stages {
@@ -672,6 +671,11 @@ fn execute(
             write("report.json", &json)?;
             Ok(serde_json::json!({ "seconds": t0.elapsed().as_secs_f64(), "rows": rows.len() }))
         }
+        StageKind::Simulate => preference::simulate(stage, plan, resolved, store, dir, opts.quiet),
+        StageKind::HeldoutPairs => preference::heldout_pairs(stage, plan, resolved, store, dir),
+        StageKind::Reward => preference::reward(stage, plan, resolved, store, dir, opts.quiet),
+        StageKind::PairLabels => preference::pair_labels(stage, plan, resolved, store, dir),
+        StageKind::PmAgreement => preference::pm_agreement_table(stage, plan, store, dir),
         StageKind::WorldReport => {
             let mut rows: Vec<tables::WorldReportRow> = Vec::new();
             for dep in &stage.deps {
