@@ -611,6 +611,40 @@ fn generated_responses_parse_and_score_rises_with_quality() {
     }
 }
 
+/// What a model writes after an outlining prompt (which ends with the opening and "1.") is
+/// the outline without them; the oracle scores it as it scores the whole turn. Other tasks'
+/// outputs are the whole response.
+#[test]
+fn output_text_is_the_continuation_of_the_prompt() {
+    let w = world();
+    let mut rng = seed::rng(seed::derive(13, &["continuation"]));
+    for task in Task::ALL {
+        for _ in 0..50 {
+            let (req, human) = w.request(task, &mut rng);
+            let q: f64 = rng.random_range(-2.0..2.0);
+            let response = w.respond(&req, q, &mut rng).1;
+            let (full, out) = (join(&response), w.output_text(&req, &response));
+            if task == Task::Outlining {
+                assert!(
+                    full.starts_with("Here is a possible outline:\n1. "),
+                    "{full:?}"
+                );
+                assert_eq!(full, format!("Here is a possible outline:\n1. {out}"));
+            } else {
+                assert_eq!(out, full);
+            }
+            let turns = [join(&human)];
+            let a = w.score(task, &turns, &full).expect("world prompt");
+            let b = w.score(task, &turns, &out).expect("world prompt");
+            assert_eq!(
+                a.axis(task.main_axis()),
+                b.axis(task.main_axis()),
+                "{full:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn oracle_recognises_the_generators_moves() {
     let w = world();

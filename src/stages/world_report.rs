@@ -15,7 +15,6 @@ use crate::model::{GenerateOptions, GenerationRequest, Lm, ModelError};
 use crate::seed;
 use crate::stages::prompts::{Dialogue, Split, contrast_prompts};
 use crate::templates::{TemplateError, Templates};
-use crate::world::grammar::join;
 use crate::world::{Task, World};
 
 /// The beginning-of-sequence token every world document starts with.
@@ -257,7 +256,7 @@ pub fn rlaif_agreement<B: Backend>(
         let mut s = Vec::new();
         for _ in 0..2 {
             let q: f64 = rng.sample(rand_distr::StandardNormal);
-            let text = join(&world.respond(req, q, &mut rng).1);
+            let text = world.output_text(req, &world.respond(req, q, &mut rng).1);
             s.push(world.score_request(req, &text).axis(axis).unwrap_or(0.0));
             outs.push(text);
         }

@@ -126,7 +126,7 @@ pub fn judgment(
     let mut scores = Vec::new();
     for _ in 0..2 {
         let q: f64 = rng.sample(rand_distr::StandardNormal);
-        let text = join(&world.respond(&req, q, rng).1);
+        let text = world.output_text(&req, &world.respond(&req, q, rng).1);
         scores.push(
             world
                 .score_request(&req, &text)

@@ -29,7 +29,7 @@ use grammar::{Binding, Pattern, Renamed, join};
 use lexicon::Lexicon;
 
 /// Version of the world's generator and oracle; part of every cache key that reads the world.
-pub const WORLD_VERSION: u32 = 4;
+pub const WORLD_VERSION: u32 = 6;
 
 /// The world seed of a recipe seed.
 pub fn world_seed(recipe_seed: u64) -> u64 {
@@ -476,6 +476,21 @@ impl World {
             Request::Helpful(r) => helpful::respond(lex, r, q, k, rng),
             Request::Outlining(r) => outlining::respond(lex, r, q, k, rng),
         }
+    }
+
+    /// The text a model continues a prompt with, for response words from [`World::respond`]:
+    /// the whole response, except that an outline starts after the "Here is a possible
+    /// outline:\n1." the outlining prompts already end with (paper §4.1), as sampled outputs
+    /// do.
+    pub fn output_text(&self, req: &Request, response: &[String]) -> String {
+        if let Request::Outlining(_) = req {
+            let mut opening = grammar::words(outlining::OUTLINE_START);
+            opening.extend(["\n", "1", "."].map(String::from));
+            if let Some(rest) = response.strip_prefix(opening.as_slice()) {
+                return join(rest);
+            }
+        }
+        join(response)
     }
 
     /// Draws the turns of a prompt of `task` (human, assistant, …, human) as text, and the
