@@ -431,6 +431,7 @@ fn preference_specs(
                 kind: StageKind::Simulate,
                 config: serde_json::json!({
                     "family": family,
+                    "version": crate::stages::simulate::SIMULATE_VERSION,
                     "simulator": simulator,
                     "task": task_config,
                     "simulate": recipe.simulate,
@@ -498,6 +499,7 @@ fn preference_specs(
                 kind: StageKind::Reward,
                 config: serde_json::json!({
                     "method": method_name,
+                    "version": crate::stages::reward::REWARD_VERSION,
                     "kind": method.kind.as_str(),
                     "simulator": simulator,
                     "policy": method.policy,
