@@ -2,7 +2,8 @@
 //! pretrained world-xs trunk learning oracle preferences (and not learning from random
 //! labels), and save → load.
 
-use std::path::Path;
+mod common;
+
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -12,7 +13,6 @@ use burn::tensor::backend::Backend;
 use rand::Rng;
 use rlcd::model::{Cpu, Lm};
 use rlcd::recipe::RewardConfig;
-use rlcd::stages::pretrain::{PretrainConfig, WorldPretrain, load_world_lm, pretrain_world};
 use rlcd::stages::prompts::{Dialogue, Split, contrast_prompts};
 use rlcd::stages::reward::{
     Pm, PmFormat, RewardError, agreement, bt_loss, bt_loss_value, load_pm, save_pm, score_texts,
@@ -109,25 +109,8 @@ fn fixture() -> &'static Fixture {
             ..WorldConfig::default()
         };
         let world = World::new(&config, 23).expect("world");
-        let templates =
-            Templates::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("prompt-templates"))
-                .expect("templates");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut pre = PretrainConfig::for_preset("world-xs").expect("preset");
-        pre.steps = 40;
-        let job = WorldPretrain {
-            world: &world,
-            templates: &templates,
-            preset: "world-xs",
-            config: pre,
-            heldout_documents: 0,
-            seed: 4,
-        };
-        let t = Instant::now();
-        pretrain_world::<Train>(&job, &Default::default(), dir.path(), &mut |_, _| {})
-            .expect("pretraining");
-        eprintln!("world-xs pretrained in {:.1}s", t.elapsed().as_secs_f64());
-        let lm = load_world_lm::<Train>(dir.path(), &Default::default()).expect("load");
+        let templates = common::templates();
+        let lm = common::world_xs::<Train>(&world, &templates, 4);
         let set = world.prompt_set(TASK).expect("prompts");
         let (train_d, test_d): (Vec<Dialogue>, Vec<Dialogue>) =
             set.into_iter().partition(|d| d.split == Split::Train);

@@ -2,7 +2,8 @@
 //! provenance, determinism, dropping of outputs that never end, RLAIF soft labels against an
 //! independent recomputation, RLCD-Rescore principles, and the Parquet round trip.
 
-use std::path::Path;
+mod common;
+
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -11,7 +12,6 @@ use rlcd::model::sampling::pad_batch;
 use rlcd::model::tokenizer::Tokenizer;
 use rlcd::model::{Cpu, GenerationRequest, Lm};
 use rlcd::recipe::SimulateConfig;
-use rlcd::stages::pretrain::{PretrainConfig, WorldPretrain, load_world_lm, pretrain_world};
 use rlcd::stages::prompts::{Dialogue, Split, contrast_prompts};
 use rlcd::stages::simulate::{
     Method, SimulateError, Simulator, Slot, generate_options, pairs_from_frame, pairs_to_frame,
@@ -29,10 +29,8 @@ struct Fixture {
 }
 
 fn templates() -> Templates {
-    Templates::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("prompt-templates"))
-        .expect("templates")
+    common::templates()
 }
-
 fn world_config() -> WorldConfig {
     WorldConfig {
         documents: 600,
@@ -48,27 +46,7 @@ fn fixture() -> &'static Fixture {
     CELL.get_or_init(|| {
         let world = World::new(&world_config(), 11).expect("world");
         let templates = templates();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = PretrainConfig::for_preset("world-xs").expect("preset");
-        config.steps = 40;
-        let job = WorldPretrain {
-            world: &world,
-            templates: &templates,
-            preset: "world-xs",
-            config,
-            heldout_documents: 0,
-            seed: 5,
-        };
-        let t = Instant::now();
-        pretrain_world::<burn::backend::Autodiff<Cpu>>(
-            &job,
-            &Default::default(),
-            dir.path(),
-            &mut |_, _| {},
-        )
-        .expect("pretraining");
-        eprintln!("world-xs pretrained in {:.1}s", t.elapsed().as_secs_f64());
-        let lm = load_world_lm::<Cpu>(dir.path(), &Default::default()).expect("load");
+        let lm = common::world_xs::<Cpu>(&world, &templates, 5);
         Fixture {
             lm,
             world,

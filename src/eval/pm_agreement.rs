@@ -12,7 +12,7 @@ use crate::seed;
 use crate::stages::prompts::{Dialogue, contrast_prompts};
 use crate::stages::world_report::{ReportConfig, ReportError, sample};
 use crate::templates::Templates;
-use crate::world::{INCOHERENT, Task, World};
+use crate::world::{Task, World};
 
 /// Two independent samples of the policy for one held-out prompt, scored by the oracle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -62,13 +62,7 @@ pub fn sample_heldout_pairs<B: Backend>(
         .collect();
     let a = sample(lm, &prompts, cfg, seed::derive(seed, &["sample", "a"]))?;
     let b = sample(lm, &prompts, cfg, seed::derive(seed, &["sample", "b"]))?;
-    let axis = task.main_axis();
-    let score = |d: &Dialogue, text: &str| {
-        world
-            .score(task, &d.turns, text)
-            .map(|s| s.axis(axis).unwrap_or(INCOHERENT))
-            .unwrap_or(INCOHERENT)
-    };
+    let score = |d: &Dialogue, text: &str| world.main_axis_score(task, &d.turns, text);
     Ok(dialogues
         .iter()
         .zip(prompts)

@@ -445,6 +445,25 @@ fn world_and_templates(
     Ok((world, templates))
 }
 
+/// The dialogues of prompt set `spec` in `split`, at most `n_prompts` of them, in order.
+fn task_dialogues(
+    stage: &Stage,
+    resolved: &Resolved,
+    spec: &str,
+    n_prompts: Option<usize>,
+    split: Split,
+) -> Result<Vec<prompts::Dialogue>, RunError> {
+    let all = prompts::load_prompt_set(resolved, spec).map_err(|source| RunError::Prompts {
+        stage: stage.id.clone(),
+        source: Box::new(source),
+    })?;
+    Ok(all
+        .into_iter()
+        .filter(|d| d.split == split)
+        .take(n_prompts.unwrap_or(usize::MAX))
+        .collect())
+}
+
 fn bad(stage: &Stage, detail: String, path: PathBuf) -> RunError {
     RunError::BadArtifact {
         stage: stage.id.clone(),
@@ -565,18 +584,7 @@ fn execute(
                 stage: stage.id.clone(),
                 source: Box::new(source),
             })?;
-            let dialogues =
-                prompts::load_prompt_set(resolved, &spec).map_err(|source| RunError::Prompts {
-                    stage: stage.id.clone(),
-                    source: Box::new(source),
-                })?;
-            let mut train: Vec<_> = dialogues
-                .into_iter()
-                .filter(|d| matches!(d.split, Split::Train))
-                .collect();
-            if let Some(n) = n_prompts {
-                train.truncate(n);
-            }
+            let train = task_dialogues(stage, resolved, &spec, n_prompts, Split::Train)?;
             let contrast =
                 prompts::contrast_prompts(&templates, &task_templates, &train, stage.seed)
                     .map_err(|source| RunError::Templates {

@@ -7,12 +7,14 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 
-use super::{RunError, bad, io, progress_bar, upstream, world_and_templates};
+use super::{
+    RunError, bad, config_str, io, progress_bar, task_dialogues, upstream, world_and_templates,
+};
 use crate::eval::pm_agreement::{self, HeldoutPair};
 use crate::model::Lm;
 use crate::plan::{Plan, Stage, pretrain_stage_id};
 use crate::recipe::{Resolved, TaskSpec};
-use crate::stages::prompts::{self, Dialogue, Split};
+use crate::stages::prompts::Split;
 use crate::stages::reward::{self, Pm, PmFormat, RewardLog};
 use crate::stages::simulate::{self, Pair, Simulation, Simulator};
 use crate::stages::world_report::ReportConfig;
@@ -93,34 +95,6 @@ fn task_of<'r>(stage: &Stage, resolved: &'r Resolved) -> Result<(String, &'r Tas
         .get(&name)
         .ok_or_else(|| stage_err(stage, format!("the recipe has no task `{name}`")))?;
     Ok((name, spec))
-}
-
-fn str_field(stage: &Stage, key: &str) -> Result<String, RunError> {
-    stage
-        .config
-        .get(key)
-        .and_then(|v| v.as_str())
-        .map(str::to_string)
-        .ok_or_else(|| stage_err(stage, format!("configuration lacks `{key}`")))
-}
-
-/// The task's dialogues of `split`, at most the task's `n_prompts` of them.
-fn dialogues(
-    stage: &Stage,
-    resolved: &Resolved,
-    task: &TaskSpec,
-    split: Split,
-) -> Result<Vec<Dialogue>, RunError> {
-    let all =
-        prompts::load_prompt_set(resolved, &task.prompts).map_err(|source| RunError::Prompts {
-            stage: stage.id.clone(),
-            source: Box::new(source),
-        })?;
-    Ok(all
-        .into_iter()
-        .filter(|d| d.split == split)
-        .take(task.n_prompts.unwrap_or(usize::MAX))
-        .collect())
 }
 
 /// Loads model `name` of the recipe: a world preset from its pretraining stage, a GGUF file or
@@ -207,12 +181,12 @@ pub(super) fn simulate(
     quiet: bool,
 ) -> Result<serde_json::Value, RunError> {
     let t0 = Instant::now();
-    let family = str_field(stage, "family")?;
-    let simulator = str_field(stage, "simulator")?;
+    let family = config_str(stage, "family", dir)?;
+    let simulator = config_str(stage, "simulator", dir)?;
     let (task_name, task) = task_of(stage, resolved)?;
     let (_, templates) = world_and_templates(stage, resolved)?;
     let cfg = &resolved.recipe.simulate;
-    let train = dialogues(stage, resolved, task, Split::Train)?;
+    let train = task_dialogues(stage, resolved, &task.prompts, task.n_prompts, Split::Train)?;
     let total = train.len().min(cfg.n_prompts.unwrap_or(usize::MAX)) as u64;
     let pb = progress_bar(quiet, total, &stage.id);
     let upstream_pairs = if family == "rlcd-rescore" {
@@ -289,11 +263,11 @@ pub(super) fn heldout_pairs(
     dir: &Path,
 ) -> Result<serde_json::Value, RunError> {
     let t0 = Instant::now();
-    let policy = str_field(stage, "policy")?;
+    let policy = config_str(stage, "policy", dir)?;
     let (_, task) = task_of(stage, resolved)?;
     let wt = world_task(stage, task)?;
     let (world, templates) = world_and_templates(stage, resolved)?;
-    let test = dialogues(stage, resolved, task, Split::Test)?;
+    let test = task_dialogues(stage, resolved, &task.prompts, task.n_prompts, Split::Test)?;
     let sim = &resolved.recipe.simulate;
     let cfg = ReportConfig {
         max_new_tokens: sim.max_new_tokens,
@@ -323,10 +297,10 @@ pub(super) fn reward(
     quiet: bool,
 ) -> Result<serde_json::Value, RunError> {
     let t0 = Instant::now();
-    let method = str_field(stage, "method")?;
-    let kind = str_field(stage, "kind")?;
-    let simulator = str_field(stage, "simulator")?;
-    let policy = str_field(stage, "policy")?;
+    let method = config_str(stage, "method", dir)?;
+    let kind = config_str(stage, "kind", dir)?;
+    let simulator = config_str(stage, "simulator", dir)?;
+    let policy = config_str(stage, "policy", dir)?;
     let (task_name, _) = task_of(stage, resolved)?;
     let mut pairs = None;
     let mut heldout: Option<Vec<HeldoutPair>> = None;
@@ -388,14 +362,8 @@ pub(super) fn reward(
 /// Whether the oracle prefers B (`Some(true)`), A (`Some(false)`) or neither, for a pair of
 /// `task`.
 fn oracle_truth(world: &World, task: Task, pair: &Pair) -> Option<bool> {
-    let axis = task.main_axis();
-    let score = |text: &str| {
-        world
-            .score(task, &pair.turns, text)
-            .map(|s| s.axis(axis).unwrap_or(crate::world::INCOHERENT))
-            .unwrap_or(crate::world::INCOHERENT)
-    };
-    let (a, b) = (score(&pair.output_a), score(&pair.output_b));
+    let a = world.main_axis_score(task, &pair.turns, &pair.output_a);
+    let b = world.main_axis_score(task, &pair.turns, &pair.output_b);
     (a != b).then_some(b > a)
 }
 

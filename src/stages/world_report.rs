@@ -169,7 +169,6 @@ pub fn descriptor_effect<B: Backend>(
         dialogues,
         seed::derive(seed, &["affix"]),
     )?;
-    let axis = task.main_axis();
     let mut scores: Vec<Vec<f64>> = Vec::new();
     let mut unfinished = 0usize;
     for (k, pick) in [
@@ -190,11 +189,7 @@ pub fn descriptor_effect<B: Backend>(
         let mut s = Vec::with_capacity(outs.len());
         for (d, (text, finished)) in dialogues.iter().zip(&outs) {
             unfinished += usize::from(!finished);
-            let score = world
-                .score(task, &d.turns, text)
-                .map(|s| s.axis(axis).unwrap_or(crate::world::INCOHERENT))
-                .unwrap_or(crate::world::INCOHERENT);
-            s.push(score);
+            s.push(world.main_axis_score(task, &d.turns, text));
         }
         scores.push(s);
     }

@@ -51,6 +51,16 @@ impl World {
         Ok(self.score_request(&req, response))
     }
 
+    /// The score of `response` on `task`'s main axis ([`Task::main_axis`]), with
+    /// [`INCOHERENT`](super::INCOHERENT) for a prompt that is not from the world: the number
+    /// pairwise comparisons and label checks rank by.
+    pub fn main_axis_score(&self, task: Task, turns: &[String], response: &str) -> f64 {
+        self.score(task, turns, response)
+            .ok()
+            .and_then(|s| s.axis(task.main_axis()))
+            .unwrap_or(super::INCOHERENT)
+    }
+
     /// Scores `response` to a known request.
     pub fn score_request(&self, req: &Request, response: &str) -> Score {
         let w = words(response);
