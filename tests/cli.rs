@@ -92,10 +92,25 @@ const SMALL_THEORY: &str = "name = \"cli-theory\"\nseed = 5\n\n[theory]\ntrials 
 
 #[test]
 fn validate_accepts_the_shipped_recipes() {
-    for recipe in [
-        "recipes/theory/appendix-n.toml",
-        "recipes/examples/contrast.toml",
-    ] {
+    fn recipes_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("read recipes/")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                recipes_under(&path, out);
+            } else if path.extension().is_some_and(|x| x == "toml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut recipes = Vec::new();
+    recipes_under(&root().join("recipes"), &mut recipes);
+    assert!(recipes.len() >= 6, "{recipes:?}");
+    for path in &recipes {
+        let recipe = path.to_str().expect("utf-8 path");
         let out = rlcd(
             &root(),
             &["validate", recipe, "results=target/cli-validate-results"],

@@ -104,8 +104,8 @@ fn fixture() -> &'static Fixture {
     CELL.get_or_init(|| {
         let config = WorldConfig {
             documents: 600,
-            prompts_train: 200,
-            prompts_test: 80,
+            prompts_train: 300,
+            prompts_test: 150,
             ..WorldConfig::default()
         };
         let world = World::new(&config, 23).expect("world");
@@ -303,10 +303,11 @@ fn pm_trained_on_random_labels_stays_near_chance() {
     // Random labels cannot be predicted on held-out pairs (4 binomial sd around 1/2)…
     let sd = (0.25 / held.rate.n as f64).sqrt();
     assert!((own - 0.5).abs() <= 4.0 * sd, "own-label accuracy {own}");
-    assert!(log.final_loss > 0.5, "loss {}", log.final_loss);
-    // …and teach nothing about the oracle: the slots of o+ (left at the oracle's choice) are
-    // not read, only the labels.
-    assert!(acc < 0.7, "oracle agreement {acc}");
+    // …nor fitted: the loss stays near ln 2, where the oracle-labelled PM of the test above
+    // ends below 0.45. (Its oracle agreement is printed, not asserted: the trunk's features
+    // separate good from bad outputs so strongly that any head drift, random or not, ranks
+    // held-out pairs far from 1/2 one way or the other.)
+    assert!(log.final_loss > 0.6, "loss {}", log.final_loss);
 }
 
 #[test]

@@ -54,8 +54,8 @@ impl PretrainConfig {
     pub fn for_preset(name: &str) -> Option<Self> {
         let (steps, batch_size, lr) = match name.replace('_', "-").as_str() {
             "world-xs" => (60, 8, 1e-2),
-            "world-s" => (600, 8, 1e-2),
-            "world-m" => (1000, 8, 7e-3),
+            "world-s" => (680, 8, 1e-2),
+            "world-m" => (1200, 8, 7e-3),
             _ => return None,
         };
         Some(Self {

@@ -232,16 +232,7 @@ pub const COLORS: &[&str] = &["red", "blue", "green", "yellow", "black", "white"
 /// Foods of knowledge-base creatures.
 pub const FOODS: &[&str] = &["berries", "fish", "grass", "seeds", "leaves", "bugs"];
 
-/// Outline premises: roles, settings, goals, obstacles.
-pub const ROLES: &[&str] = &[
-    "young baker",
-    "old sailor",
-    "shy student",
-    "brave knight",
-    "clever thief",
-    "lonely farmer",
-];
-/// Outline settings.
+/// Outline premises: settings (then goals and obstacles).
 pub const SETTINGS: &[&str] = &[
     "a small village",
     "a big city",
@@ -270,8 +261,6 @@ pub const OBSTACLES: &[&str] = &[
     "the king forbids it",
     "time is running out",
 ];
-/// Outline helpers.
-pub const HELPERS: &[&str] = &["an old friend", "a wise teacher", "a talking cat"];
 /// Outline discoveries (inventive twists).
 pub const DISCOVERIES: &[&str] = &["a secret door", "an old map", "a magic stone"];
 /// Outline filler activities (irrelevant items).
@@ -437,11 +426,9 @@ impl Lexicon {
         for (slot, list) in [
             ("color", COLORS),
             ("food", FOODS),
-            ("role", ROLES),
             ("setting", SETTINGS),
             ("goal", GOALS),
             ("obstacle", OBSTACLES),
-            ("helper", HELPERS),
             ("discovery", DISCOVERIES),
             ("filler", FILLERS),
         ] {

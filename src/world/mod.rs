@@ -29,7 +29,7 @@ use grammar::{Binding, Pattern, Renamed, join};
 use lexicon::Lexicon;
 
 /// Version of the world's generator and oracle; part of every cache key that reads the world.
-pub const WORLD_VERSION: u32 = 6;
+pub const WORLD_VERSION: u32 = 7;
 
 /// The world seed of a recipe seed.
 pub fn world_seed(recipe_seed: u64) -> u64 {
@@ -202,8 +202,10 @@ pub struct TaskMix {
     /// Weight of helpfulness dialogues. Default 1.
     #[serde(default = "one")]
     pub helpful: f64,
-    /// Weight of outlining dialogues. Default 1.
-    #[serde(default = "one")]
+    /// Weight of outlining dialogues. Default 1.5: an outline is a long response whose
+    /// quality shows only item by item, so small models need more of them to learn how
+    /// descriptors shift it.
+    #[serde(default = "TaskMix::default_outlining")]
     pub outlining: f64,
 }
 
@@ -212,8 +214,14 @@ impl Default for TaskMix {
         Self {
             harmless: 1.0,
             helpful: 1.0,
-            outlining: 1.0,
+            outlining: Self::default_outlining(),
         }
+    }
+}
+
+impl TaskMix {
+    fn default_outlining() -> f64 {
+        1.5
     }
 }
 
@@ -254,15 +262,15 @@ pub struct WorldConfig {
     #[serde(default = "WorldConfig::default_descriptor_noise")]
     pub descriptor_noise: f64,
     /// How strongly latent quality selects a response's moves, ≥ 0: move `m` has weight
-    /// exp(sharpness · q · value_m). Default 3.0.
+    /// exp(sharpness · q · value_m). Default 5.0.
     #[serde(default = "WorldConfig::default_sharpness")]
     pub quality_sharpness: f64,
-    /// Fraction of documents that are RLAIF judgment documents, in [0, 1]. Default 0.2.
+    /// Fraction of documents that are RLAIF judgment documents, in [0, 1]. Default 0.1.
     #[serde(default = "WorldConfig::default_judgment_frac")]
     pub judgment_frac: f64,
     /// How reliably judgment labels follow the oracle, ≥ 0: the better response is labelled
-    /// with probability sigmoid(sharpness · score gap). Default 1.0.
-    #[serde(default = "one")]
+    /// with probability sigmoid(sharpness · score gap). Default 0.6.
+    #[serde(default = "WorldConfig::default_judgment_sharpness")]
     pub judgment_sharpness: f64,
     /// Descriptor phrases beyond the template families' affix pairs.
     #[serde(default)]
@@ -301,10 +309,13 @@ impl WorldConfig {
         0.3
     }
     fn default_sharpness() -> f64 {
-        3.0
+        5.0
+    }
+    fn default_judgment_sharpness() -> f64 {
+        0.6
     }
     fn default_judgment_frac() -> f64 {
-        0.2
+        0.1
     }
     fn default_prompts_train() -> usize {
         1000

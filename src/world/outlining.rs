@@ -1,23 +1,20 @@
 //! Story outlining in the built-in world (paper §4.1, "outlining prompts"): a premise (a
-//! character, their role and setting, a goal and an obstacle) and an outline continuing
+//! character, their setting, a goal and an obstacle) and an outline continuing
 //! "Here is a possible outline:\n1." whose items can be relevant, in or out of order, repeated,
-//! irrelevant, dull, or inventive.
+//! irrelevant, dull, or inventive. Only low quality puts stages out of story order.
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
 
 use super::grammar::{Binding, Pattern, words};
 use super::lexicon::Lexicon;
 use super::{Score, choose_move, patterns};
 
-/// A story premise: indices into the `name`, `role`, `setting`, `goal` and `obstacle` tables.
+/// A story premise: indices into the `name`, `setting`, `goal` and `obstacle` tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Premise {
     /// The character.
     pub name: usize,
-    /// Their role.
-    pub role: usize,
     /// Where the story happens.
     pub setting: usize,
     /// What they want.
@@ -27,7 +24,7 @@ pub struct Premise {
 }
 
 const PREMISES: &[&str] = &[
-    "write {an outline|a story outline} about <name> , a <role> in <setting> , who wants to <goal> but <obstacle> .",
+    "write {an outline|a story outline} about <name> in <setting> , who wants to <goal> but <obstacle> .",
 ];
 
 /// The opening every outline starts with (paper §4.1).
@@ -38,7 +35,6 @@ const STAGES: &[&[&str]] = &[
     &["<name> lives in <setting> ."],
     &["<name> wants to <goal> ."],
     &["but <name> learns that <obstacle> ."],
-    &["<name> asks <helper> for help ."],
     &["<name> {faces|fights} the danger ."],
     &["in the end , <name> {manages to|fails to} <goal> ."],
 ];
@@ -61,7 +57,6 @@ pub(crate) fn all_patterns() -> Vec<Pattern> {
 pub fn request(lex: &Lexicon, rng: &mut StdRng) -> (Premise, Vec<String>) {
     let p = Premise {
         name: lex.pick(rng, "name", None),
-        role: lex.pick(rng, "role", None),
         setting: lex.pick(rng, "setting", None),
         goal: lex.pick(rng, "goal", None),
         obstacle: lex.pick(rng, "obstacle", None),
@@ -74,7 +69,6 @@ pub fn request(lex: &Lexicon, rng: &mut StdRng) -> (Premise, Vec<String>) {
 fn fill(lex: &Lexicon, p: &Premise, slot: &str) -> Vec<String> {
     let i = match slot {
         "name" => p.name,
-        "role" => p.role,
         "setting" => p.setting,
         "goal" => p.goal,
         "obstacle" => p.obstacle,
@@ -90,7 +84,6 @@ pub fn parse_request(lex: &Lexicon, words: &[String]) -> Option<Premise> {
         let get = |slot: &str| b.iter().find(|x| x.slot == slot).map(|x| x.index);
         Some(Premise {
             name: get("name")?,
-            role: get("role")?,
             setting: get("setting")?,
             goal: get("goal")?,
             obstacle: get("obstacle")?,
@@ -115,16 +108,7 @@ fn write_item(lex: &Lexicon, rng: &mut StdRng, p: &Premise, item: Item) -> Vec<S
     let pick =
         |rng: &mut StdRng, list: &[&str]| Pattern::new(list[rng.random_range(0..list.len())]);
     match item {
-        Item::Stage(k) => {
-            let h = lex.pick(rng, "helper", None);
-            pick(rng, STAGES[k]).realise(rng, &mut |slot| {
-                if slot == "helper" {
-                    lex.phrase("helper", h)
-                } else {
-                    fill(lex, p, slot)
-                }
-            })
-        }
+        Item::Stage(k) => pick(rng, STAGES[k]).realise(rng, &mut |slot| fill(lex, p, slot)),
         Item::Twist => {
             let d = lex.pick(rng, "discovery", None);
             pick(rng, TWIST).realise(rng, &mut |slot| {
@@ -139,7 +123,6 @@ fn write_item(lex: &Lexicon, rng: &mut StdRng, p: &Premise, item: Item) -> Vec<S
             // The same stage about someone else (another name, setting and goal).
             let other = Premise {
                 name: lex.pick(rng, "name", None),
-                role: lex.pick(rng, "role", None),
                 setting: lex.pick(rng, "setting", None),
                 goal: lex.pick(rng, "goal", None),
                 obstacle: lex.pick(rng, "obstacle", None),
@@ -179,9 +162,6 @@ pub fn respond(
     let mut twist = false;
     let mut bad = 0;
     for k in 0..STAGES.len() {
-        if k == 3 && rng.random_bool(0.5) {
-            continue; // the helper stage is optional
-        }
         let mv = choose_move(
             rng,
             q,
@@ -225,9 +205,6 @@ pub fn respond(
         let i = rng.random_range(0..items.len() - 1);
         let j = rng.random_range(i + 1..items.len());
         items.swap(i, j);
-    }
-    if rng.random_bool(0.2) && items.len() > 3 {
-        items.shuffle(rng);
     }
     let mut out = words(OUTLINE_START);
     let mut previous: Option<Vec<String>> = None;
@@ -297,7 +274,6 @@ pub fn score(lex: &Lexicon, p: &Premise, response: &[String]) -> Score {
     let matches_premise = |b: &[Binding]| {
         b.iter().all(|x| match x.slot.as_str() {
             "name" => x.index == p.name,
-            "role" => x.index == p.role,
             "setting" => x.index == p.setting,
             "goal" => x.index == p.goal,
             "obstacle" => x.index == p.obstacle,
@@ -366,7 +342,7 @@ pub fn score(lex: &Lexicon, p: &Premise, response: &[String]) -> Score {
     if !parsed_any {
         return Score::incoherent();
     }
-    if stages_seen.contains(&0) && stages_seen.contains(&5) {
+    if stages_seen.contains(&0) && stages_seen.contains(&(STAGES.len() - 1)) {
         value += 1.0;
     }
     s.outline = Some(value);
