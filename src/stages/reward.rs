@@ -453,9 +453,15 @@ pub fn train_reward<B: AutodiffBackend>(
     if pairs.is_empty() || (cfg.holdout_frac > 0.0 && pairs.len() < 2) {
         return Err(RewardError::Empty {
             what: format!("{} preference pairs: too few to train a PM", pairs.len()),
-            fix:
+            fix: if pairs.is_empty() {
+                "simulate more pairs: raise [simulate] n_prompts, or, when the simulation dropped \
+                 its prompts (outputs that never ended their turn), raise [simulate] \
+                 max_new_tokens or retries"
+                    .into()
+            } else {
                 "simulate more pairs (raise [simulate] n_prompts) or set [reward] holdout_frac = 0"
-                    .into(),
+                    .into()
+            },
         });
     }
     let start = Instant::now();
