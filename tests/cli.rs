@@ -115,6 +115,18 @@ fn validate_accepts_the_shipped_recipes() {
             &root(),
             &["validate", recipe, "results=target/cli-validate-results"],
         );
+        // A recipe on packaged prompt sets validates once they are fetched; until then the
+        // only acceptable failure is the missing-asset error that says how to fetch them.
+        let source = std::fs::read_to_string(path).expect("recipe text");
+        let prompts_missing = !root().join("assets/prompts/harmless.jsonl").exists();
+        if !out.status.success() && source.contains("\"assets:") && prompts_missing {
+            let err = stderr(&out);
+            assert!(
+                err.contains("prompt file not found") && err.contains("rlcd assets fetch"),
+                "{recipe}: {err}"
+            );
+            continue;
+        }
         assert!(out.status.success(), "{recipe}: {}", stderr(&out));
         let text = stdout(&out);
         assert!(text.contains(": ok"), "{text}");
