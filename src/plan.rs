@@ -311,6 +311,7 @@ fn world_specs(resolved: &Resolved) -> Result<Vec<StageSpec>, PlanError> {
                 "preset": preset,
                 "report": recipe.pretrain.report,
                 "world_version": crate::world::WORLD_VERSION,
+                "report_version": crate::stages::world_report::REPORT_VERSION,
             }),
             deps: vec![id],
             templates: sources.clone(),

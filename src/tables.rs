@@ -185,6 +185,10 @@ pub struct WorldReportRow {
     pub rlaif: Rate,
     /// Mean probability given to the oracle's better response.
     pub rlaif_mean_prob: f64,
+    /// Share of pairs the model labelled "A" (its position bias; ½ = none).
+    pub rlaif_share_a: f64,
+    /// The same pairs labelled in both orders, the two P(A better) averaged, against the oracle.
+    pub rlaif_both_orders: Rate,
     /// Training tokens per second.
     pub train_tokens_per_s: f64,
     /// Training seconds.
@@ -193,7 +197,8 @@ pub struct WorldReportRow {
 
 /// The world report: preset, task, params, perplexity, descriptor win rate of p+ over p−
 /// (counts, %, stderr, Wilson CI), mean oracle scores of p+ / p / p−, RLAIF agreement with the
-/// oracle (n, agreeing, rate, stderr, CI, mean probability), training speed.
+/// oracle (n, agreeing, rate, stderr, CI, mean probability), the share of "A" labels, the
+/// agreement of labels averaged over both output orders (`rlaif2_*`), training speed.
 pub fn world_report_frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableError> {
     let desc: Vec<Option<Estimate>> = rows.iter().map(|r| r.descriptor.estimate().ok()).collect();
     let agree: Vec<Option<Estimate>> = rows.iter().map(|r| r.rlaif.estimate().ok()).collect();
@@ -237,6 +242,22 @@ pub fn world_report_frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableErr
         &agree,
     ));
     cols.push(f64_col("rlaif_mean_prob", f(|r| r.rlaif_mean_prob)));
+    cols.push(f64_col("rlaif_share_a", f(|r| r.rlaif_share_a)));
+    let both: Vec<Option<Estimate>> = rows
+        .iter()
+        .map(|r| r.rlaif_both_orders.estimate().ok())
+        .collect();
+    cols.push(u64_col(
+        "rlaif2_agree",
+        rows.iter().map(|r| r.rlaif_both_orders.successes).collect(),
+    ));
+    cols.extend(estimate_cols(
+        "rlaif2_accuracy",
+        "rlaif2_stderr",
+        "rlaif2_ci_low",
+        "rlaif2_ci_high",
+        &both,
+    ));
     cols.push(f64_col("train_tok_per_s", f(|r| r.train_tokens_per_s)));
     cols.push(f64_col("train_seconds", f(|r| r.train_seconds)));
     DataFrame::new(rows.len(), cols).map_err(frame_err(WORLD_REPORT))

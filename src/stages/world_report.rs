@@ -19,6 +19,10 @@ use crate::world::{Task, World};
 
 /// The beginning-of-sequence token every world document starts with.
 pub const BOS: &str = "<|bos|>";
+
+/// Version of the evaluation's output (`report.json`); part of the `world_eval` stage key.
+/// Bump it when the measurements or the row format change.
+pub const REPORT_VERSION: u32 = 2;
 /// The end-of-sequence token every world document ends with.
 pub const EOS: &str = "<|eos|>";
 /// The padding token of world tokenizers.
@@ -111,6 +115,9 @@ pub struct Agreement {
     pub mean_prob: f64,
     /// Share of pairs labelled "A" (position bias).
     pub share_a: f64,
+    /// The same pairs labelled in both orders, P(A better) averaged over the two (position
+    /// bias cancelled): pairs judged and pairs whose averaged label names the oracle's choice.
+    pub debiased: Rate,
 }
 
 /// The held-out (test) prompts of `task`.
@@ -215,7 +222,9 @@ pub fn descriptor_effect<B: Backend>(
 
 /// Measures zero-shot RLAIF labelling of `task` against the oracle on held-out pairs: two
 /// responses of independent latent quality per held-out prompt, a principle drawn per pair, and
-/// the label read from the next-token logits of "A" and "B" after "The answer is: (".
+/// the label read from the next-token logits of "A" and "B" after "The answer is: (" (the
+/// paper's single-order label). Each pair is also labelled with its outputs swapped, and the
+/// two orders' P(A better) averaged, which cancels a model's preference for a letter.
 pub fn rlaif_agreement<B: Backend>(
     lm: &Lm<B>,
     world: &World,
@@ -241,6 +250,7 @@ pub fn rlaif_agreement<B: Backend>(
         ));
     };
     let mut prompts = Vec::new();
+    let mut swapped = Vec::new();
     let mut truth = Vec::new();
     let mut rng = seed::rng(seed::derive(seed, &["pairs"]));
     let mut tries = 0;
@@ -264,6 +274,11 @@ pub fn rlaif_agreement<B: Backend>(
             minijinja::context! { turns => d.turns, principle => principle, output_a => outs[0], output_b => outs[1] },
         )?;
         prompts.push(lm.encode(&format!("{BOS}{text}"))?);
+        let text = templates.render(
+            "rlaif/score.j2",
+            minijinja::context! { turns => d.turns, principle => principle, output_a => outs[1], output_b => outs[0] },
+        )?;
+        swapped.push(lm.encode(&format!("{BOS}{text}"))?);
         truth.push(s[0] > s[1]);
     }
     if prompts.is_empty() {
@@ -272,34 +287,54 @@ pub fn rlaif_agreement<B: Backend>(
             task.name()
         )));
     }
-    let (mut agree, mut says_a, mut prob_sum) = (0u64, 0u64, 0.0);
-    let mut k = 0;
-    for chunk in prompts.chunks(cfg.batch_size.max(1)) {
-        let logits = next_token_logits(&lm.model, chunk)?;
-        let vocab = lm.model.config().vocab_size;
-        let host = logits
+    let p_first = prob_a(lm, &prompts, cfg.batch_size, a_id, b_id)?;
+    let p_second = prob_a(lm, &swapped, cfg.batch_size, a_id, b_id)?;
+    let (mut agree, mut agree_both, mut says_a, mut prob_sum) = (0u64, 0u64, 0u64, 0.0);
+    for ((&a_better, &p_a), &p_swapped) in truth.iter().zip(&p_first).zip(&p_second) {
+        if (p_a > 0.5) == a_better {
+            agree += 1;
+        }
+        // In the swapped prompt the first output sits in slot B.
+        let both = (p_a + (1.0 - p_swapped)) / 2.0;
+        if (both > 0.5) == a_better {
+            agree_both += 1;
+        }
+        says_a += u64::from(p_a > 0.5);
+        prob_sum += if a_better { p_a } else { 1.0 - p_a };
+    }
+    let n = prompts.len() as u64;
+    let rate = |k| Rate::new(n, k).map_err(|e| ReportError::Stats(e.to_string()));
+    Ok(Agreement {
+        rate: rate(agree)?,
+        mean_prob: prob_sum / n as f64,
+        share_a: says_a as f64 / n as f64,
+        debiased: rate(agree_both)?,
+    })
+}
+
+/// P("A") from the next-token logits of "A" and "B" (softmax over the two) after each prompt,
+/// in batches of `batch_size`.
+fn prob_a<B: Backend>(
+    lm: &Lm<B>,
+    prompts: &[Vec<u32>],
+    batch_size: usize,
+    a_id: u32,
+    b_id: u32,
+) -> Result<Vec<f64>, ReportError> {
+    let vocab = lm.model.config().vocab_size;
+    let mut out = Vec::with_capacity(prompts.len());
+    for chunk in prompts.chunks(batch_size.max(1)) {
+        let host = next_token_logits(&lm.model, chunk)?
             .into_data()
             .convert::<f32>()
             .to_vec::<f32>()
             .map_err(|e| ModelError::Data(format!("{e:?}")))?;
         for row in host.chunks(vocab) {
             let (la, lb) = (f64::from(row[a_id as usize]), f64::from(row[b_id as usize]));
-            let p_a = 1.0 / (1.0 + (lb - la).exp());
-            let a_better = truth[k];
-            if (la > lb) == a_better {
-                agree += 1;
-            }
-            says_a += u64::from(la > lb);
-            prob_sum += if a_better { p_a } else { 1.0 - p_a };
-            k += 1;
+            out.push(1.0 / (1.0 + (lb - la).exp()));
         }
     }
-    let n = prompts.len() as u64;
-    Ok(Agreement {
-        rate: Rate::new(n, agree).map_err(|e| ReportError::Stats(e.to_string()))?,
-        mean_prob: prob_sum / n as f64,
-        share_a: says_a as f64 / n as f64,
-    })
+    Ok(out)
 }
 
 /// Measures one pretrained preset on every task: the rows of the world report.
@@ -345,6 +380,8 @@ pub fn evaluate_preset<B: Backend>(
             score_negative: effect.mean_negative,
             rlaif: agreement.rate,
             rlaif_mean_prob: agreement.mean_prob,
+            rlaif_share_a: agreement.share_a,
+            rlaif_both_orders: agreement.debiased,
             train_tokens_per_s: record.log.tokens_per_s,
             train_seconds: record.log.seconds,
         });
