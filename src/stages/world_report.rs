@@ -10,10 +10,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::winrate::{Rate, WinCounts};
-use crate::model::sampling::next_token_logits;
 use crate::model::{GenerateOptions, GenerationRequest, Lm, ModelError};
 use crate::seed;
 use crate::stages::prompts::{Dialogue, Split, contrast_prompts};
+use crate::stages::simulate::{LabelItem, Simulator};
 use crate::templates::{TemplateError, Templates};
 use crate::world::{Task, World};
 
@@ -86,6 +86,9 @@ pub enum ReportError {
     /// The world's own prompts failed (a world setting).
     #[error(transparent)]
     World(#[from] crate::world::WorldError),
+    /// Zero-shot labelling failed.
+    #[error(transparent)]
+    Label(#[from] crate::stages::simulate::SimulateError),
     /// A statistic is undefined (no prompts or pairs).
     #[error("{0}")]
     Stats(String),
@@ -243,18 +246,11 @@ pub fn rlaif_agreement<B: Backend>(
         .collect();
     let principles = templates.principles(task.name())?;
     let axis = task.main_axis();
-    let (Some(a_id), Some(b_id)) = (lm.tokenizer.token_to_id("A"), lm.tokenizer.token_to_id("B"))
-    else {
-        return Err(ReportError::Stats(
-            "the tokenizer has no \"A\"/\"B\" tokens to label pairs with".into(),
-        ));
-    };
-    let mut prompts = Vec::new();
-    let mut swapped = Vec::new();
-    let mut truth = Vec::new();
+    // Per pair: the turns, the principle, both outputs and whether the first is better.
+    let mut pairs: Vec<(&[String], &str, [String; 2], bool)> = Vec::new();
     let mut rng = seed::rng(seed::derive(seed, &["pairs"]));
     let mut tries = 0;
-    while prompts.len() < cfg.pairs && tries < cfg.pairs * 20 && !dialogues.is_empty() {
+    while pairs.len() < cfg.pairs && tries < cfg.pairs * 20 && !dialogues.is_empty() {
         tries += 1;
         let (d, req) = &dialogues[rng.random_range(0..dialogues.len())];
         let mut outs = Vec::new();
@@ -269,40 +265,49 @@ pub fn rlaif_agreement<B: Backend>(
             continue;
         }
         let principle = &principles[rng.random_range(0..principles.len())];
-        let text = templates.render(
-            "rlaif/score.j2",
-            minijinja::context! { turns => d.turns, principle => principle, output_a => outs[0], output_b => outs[1] },
-        )?;
-        prompts.push(lm.encode(&format!("{BOS}{text}"))?);
-        let text = templates.render(
-            "rlaif/score.j2",
-            minijinja::context! { turns => d.turns, principle => principle, output_a => outs[1], output_b => outs[0] },
-        )?;
-        swapped.push(lm.encode(&format!("{BOS}{text}"))?);
-        truth.push(s[0] > s[1]);
+        let [first, second]: [String; 2] = outs.try_into().expect("two outputs");
+        pairs.push((&d.turns, principle, [first, second], s[0] > s[1]));
     }
-    if prompts.is_empty() {
+    if pairs.is_empty() {
         return Err(ReportError::Stats(format!(
             "no {} pairs with distinct oracle scores",
             task.name()
         )));
     }
-    let p_first = prob_a(lm, &prompts, cfg.batch_size, a_id, b_id)?;
-    let p_second = prob_a(lm, &swapped, cfg.batch_size, a_id, b_id)?;
+    let items = |order: [usize; 2]| -> Vec<LabelItem<'_>> {
+        pairs
+            .iter()
+            .map(|(turns, principle, outs, _)| LabelItem {
+                turns,
+                principle,
+                output_a: &outs[order[0]],
+                output_b: &outs[order[1]],
+            })
+            .collect()
+    };
+    let simulator = Simulator::world(lm);
+    // P(B) of the pair as drawn is 1 − P(first better); with the outputs swapped, the first
+    // output sits in slot B, so P(B) is P(first better).
+    let p_first: Vec<f64> = simulator
+        .label(templates, &items([0, 1]), cfg.batch_size)?
+        .into_iter()
+        .map(|p_b| 1.0 - p_b)
+        .collect();
+    let p_second = simulator.label(templates, &items([1, 0]), cfg.batch_size)?;
+    let truth: Vec<bool> = pairs.iter().map(|p| p.3).collect();
     let (mut agree, mut agree_both, mut says_a, mut prob_sum) = (0u64, 0u64, 0u64, 0.0);
     for ((&a_better, &p_a), &p_swapped) in truth.iter().zip(&p_first).zip(&p_second) {
         if (p_a > 0.5) == a_better {
             agree += 1;
         }
-        // In the swapped prompt the first output sits in slot B.
-        let both = (p_a + (1.0 - p_swapped)) / 2.0;
+        let both = (p_a + p_swapped) / 2.0;
         if (both > 0.5) == a_better {
             agree_both += 1;
         }
         says_a += u64::from(p_a > 0.5);
         prob_sum += if a_better { p_a } else { 1.0 - p_a };
     }
-    let n = prompts.len() as u64;
+    let n = pairs.len() as u64;
     let rate = |k| Rate::new(n, k).map_err(|e| ReportError::Stats(e.to_string()));
     Ok(Agreement {
         rate: rate(agree)?,
@@ -310,31 +315,6 @@ pub fn rlaif_agreement<B: Backend>(
         share_a: says_a as f64 / n as f64,
         debiased: rate(agree_both)?,
     })
-}
-
-/// P("A") from the next-token logits of "A" and "B" (softmax over the two) after each prompt,
-/// in batches of `batch_size`.
-fn prob_a<B: Backend>(
-    lm: &Lm<B>,
-    prompts: &[Vec<u32>],
-    batch_size: usize,
-    a_id: u32,
-    b_id: u32,
-) -> Result<Vec<f64>, ReportError> {
-    let vocab = lm.model.config().vocab_size;
-    let mut out = Vec::with_capacity(prompts.len());
-    for chunk in prompts.chunks(batch_size.max(1)) {
-        let host = next_token_logits(&lm.model, chunk)?
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| ModelError::Data(format!("{e:?}")))?;
-        for row in host.chunks(vocab) {
-            let (la, lb) = (f64::from(row[a_id as usize]), f64::from(row[b_id as usize]));
-            out.push(1.0 / (1.0 + (lb - la).exp()));
-        }
-    }
-    Ok(out)
 }
 
 /// Measures one pretrained preset on every task: the rows of the world report.
