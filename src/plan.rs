@@ -38,6 +38,15 @@ pub const PAIR_LABELS_TABLE: &str = "pair_labels/table";
 /// Id of the preference-model agreement table stage.
 pub const PM_AGREEMENT_TABLE: &str = "pm_agreement/table";
 
+/// Stage id of the win-rate table.
+pub const WINRATES_TABLE: &str = "winrates/table";
+
+/// Stage id of the policy-training table.
+pub const POLICY_TRAINING_TABLE: &str = "policy_training/table";
+
+/// Version of the judges' verdicts and the win-rate rows; part of the judge stages' keys.
+pub const JUDGE_VERSION: u32 = 1;
+
 /// Id of the pretraining stage of a world preset (shared by every model naming the preset).
 pub fn pretrain_stage_id(preset: &str) -> String {
     format!("pretrain/{}", preset.replace('_', "-"))
@@ -71,6 +80,16 @@ pub enum StageKind {
     PairLabels,
     /// The preference-model agreement table.
     PmAgreement,
+    /// A method's aligned policy on one task (checkpoint, `policy.json`, training log).
+    Policy,
+    /// One sample per test prompt of a policy (`samples.json`).
+    Generate,
+    /// One judge's verdicts on every comparison of one task (`judged.json`).
+    Judge,
+    /// The win-rate table.
+    Winrates,
+    /// The policy-training table.
+    PolicyTraining,
 }
 
 impl StageKind {
@@ -88,6 +107,11 @@ impl StageKind {
             StageKind::Reward => "reward",
             StageKind::PairLabels => "pair_labels",
             StageKind::PmAgreement => "pm_agreement",
+            StageKind::Policy => "policy",
+            StageKind::Generate => "generate",
+            StageKind::Judge => "judge",
+            StageKind::Winrates => "winrates",
+            StageKind::PolicyTraining => "policy_training",
         }
     }
 
@@ -98,6 +122,8 @@ impl StageKind {
             StageKind::WorldReport => Some(crate::tables::WORLD_REPORT),
             StageKind::PairLabels => Some(crate::tables::PAIR_LABELS),
             StageKind::PmAgreement => Some(crate::tables::PM_AGREEMENT),
+            StageKind::Winrates => Some(crate::tables::WINRATES),
+            StageKind::PolicyTraining => Some(crate::tables::POLICY_TRAINING),
             _ => None,
         }
     }
@@ -361,6 +387,245 @@ fn model_entry(recipe: &crate::recipe::Recipe, name: &str) -> (ModelIdentity, Op
     )
 }
 
+/// What every stage of one task reads: its templates, its configuration (prompt set and its
+/// hash, templates, world settings) and its world task, if it is a built-in one.
+struct TaskInputs {
+    sources: Vec<(String, String)>,
+    config: serde_json::Value,
+    world_task: Option<crate::world::Task>,
+}
+
+fn task_inputs(
+    resolved: &Resolved,
+    templates: &Templates,
+    task_name: &str,
+    task: &crate::recipe::TaskSpec,
+    world: &serde_json::Value,
+) -> Result<TaskInputs, PlanError> {
+    let terr = |source: TemplateError| PlanError::Templates {
+        task: task_name.to_string(),
+        source: Box::new(source),
+    };
+    let mut sources: BTreeMap<String, String> = templates
+        .task_sources(&task.templates)
+        .map_err(terr)?
+        .into_iter()
+        .collect();
+    for name in [
+        "rlaif/score.j2",
+        "rlaif/principles.toml",
+        "common/dialogue.j2",
+    ] {
+        sources.insert(name.to_string(), templates.source(name).map_err(terr)?);
+    }
+    let prompts_hash =
+        prompts::input_hash(resolved, &task.prompts).map_err(|source| PlanError::Prompts {
+            task: task_name.to_string(),
+            source: Box::new(source),
+        })?;
+    let world_task = task
+        .prompts
+        .strip_prefix("world:")
+        .and_then(crate::world::Task::from_name);
+    let config = serde_json::json!({
+        "task": task_name,
+        "prompts": task.prompts,
+        "prompts_blake3": prompts_hash,
+        "templates": task.templates,
+        "n_prompts": task.n_prompts,
+        "world": if world_task.is_some() { world.clone() } else { serde_json::Value::Null },
+        "world_version": crate::world::WORLD_VERSION,
+    });
+    Ok(TaskInputs {
+        sources: sources.into_iter().collect(),
+        config,
+        world_task,
+    })
+}
+
+/// Id of the policy stage of `method` on `task`.
+pub fn policy_stage_id(method: &str, task: &str) -> String {
+    format!("policy/{method}/{task}")
+}
+
+/// Id of the stage sampling `method`'s evaluation outputs on `task`.
+pub fn generate_stage_id(method: &str, task: &str) -> String {
+    format!("generate/{method}/{task}")
+}
+
+/// The policy and evaluation stages (paper §3 steps 3–5, §4.3): per compared method and task
+/// a policy (PPO against the method's PM, DPO on its pairs, or SFT on o+ for context
+/// distillation; `base` is the unaligned policy model), one sample per test prompt, per task
+/// and judge the verdicts of every comparison on every axis, and the win-rate and
+/// policy-training tables.
+fn policy_specs(resolved: &Resolved, templates: &Templates) -> Result<Vec<StageSpec>, PlanError> {
+    use crate::recipe::schema::MethodKind;
+    let recipe = &resolved.recipe;
+    let comparisons = recipe.comparisons();
+    if comparisons.is_empty() {
+        return Ok(Vec::new());
+    }
+    let world = serde_json::to_value(&recipe.world).unwrap_or(serde_json::Value::Null);
+    let compared = recipe.compared_methods();
+    let mut specs = Vec::new();
+    let mut policies = Vec::new();
+    let mut judged = Vec::new();
+    for (task_name, task) in &recipe.tasks {
+        let inputs = task_inputs(resolved, templates, task_name, task, &world)?;
+        let mut generated = Vec::new();
+        for method_name in &compared {
+            let Some(method) = recipe.methods.get(method_name) else {
+                continue;
+            };
+            let (policy_model, policy_pretrain) = model_entry(recipe, &method.policy);
+            let trainer = match method.kind {
+                MethodKind::Base => None,
+                MethodKind::ContextDistillation => Some("sft"),
+                _ => Some(method.trainer.unwrap_or_default().as_str()),
+            };
+            let source = match trainer {
+                None => policy_pretrain.clone(),
+                Some(trainer) => {
+                    let simulator = method.simulator.clone().unwrap_or_default();
+                    let family = match method.kind {
+                        MethodKind::Rlaif => "rlaif",
+                        MethodKind::RlcdRescore => "rlcd-rescore",
+                        _ => "rlcd",
+                    };
+                    let mut deps: Vec<String> = policy_pretrain.iter().cloned().collect();
+                    let settings = match trainer {
+                        "ppo" => {
+                            deps.push(format!("reward/{method_name}/{task_name}"));
+                            serde_json::to_value(&recipe.ppo)
+                        }
+                        "dpo" => {
+                            deps.push(simulate_stage_id(&simulator, task_name, family));
+                            serde_json::to_value(&recipe.dpo)
+                        }
+                        _ => {
+                            deps.push(simulate_stage_id(&simulator, task_name, "rlcd"));
+                            serde_json::to_value(&recipe.distill)
+                        }
+                    }
+                    .unwrap_or(serde_json::Value::Null);
+                    let id = policy_stage_id(method_name, task_name);
+                    specs.push(StageSpec {
+                        id: id.clone(),
+                        kind: StageKind::Policy,
+                        config: serde_json::json!({
+                            "method": method_name,
+                            "kind": method.kind.as_str(),
+                            "trainer": trainer,
+                            "version": crate::stages::policy::POLICY_VERSION,
+                            "simulator": simulator,
+                            "policy": method.policy,
+                            "task": inputs.config,
+                            "settings": settings,
+                        }),
+                        deps,
+                        templates: inputs.sources.clone(),
+                        models: vec![policy_model.clone()],
+                        seed: crate::seed::derive(recipe.seed, &["policy", method_name, task_name]),
+                    });
+                    policies.push(id.clone());
+                    Some(id)
+                }
+            };
+            let id = generate_stage_id(method_name, task_name);
+            specs.push(StageSpec {
+                id: id.clone(),
+                kind: StageKind::Generate,
+                config: serde_json::json!({
+                    "method": method_name,
+                    "kind": method.kind.as_str(),
+                    "policy": method.policy,
+                    "version": crate::stages::generate::GENERATE_VERSION,
+                    "task": inputs.config,
+                    "eval": {
+                        "n_prompts": recipe.eval.n_prompts,
+                        "temperature": recipe.eval.temperature,
+                        "max_new_tokens": recipe.eval.max_new_tokens,
+                        "batch_size": recipe.simulate.batch_size,
+                    },
+                }),
+                deps: source.into_iter().collect(),
+                templates: inputs.sources.clone(),
+                models: vec![policy_model],
+                seed: crate::seed::derive(recipe.seed, &["generate", task_name]),
+            });
+            generated.push(id);
+        }
+        for judge in &recipe.eval.judges {
+            let mut deps = generated.clone();
+            let mut models = Vec::new();
+            let mut sources = Vec::new();
+            if let Some(model) = judge.strip_prefix("lm:") {
+                let (m, pretrain) = model_entry(recipe, model);
+                deps.extend(pretrain);
+                models.push(m);
+                for axis in &task.axes {
+                    if let Some(name) = crate::templates::judge_template(&task.axes, axis) {
+                        let text =
+                            templates
+                                .source(name)
+                                .map_err(|source| PlanError::Templates {
+                                    task: task_name.clone(),
+                                    source: Box::new(source),
+                                })?;
+                        sources.push((name.to_string(), text));
+                    }
+                }
+                if let Ok(text) = templates.source("common/dialogue.j2") {
+                    sources.push(("common/dialogue.j2".to_string(), text));
+                }
+            } else if let Some(method) = judge.strip_prefix("rm:") {
+                deps.push(format!("reward/{method}/{task_name}"));
+            }
+            let id = format!("judge/{}/{task_name}", judge.replace(':', "-"));
+            specs.push(StageSpec {
+                id: id.clone(),
+                kind: StageKind::Judge,
+                config: serde_json::json!({
+                    "judge": judge,
+                    "version": JUDGE_VERSION,
+                    "answer_lead": crate::eval::judge::ANSWER_LEAD,
+                    "task": inputs.config,
+                    "axes": task.axes,
+                    "comparisons": comparisons,
+                }),
+                deps,
+                templates: sources,
+                models,
+                seed: crate::seed::derive(recipe.seed, &["judge", judge, task_name]),
+            });
+            judged.push(id);
+        }
+    }
+    if !judged.is_empty() {
+        specs.push(StageSpec {
+            id: WINRATES_TABLE.to_string(),
+            kind: StageKind::Winrates,
+            config: serde_json::json!({ "stem": crate::tables::WINRATES, "version": JUDGE_VERSION }),
+            deps: judged,
+            templates: vec![],
+            models: vec![],
+            seed: 0,
+        });
+    }
+    if !policies.is_empty() {
+        specs.push(StageSpec {
+            id: POLICY_TRAINING_TABLE.to_string(),
+            kind: StageKind::PolicyTraining,
+            config: serde_json::json!({ "stem": crate::tables::POLICY_TRAINING }),
+            deps: policies,
+            templates: vec![],
+            models: vec![],
+            seed: 0,
+        });
+    }
+    Ok(specs)
+}
+
 /// Id of the stage simulating `family` pairs (`rlcd`, `rlaif`, `rlcd-rescore`) with
 /// `simulator` on `task`.
 pub fn simulate_stage_id(simulator: &str, task: &str, family: &str) -> String {
@@ -382,41 +647,11 @@ fn preference_specs(
     let mut simulations: BTreeSet<String> = BTreeSet::new();
     let mut rewards = Vec::new();
     for (task_name, task) in &recipe.tasks {
-        let terr = |source: TemplateError| PlanError::Templates {
-            task: task_name.clone(),
-            source: Box::new(source),
-        };
-        let mut sources: BTreeMap<String, String> = templates
-            .task_sources(&task.templates)
-            .map_err(terr)?
-            .into_iter()
-            .collect();
-        for name in [
-            "rlaif/score.j2",
-            "rlaif/principles.toml",
-            "common/dialogue.j2",
-        ] {
-            sources.insert(name.to_string(), templates.source(name).map_err(terr)?);
-        }
-        let sources: Vec<(String, String)> = sources.into_iter().collect();
-        let prompts_hash =
-            prompts::input_hash(resolved, &task.prompts).map_err(|source| PlanError::Prompts {
-                task: task_name.clone(),
-                source: Box::new(source),
-            })?;
-        let world_task = task
-            .prompts
-            .strip_prefix("world:")
-            .and_then(crate::world::Task::from_name);
-        let task_config = serde_json::json!({
-            "task": task_name,
-            "prompts": task.prompts,
-            "prompts_blake3": prompts_hash,
-            "templates": task.templates,
-            "n_prompts": task.n_prompts,
-            "world": if world_task.is_some() { world.clone() } else { serde_json::Value::Null },
-            "world_version": crate::world::WORLD_VERSION,
-        });
+        let TaskInputs {
+            sources,
+            config: task_config,
+            world_task,
+        } = task_inputs(resolved, templates, task_name, task, &world)?;
         let mut add_simulation = |family: &str, simulator: &str, specs: &mut Vec<StageSpec>| {
             let id = simulate_stage_id(simulator, task_name, family);
             if !simulations.insert(id.clone()) {
@@ -739,6 +974,7 @@ impl Plan {
                 });
             }
             specs.extend(preference_specs(resolved, &templates)?);
+            specs.extend(policy_specs(resolved, &templates)?);
         }
         if specs.is_empty() {
             return Err(PlanError::Empty {
@@ -810,14 +1046,6 @@ impl Plan {
                 let _ = write!(out, "  ← {}", s.deps.join(", "));
             }
             out.push('\n');
-        }
-        if !self.methods.is_empty() {
-            let _ = writeln!(
-                out,
-                "methods run up to their preference models; their policy stages \
-                 (PPO/DPO/SFT → judge) are not in this build: {}",
-                self.methods.join(", ")
-            );
         }
         out
     }

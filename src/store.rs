@@ -241,6 +241,13 @@ impl Store {
         self.stage_dir(stage).join(key)
     }
 
+    /// A directory where a long stage keeps its resumable state (checkpoints) while it runs:
+    /// `<key>.work` beside the artifact. It survives an interrupted run (a restarted stage
+    /// resumes from it) and is removed once the artifact is committed.
+    pub fn work_dir(&self, stage: &str, key: &str) -> PathBuf {
+        self.stage_dir(stage).join(format!("{key}.work"))
+    }
+
     /// The complete artifact of `stage` / `key`, if any: its manifest parses, names this stage
     /// and key, and every listed file exists with the listed size.
     pub fn lookup(&self, stage: &str, key: &str) -> Option<Artifact> {

@@ -263,6 +263,9 @@ pub fn world_report_frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableErr
     DataFrame::new(rows.len(), cols).map_err(frame_err(WORLD_REPORT))
 }
 
+/// The stem of the win-rate table.
+pub const WINRATES: &str = "winrates";
+
 /// One row of the win-rate table (DESIGN.md "Tables").
 #[derive(Clone, Debug, PartialEq)]
 pub struct WinRateRow {
@@ -280,6 +283,9 @@ pub struct WinRateRow {
     pub judge: String,
     /// Outcome counts.
     pub counts: WinCounts,
+    /// Length-controlled win rate of A (percent), see
+    /// [`crate::eval::winrate::length_controlled`].
+    pub lc_win_rate: Option<f64>,
     /// Mean output length of A, in tokens.
     pub avg_len_a: f64,
     /// Mean output length of B, in tokens.
@@ -287,7 +293,8 @@ pub struct WinRateRow {
 }
 
 /// The win-rate table: task, axis, method_a, method_b, simulator, judge, n_total, n_wins,
-/// n_losses, n_ties, win_rate (%, ties ½), stderr, ci_low, ci_high, avg_len_a, avg_len_b.
+/// n_losses, n_ties, win_rate (%, ties ½), stderr, ci_low, ci_high, lc_win_rate (%,
+/// length-controlled), avg_len_a, avg_len_b.
 pub fn winrates_frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
     let est: Vec<Option<Estimate>> = rows.iter().map(|r| r.counts.estimate().ok()).collect();
     let s = |f: fn(&WinRateRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
@@ -306,6 +313,10 @@ pub fn winrates_frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
     cols.extend(estimate_cols(
         "win_rate", "stderr", "ci_low", "ci_high", &est,
     ));
+    cols.push(opt_col(
+        "lc_win_rate",
+        rows.iter().map(|r| r.lc_win_rate).collect(),
+    ));
     cols.push(f64_col(
         "avg_len_a",
         rows.iter().map(|r| r.avg_len_a).collect(),
@@ -314,7 +325,71 @@ pub fn winrates_frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
         "avg_len_b",
         rows.iter().map(|r| r.avg_len_b).collect(),
     ));
-    DataFrame::new(rows.len(), cols).map_err(frame_err("winrates"))
+    DataFrame::new(rows.len(), cols).map_err(frame_err(WINRATES))
+}
+
+/// The stem of the policy-training table.
+pub const POLICY_TRAINING: &str = "policy_training";
+
+/// One row of the policy-training table: how each method's policy was trained and where it
+/// ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyTrainingRow {
+    /// Method name.
+    pub method: String,
+    /// Simulator model name.
+    pub simulator: String,
+    /// Task.
+    pub task: String,
+    /// `ppo`, `dpo` or `sft`.
+    pub trainer: String,
+    /// Optimiser steps (PPO: PPO steps).
+    pub steps: u64,
+    /// PPO: mean PM score of the first step's rollouts.
+    pub initial_reward: Option<f64>,
+    /// PPO: mean PM score of the last step's rollouts.
+    pub final_reward: Option<f64>,
+    /// PPO: mean KL to the initial policy per response at the last step.
+    pub final_kl: Option<f64>,
+    /// PPO: mean response length (tokens) at the last step.
+    pub final_len: Option<f64>,
+    /// Training loss at the end (PPO: total loss of the last step; DPO: mean loss over all
+    /// pairs; SFT: mean token NLL over all examples).
+    pub final_loss: f64,
+    /// DPO: mean chosen-vs-rejected implicit-reward margin after training; SFT: NLL before.
+    pub extra: Option<f64>,
+    /// Wall-clock seconds of training.
+    pub seconds: f64,
+}
+
+/// The policy-training table: method, simulator, task, trainer, steps, initial_reward,
+/// final_reward, final_kl, final_len, final_loss, extra (DPO margin / SFT NLL before),
+/// seconds.
+pub fn policy_training_frame(rows: &[PolicyTrainingRow]) -> Result<DataFrame, TableError> {
+    let mut cols = method_cols(rows.iter().map(|r| (&r.method, &r.simulator, &r.task)));
+    cols.push(str_col(
+        "trainer",
+        rows.iter().map(|r| r.trainer.clone()).collect(),
+    ));
+    cols.push(u64_col("steps", rows.iter().map(|r| r.steps).collect()));
+    for (name, f) in [
+        (
+            "initial_reward",
+            (|r| r.initial_reward) as fn(&PolicyTrainingRow) -> Option<f64>,
+        ),
+        ("final_reward", |r| r.final_reward),
+        ("final_kl", |r| r.final_kl),
+        ("final_len", |r| r.final_len),
+    ] {
+        cols.push(opt_col(name, rows.iter().map(f).collect()));
+    }
+    cols.push(f64_col(
+        "final_loss",
+        rows.iter().map(|r| r.final_loss).collect(),
+    ));
+    cols.push(opt_col("extra", rows.iter().map(|r| r.extra).collect()));
+    cols.push(f64_col("seconds", rows.iter().map(|r| r.seconds).collect()));
+    DataFrame::new(rows.len(), cols).map_err(frame_err(POLICY_TRAINING))
 }
 
 /// The stem of the preference-model agreement table.
@@ -704,6 +779,7 @@ mod tests {
             simulator: "sim-s".into(),
             judge: "oracle".into(),
             counts: WinCounts::new(7, 2, 1),
+            lc_win_rate: Some(81.2),
             avg_len_a: 66.5,
             avg_len_b: 42.1,
         }])
@@ -726,6 +802,7 @@ mod tests {
                 "stderr",
                 "ci_low",
                 "ci_high",
+                "lc_win_rate",
                 "avg_len_a",
                 "avg_len_b"
             ]

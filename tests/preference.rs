@@ -34,7 +34,13 @@ fn project() -> (tempfile::TempDir, PathBuf) {
              [reward]\nepochs = 1\nlr = 1e-3\nbatch_size = 4\nmax_len = 256\nheldout_pairs = 12\n\n\
              [methods.rlcd]\nkind = \"rlcd\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
              [methods.rlaif]\nkind = \"rlaif\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
-             [methods.rescore]\nkind = \"rlcd-rescore\"\nsimulator = \"sim\"\npolicy = \"sim\"\n",
+             [methods.rescore]\nkind = \"rlcd-rescore\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
+             [methods.cd]\nkind = \"context-distillation\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
+             [methods.base]\nkind = \"base\"\npolicy = \"sim\"\n\n\
+             [ppo]\nsteps = 2\nrollouts = 8\nstep_batch = 4\nlr = 1e-4\nmax_response_tokens = 24\n\
+             checkpoint_every = 1\n\n\
+             [distill]\nepochs = 1\nlr = 1e-4\nbatch_size = 8\n\n\
+             [eval]\nn_prompts = 8\nmax_new_tokens = 24\n",
             templates_dir().display().to_string()
         ),
     )
@@ -158,6 +164,7 @@ fn preference_stages_run_cache_and_repeat_exactly() {
     );
     assert_eq!(table(&second, "pair_labels"), labels);
     assert_eq!(table(&second, "pm_agreement"), pm);
+    check_policies(&first, &second, tmp.path());
 
     // The same recipe elsewhere simulates byte-identical pairs.
     let (tmp_b, recipe_b) = project();
@@ -169,4 +176,72 @@ fn preference_stages_run_cache_and_repeat_exactly() {
         assert_eq!(blake3::hash(&a), blake3::hash(&b), "{family}");
     }
     assert_eq!(table(&third, "pm_agreement"), pm);
+    assert_eq!(table(&third, "winrates"), table(&first, "winrates"));
+}
+
+/// Policies are aligned, judged and tabulated, with win rates that recompute from their counts.
+fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
+    // Default comparisons: rlcd against every other method with the same simulator.
+    let wr = table(first, "winrates");
+    let col = |name: &str| wr.column(name).unwrap().clone();
+    let b = col("method_b");
+    let b = b.str().unwrap();
+    let others: std::collections::BTreeSet<&str> =
+        (0..wr.height()).map(|i| b.get(i).unwrap()).collect();
+    assert_eq!(
+        others,
+        ["base", "cd", "rescore", "rlaif"].into_iter().collect()
+    );
+    assert_eq!(wr.height(), 4 * 2, "4 comparisons × 2 axes");
+    let (n, w, l, t) = (
+        col("n_total"),
+        col("n_wins"),
+        col("n_losses"),
+        col("n_ties"),
+    );
+    let (n, w, l, t) = (
+        n.u64().unwrap(),
+        w.u64().unwrap(),
+        l.u64().unwrap(),
+        t.u64().unwrap(),
+    );
+    let rate = col("win_rate");
+    let rate = rate.f64().unwrap();
+    for i in 0..wr.height() {
+        let (n, w, l, t) = (
+            n.get(i).unwrap(),
+            w.get(i).unwrap(),
+            l.get(i).unwrap(),
+            t.get(i).unwrap(),
+        );
+        assert_eq!(n, 8, "one comparison per test prompt");
+        assert_eq!(w + l + t, n);
+        let want = 100.0 * (w as f64 + 0.5 * t as f64) / n as f64;
+        assert!((rate.get(i).unwrap() - want).abs() < 1e-9);
+    }
+    // Every trained policy has a row, with its trainer.
+    let pt = table(first, "policy_training").clone();
+    let trainer = pt.column("trainer").unwrap().str().unwrap().clone();
+    let mut trainers: Vec<&str> = (0..pt.height()).map(|i| trainer.get(i).unwrap()).collect();
+    trainers.sort_unstable();
+    assert_eq!(trainers, ["ppo", "ppo", "ppo", "sft"]);
+    let steps = pt.column("steps").unwrap().u64().unwrap().clone();
+    assert!((0..pt.height()).all(|i| steps.get(i).unwrap() > 0));
+    // The policy checkpoint is saved; the PPO work directory is gone once the stage is done.
+    let dir = artifact(first, root, "policy/rlcd/harmless");
+    for f in [
+        "config.json",
+        "model.mpk",
+        "tokenizer.json",
+        "policy.json",
+        "training.json",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let key = &first.plan.stage("policy/rlcd/harmless").unwrap().key;
+    let store = Store::open(&root.join("results")).unwrap();
+    assert!(!store.work_dir("policy/rlcd/harmless", key).exists());
+    // Warm: the same tables.
+    assert_eq!(table(second, "winrates"), wr);
+    assert_eq!(table(second, "policy_training"), &pt);
 }

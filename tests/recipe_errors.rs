@@ -33,7 +33,7 @@ simulator = "small"
 policy = "small"
 
 [eval]
-judges = ["oracle"]
+judges = ["lm:small"]
 comparisons = [["rlcd", "rlaif"]]
 "#;
 
@@ -372,10 +372,31 @@ fn duplicate_comparison_is_reported() {
 #[test]
 fn unknown_judge_is_reported() {
     let p = Project::new();
-    let bad = BASE.replace("judges = [\"oracle\"]", "judges = [\"oracel\", \"lm:big\"]");
+    let bad = BASE.replace(
+        "judges = [\"lm:small\"]",
+        "judges = [\"oracel\", \"lm:big\"]",
+    );
     let err = p.fails(&bad, &[], &[], "`eval.judges`", "did you mean `oracle`?");
     assert_eq!(err.problems().len(), 2, "{err}");
     assert!(err.to_string().contains("unknown model `big`"), "{err}");
+}
+
+#[test]
+fn oracle_judge_on_prompts_outside_the_world_is_reported() {
+    let p = Project::new();
+    let bad = BASE.replace(
+        "judges = [\"lm:small\"]",
+        "judges = [\"oracle\", \"rm:rlcd\"]",
+    );
+    p.fails(
+        &bad,
+        &[],
+        &[],
+        "`eval.judges`",
+        "scores only built-in world prompts",
+    );
+    let bad = BASE.replace("judges = [\"lm:small\"]", "judges = [\"rm:rlcdd\"]");
+    p.fails(&bad, &[], &[], "`eval.judges`", "rlcd");
 }
 
 #[test]
@@ -690,7 +711,7 @@ fn layers_apply_in_order_and_record_their_sources() {
     assert_eq!(r.recipe.name, "run-2");
     assert_eq!(
         r.recipe.eval.comparisons,
-        vec![["rlaif".to_string(), "rlcd".to_string()]]
+        Some(vec![["rlaif".to_string(), "rlcd".to_string()]])
     );
     assert_eq!(r.sources["seed"], "env RLCD_SEED");
     assert_eq!(r.sources["simulate.top_p"], "override simulate.top_p=0.5");

@@ -13,14 +13,12 @@ use burn::tensor::backend::Backend;
 use rand::Rng;
 use rlcd::model::{Cpu, Lm};
 use rlcd::recipe::RewardConfig;
-use rlcd::stages::prompts::{Dialogue, Split, contrast_prompts};
+use rlcd::stages::prompts::{Dialogue, Split};
 use rlcd::stages::reward::{
     Pm, PmFormat, RewardError, agreement, bt_loss, bt_loss_value, load_pm, save_pm, score_texts,
     train_reward,
 };
-use rlcd::stages::simulate::{Method, Pair, Slot};
-use rlcd::templates::Templates;
-use rlcd::world::grammar::join;
+use rlcd::stages::simulate::Pair;
 use rlcd::world::{Task, World, WorldConfig};
 
 type Train = Autodiff<Cpu>;
@@ -39,66 +37,6 @@ fn key(p: &Pair) -> (String, String, String) {
     (p.prompt_id.clone(), p.output_a.clone(), p.output_b.clone())
 }
 
-/// Two world responses of independent latent quality per prompt, labelled by the oracle
-/// (ties dropped); `label` decides the stored label from the oracle's verdict.
-fn oracle_pairs(
-    world: &World,
-    templates: &Templates,
-    dialogues: &[Dialogue],
-    per_prompt: usize,
-    seed: u64,
-) -> Vec<(Pair, bool)> {
-    let plain = contrast_prompts(templates, TASK.name(), dialogues, seed).expect("prompts");
-    let mut rng = rlcd::seed::rng(seed);
-    let mut out = Vec::new();
-    for (d, c) in dialogues.iter().zip(&plain) {
-        let req = world
-            .parse_request(TASK, d.turns.last().expect("turn"))
-            .expect("world request");
-        for k in 0..per_prompt {
-            let mut texts = Vec::new();
-            let mut scores = Vec::new();
-            for _ in 0..2 {
-                let q: f64 = rng.sample(rand_distr::StandardNormal);
-                let text = join(&world.respond(&req, q, &mut rng).1);
-                scores.push(
-                    world
-                        .score_request(&req, &text)
-                        .axis(TASK.main_axis())
-                        .expect("axis"),
-                );
-                texts.push(text);
-            }
-            if scores[0] == scores[1] {
-                continue;
-            }
-            let b_better = scores[1] > scores[0];
-            out.push((
-                Pair {
-                    method: Method::Rlcd,
-                    prompt_id: format!("{}#{k}", d.id),
-                    turns: d.turns.clone(),
-                    prompt: c.plain.clone(),
-                    output_a: texts[0].clone(),
-                    output_b: texts[1].clone(),
-                    soft_label: if b_better { 1.0 } else { 0.0 },
-                    affix_index: None,
-                    positive_slot: Some(if b_better { Slot::B } else { Slot::A }),
-                    principle_index: None,
-                    len_a: 0,
-                    len_b: 0,
-                    seed_a: 0,
-                    seed_b: 0,
-                    tries_a: 1,
-                    tries_b: 1,
-                },
-                b_better,
-            ));
-        }
-    }
-    out
-}
-
 fn fixture() -> &'static Fixture {
     static CELL: OnceLock<Fixture> = OnceLock::new();
     CELL.get_or_init(|| {
@@ -114,8 +52,8 @@ fn fixture() -> &'static Fixture {
         let set = world.prompt_set(TASK).expect("prompts");
         let (train_d, test_d): (Vec<Dialogue>, Vec<Dialogue>) =
             set.into_iter().partition(|d| d.split == Split::Train);
-        let train = oracle_pairs(&world, &templates, &train_d, 2, 1);
-        let test = oracle_pairs(&world, &templates, &test_d, 1, 2);
+        let train = common::oracle_pairs(&world, &templates, TASK, &train_d, 2, 1);
+        let test = common::oracle_pairs(&world, &templates, TASK, &test_d, 1, 2);
         let truth = train
             .iter()
             .chain(&test)

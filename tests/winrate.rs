@@ -121,6 +121,7 @@ fn winrates_table_renders_stably() {
         simulator: "sim-s".into(),
         judge: "oracle".into(),
         counts,
+        lc_win_rate: Some(81.2),
         avg_len_a: 66.5,
         avg_len_b: 42.125,
     };

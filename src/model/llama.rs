@@ -888,4 +888,18 @@ impl<B: Backend> ScalarHead<B> {
         let h = hidden.gather(1, last); // [b, 1, d]
         project(&self.score, h).reshape([b])
     }
+
+    /// One scalar per position, `[b, len]`, for the `len` positions from `start` on (the
+    /// per-token values of a PPO value model).
+    pub fn forward_span(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: Tensor<B, 2, Bool>,
+        start: usize,
+        len: usize,
+    ) -> Tensor<B, 2> {
+        let b = tokens.dims()[0];
+        let hidden = self.trunk.hidden(tokens, mask).narrow(1, start, len);
+        project(&self.score, hidden).reshape([b, len])
+    }
 }

@@ -65,6 +65,9 @@ pub struct Recipe {
     /// Context-distillation fine-tuning settings (paper §4.2 baseline).
     #[serde(default)]
     pub distill: DistillConfig,
+    /// DPO settings (methods with `trainer = "dpo"`).
+    #[serde(default)]
+    pub dpo: DpoConfig,
     /// Methods by name; comparisons refer to these names. Default: none.
     #[serde(default)]
     pub methods: BTreeMap<String, MethodSpec>,
@@ -340,6 +343,14 @@ pub struct PpoConfig {
     /// Maximum response tokens. Default 300.
     #[serde(default = "default_max_new_tokens")]
     pub max_response_tokens: usize,
+    /// Checkpoint policy, value model, optimisers and step every this many steps, so a killed
+    /// run resumes there (0: never). Default 10.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+}
+
+fn default_checkpoint_every() -> usize {
+    10
 }
 
 impl Default for PpoConfig {
@@ -360,6 +371,7 @@ impl Default for PpoConfig {
             temperature: 1.0,
             max_query_tokens: default_query_tokens(),
             max_response_tokens: default_max_new_tokens(),
+            checkpoint_every: default_checkpoint_every(),
         }
     }
 }
@@ -438,6 +450,108 @@ fn default_distill_lr() -> f64 {
     2e-5
 }
 
+/// DPO on the simulated pairs (Rafailov et al. 2023; beyond the paper, which names it as
+/// future work): the frozen reference is the initial policy, soft labels P(B) are targets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpoConfig {
+    /// Inverse temperature β of the implicit reward, > 0. Default 0.1.
+    #[serde(default = "default_dpo_beta")]
+    pub beta: f64,
+    /// Passes over the pairs. Default 1.
+    #[serde(default = "default_dpo_epochs")]
+    pub epochs: usize,
+    /// Peak learning rate (AdamW, 10% warm-up, cosine decay). Default 1e-6.
+    #[serde(default = "default_dpo_lr")]
+    pub lr: f64,
+    /// Pairs per optimiser step. Default 16.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+impl Default for DpoConfig {
+    fn default() -> Self {
+        Self {
+            beta: default_dpo_beta(),
+            epochs: default_dpo_epochs(),
+            lr: default_dpo_lr(),
+            batch_size: default_batch_size(),
+        }
+    }
+}
+
+fn default_dpo_beta() -> f64 {
+    0.1
+}
+
+fn default_dpo_epochs() -> usize {
+    1
+}
+
+fn default_dpo_lr() -> f64 {
+    1e-6
+}
+
+/// How a method's policy learns from its preference pairs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trainer {
+    /// PPO against a preference model trained on the pairs (the paper).
+    #[default]
+    Ppo,
+    /// DPO directly on the pairs (no preference model).
+    Dpo,
+}
+
+impl Trainer {
+    /// The trainer as written in recipes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ppo => "ppo",
+            Self::Dpo => "dpo",
+        }
+    }
+}
+
+impl Recipe {
+    /// The comparisons to evaluate: `eval.comparisons` when set, else the defaults (see
+    /// [`EvalConfig::comparisons`]).
+    pub fn comparisons(&self) -> Vec<[String; 2]> {
+        if let Some(c) = &self.eval.comparisons {
+            return c.clone();
+        }
+        let mut out = Vec::new();
+        let order = [
+            MethodKind::Rlaif,
+            MethodKind::ContextDistillation,
+            MethodKind::Base,
+            MethodKind::RlcdRescore,
+        ];
+        for (name, m) in self
+            .methods
+            .iter()
+            .filter(|(_, m)| m.kind == MethodKind::Rlcd)
+        {
+            for kind in order {
+                for (other, o) in &self.methods {
+                    let same_sim = o.kind == MethodKind::Base || o.simulator == m.simulator;
+                    if o.kind == kind && o.policy == m.policy && same_sim {
+                        out.push([name.clone(), other.clone()]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Names of the methods some comparison evaluates, in name order.
+    pub fn compared_methods(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<String> =
+            self.comparisons().into_iter().flatten().collect();
+        set.into_iter().collect()
+    }
+}
+
 /// The kind of an alignment method (paper §4.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -471,6 +585,11 @@ impl MethodKind {
         !matches!(self, Self::Base)
     }
 
+    /// Whether the method trains on preference pairs (with a PM and PPO, or with DPO).
+    pub fn uses_pairs(self) -> bool {
+        matches!(self, Self::Rlcd | Self::Rlaif | Self::RlcdRescore)
+    }
+
     /// Whether the method labels pairs with the RLAIF scoring prompt.
     pub fn uses_scoring_prompt(self) -> bool {
         matches!(self, Self::Rlaif | Self::RlcdRescore)
@@ -489,6 +608,10 @@ pub struct MethodSpec {
     pub simulator: Option<String>,
     /// Name of the model (in `[models]`) that is aligned (paper: always the small model). Required.
     pub policy: String,
+    /// `"ppo"` (default: PPO against a preference model, the paper) or `"dpo"`; only for the
+    /// pair methods (`rlcd`, `rlaif`, `rlcd-rescore`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainer: Option<Trainer>,
 }
 
 /// Pairwise evaluation (paper §4.3: 1,000 test prompts per comparison, order swapped with
@@ -503,9 +626,12 @@ pub struct EvalConfig {
     /// Evaluate on at most this many test prompts per task (all when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_prompts: Option<usize>,
-    /// Pairs of method names to compare, e.g. `[["rlcd", "rlaif"]]`. Default: none.
-    #[serde(default)]
-    pub comparisons: Vec<[String; 2]>,
+    /// Pairs of method names to compare, e.g. `[["rlcd", "rlaif"]]`. Default (key absent):
+    /// every `rlcd` method against each `rlaif`, `context-distillation`, `base` and
+    /// `rlcd-rescore` method with the same policy model (and simulator, where it has one).
+    /// `[]` trains and compares no policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparisons: Option<Vec<[String; 2]>>,
     /// Sampling temperature of the evaluated outputs, ≥ 0. Default 1.0.
     #[serde(default = "one")]
     pub temperature: f64,
@@ -519,7 +645,7 @@ impl Default for EvalConfig {
         Self {
             judges: default_judges(),
             n_prompts: None,
-            comparisons: Vec::new(),
+            comparisons: None,
             temperature: 1.0,
             max_new_tokens: default_max_new_tokens(),
         }

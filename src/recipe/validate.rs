@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::error::{Located, Problem, RecipeError};
 use super::load::{Resolved, suggest};
-use super::schema::{ASSETS, AXES, PRESETS, Recipe};
+use super::schema::{ASSETS, AXES, PRESETS, Recipe, Trainer};
 use crate::stages::prompts::load_prompt_set;
 use crate::templates::{SCORE_TEMPLATE, TASK_TEMPLATES, Templates, judge_template};
 
@@ -451,6 +451,12 @@ fn check_settings(r: &Recipe, out: &mut Vec<Problem>) {
     positive(out, "distill.epochs", d.epochs);
     range(out, "distill.lr", d.lr, d.lr > 0.0, "(0, ∞)");
     positive(out, "distill.batch_size", d.batch_size);
+
+    let o = &r.dpo;
+    range(out, "dpo.beta", o.beta, o.beta > 0.0, "(0, ∞)");
+    positive(out, "dpo.epochs", o.epochs);
+    range(out, "dpo.lr", o.lr, o.lr > 0.0, "(0, ∞)");
+    positive(out, "dpo.batch_size", o.batch_size);
 }
 
 fn check_methods(r: &Recipe, out: &mut Vec<Problem>) {
@@ -476,6 +482,17 @@ fn check_methods(r: &Recipe, out: &mut Vec<Problem>) {
                 ),
             )),
             _ => {}
+        }
+        if m.trainer.is_some() && !m.kind.uses_pairs() {
+            out.push(Problem::new(
+                format!("{key}.trainer"),
+                format!(
+                    "method `{name}` ({}) takes no `trainer`: only rlcd, rlaif and rlcd-rescore \
+                     train on preference pairs",
+                    m.kind.as_str()
+                ),
+                format!("remove `trainer` from [{key}]"),
+            ));
         }
         if !r.models.contains_key(&m.policy) {
             out.push(unknown_ref(
@@ -514,6 +531,38 @@ fn check_eval(r: &Recipe, out: &mut Vec<Problem>) {
             continue;
         }
         if judge == "oracle" {
+            let has_policies = !r.comparisons().is_empty();
+            for (name, t) in &r.tasks {
+                if has_policies && !t.prompts.starts_with("world:") {
+                    out.push(Problem::new(
+                        "eval.judges",
+                        format!(
+                            "the `oracle` judge scores only built-in world prompts, but task \
+                             `{name}` uses `{}`",
+                            t.prompts
+                        ),
+                        "judge it with `lm:<model>` or `rm:<method>`, or use `world:<task>` prompts",
+                    ));
+                }
+            }
+            continue;
+        }
+        if let Some(method) = judge.strip_prefix("rm:") {
+            let pm_methods: Vec<&str> = r
+                .methods
+                .iter()
+                .filter(|(_, m)| m.kind.uses_pairs() && m.trainer != Some(Trainer::Dpo))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            if !pm_methods.contains(&method) {
+                out.push(unknown_ref(
+                    "eval.judges",
+                    "method with a preference model",
+                    method,
+                    &pm_methods,
+                    "methods",
+                ));
+            }
             continue;
         }
         match judge.strip_prefix("lm:") {
@@ -530,10 +579,12 @@ fn check_eval(r: &Recipe, out: &mut Vec<Problem>) {
                 format!("unknown judge `{judge}` in `eval.judges`"),
                 match suggest(judge, ["oracle"]) {
                     Some(_) => {
-                        "did you mean `oracle`? (judges are `oracle` or `lm:<model>`)".to_string()
+                        "did you mean `oracle`? (judges are `oracle`, `lm:<model>` or `rm:<method>`)"
+                            .to_string()
                     }
                     None => format!(
-                        "write `oracle` or `lm:<model>` with a model from [models] (e.g. `lm:{}`)",
+                        "write `oracle`, `lm:<model>` with a model from [models] (e.g. `lm:{}`) \
+                         or `rm:<method>`",
                         models.first().copied().unwrap_or("judge")
                     ),
                 },
@@ -542,7 +593,7 @@ fn check_eval(r: &Recipe, out: &mut Vec<Problem>) {
     }
     let methods: Vec<&str> = r.methods.keys().map(String::as_str).collect();
     let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
-    for [a, b] in &e.comparisons {
+    for [a, b] in e.comparisons.iter().flatten() {
         let mut known = true;
         for m in [a, b] {
             if !r.methods.contains_key(m) {

@@ -161,6 +161,7 @@ macro_rules! with_backend {
     };
 }
 
+mod policy;
 mod preference;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
@@ -248,9 +249,6 @@ fn progress_bar(quiet: bool, len: u64, label: &str) -> ProgressBar {
 /// Runs a resolved recipe: builds its plan, computes the stages missing from the store (reusing
 /// cached ones and saying so), writes `results/runs/<name>/<run-id>/` and its tables, and prints
 /// the tables (unless `opts.quiet`).
-///
-/// Methods (`[methods]`) run up to their preference models; the policy stages (PPO, DPO,
-/// SFT → judge) are not in this build, which the run log says.
 pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunError> {
     crate::recipe::validate(resolved).map_err(Box::new)?;
     let plan = Plan::build(resolved).map_err(Box::new)?;
@@ -276,13 +274,6 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         plan.stages.len(),
         run_dir.display()
     ))?;
-    if !plan.methods.is_empty() {
-        log.line(&format!(
-            "note: methods {} run up to their preference pairs and models; the policy stages \
-             (PPO/DPO/SFT → judge) are not in this build",
-            plan.methods.join(", ")
-        ))?;
-    }
 
     let mut outcomes = Vec::new();
     for stage in &plan.stages {
@@ -296,6 +287,10 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
                         let notes = pending.notes().to_vec();
                         let meta = execute(stage, &plan, resolved, &store, pending.dir(), opts)?;
                         pending.commit(meta)?;
+                        let work = store.work_dir(&stage.id, &stage.key);
+                        if work.exists() {
+                            fs::remove_dir_all(&work).map_err(io(&work))?;
+                        }
                         (false, notes)
                     }
                 },
@@ -684,6 +679,11 @@ fn execute(
         StageKind::Reward => preference::reward(stage, plan, resolved, store, dir, opts.quiet),
         StageKind::PairLabels => preference::pair_labels(stage, plan, resolved, store, dir),
         StageKind::PmAgreement => preference::pm_agreement_table(stage, plan, store, dir),
+        StageKind::Policy => policy::policy(stage, plan, resolved, store, dir, opts.quiet),
+        StageKind::Generate => policy::generate(stage, plan, resolved, store, dir, opts.quiet),
+        StageKind::Judge => policy::judge(stage, plan, resolved, store, dir),
+        StageKind::Winrates => policy::winrates_table(stage, plan, store, dir),
+        StageKind::PolicyTraining => policy::policy_training_table(stage, plan, store, dir),
         StageKind::WorldReport => {
             let mut rows: Vec<tables::WorldReportRow> = Vec::new();
             for dep in &stage.deps {

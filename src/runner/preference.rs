@@ -74,14 +74,17 @@ pub struct RewardRecord {
     pub agreement: Option<pm_agreement::Agreement>,
 }
 
-fn stage_err(stage: &Stage, source: impl std::fmt::Display) -> RunError {
+pub(super) fn stage_err(stage: &Stage, source: impl std::fmt::Display) -> RunError {
     RunError::Stage {
         stage: stage.id.clone(),
         message: source.to_string(),
     }
 }
 
-fn task_of<'r>(stage: &Stage, resolved: &'r Resolved) -> Result<(String, &'r TaskSpec), RunError> {
+pub(super) fn task_of<'r>(
+    stage: &Stage,
+    resolved: &'r Resolved,
+) -> Result<(String, &'r TaskSpec), RunError> {
     let name = stage
         .config
         .pointer("/task/task")
@@ -99,7 +102,7 @@ fn task_of<'r>(stage: &Stage, resolved: &'r Resolved) -> Result<(String, &'r Tas
 
 /// Loads model `name` of the recipe: a world preset from its pretraining stage, a GGUF file or
 /// a fetched asset. Returns the model and whether it is a built-in world model.
-fn load_lm<B: Backend>(
+pub(super) fn load_lm<B: Backend>(
     stage: &Stage,
     plan: &Plan,
     resolved: &Resolved,
@@ -144,12 +147,12 @@ fn load_lm<B: Backend>(
     Ok((lm, false))
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RunError> {
+pub(super) fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), RunError> {
     let p = dir.join(name);
     fs::write(&p, bytes).map_err(io(&p))
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(
     stage: &Stage,
     dir: &Path,
     name: &str,
@@ -160,12 +163,16 @@ fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| bad(stage, format!("unreadable {name} ({e})"), p.clone()))
 }
 
-fn to_json<T: serde::Serialize>(stage: &Stage, dir: &Path, value: &T) -> Result<Vec<u8>, RunError> {
+pub(super) fn to_json<T: serde::Serialize>(
+    stage: &Stage,
+    dir: &Path,
+    value: &T,
+) -> Result<Vec<u8>, RunError> {
     serde_json::to_vec_pretty(value)
         .map_err(|e| bad(stage, format!("cannot serialise ({e})"), dir.to_path_buf()))
 }
 
-fn read_pairs(stage: &Stage, dir: &Path) -> Result<Vec<Pair>, RunError> {
+pub(super) fn read_pairs(stage: &Stage, dir: &Path) -> Result<Vec<Pair>, RunError> {
     let p = dir.join(files::PAIRS);
     let frame = tables::read_parquet(&p)?;
     simulate::pairs_from_frame(&frame).map_err(|e| bad(stage, e.to_string(), p.clone()))
@@ -239,7 +246,7 @@ pub(super) fn simulate(
     }))
 }
 
-fn world_task(stage: &Stage, task: &TaskSpec) -> Result<Task, RunError> {
+pub(super) fn world_task(stage: &Stage, task: &TaskSpec) -> Result<Task, RunError> {
     task.prompts
         .strip_prefix("world:")
         .and_then(Task::from_name)

@@ -4,10 +4,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
+use rand::Rng;
 use rlcd::model::Lm;
 use rlcd::stages::pretrain::{PretrainConfig, WorldPretrain, load_world_lm, pretrain_world};
+use rlcd::stages::prompts::{Dialogue, contrast_prompts};
+use rlcd::stages::simulate::{Method, Pair, Slot};
 use rlcd::templates::Templates;
-use rlcd::world::World;
+use rlcd::world::grammar::join;
+use rlcd::world::{Task, World};
 
 /// The project's prompt templates.
 pub fn templates() -> Templates {
@@ -17,10 +21,22 @@ pub fn templates() -> Templates {
 
 /// world-xs pretrained for 40 steps on `world`'s corpus (seed `seed`; a few seconds) on the
 /// CPU, loaded on backend `B`.
+#[allow(dead_code)]
 pub fn world_xs<B: Backend>(world: &World, templates: &Templates, seed: u64) -> Lm<B> {
+    world_xs_steps(world, templates, seed, 40)
+}
+
+/// world-xs pretrained for `steps` steps (see [`world_xs`]).
+#[allow(dead_code)]
+pub fn world_xs_steps<B: Backend>(
+    world: &World,
+    templates: &Templates,
+    seed: u64,
+    steps: usize,
+) -> Lm<B> {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = PretrainConfig::for_preset("world-xs").expect("preset");
-    config.steps = 40;
+    config.steps = steps;
     let job = WorldPretrain {
         world,
         templates,
@@ -39,4 +55,66 @@ pub fn world_xs<B: Backend>(world: &World, templates: &Templates, seed: u64) -> 
     .expect("pretraining");
     eprintln!("world-xs pretrained in {:.1}s", t.elapsed().as_secs_f64());
     load_world_lm(dir.path(), &Default::default()).expect("load")
+}
+
+/// Two world responses of independent latent quality per prompt, labelled by the oracle
+/// (ties dropped); `label` decides the stored label from the oracle's verdict.
+#[allow(dead_code)]
+pub fn oracle_pairs(
+    world: &World,
+    templates: &Templates,
+    task: Task,
+    dialogues: &[Dialogue],
+    per_prompt: usize,
+    seed: u64,
+) -> Vec<(Pair, bool)> {
+    let plain = contrast_prompts(templates, task.name(), dialogues, seed).expect("prompts");
+    let mut rng = rlcd::seed::rng(seed);
+    let mut out = Vec::new();
+    for (d, c) in dialogues.iter().zip(&plain) {
+        let req = world
+            .parse_request(task, d.turns.last().expect("turn"))
+            .expect("world request");
+        for k in 0..per_prompt {
+            let mut texts = Vec::new();
+            let mut scores = Vec::new();
+            for _ in 0..2 {
+                let q: f64 = rng.sample(rand_distr::StandardNormal);
+                let text = join(&world.respond(&req, q, &mut rng).1);
+                scores.push(
+                    world
+                        .score_request(&req, &text)
+                        .axis(task.main_axis())
+                        .expect("axis"),
+                );
+                texts.push(text);
+            }
+            if scores[0] == scores[1] {
+                continue;
+            }
+            let b_better = scores[1] > scores[0];
+            out.push((
+                Pair {
+                    method: Method::Rlcd,
+                    prompt_id: format!("{}#{k}", d.id),
+                    turns: d.turns.clone(),
+                    prompt: c.plain.clone(),
+                    output_a: texts[0].clone(),
+                    output_b: texts[1].clone(),
+                    soft_label: if b_better { 1.0 } else { 0.0 },
+                    affix_index: None,
+                    positive_slot: Some(if b_better { Slot::B } else { Slot::A }),
+                    principle_index: None,
+                    len_a: 0,
+                    len_b: 0,
+                    seed_a: 0,
+                    seed_b: 0,
+                    tries_a: 1,
+                    tries_b: 1,
+                },
+                b_better,
+            ));
+        }
+    }
+    out
 }

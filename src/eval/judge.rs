@@ -1,0 +1,220 @@
+//! Pairwise judges (paper §4.3): which of two outputs for the same prompt is better on an axis.
+//!
+//! - `oracle`: the built-in world's scorer on the axis (the "human"); equal scores tie.
+//! - `rm:<method>`: a preference model's scores; equal scores tie.
+//! - `lm:<model>`: the paper's GPT-4 protocol with a language model — the axis's judge question
+//!   (`judge/*.j2`) with the outputs in an order swapped by a seeded coin per example, then
+//!   [`ANSWER_LEAD`]; the verdict compares the next-token logits of "A" and "B". An undecidable
+//!   answer (equal or non-finite logits) counts ½ to each side.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::model::sampling::next_token_logits;
+use crate::model::{Lm, ModelError};
+use crate::seed;
+use crate::stages::reward::{self, Pm, RewardError};
+use crate::templates::{TemplateError, Templates};
+use crate::world::{Task, World};
+
+/// Text after the judge question where the LM judge's answer letter is read (the answer lead of
+/// the RLAIF scoring prompt, paper Appendix B).
+pub const ANSWER_LEAD: &str = "\n\nThe answer is: (";
+
+/// A judge's verdict on one comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Output A is better.
+    A,
+    /// Output B is better.
+    B,
+    /// Neither (equal, or the judge's answer could not be read): ½ to each side.
+    Tie,
+}
+
+impl Verdict {
+    /// The outcome for A as [`crate::eval::winrate::WinCounts::record`] takes it.
+    pub fn outcome(self) -> Option<bool> {
+        match self {
+            Verdict::A => Some(true),
+            Verdict::B => Some(false),
+            Verdict::Tie => None,
+        }
+    }
+
+    /// The verdict with A and B exchanged.
+    pub fn swapped(self) -> Verdict {
+        match self {
+            Verdict::A => Verdict::B,
+            Verdict::B => Verdict::A,
+            Verdict::Tie => Verdict::Tie,
+        }
+    }
+
+    /// The verdict of two scores (higher is better; equal or non-finite ties).
+    pub fn from_scores(a: f64, b: f64) -> Verdict {
+        if !(a.is_finite() && b.is_finite()) || a == b {
+            Verdict::Tie
+        } else if a > b {
+            Verdict::A
+        } else {
+            Verdict::B
+        }
+    }
+}
+
+/// One comparison: two outputs for the same dialogue.
+#[derive(Clone, Copy, Debug)]
+pub struct JudgeItem<'a> {
+    /// Id of the dialogue (seeds the order swap).
+    pub prompt_id: &'a str,
+    /// The dialogue turns.
+    pub turns: &'a [String],
+    /// The plain prompt p.
+    pub prompt: &'a str,
+    /// Output of method A.
+    pub output_a: &'a str,
+    /// Output of method B.
+    pub output_b: &'a str,
+}
+
+/// Why a judge failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// The judge model failed.
+    #[error("judge: {0}")]
+    Model(#[from] ModelError),
+    /// A judge template failed.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// The preference model failed.
+    #[error(transparent)]
+    Reward(#[from] RewardError),
+    /// The judge's tokenizer has no single token for an answer letter.
+    #[error(
+        "the judge's tokenizer encodes \"{letter}\" as several tokens\n  fix: use a judge model whose vocabulary has the letters A and B"
+    )]
+    Letter {
+        /// The letter.
+        letter: &'static str,
+    },
+}
+
+/// Oracle verdicts on `axis` of `task` (the world's scorer; equal scores tie).
+pub fn judge_oracle(
+    world: &World,
+    task: Task,
+    axis: &str,
+    items: &[JudgeItem<'_>],
+) -> Vec<Verdict> {
+    items
+        .iter()
+        .map(|it| {
+            let score = |text: &str| {
+                world
+                    .score(task, it.turns, text)
+                    .ok()
+                    .and_then(|s| s.axis(axis))
+                    .unwrap_or(crate::world::INCOHERENT)
+            };
+            Verdict::from_scores(score(it.output_a), score(it.output_b))
+        })
+        .collect()
+}
+
+/// Preference-model verdicts (higher score wins; equal scores tie).
+pub fn judge_rm<B: Backend>(
+    pm: &Pm<B>,
+    items: &[JudgeItem<'_>],
+    batch_size: usize,
+) -> Result<Vec<Verdict>, JudgeError> {
+    let pairs: Vec<(&str, &str)> = items
+        .iter()
+        .map(|it| (it.prompt, it.output_a))
+        .chain(items.iter().map(|it| (it.prompt, it.output_b)))
+        .collect();
+    let scores = reward::score_outputs(pm, &pairs, batch_size)?;
+    let (a, b) = scores.split_at(items.len());
+    Ok(a.iter()
+        .zip(b)
+        .map(|(&x, &y)| Verdict::from_scores(x, y))
+        .collect())
+}
+
+/// Whether the LM judge sees the outputs of comparison `prompt_id` in swapped order (B first):
+/// a coin per example, seeded by the judge seed and the dialogue id.
+pub fn swapped(seed: u64, prompt_id: &str) -> bool {
+    seed::derive(seed, &["judge-swap", prompt_id]) & 1 == 1
+}
+
+/// The verdict of the answer-letter logits: the larger wins; equal or non-finite logits leave
+/// the answer unreadable, a tie.
+pub fn verdict_from_logits(logit_a: f64, logit_b: f64) -> Verdict {
+    Verdict::from_scores(logit_a, logit_b)
+}
+
+fn letter_id<B: Backend>(lm: &Lm<B>, letter: &'static str) -> Result<u32, JudgeError> {
+    if let Some(id) = lm.tokenizer.token_to_id(letter) {
+        return Ok(id);
+    }
+    match lm.encode(letter)?.as_slice() {
+        [id] => Ok(*id),
+        _ => Err(JudgeError::Letter { letter }),
+    }
+}
+
+/// LM-judge verdicts: `template` (a `judge/*.j2`) rendered after `prefix` with each item's
+/// outputs, swapped where [`swapped`] says, followed by [`ANSWER_LEAD`]; the verdict is
+/// mapped back to the unswapped order.
+pub fn judge_lm<B: Backend>(
+    lm: &Lm<B>,
+    prefix: &str,
+    templates: &Templates,
+    template: &str,
+    items: &[JudgeItem<'_>],
+    seed: u64,
+    batch_size: usize,
+) -> Result<Vec<Verdict>, JudgeError> {
+    let ids = [letter_id(lm, "A")?, letter_id(lm, "B")?];
+    let device = lm.model.device();
+    let pick = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(vec![i64::from(ids[0]), i64::from(ids[1])], [2]),
+        &device,
+    );
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(batch_size.max(1)) {
+        let flips: Vec<bool> = chunk.iter().map(|it| swapped(seed, it.prompt_id)).collect();
+        let prompts = chunk
+            .iter()
+            .zip(&flips)
+            .map(|(it, &flip)| {
+                let (first, second) = if flip {
+                    (it.output_b, it.output_a)
+                } else {
+                    (it.output_a, it.output_b)
+                };
+                let text = templates.render(
+                    template,
+                    minijinja::context! {
+                        turns => it.turns,
+                        output_a => first,
+                        output_b => second,
+                    },
+                )?;
+                Ok(lm.encode(&format!("{prefix}{text}{ANSWER_LEAD}"))?)
+            })
+            .collect::<Result<Vec<_>, JudgeError>>()?;
+        let logits = next_token_logits(&lm.model, &prompts)?.select(1, pick.clone());
+        let host = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|e| ModelError::Data(format!("{e:?}")))?;
+        for (ab, &flip) in host.chunks(2).zip(&flips) {
+            let v = verdict_from_logits(f64::from(ab[0]), f64::from(ab[1]));
+            out.push(if flip { v.swapped() } else { v });
+        }
+    }
+    Ok(out)
+}
