@@ -4,12 +4,13 @@
 //! The pipeline, in the order data flows:
 //! [`recipe`] (TOML → resolved config) → [`plan`] (a DAG of content-hashed stages) →
 //! [`stages`] (each stage's work, on the [`model`] engine) → [`store`] (atomic, resumable
-//! artifacts) → [`tables`] and [`eval`] (win rates, agreement tables).
+//! artifacts) → [`tables`] and [`eval`] (win rates, agreement tables) → [`plots`].
 
 pub mod assets;
 pub mod eval;
 pub mod model;
 pub mod plan;
+pub mod plots;
 pub mod recipe;
 pub mod runner;
 pub mod seed;

@@ -58,6 +58,10 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// Independent stages computed at the same time (default: one per CPU core; results
+        /// do not depend on it).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
     },
     /// Rebuild and print a finished run's tables from the store.
     Report {
@@ -186,10 +190,12 @@ fn dispatch(command: Command) -> Result<()> {
             recipe,
             overrides,
             quiet,
+            jobs,
         } => {
             let resolved = rlcd::recipe::load(&recipe, &overrides)?;
             let opts = rlcd::runner::RunOptions {
                 quiet,
+                jobs,
                 ..Default::default()
             };
             rlcd::runner::run(&resolved, &opts)?;

@@ -336,6 +336,7 @@ pub fn sweep_with(
             &RunOptions {
                 quiet: opts.quiet,
                 wait_for_locks: opts.wait_for_locks,
+                jobs: 0,
             },
         )
         .map_err(|source| SweepError::Run {

@@ -328,6 +328,55 @@ pub fn winrates_frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
     DataFrame::new(rows.len(), cols).map_err(frame_err(WINRATES))
 }
 
+/// The rows of a win-rate table read back from its frame (counts, not the derived rates;
+/// lengths and the length-controlled rate as stored).
+pub fn winrate_rows(df: &DataFrame) -> Result<Vec<WinRateRow>, TableError> {
+    let err = |source: PolarsError| TableError::Frame {
+        table: WINRATES.to_string(),
+        source,
+    };
+    let text = |name: &str| -> Result<Vec<String>, TableError> {
+        let c = df.column(name).map_err(err)?;
+        let c = c.str().map_err(err)?;
+        Ok((0..c.len())
+            .map(|i| c.get(i).unwrap_or_default().to_string())
+            .collect())
+    };
+    let count = |name: &str| -> Result<Vec<u64>, TableError> {
+        let c = df.column(name).map_err(err)?;
+        let c = c.u64().map_err(err)?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or(0)).collect())
+    };
+    let real = |name: &str| -> Result<Vec<Option<f64>>, TableError> {
+        let c = df.column(name).map_err(err)?;
+        let c = c.f64().map_err(err)?;
+        Ok((0..c.len()).map(|i| c.get(i)).collect())
+    };
+    let (task, axis, a, b) = (
+        text("task")?,
+        text("axis")?,
+        text("method_a")?,
+        text("method_b")?,
+    );
+    let (sim, judge) = (text("simulator")?, text("judge")?);
+    let (w, l, t) = (count("n_wins")?, count("n_losses")?, count("n_ties")?);
+    let (lc, la, lb) = (real("lc_win_rate")?, real("avg_len_a")?, real("avg_len_b")?);
+    Ok((0..df.height())
+        .map(|i| WinRateRow {
+            task: task[i].clone(),
+            axis: axis[i].clone(),
+            method_a: a[i].clone(),
+            method_b: b[i].clone(),
+            simulator: sim[i].clone(),
+            judge: judge[i].clone(),
+            counts: WinCounts::new(w[i], l[i], t[i]),
+            lc_win_rate: lc[i],
+            avg_len_a: la[i].unwrap_or(f64::NAN),
+            avg_len_b: lb[i].unwrap_or(f64::NAN),
+        })
+        .collect())
+}
+
 /// The stem of the policy-training table.
 pub const POLICY_TRAINING: &str = "policy_training";
 

@@ -588,6 +588,7 @@ fn a_stage_locked_by_another_run_fails_fast_or_is_waited_for() {
     let patient = RunOptions {
         quiet: true,
         wait_for_locks: Some(std::time::Duration::from_secs(30)),
+        jobs: 1,
     };
     let run = runner::run(&resolved, &patient).unwrap();
     release.join().unwrap();

@@ -49,9 +49,15 @@ fn project() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn run(recipe: &Path) -> RunSummary {
+    run_jobs(recipe, 0)
+}
+
+/// Runs `recipe` computing up to `jobs` stages at a time (0: one per core).
+fn run_jobs(recipe: &Path, jobs: usize) -> RunSummary {
     let resolved = rlcd::recipe::load(recipe, &[]).unwrap();
     let opts = RunOptions {
         quiet: true,
+        jobs,
         ..RunOptions::default()
     };
     runner::run(&resolved, &opts).unwrap()
@@ -166,9 +172,10 @@ fn preference_stages_run_cache_and_repeat_exactly() {
     assert_eq!(table(&second, "pm_agreement"), pm);
     check_policies(&first, &second, tmp.path());
 
-    // The same recipe elsewhere simulates byte-identical pairs.
+    // The same recipe elsewhere, one stage at a time, simulates byte-identical pairs and ends
+    // with the same tables as the run that computed independent stages side by side.
     let (tmp_b, recipe_b) = project();
-    let third = run(&recipe_b);
+    let third = run_jobs(&recipe_b, 1);
     for family in ["rlcd", "rlaif", "rlcd-rescore"] {
         let id = simulate_stage_id("sim", "harmless", family);
         let a = fs::read(artifact(&first, tmp.path(), &id).join("pairs.parquet")).unwrap();
@@ -241,6 +248,9 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
     let key = &first.plan.stage("policy/rlcd/harmless").unwrap().key;
     let store = Store::open(&root.join("results")).unwrap();
     assert!(!store.work_dir("policy/rlcd/harmless", key).exists());
+    // The win rates are also drawn.
+    let svg = fs::read_to_string(first.run_dir.join("tables/winrates.svg")).unwrap();
+    assert!(svg.contains("rlcd vs rlaif") && svg.contains("harmless / harm (oracle)"));
     // Warm: the same tables.
     assert_eq!(table(second, "winrates"), wr);
     assert_eq!(table(second, "policy_training"), &pt);

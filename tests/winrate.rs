@@ -136,3 +136,51 @@ fn winrates_table_renders_stably() {
         String::from_utf8(render_csv(&df).unwrap()).unwrap()
     );
 }
+
+#[test]
+fn the_win_rate_plot_has_one_bar_and_one_interval_per_judged_comparison() {
+    let row = |task: &str, b: &str, counts: WinCounts| WinRateRow {
+        task: task.into(),
+        axis: "help".into(),
+        method_a: "rlcd".into(),
+        method_b: b.into(),
+        simulator: "sim-s".into(),
+        judge: "oracle".into(),
+        counts,
+        lc_win_rate: None,
+        avg_len_a: 10.0,
+        avg_len_b: 12.0,
+    };
+    let rows = [
+        row("helpful", "rlaif", WinCounts::new(70, 20, 10)),
+        row("helpful", "base", WinCounts::new(40, 50, 10)),
+        row("harmless", "rlaif", WinCounts::new(30, 30, 40)),
+        row("harmless", "base", WinCounts::new(0, 0, 0)),
+    ];
+    let svg = rlcd::plots::winrates_svg(&rows).unwrap();
+    assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
+    for label in [
+        "helpful / help (oracle)",
+        "harmless / help (oracle)",
+        "rlcd vs rlaif",
+        "rlcd vs base",
+    ] {
+        assert!(svg.contains(label), "{label}");
+    }
+    // Background, 3 bars (the comparison without counts is left out), the legend's fill and
+    // border, and its two swatches.
+    assert_eq!(svg.matches("<rect").count(), 1 + 3 + 2 + 2);
+    // Bar heights follow the rates, series by series: rlaif 75% and 50%, base 45%.
+    let bars: Vec<f64> = svg
+        .lines()
+        .filter(|l| {
+            l.starts_with("<rect") && !l.contains("#FFFFFF") && !l.contains("fill=\"none\"")
+        })
+        .filter_map(|l| l.split("height=\"").nth(1)?.split('"').next()?.parse().ok())
+        .filter(|&h: &f64| h > 10.0)
+        .collect();
+    assert_eq!(bars.len(), 3, "{bars:?}");
+    let unit = bars[0] / 75.0;
+    assert!((bars[1] / unit - 50.0).abs() < 1.0, "{bars:?}");
+    assert!((bars[2] / unit - 45.0).abs() < 1.0, "{bars:?}");
+}

@@ -302,11 +302,13 @@ fn normal<B: Backend, const D: usize>(
     shape: [usize; D],
     device: &B::Device,
 ) -> Param<Tensor<B, D>> {
-    Param::from_tensor(Tensor::random(
-        shape,
-        Distribution::Normal(0.0, 0.02),
-        device,
-    ))
+    super::with_rng_lock(|| {
+        Param::from_tensor(Tensor::random(
+            shape,
+            Distribution::Normal(0.0, 0.02),
+            device,
+        ))
+    })
 }
 
 fn linear<B: Backend>(d_in: usize, d_out: usize, bias: bool, device: &B::Device) -> Linear<B> {

@@ -36,6 +36,50 @@ pub fn persist_cuda_kernel_cache() {
     });
 }
 
+static RNG_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+thread_local! {
+    static HOLDING_RNG: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+struct RngGuard<'a> {
+    _lock: std::sync::MutexGuard<'a, ()>,
+}
+
+impl Drop for RngGuard<'_> {
+    fn drop(&mut self) {
+        HOLDING_RNG.with(|h| h.set(false));
+    }
+}
+
+/// Runs `f` holding the process-wide lock of the backend's random generator (re-entrant within
+/// a thread). Every draw from that generator goes through here, so a seeded initialisation
+/// ([`seeded_init`]) on one thread is never interleaved with draws on another.
+pub(crate) fn with_rng_lock<R>(f: impl FnOnce() -> R) -> R {
+    if HOLDING_RNG.with(|h| h.get()) {
+        return f();
+    }
+    let _guard = RngGuard {
+        _lock: RNG_LOCK.lock().unwrap_or_else(|e| e.into_inner()),
+    };
+    HOLDING_RNG.with(|h| h.set(true));
+    f()
+}
+
+/// Seeds the backend's random generator with `seed` and runs `init` (a weight
+/// initialisation) without any other thread drawing in between: stages running in parallel
+/// initialise exactly as they do alone.
+pub fn seeded_init<B: burn::tensor::backend::Backend, R>(
+    device: &B::Device,
+    seed: u64,
+    init: impl FnOnce() -> R,
+) -> R {
+    with_rng_lock(|| {
+        B::seed(device, seed);
+        init()
+    })
+}
+
 /// Errors of the model engine (configuration, loading, generation, scoring).
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -30,6 +30,10 @@ pub struct RunOptions {
     /// the same shared stage), wait up to this long for it to finish and reuse its artifact;
     /// `None` fails at once with an error naming that process.
     pub wait_for_locks: Option<std::time::Duration>,
+    /// Stages computed at the same time (independent stages only; 0: one per available CPU
+    /// core). Results do not depend on it: every stage reads only its upstream artifacts and
+    /// its own seeds.
+    pub jobs: usize,
 }
 
 /// Errors of a run.
@@ -221,22 +225,29 @@ struct Log {
 impl Log {
     fn line(&mut self, text: &str) -> Result<(), RunError> {
         if !self.quiet {
-            eprintln!("{text}");
+            if std::io::stderr().is_terminal() {
+                let _ = bars().println(text);
+            } else {
+                eprintln!("{text}");
+            }
         }
         writeln!(self.file, "{text}").map_err(io(&self.path))?;
         self.file.flush().map_err(io(&self.path))
     }
 }
 
+/// The progress bars of the stages running at the same time, drawn together on stderr.
+fn bars() -> &'static indicatif::MultiProgress {
+    static BARS: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLock::new();
+    BARS.get_or_init(indicatif::MultiProgress::new)
+}
+
 fn progress_bar(quiet: bool, len: u64, label: &str) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(
-        Some(len),
-        if quiet || !std::io::stderr().is_terminal() {
-            ProgressDrawTarget::hidden()
-        } else {
-            ProgressDrawTarget::stderr()
-        },
-    );
+    let pb = if quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden())
+    } else {
+        bars().add(ProgressBar::new(len))
+    };
     if let Ok(style) = ProgressStyle::with_template(
         "{prefix} [{bar:30}] {human_pos}/{human_len} {per_sec} eta {eta}",
     ) {
@@ -275,52 +286,11 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         run_dir.display()
     ))?;
 
-    let mut outcomes = Vec::new();
-    for stage in &plan.stages {
-        let t0 = Instant::now();
-        let attempt = || -> Result<(bool, Vec<String>), RunError> {
-            Ok(match store.lookup(&stage.id, &stage.key) {
-                Some(_) => (true, vec![]),
-                None => match begin_waiting(&store, stage, opts)? {
-                    Slot::Ready(_) => (true, vec![]),
-                    Slot::Open(pending) => {
-                        let notes = pending.notes().to_vec();
-                        let meta = execute(stage, &plan, resolved, &store, pending.dir(), opts)?;
-                        pending.commit(meta)?;
-                        let work = store.work_dir(&stage.id, &stage.key);
-                        if work.exists() {
-                            fs::remove_dir_all(&work).map_err(io(&work))?;
-                        }
-                        (false, notes)
-                    }
-                },
-            })
-        };
-        let (cached, notes) = match attempt() {
-            Ok(done) => done,
-            Err(e) => {
-                // Record the failure in the run's log; the error itself goes to the caller.
-                let _ = writeln!(log.file, "failed   {}  key {}: {e}", stage.id, stage.key);
-                return Err(e);
-            }
-        };
-        for n in notes {
-            log.line(&format!("note: {n}"))?;
-        }
-        let seconds = t0.elapsed().as_secs_f64();
-        log.line(&format!(
-            "{:<8} {}  key {}  {seconds:.2}s",
-            if cached { "cached" } else { "computed" },
-            stage.id,
-            stage.key
-        ))?;
-        outcomes.push(StageOutcome {
-            id: stage.id.clone(),
-            key: stage.key.clone(),
-            cached,
-            seconds,
-        });
-    }
+    let jobs = match opts.jobs {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let outcomes = execute_all(&plan, resolved, &store, opts, &mut log, jobs)?;
 
     let tables = write_tables(&plan, &store, &run_dir)?;
     for t in &tables {
@@ -336,6 +306,145 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         stages: outcomes,
         tables,
     })
+}
+
+/// Computes or reuses one stage; returns whether it was cached and the store's notes.
+fn run_stage(
+    stage: &Stage,
+    plan: &Plan,
+    resolved: &Resolved,
+    store: &Store,
+    opts: &RunOptions,
+) -> Result<(bool, Vec<String>), RunError> {
+    Ok(match store.lookup(&stage.id, &stage.key) {
+        Some(_) => (true, vec![]),
+        None => match begin_waiting(store, stage, opts)? {
+            Slot::Ready(_) => (true, vec![]),
+            Slot::Open(pending) => {
+                let notes = pending.notes().to_vec();
+                let meta = execute(stage, plan, resolved, store, pending.dir(), opts)?;
+                pending.commit(meta)?;
+                let work = store.work_dir(&stage.id, &stage.key);
+                if work.exists() {
+                    fs::remove_dir_all(&work).map_err(io(&work))?;
+                }
+                (false, notes)
+            }
+        },
+    })
+}
+
+/// Where every stage of a run stands.
+struct Schedule {
+    started: Vec<bool>,
+    done: Vec<Option<StageOutcome>>,
+    running: usize,
+    failed: Option<RunError>,
+}
+
+/// Runs every stage of `plan`, up to `jobs` at a time: a worker takes the first stage (in plan
+/// order) whose upstream stages are done. After a failure no new stage starts; running ones
+/// finish, and the first error is returned. Outcomes come back in plan order.
+fn execute_all(
+    plan: &Plan,
+    resolved: &Resolved,
+    store: &Store,
+    opts: &RunOptions,
+    log: &mut Log,
+    jobs: usize,
+) -> Result<Vec<StageOutcome>, RunError> {
+    use std::sync::{Condvar, Mutex};
+    let n = plan.stages.len();
+    let index: std::collections::HashMap<&str, usize> = plan
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let deps: Vec<Vec<usize>> = plan
+        .stages
+        .iter()
+        .map(|s| {
+            s.deps
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let state = Mutex::new(Schedule {
+        started: vec![false; n],
+        done: (0..n).map(|_| None).collect(),
+        running: 0,
+        failed: None,
+    });
+    let wake = Condvar::new();
+    let log = Mutex::new(log);
+    let worker = || loop {
+        let i = {
+            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                if st.failed.is_some() || st.done.iter().all(Option::is_some) {
+                    return;
+                }
+                let ready = (0..n)
+                    .find(|&i| !st.started[i] && deps[i].iter().all(|&d| st.done[d].is_some()));
+                match ready {
+                    Some(i) => {
+                        st.started[i] = true;
+                        st.running += 1;
+                        break i;
+                    }
+                    None if st.running == 0 => return,
+                    None => st = wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+                }
+            }
+        };
+        let stage = &plan.stages[i];
+        let t0 = Instant::now();
+        let result = run_stage(stage, plan, resolved, store, opts).and_then(|(cached, notes)| {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            for note in notes {
+                log.line(&format!("note: {note}"))?;
+            }
+            let seconds = t0.elapsed().as_secs_f64();
+            log.line(&format!(
+                "{:<8} {}  key {}  {seconds:.2}s",
+                if cached { "cached" } else { "computed" },
+                stage.id,
+                stage.key
+            ))?;
+            Ok(StageOutcome {
+                id: stage.id.clone(),
+                key: stage.key.clone(),
+                cached,
+                seconds,
+            })
+        });
+        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+        st.running -= 1;
+        match result {
+            Ok(outcome) => st.done[i] = Some(outcome),
+            Err(e) => {
+                // Record the failure in the run's log; the error itself goes to the caller.
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = writeln!(log.file, "failed   {}  key {}: {e}", stage.id, stage.key);
+                if st.failed.is_none() {
+                    st.failed = Some(e);
+                }
+            }
+        }
+        wake.notify_all();
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, n.max(1)) {
+            scope.spawn(worker);
+        }
+    });
+    let st = state.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = st.failed {
+        return Err(e);
+    }
+    Ok(st.done.into_iter().flatten().collect())
 }
 
 /// Rebuilds a finished run's tables from the store, following its `plan.json`, and rewrites
@@ -392,6 +501,16 @@ fn write_tables(plan: &Plan, store: &Store, run_dir: &Path) -> Result<Vec<TableR
             })?;
         let frame = tables::read_parquet(&artifact.path(&format!("{stem}.parquet")))?;
         let files = tables::write_table(&dir, stem, &frame)?;
+        if stem == tables::WINRATES {
+            let svg = crate::plots::winrates_svg(&tables::winrate_rows(&frame)?).map_err(|e| {
+                RunError::Stage {
+                    stage: stage.id.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+            let path = dir.join(format!("{stem}.svg"));
+            fs::write(&path, svg).map_err(io(&path))?;
+        }
         out.push(TableReport {
             stem: stem.to_string(),
             markdown: tables::render_markdown(&frame)?,

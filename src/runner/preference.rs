@@ -333,8 +333,8 @@ pub(super) fn reward(
         } else {
             PmFormat { prefix: String::new(), end_of_turn: String::new(), max_len: cfg.max_len }
         };
-        <T as Backend>::seed(&device, stage.seed);
-        let pm = Pm::from_lm(lm, format).map_err(|e| stage_err(stage, e))?;
+        let pm = crate::model::seeded_init::<T, _>(&device, stage.seed, || Pm::from_lm(lm, format))
+            .map_err(|e| stage_err(stage, e))?;
         let mut on_step = |_: usize, loss: f64| {
             pb.inc(1);
             pb.set_message(format!("loss {loss:.3}"));

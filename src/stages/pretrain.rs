@@ -883,8 +883,10 @@ pub fn pretrain_world<B: AutodiffBackend>(
     let model_config =
         crate::model::LlamaConfig::preset_with_vocab(job.preset, tokenizer.vocab_size())
             .ok_or_else(|| ReportError::Stats(format!("`{}` is not a world preset", job.preset)))?;
-    B::seed(device, seed::derive(job.seed, &["init"]));
-    let model = model_config.init::<B>(device)?;
+    let model =
+        crate::model::seeded_init::<B, _>(device, seed::derive(job.seed, &["init"]), || {
+            model_config.init::<B>(device)
+        })?;
     let pad = tokenizer.pad_id().unwrap_or(0);
     let bos = tokenizer.bos_id();
     let (model, log) = pretrain_documents(
