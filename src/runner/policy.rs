@@ -95,6 +95,7 @@ pub(super) fn policy(
     let policy_model = config_str(stage, "policy", dir)?;
     let (task_name, task) = task_of(stage, resolved)?;
     let recipe = &resolved.recipe;
+    let mut resumed_from: Option<usize> = None;
     let mut record = PolicyRecord {
         method,
         kind,
@@ -134,6 +135,7 @@ pub(super) fn policy(
                 };
                 if let Some(d) = &ckpt.dir {
                     std::fs::create_dir_all(d).map_err(super::io(d))?;
+                    resumed_from = ppo::checkpoint_step(d);
                 }
                 let mut on_step = |s: &ppo::PpoStepLog| {
                     pb.set_position(s.step as u64 + 1);
@@ -192,7 +194,11 @@ pub(super) fn policy(
         Ok::<_, RunError>(())
     })?;
     write(dir, files::POLICY, &to_json(stage, dir, &record)?)?;
-    Ok(serde_json::json!({ "seconds": t0.elapsed().as_secs_f64(), "trainer": trainer }))
+    Ok(serde_json::json!({
+        "seconds": t0.elapsed().as_secs_f64(),
+        "trainer": trainer,
+        "resumed_from_step": resumed_from,
+    }))
 }
 
 /// The generate stage: one sample per test prompt of the method's policy.

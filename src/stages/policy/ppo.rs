@@ -305,6 +305,13 @@ fn resume_dir(dir: &Path) -> Option<PathBuf> {
         .find(|d| d.join("state.json").is_file())
 }
 
+/// The step a run resuming from checkpoint directory `dir` starts at (`None`: no checkpoint).
+pub fn checkpoint_step(dir: &Path) -> Option<usize> {
+    let from = resume_dir(dir)?;
+    let bytes = std::fs::read(from.join("state.json")).ok()?;
+    serde_json::from_slice::<State>(&bytes).ok().map(|s| s.step)
+}
+
 /// Runs PPO for `cfg.steps` steps (or until `ckpt.stop_after`), resuming from `ckpt.dir` when
 /// it holds a checkpoint. `on_step` is called after every step. Returns the policy, the value
 /// model and the log of every step (resumed ones included).
