@@ -102,7 +102,7 @@ fn a_run_killed_during_ppo_resumes_and_gives_the_same_tables() {
         .unwrap();
     let meta: serde_json::Value = serde_json::from_slice(&fs::read(manifest).unwrap()).unwrap();
     let from = meta["meta"]["resumed_from_step"].as_u64();
-    assert!(from.is_some_and(|s| s >= 1 && s < 12), "{meta}");
+    assert!(from.is_some_and(|s| (1..12).contains(&s)), "{meta}");
 
     let read = |run: &Path, name: &str| fs::read_to_string(run.join("tables").join(name)).unwrap();
     assert_eq!(read(&resumed, "winrates.csv"), read(&whole, "winrates.csv"));
