@@ -266,8 +266,8 @@ pub fn world_report_frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableErr
 /// The stem of the win-rate table.
 pub const WINRATES: &str = "winrates";
 
-/// One row of the win-rate table (DESIGN.md "Tables").
-#[derive(Clone, Debug, PartialEq)]
+/// One row of the win-rate table (DESIGN.md "Tables"); judge stages store their rows as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WinRateRow {
     /// Task (harmless, helpful, outlining).
     pub task: String,

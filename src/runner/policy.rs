@@ -249,31 +249,6 @@ pub(super) fn generate(
     }))
 }
 
-/// One judge's counts for one comparison on one axis of one task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JudgedRow {
-    /// Task.
-    pub task: String,
-    /// Axis.
-    pub axis: String,
-    /// Method A.
-    pub method_a: String,
-    /// Method B.
-    pub method_b: String,
-    /// Simulator(s) of the methods.
-    pub simulator: String,
-    /// Judge.
-    pub judge: String,
-    /// Outcome counts for A.
-    pub counts: WinCounts,
-    /// Length-controlled win rate of A (percent).
-    pub lc_win_rate: Option<f64>,
-    /// Mean output length of A (policy tokens).
-    pub avg_len_a: f64,
-    /// Mean output length of B.
-    pub avg_len_b: f64,
-}
-
 fn simulator_label(resolved: &Resolved, a: &str, b: &str) -> String {
     let sim = |m: &str| {
         resolved
@@ -364,7 +339,7 @@ pub(super) fn judge(
                     diffs.push(x.len as f64 - y.len as f64);
                 }
                 let n = matched.len().max(1) as f64;
-                rows.push(JudgedRow {
+                rows.push(WinRateRow {
                     task: task_name.clone(),
                     axis: axis.clone(),
                     method_a: a.clone(),
@@ -394,19 +369,8 @@ pub(super) fn winrates_table(
     let mut rows = Vec::new();
     for dep in &stage.deps {
         let a = upstream(store, stage, dep, plan.stage(dep).map(|s| s.key.clone()))?;
-        let judged: Vec<JudgedRow> = read_json(stage, &a.dir, files::JUDGED)?;
-        rows.extend(judged.into_iter().map(|r| WinRateRow {
-            task: r.task,
-            axis: r.axis,
-            method_a: r.method_a,
-            method_b: r.method_b,
-            simulator: r.simulator,
-            judge: r.judge,
-            counts: r.counts,
-            lc_win_rate: r.lc_win_rate,
-            avg_len_a: r.avg_len_a,
-            avg_len_b: r.avg_len_b,
-        }));
+        let judged: Vec<WinRateRow> = read_json(stage, &a.dir, files::JUDGED)?;
+        rows.extend(judged);
     }
     let frame = tables::winrates_frame(&rows)?;
     write(

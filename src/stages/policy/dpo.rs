@@ -14,10 +14,12 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{PolicyError, Rows, config_error, epoch_order, host, response_logprobs, scalar};
+use super::{
+    PolicyError, Rows, config_error, epoch_order, fine_tune_schedule, host, response_logprobs,
+    scalar,
+};
 use crate::model::{Llama, Lm};
 use crate::recipe::DpoConfig;
-use crate::stages::pretrain::PretrainConfig;
 
 /// One encoded preference pair: the query, both responses and P(B).
 #[derive(Clone, Debug, PartialEq)]
@@ -186,17 +188,7 @@ pub fn train_dpo<B: AutodiffBackend>(
     let device = lm.model.device();
     let refs = reference_logprobs(reference, pairs, cfg.batch_size)?;
     let before = dpo_stats(reference, pairs, &refs, cfg.beta, cfg.batch_size)?;
-    let per_epoch = pairs.len().div_ceil(cfg.batch_size);
-    let schedule = PretrainConfig {
-        steps: per_epoch * cfg.epochs,
-        batch_size: cfg.batch_size,
-        seq_len: 1,
-        lr: cfg.lr,
-        warmup_frac: 0.1,
-        min_lr_frac: 0.0,
-        weight_decay: 0.0,
-        grad_clip: 0.0,
-    };
+    let schedule = fine_tune_schedule(pairs.len(), cfg.epochs, cfg.batch_size, cfg.lr, 0.1);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.0)
         .init::<B, Llama<B>>();

@@ -273,6 +273,28 @@ pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64, ModelError> {
     Ok(host(t)?.first().copied().map_or(f64::NAN, f64::from))
 }
 
+/// The learning-rate schedule of a supervised pass over `n` examples: `epochs` passes of
+/// `batch_size`, linear warm-up over `warmup_frac` of the steps, then cosine decay to 0 (the
+/// pretraining schedule, [`crate::stages::pretrain::PretrainConfig::lr_at`]).
+pub fn fine_tune_schedule(
+    n: usize,
+    epochs: usize,
+    batch_size: usize,
+    lr: f64,
+    warmup_frac: f64,
+) -> crate::stages::pretrain::PretrainConfig {
+    crate::stages::pretrain::PretrainConfig {
+        steps: n.div_ceil(batch_size.max(1)) * epochs,
+        batch_size,
+        seq_len: 1,
+        lr,
+        warmup_frac,
+        min_lr_frac: 0.0,
+        weight_decay: 0.0,
+        grad_clip: 0.0,
+    }
+}
+
 /// The indices `0..n` in the seeded order of pass `epoch` of the trainer named `label`.
 pub fn epoch_order(n: usize, seed: u64, label: &str, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();

@@ -12,12 +12,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    PolicyError, PolicyFormat, Rows, config_error, epoch_order, masked_mean, response_logprobs,
-    scalar,
+    PolicyError, PolicyFormat, Rows, config_error, epoch_order, fine_tune_schedule, masked_mean,
+    response_logprobs, scalar,
 };
 use crate::model::{Llama, Lm};
 use crate::recipe::DistillConfig;
-use crate::stages::pretrain::PretrainConfig;
 
 /// One encoded example: query tokens and response tokens.
 pub type Example = (Vec<u32>, Vec<u32>);
@@ -111,17 +110,7 @@ pub fn train_sft<B: AutodiffBackend>(
     let start = Instant::now();
     let device = lm.model.device();
     let nll_before = mean_nll(&lm.model.valid(), examples, cfg.batch_size)?;
-    let per_epoch = examples.len().div_ceil(cfg.batch_size);
-    let schedule = PretrainConfig {
-        steps: per_epoch * cfg.epochs,
-        batch_size: cfg.batch_size,
-        seq_len: 1,
-        lr: cfg.lr,
-        warmup_frac: 0.03,
-        min_lr_frac: 0.0,
-        weight_decay: 0.0,
-        grad_clip: 0.0,
-    };
+    let schedule = fine_tune_schedule(examples.len(), cfg.epochs, cfg.batch_size, cfg.lr, 0.03);
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.0)
         .init::<B, Llama<B>>();
