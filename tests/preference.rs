@@ -37,10 +37,13 @@ fn project() -> (tempfile::TempDir, PathBuf) {
              [methods.rescore]\nkind = \"rlcd-rescore\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
              [methods.cd]\nkind = \"context-distillation\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
              [methods.base]\nkind = \"base\"\npolicy = \"sim\"\n\n\
+             [methods.dpo]\nkind = \"rlaif\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\
+             trainer = \"dpo\"\n\n\
+             [dpo]\nlr = 1e-4\nbatch_size = 8\n\n\
              [ppo]\nsteps = 2\nrollouts = 8\nstep_batch = 4\nlr = 1e-4\nmax_response_tokens = 24\n\
              checkpoint_every = 1\n\n\
              [distill]\nepochs = 1\nlr = 1e-4\nbatch_size = 8\n\n\
-             [eval]\nn_prompts = 8\nmax_new_tokens = 24\n",
+             [eval]\njudges = [\"oracle\", \"rm:rlcd\"]\nn_prompts = 8\nmax_new_tokens = 24\n",
             templates_dir().display().to_string()
         ),
     )
@@ -132,9 +135,10 @@ fn preference_stages_run_cache_and_repeat_exactly() {
     let at = |m: &str| methods.iter().position(|x| *x == m).unwrap();
     assert_eq!(n_pairs.get(at("rlcd")), n_pairs.get(at("rlcd-rescore")));
 
-    // pm_agreement: one row per PM, measured on the same held-out pairs.
+    // pm_agreement: one row per PM (the DPO method's pairs get one too), measured on the same
+    // held-out pairs.
     let pm = table(&first, "pm_agreement");
-    assert_eq!(pm.height(), 3);
+    assert_eq!(pm.height(), 4);
     // (world-xs trained for seconds mostly writes text the oracle cannot parse, so the held-out
     // set may be empty: then there is nothing to agree with and the cells are null.)
     let heldout: Vec<serde_json::Value> = serde_json::from_slice(
@@ -144,7 +148,7 @@ fn preference_stages_run_cache_and_repeat_exactly() {
     .unwrap();
     let n = pm.column("n").unwrap().u64().unwrap();
     let prob = pm.column("mean_prob").unwrap().f64().unwrap();
-    for i in 0..3 {
+    for i in 0..4 {
         if heldout.is_empty() {
             assert_eq!(n.get(i), None);
         } else {
@@ -153,7 +157,7 @@ fn preference_stages_run_cache_and_repeat_exactly() {
         }
     }
     let loss = pm.column("train_loss").unwrap().f64().unwrap();
-    assert!((0..3).all(|i| loss.get(i).unwrap().is_finite()));
+    assert!((0..4).all(|i| loss.get(i).unwrap().is_finite()));
 
     // The PM checkpoint is saved with its training record.
     let dir = artifact(&first, tmp.path(), "reward/rlcd/harmless");
@@ -197,9 +201,17 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
         (0..wr.height()).map(|i| b.get(i).unwrap()).collect();
     assert_eq!(
         others,
-        ["base", "cd", "rescore", "rlaif"].into_iter().collect()
+        ["base", "cd", "dpo", "rescore", "rlaif"]
+            .into_iter()
+            .collect()
     );
-    assert_eq!(wr.height(), 4 * 2, "4 comparisons × 2 axes");
+    assert_eq!(wr.height(), 5 * 2 * 2, "5 comparisons × 2 axes × 2 judges");
+    let judges = col("judge");
+    let judges = judges.str().unwrap();
+    let rm_rows = (0..wr.height())
+        .filter(|&i| judges.get(i) == Some("rm:rlcd"))
+        .count();
+    assert_eq!(rm_rows, 10);
     let (n, w, l, t) = (
         col("n_total"),
         col("n_wins"),
@@ -231,7 +243,7 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
     let trainer = pt.column("trainer").unwrap().str().unwrap().clone();
     let mut trainers: Vec<&str> = (0..pt.height()).map(|i| trainer.get(i).unwrap()).collect();
     trainers.sort_unstable();
-    assert_eq!(trainers, ["ppo", "ppo", "ppo", "sft"]);
+    assert_eq!(trainers, ["dpo", "ppo", "ppo", "ppo", "sft"]);
     let steps = pt.column("steps").unwrap().u64().unwrap().clone();
     assert!((0..pt.height()).all(|i| steps.get(i).unwrap() > 0));
     // The policy checkpoint is saved; the PPO work directory is gone once the stage is done.
