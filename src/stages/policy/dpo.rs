@@ -8,16 +8,13 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    PolicyError, Rows, config_error, epoch_order, fine_tune_schedule, host, response_logprobs,
-    scalar,
-};
+use super::{PolicyError, Rows, config_error, host, response_logprobs};
+use super::{Trainer, fine_tune};
 use crate::model::{Llama, Lm};
 use crate::recipe::DpoConfig;
 
@@ -188,47 +185,36 @@ pub fn train_dpo<B: AutodiffBackend>(
     let device = lm.model.device();
     let refs = reference_logprobs(reference, pairs, cfg.batch_size)?;
     let before = dpo_stats(reference, pairs, &refs, cfg.beta, cfg.batch_size)?;
-    let schedule = fine_tune_schedule(pairs.len(), cfg.epochs, cfg.batch_size, cfg.lr, 0.1);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(0.0)
-        .init::<B, Llama<B>>();
-    let Lm {
-        mut model,
-        tokenizer,
-    } = lm;
-    let mut losses = Vec::new();
-    let mut step = 0usize;
-    for epoch in 0..cfg.epochs {
-        for chunk in epoch_order(pairs.len(), seed, "dpo", epoch).chunks(cfg.batch_size) {
-            let k = chunk.len();
-            let batch: Vec<&DpoPair> = chunk.iter().map(|&i| &pairs[i]).collect();
-            let (la, lb) = pair_logprobs(&model, &batch)?;
-            let ref_diff: Vec<f32> = chunk
-                .iter()
-                .map(|&i| (refs[i].1 - refs[i].0) as f32)
-                .collect();
-            let ref_diff = Tensor::<B, 1>::from_data(TensorData::new(ref_diff, [k]), &device);
-            let p_b: Vec<f32> = batch.iter().map(|p| p.p_b as f32).collect();
-            let p_b = Tensor::<B, 1>::from_data(TensorData::new(p_b, [k]), &device);
-            let delta = (lb - la - ref_diff) * cfg.beta;
-            let loss = dpo_loss(delta, p_b);
-            let value = scalar(loss.clone())?;
-            if !value.is_finite() {
-                return Err(PolicyError::Diverged {
-                    trainer: "DPO",
-                    section: "dpo",
-                    loss: value,
-                    step,
-                    lr: cfg.lr,
-                });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(schedule.lr_at(step), model, grads);
-            losses.push(value);
-            on_step(step, value);
-            step += 1;
-        }
-    }
+    let mut loss = |model: &Llama<B>, chunk: &[usize]| -> Result<_, PolicyError> {
+        let k = chunk.len();
+        let batch: Vec<&DpoPair> = chunk.iter().map(|&i| &pairs[i]).collect();
+        let (la, lb) = pair_logprobs(model, &batch)?;
+        let ref_diff: Vec<f32> = chunk
+            .iter()
+            .map(|&i| (refs[i].1 - refs[i].0) as f32)
+            .collect();
+        let ref_diff = Tensor::<B, 1>::from_data(TensorData::new(ref_diff, [k]), &device);
+        let p_b: Vec<f32> = batch.iter().map(|p| p.p_b as f32).collect();
+        let p_b = Tensor::<B, 1>::from_data(TensorData::new(p_b, [k]), &device);
+        Ok(dpo_loss((lb - la - ref_diff) * cfg.beta, p_b))
+    };
+    let Lm { model, tokenizer } = lm;
+    let trainer = Trainer {
+        name: "DPO",
+        section: "dpo",
+        label: "dpo",
+    };
+    let settings = (cfg.epochs, cfg.batch_size, cfg.lr, 0.1);
+    let (model, losses) = fine_tune(
+        model,
+        trainer,
+        pairs.len(),
+        settings,
+        seed,
+        &mut loss,
+        on_step,
+    )?;
+    let step = losses.len();
     let after = dpo_stats(&model.valid(), pairs, &refs, cfg.beta, cfg.batch_size)?;
     let log = DpoLog {
         pairs: pairs.len(),

@@ -295,6 +295,64 @@ pub fn fine_tune_schedule(
     }
 }
 
+/// Names a fine-tuning loop in its errors.
+#[derive(Clone, Copy, Debug)]
+pub struct Trainer {
+    /// The trainer's name (`DPO`, `context distillation`).
+    pub name: &'static str,
+    /// Its recipe section (`dpo`, `distill`).
+    pub section: &'static str,
+    /// The label of its seeded example orders.
+    pub label: &'static str,
+}
+
+/// The loss of a batch (indices into the examples) under a model.
+pub type BatchLoss<'a, B> =
+    dyn FnMut(&Llama<B>, &[usize]) -> Result<Tensor<B, 1>, PolicyError> + 'a;
+
+/// Fine-tunes `model` over `n` examples: `epochs` seeded passes in batches of `batch_size`,
+/// AdamW (no weight decay) on [`fine_tune_schedule`]. `loss(model, batch)` is the batch loss;
+/// `on_step(step, loss)` is called after every step. Returns the model and the loss of every
+/// step; a non-finite loss is [`PolicyError::Diverged`].
+#[allow(clippy::too_many_arguments)]
+pub fn fine_tune<B: burn::tensor::backend::AutodiffBackend>(
+    mut model: Llama<B>,
+    trainer: Trainer,
+    n: usize,
+    (epochs, batch_size, lr, warmup_frac): (usize, usize, f64, f64),
+    seed: u64,
+    loss: &mut BatchLoss<'_, B>,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> Result<(Llama<B>, Vec<f64>), PolicyError> {
+    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+    let schedule = fine_tune_schedule(n, epochs, batch_size, lr, warmup_frac);
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(0.0)
+        .init::<B, Llama<B>>();
+    let mut losses = Vec::with_capacity(schedule.steps);
+    for epoch in 0..epochs {
+        for chunk in epoch_order(n, seed, trainer.label, epoch).chunks(batch_size) {
+            let step = losses.len();
+            let l = loss(&model, chunk)?;
+            let value = scalar(l.clone())?;
+            if !value.is_finite() {
+                return Err(PolicyError::Diverged {
+                    trainer: trainer.name,
+                    section: trainer.section,
+                    loss: value,
+                    step,
+                    lr,
+                });
+            }
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            model = optim.step(schedule.lr_at(step), model, grads);
+            losses.push(value);
+            on_step(step, value);
+        }
+    }
+    Ok((model, losses))
+}
+
 /// The indices `0..n` in the seeded order of pass `epoch` of the trainer named `label`.
 pub fn epoch_order(n: usize, seed: u64, label: &str, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();

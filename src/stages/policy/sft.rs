@@ -7,14 +7,13 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    PolicyError, PolicyFormat, Rows, config_error, epoch_order, fine_tune_schedule, masked_mean,
-    response_logprobs, scalar,
+    PolicyError, PolicyFormat, Rows, config_error, masked_mean, response_logprobs, scalar,
 };
+use super::{Trainer, fine_tune};
 use crate::model::{Llama, Lm};
 use crate::recipe::DistillConfig;
 
@@ -110,40 +109,30 @@ pub fn train_sft<B: AutodiffBackend>(
     let start = Instant::now();
     let device = lm.model.device();
     let nll_before = mean_nll(&lm.model.valid(), examples, cfg.batch_size)?;
-    let schedule = fine_tune_schedule(examples.len(), cfg.epochs, cfg.batch_size, cfg.lr, 0.03);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(0.0)
-        .init::<B, Llama<B>>();
-    let Lm {
-        mut model,
-        tokenizer,
-    } = lm;
-    let mut losses = Vec::with_capacity(schedule.steps);
-    let mut step = 0usize;
-    for epoch in 0..cfg.epochs {
-        for chunk in epoch_order(examples.len(), seed, "sft", epoch).chunks(cfg.batch_size) {
-            let q: Vec<Vec<u32>> = chunk.iter().map(|&i| examples[i].0.clone()).collect();
-            let r: Vec<Vec<u32>> = chunk.iter().map(|&i| examples[i].1.clone()).collect();
-            let rows = Rows::<B>::new(&q, &r, &device)?;
-            let logp = response_logprobs(&model, &rows);
-            let loss = -masked_mean(logp, rows.response_mask.clone());
-            let value = scalar(loss.clone())?;
-            if !value.is_finite() {
-                return Err(PolicyError::Diverged {
-                    trainer: "context distillation",
-                    section: "distill",
-                    loss: value,
-                    step,
-                    lr: cfg.lr,
-                });
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(schedule.lr_at(step), model, grads);
-            losses.push(value);
-            on_step(step, value);
-            step += 1;
-        }
-    }
+    let mut loss = |model: &Llama<B>, chunk: &[usize]| -> Result<_, PolicyError> {
+        let q: Vec<Vec<u32>> = chunk.iter().map(|&i| examples[i].0.clone()).collect();
+        let r: Vec<Vec<u32>> = chunk.iter().map(|&i| examples[i].1.clone()).collect();
+        let rows = Rows::<B>::new(&q, &r, &device)?;
+        let logp = response_logprobs(model, &rows);
+        Ok(-masked_mean(logp, rows.response_mask.clone()))
+    };
+    let Lm { model, tokenizer } = lm;
+    let trainer = Trainer {
+        name: "context distillation",
+        section: "distill",
+        label: "sft",
+    };
+    let settings = (cfg.epochs, cfg.batch_size, cfg.lr, 0.03);
+    let (model, losses) = fine_tune(
+        model,
+        trainer,
+        examples.len(),
+        settings,
+        seed,
+        &mut loss,
+        on_step,
+    )?;
+    let step = losses.len();
     let nll_after = mean_nll(&model.valid(), examples, cfg.batch_size)?;
     let log = SftLog {
         examples: examples.len(),
