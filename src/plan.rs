@@ -435,6 +435,7 @@ fn task_inputs(
         "n_prompts": task.n_prompts,
         "world": if world_task.is_some() { world.clone() } else { serde_json::Value::Null },
         "world_version": crate::world::WORLD_VERSION,
+        "prompt_set_version": crate::world::PROMPT_SET_VERSION,
     });
     Ok(TaskInputs {
         sources: sources.into_iter().collect(),
@@ -582,17 +583,21 @@ fn policy_specs(resolved: &Resolved, templates: &Templates) -> Result<Vec<StageS
                 deps.push(format!("reward/{method}/{task_name}"));
             }
             let id = format!("judge/{}/{task_name}", judge.replace(':', "-"));
+            let mut config = serde_json::json!({
+                "judge": judge,
+                "version": JUDGE_VERSION,
+                "answer_lead": crate::eval::judge::ANSWER_LEAD,
+                "task": inputs.config,
+                "axes": task.axes,
+                "comparisons": comparisons,
+            });
+            if judge.starts_with("lm:") {
+                config["order"] = recipe.eval.judge_order.as_str().into();
+            }
             specs.push(StageSpec {
                 id: id.clone(),
                 kind: StageKind::Judge,
-                config: serde_json::json!({
-                    "judge": judge,
-                    "version": JUDGE_VERSION,
-                    "answer_lead": crate::eval::judge::ANSWER_LEAD,
-                    "task": inputs.config,
-                    "axes": task.axes,
-                    "comparisons": comparisons,
-                }),
+                config,
                 deps,
                 templates: sources,
                 models,

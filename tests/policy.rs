@@ -15,7 +15,7 @@ use rlcd::eval::judge::{self, JudgeItem, Verdict};
 use rlcd::eval::pm_agreement::sample_heldout_pairs;
 use rlcd::eval::winrate::WinCounts;
 use rlcd::model::{Cpu, Lm};
-use rlcd::recipe::{DistillConfig, DpoConfig, PpoConfig, RewardConfig};
+use rlcd::recipe::{DistillConfig, DpoConfig, JudgeOrder, PpoConfig, RewardConfig};
 use rlcd::stages::generate::{SampleSettings, generate_samples};
 use rlcd::stages::policy::dpo::{DpoPair, train_dpo};
 use rlcd::stages::policy::ppo::{PpoCheckpoints, PpoModels, train_ppo};
@@ -420,8 +420,17 @@ fn the_lm_judge_reads_answers_in_the_unswapped_order() {
             output_b: &p.output_b,
         })
         .collect();
-    let v = judge::judge_lm(&lm, "<|bos|>", &templates, "judge/harm.j2", &items, 3, 16)
-        .expect("verdicts");
+    let v = judge::judge_lm(
+        &lm,
+        "<|bos|>",
+        &templates,
+        "judge/harm.j2",
+        &items,
+        3,
+        JudgeOrder::Coin,
+        16,
+    )
+    .expect("verdicts");
     // Items whose coin falls the same way see the same prompt and get the same verdict.
     for (i, it) in items.iter().enumerate() {
         for (j, jt) in items.iter().enumerate() {
@@ -432,7 +441,61 @@ fn the_lm_judge_reads_answers_in_the_unswapped_order() {
     }
     assert_eq!(
         v,
-        judge::judge_lm(&lm, "<|bos|>", &templates, "judge/harm.j2", &items, 3, 7).unwrap(),
+        judge::judge_lm(
+            &lm,
+            "<|bos|>",
+            &templates,
+            "judge/harm.j2",
+            &items,
+            3,
+            JudgeOrder::Coin,
+            7
+        )
+        .unwrap(),
         "batching does not change verdicts"
     );
+    // Asked in both orders, a verdict stands only where both answers agree; so exchanging the
+    // two outputs exchanges every verdict, whatever the judge's letter bias.
+    let both = |items: &[JudgeItem<'_>]| {
+        judge::judge_lm(
+            &lm,
+            "<|bos|>",
+            &templates,
+            "judge/harm.j2",
+            items,
+            3,
+            JudgeOrder::Both,
+            16,
+        )
+        .expect("verdicts")
+    };
+    let exchanged: Vec<JudgeItem<'_>> = items
+        .iter()
+        .map(|it| JudgeItem {
+            output_a: it.output_b,
+            output_b: it.output_a,
+            ..*it
+        })
+        .collect();
+    let (v2, v3) = (both(&items), both(&exchanged));
+    assert_eq!(v2.iter().map(|v| v.swapped()).collect::<Vec<_>>(), v3);
+    // Each both-order verdict is the coin verdict of its order where the two orders agree.
+    let coin_a = items
+        .iter()
+        .position(|it| !judge::swapped(3, it.prompt_id))
+        .expect("unswapped");
+    let coin_b = items
+        .iter()
+        .position(|it| judge::swapped(3, it.prompt_id))
+        .expect("swapped");
+    let want = Verdict::agreed(v[coin_a], v[coin_b]);
+    assert!(v2.iter().all(|&x| x == want), "{v2:?} vs {want:?}");
+}
+
+#[test]
+fn verdicts_in_both_orders_agree_or_tie() {
+    assert_eq!(Verdict::agreed(Verdict::A, Verdict::A), Verdict::A);
+    assert_eq!(Verdict::agreed(Verdict::B, Verdict::B), Verdict::B);
+    assert_eq!(Verdict::agreed(Verdict::A, Verdict::B), Verdict::Tie);
+    assert_eq!(Verdict::agreed(Verdict::Tie, Verdict::A), Verdict::Tie);
 }

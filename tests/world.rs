@@ -751,6 +751,27 @@ fn prompt_sets_are_split_unique_and_parse() {
             assert_eq!(multi, 0.0, "{task:?}");
         }
     }
+    // Both splits follow one distribution: benign requests (few distinct phrasings) are not
+    // used up by the test split.
+    let set = prompts(Task::Harmless);
+    let benign_share = |part: &[Dialogue]| {
+        let benign = part
+            .iter()
+            .filter(|d| {
+                matches!(
+                    w.parse_request(Task::Harmless, d.turns.last().expect("a turn")),
+                    Some(Request::Harmless(harmless::Request::Benign(_)))
+                )
+            })
+            .count();
+        benign as f64 / part.len() as f64
+    };
+    let (test, train) = (benign_share(&set[..n_test]), benign_share(&set[n_test..]));
+    assert!(train > 0.0, "no benign training request");
+    assert!(
+        (test - train).abs() < 0.03,
+        "benign share: test {test:.3}, train {train:.3}"
+    );
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! - `lm:<model>`: the paper's GPT-4 protocol with a language model — the axis's judge question
 //!   (`judge/*.j2`) with the outputs in an order swapped by a seeded coin per example, then
 //!   [`ANSWER_LEAD`]; the verdict compares the next-token logits of "A" and "B". An undecidable
-//!   answer (equal or non-finite logits) counts ½ to each side.
+//!   answer (equal or non-finite logits) counts ½ to each side. With `[eval] judge_order =
+//!   "both"` every comparison is asked in both orders and only agreeing answers decide
+//!   (MT-Bench's position-bias control); disagreeing ones tie.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::sampling::next_token_logits;
 use crate::model::{Lm, ModelError};
+use crate::recipe::schema::JudgeOrder;
 use crate::seed;
 use crate::stages::reward::{self, Pm, RewardError};
 use crate::templates::{TemplateError, Templates};
@@ -50,6 +53,12 @@ impl Verdict {
             Verdict::B => Verdict::A,
             Verdict::Tie => Verdict::Tie,
         }
+    }
+
+    /// Two answers on the same comparison (asked in both orders) combined: the shared verdict
+    /// when they agree, a tie otherwise.
+    pub fn agreed(first: Verdict, second: Verdict) -> Verdict {
+        if first == second { first } else { Verdict::Tie }
     }
 
     /// The verdict of two scores (higher is better; equal or non-finite ties).
@@ -165,8 +174,10 @@ fn letter_id<B: Backend>(lm: &Lm<B>, letter: &'static str) -> Result<u32, JudgeE
 }
 
 /// LM-judge verdicts: `template` (a `judge/*.j2`) rendered after `prefix` with each item's
-/// outputs, swapped where [`swapped`] says, followed by [`ANSWER_LEAD`]; the verdict is
-/// mapped back to the unswapped order.
+/// outputs, followed by [`ANSWER_LEAD`]. With [`JudgeOrder::Coin`] each item is asked once,
+/// swapped where [`swapped`] says; with [`JudgeOrder::Both`] it is asked in both orders and
+/// the two answers combine by [`Verdict::agreed`]. Verdicts are in the unswapped order.
+#[allow(clippy::too_many_arguments)]
 pub fn judge_lm<B: Backend>(
     lm: &Lm<B>,
     prefix: &str,
@@ -174,6 +185,37 @@ pub fn judge_lm<B: Backend>(
     template: &str,
     items: &[JudgeItem<'_>],
     seed: u64,
+    order: JudgeOrder,
+    batch_size: usize,
+) -> Result<Vec<Verdict>, JudgeError> {
+    let ask =
+        |flips: &[bool]| letter_verdicts(lm, prefix, templates, template, items, flips, batch_size);
+    match order {
+        JudgeOrder::Coin => {
+            let flips: Vec<bool> = items.iter().map(|it| swapped(seed, it.prompt_id)).collect();
+            ask(&flips)
+        }
+        JudgeOrder::Both => {
+            let first = ask(&vec![false; items.len()])?;
+            let second = ask(&vec![true; items.len()])?;
+            Ok(first
+                .into_iter()
+                .zip(second)
+                .map(|(x, y)| Verdict::agreed(x, y))
+                .collect())
+        }
+    }
+}
+
+/// One LM-judge answer per item, asked with the outputs swapped where `flips` says, mapped
+/// back to the unswapped order.
+fn letter_verdicts<B: Backend>(
+    lm: &Lm<B>,
+    prefix: &str,
+    templates: &Templates,
+    template: &str,
+    items: &[JudgeItem<'_>],
+    flips: &[bool],
     batch_size: usize,
 ) -> Result<Vec<Verdict>, JudgeError> {
     let ids = [letter_id(lm, "A")?, letter_id(lm, "B")?];
@@ -183,11 +225,11 @@ pub fn judge_lm<B: Backend>(
         &device,
     );
     let mut out = Vec::with_capacity(items.len());
-    for chunk in items.chunks(batch_size.max(1)) {
-        let flips: Vec<bool> = chunk.iter().map(|it| swapped(seed, it.prompt_id)).collect();
+    let size = batch_size.max(1);
+    for (chunk, flips) in items.chunks(size).zip(flips.chunks(size)) {
         let prompts = chunk
             .iter()
-            .zip(&flips)
+            .zip(flips)
             .map(|(it, &flip)| {
                 let (first, second) = if flip {
                     (it.output_b, it.output_a)
@@ -211,7 +253,7 @@ pub fn judge_lm<B: Backend>(
             .convert::<f32>()
             .to_vec::<f32>()
             .map_err(|e| ModelError::Data(format!("{e:?}")))?;
-        for (ab, &flip) in host.chunks(2).zip(&flips) {
+        for (ab, &flip) in host.chunks(2).zip(flips) {
             let v = verdict_from_logits(f64::from(ab[0]), f64::from(ab[1]));
             out.push(if flip { v.swapped() } else { v });
         }

@@ -638,6 +638,12 @@ pub struct EvalConfig {
     /// Maximum new tokens per evaluated output. Default 300.
     #[serde(default = "default_max_new_tokens")]
     pub max_new_tokens: usize,
+    /// How `lm:` judges order the two outputs: `"coin"` (default, the paper: one order per
+    /// comparison, drawn by a seeded coin) or `"both"` (asked in both orders; a side wins only
+    /// when both answers agree, otherwise a tie, as in MT-Bench). `"both"` costs two judge
+    /// calls per comparison and turns a judge's letter bias into ties instead of noise.
+    #[serde(default)]
+    pub judge_order: JudgeOrder,
 }
 
 impl Default for EvalConfig {
@@ -648,6 +654,28 @@ impl Default for EvalConfig {
             comparisons: None,
             temperature: 1.0,
             max_new_tokens: default_max_new_tokens(),
+            judge_order: JudgeOrder::default(),
+        }
+    }
+}
+
+/// How an LM judge orders the two outputs it compares ([`EvalConfig::judge_order`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeOrder {
+    /// One order per comparison, drawn by a seeded coin (the paper).
+    #[default]
+    Coin,
+    /// Both orders; agreeing answers decide, disagreeing ones tie.
+    Both,
+}
+
+impl JudgeOrder {
+    /// The order as written in recipes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Coin => "coin",
+            Self::Both => "both",
         }
     }
 }

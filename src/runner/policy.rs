@@ -319,7 +319,7 @@ pub(super) fn judge(
                     let template = crate::templates::judge_template(&task.axes, axis)
                         .ok_or_else(|| stage_err(stage, format!("no judge question for axis `{axis}`")))?;
                     let prefix = if *world_model { crate::stages::world_report::BOS } else { "" };
-                    judge::judge_lm(lm, prefix, &templates, template, &items, stage.seed, batch)
+                    judge::judge_lm(lm, prefix, &templates, template, &items, stage.seed, resolved.recipe.eval.judge_order, batch)
                         .map_err(|e| stage_err(stage, e))?
                 } else if let Some(pm) = &rm_judge {
                     judge::judge_rm(pm, &items, batch).map_err(|e| stage_err(stage, e))?

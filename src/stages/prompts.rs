@@ -251,10 +251,11 @@ pub fn input_hash(resolved: &Resolved, spec: &str) -> Result<String, PromptError
     if prompt_path(resolved, spec).is_none() {
         let world = serde_json::to_value(&resolved.recipe.world).unwrap_or_default();
         let text = format!(
-            "{spec}\0{}\0{}\0{}",
+            "{spec}\0{}\0{}\0{}\0{}",
             crate::plan::canonical_json(&world),
             resolved.recipe.seed,
-            crate::world::WORLD_VERSION
+            crate::world::WORLD_VERSION,
+            crate::world::PROMPT_SET_VERSION
         );
         return Ok(blake3::hash(text.as_bytes()).to_hex().to_string());
     }

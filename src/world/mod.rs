@@ -31,6 +31,13 @@ use lexicon::Lexicon;
 /// Version of the world's generator and oracle; part of every cache key that reads the world.
 pub const WORLD_VERSION: u32 = 7;
 
+/// Version of the world's prompt sets ([`World::prompt_set`]); part of every cache key that
+/// reads them (pretraining does not).
+pub const PROMPT_SET_VERSION: u32 = 2;
+
+/// One distinct world prompt in this many goes to the test split ([`World::prompt_set`]).
+pub const TEST_SPLIT_ODDS: u64 = 4;
+
 /// The world seed of a recipe seed.
 pub fn world_seed(recipe_seed: u64) -> u64 {
     seed::derive(recipe_seed, &["world"])
@@ -520,44 +527,50 @@ impl World {
     }
 
     /// The prompt set `world:<task>`: `prompts_test` test dialogues, then `prompts_train`
-    /// training dialogues, with no final request shared between the two splits.
+    /// training dialogues, with no final request shared between the two splits. Dialogues are
+    /// drawn from one seeded stream; each distinct final request goes to the test split with
+    /// probability 1/[`TEST_SPLIT_ODDS`] by a coin seeded with its text, and each split keeps its
+    /// first dialogues. So both splits follow the same distribution (requests with few distinct
+    /// phrasings, such as the benign ones, are shared out rather than used up by one split),
+    /// and the test split does not depend on `prompts_train`.
     pub fn prompt_set(&self, task: Task) -> Result<Vec<Dialogue>, WorldError> {
         let (n_test, n_train) = (self.config.prompts_test, self.config.prompts_train);
         let wanted = n_test + n_train;
         let mut rng = seed::rng(seed::derive(self.seed, &["prompts", task.name()]));
         let mut seen: BTreeSet<String> = BTreeSet::new();
-        let mut out = Vec::with_capacity(wanted);
+        let mut test = Vec::with_capacity(n_test);
+        let mut train = Vec::with_capacity(n_train);
         let mut tries = 0;
-        while out.len() < wanted && tries < wanted * 50 {
+        while (test.len() < n_test || train.len() < n_train) && tries < wanted * 50 {
             tries += 1;
             let (turns, _) = self.prompt_turns(task, &mut rng);
             let key = turns.last().cloned().unwrap_or_default();
+            let coin = seed::derive(self.seed, &["prompt-split", task.name(), &key]);
             if !seen.insert(key) {
                 continue;
             }
-            let (split, i) = if out.len() < n_test {
-                (Split::Test, out.len())
+            let (split, tag, list, cap) = if coin % TEST_SPLIT_ODDS == 0 {
+                (Split::Test, "test", &mut test, n_test)
             } else {
-                (Split::Train, out.len() - n_test)
+                (Split::Train, "train", &mut train, n_train)
             };
-            let tag = match split {
-                Split::Test => "test",
-                Split::Train => "train",
-            };
-            out.push(Dialogue {
-                id: format!("world-{}-{tag}-{i:05}", task.name()),
-                split,
-                turns,
-            });
+            if list.len() < cap {
+                list.push(Dialogue {
+                    id: format!("world-{}-{tag}-{:05}", task.name(), list.len()),
+                    split,
+                    turns,
+                });
+            }
         }
-        if out.len() < wanted {
+        if test.len() < n_test || train.len() < n_train {
             return Err(WorldError::TooFewPrompts {
                 task: task.name(),
-                found: out.len(),
+                found: test.len() + train.len(),
                 wanted,
             });
         }
-        Ok(out)
+        test.extend(train);
+        Ok(test)
     }
 
     /// Every word the world's patterns and phrase tables can write.
