@@ -549,7 +549,7 @@ impl World {
             if !seen.insert(key) {
                 continue;
             }
-            let (split, tag, list, cap) = if coin % TEST_SPLIT_ODDS == 0 {
+            let (split, tag, list, cap) = if coin.is_multiple_of(TEST_SPLIT_ODDS) {
                 (Split::Test, "test", &mut test, n_test)
             } else {
                 (Split::Train, "train", &mut train, n_train)
