@@ -239,6 +239,60 @@ fn ppo_raises_pm_and_oracle_scores_on_held_out_prompts_within_a_kl_bound() {
 }
 
 #[test]
+fn a_kl_budget_stops_ppo_before_training_on_rollouts_beyond_it() {
+    let f = fixture();
+    let reference = f.lm.model.valid();
+    let pm = f.pm.valid();
+    let run = |cfg: &PpoConfig| {
+        let models = PpoModels {
+            policy: f.lm.clone(),
+            value: f.pm.model.clone(),
+            reference: &reference,
+            pm: &pm,
+        };
+        train_ppo(
+            models,
+            &PolicyFormat::world(),
+            &f.train_prompts,
+            cfg,
+            9,
+            &PpoCheckpoints::default(),
+            &mut |_| {},
+        )
+        .expect("ppo")
+    };
+    let free = ppo_cfg(6, 8);
+    let (_, _, free_log) = run(&free);
+    assert!(free_log.kl_stop.is_none());
+    // A budget between the KL of the second step's rollouts and the largest one reached.
+    let kls: Vec<f64> = free_log.steps.iter().map(|s| s.kl).collect();
+    let top = kls.iter().copied().fold(0.0, f64::max);
+    assert!(top > kls[1], "KL grows during the run: {kls:?}");
+    let budget = (kls[1] + top) / 2.0;
+    let stop = kls
+        .iter()
+        .position(|&k| k > budget)
+        .expect("a step over the budget");
+    let (capped, _, capped_log) = run(&PpoConfig {
+        max_kl: Some(budget),
+        ..free.clone()
+    });
+    let ks = capped_log.kl_stop.expect("the budget stops the run");
+    assert_eq!(ks.step, stop);
+    assert!((ks.kl - kls[stop]).abs() < 1e-9 && ks.kl > budget);
+    assert_eq!(
+        capped_log.steps.len(),
+        stop,
+        "steps before the stop are trained"
+    );
+    assert!(capped_log.steps.iter().all(|s| s.kl <= budget));
+    // The kept policy is the one that sampled the stopping step: a plain run of that many steps.
+    let (short, _, _) = run(&ppo_cfg(stop, 8));
+    let w = |lm: &Lm<Train>| rlcd::stages::pretrain::weights_blake3(&lm.model.valid());
+    assert_eq!(w(&capped), w(&short));
+}
+
+#[test]
 fn ppo_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
     let f = fixture();
     let reference = f.lm.model.valid();

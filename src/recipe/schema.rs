@@ -347,6 +347,13 @@ pub struct PpoConfig {
     /// run resumes there (0: never). Default 10.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
+    /// A KL budget, > 0 (nats per response): PPO stops at the first step whose rollouts have a
+    /// mean KL to the initial policy above it, skipping that step's update and keeping the
+    /// policy that sampled them. Comparing methods at a matched KL (Gao et al., 2022) keeps a
+    /// run that drifts without raising its score from being compared far from its start.
+    /// Absent (default, the paper): all `steps` run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_kl: Option<f64>,
 }
 
 fn default_checkpoint_every() -> usize {
@@ -372,6 +379,7 @@ impl Default for PpoConfig {
             max_query_tokens: default_query_tokens(),
             max_response_tokens: default_max_new_tokens(),
             checkpoint_every: default_checkpoint_every(),
+            max_kl: None,
         }
     }
 }

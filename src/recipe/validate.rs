@@ -423,6 +423,9 @@ fn check_settings(r: &Recipe, out: &mut Vec<Problem>) {
         "(0, ∞)",
     );
     range(out, "ppo.vf_coef", p.vf_coef, p.vf_coef >= 0.0, "[0, ∞)");
+    if let Some(b) = p.max_kl {
+        range(out, "ppo.max_kl", b, b > 0.0, "(0, ∞)");
+    }
     range(
         out,
         "ppo.gamma",

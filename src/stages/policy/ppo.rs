@@ -9,7 +9,8 @@
 //! GAE(γ, λ) on a value model initialised from the PM and are whitened. Then `epochs` passes in
 //! mini-batches of `step_batch` rollouts minimise the clipped surrogate plus `vf_coef` × the
 //! clipped value loss, with one AdamW (eps 1e-5, constant `lr`) for the policy and one for the
-//! value model.
+//! value model. With a KL budget (`max_kl`) the run stops at the first step whose rollouts
+//! are further than that from the initial policy, before training on them.
 //!
 //! All randomness is derived from the seed and the step number, so a checkpoint (policy, value
 //! model, both optimiser states, the step and the log so far) is all a resumed run needs to
@@ -76,6 +77,19 @@ pub struct PpoLog {
     pub prompts: usize,
     /// Wall-clock seconds of the steps run in this process (a resumed run adds its own).
     pub seconds: f64,
+    /// Where the `max_kl` budget stopped the run: the step whose rollouts went over it (not
+    /// trained on) and their mean KL. Absent when every step ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl_stop: Option<KlStop>,
+}
+
+/// The step at which a PPO run met its KL budget ([`PpoLog::kl_stop`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KlStop {
+    /// The step whose rollouts exceeded the budget; steps before it were trained.
+    pub step: usize,
+    /// Their mean KL to the initial policy (nats per response).
+    pub kl: f64,
 }
 
 /// The policy, value model and reference a PPO run starts from.
@@ -139,6 +153,15 @@ fn check(cfg: &PpoConfig) -> Result<(), PolicyError> {
             "clip",
             "clip and value_clip must be positive".into(),
             "use 0.2",
+        );
+    }
+    if let Some(b) = cfg.max_kl
+        && !(b.is_finite() && b > 0.0)
+    {
+        return bad(
+            "max_kl",
+            format!("{b} is not positive"),
+            "set max_kl > 0 or leave it out",
         );
     }
     if cfg.max_response_tokens == 0 {
@@ -471,6 +494,13 @@ pub fn train_ppo<B: AutodiffBackend>(
             }
             rewards.push(row);
         }
+        let mean_kl = kl_sum / rollouts.len() as f64;
+        if let Some(budget) = cfg.max_kl
+            && mean_kl > budget
+        {
+            state.log.kl_stop = Some(KlStop { step, kl: mean_kl });
+            break;
+        }
         if cfg.whiten_rewards {
             whiten(&mut rewards, false);
         }
@@ -549,7 +579,7 @@ pub fn train_ppo<B: AutodiffBackend>(
         let entry = PpoStepLog {
             step,
             score: rollouts.iter().map(|r| r.score).sum::<f64>() / k,
-            kl: kl_sum / k,
+            kl: mean_kl,
             entropy: nlp / tokens.max(1) as f64,
             response_len: tokens as f64 / k,
             unfinished: rollouts.iter().filter(|r| !r.finished).count(),
