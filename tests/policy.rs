@@ -18,7 +18,7 @@ use rlcd::model::{Cpu, Lm};
 use rlcd::recipe::{DistillConfig, DpoConfig, JudgeOrder, PpoConfig, RewardConfig};
 use rlcd::stages::generate::{SampleSettings, generate_samples};
 use rlcd::stages::policy::dpo::{DpoPair, train_dpo};
-use rlcd::stages::policy::ppo::{PpoCheckpoints, PpoModels, train_ppo};
+use rlcd::stages::policy::ppo::{PpoCheckpoints, PpoLog, PpoModels, train_ppo};
 use rlcd::stages::policy::sft::{encode_examples, train_sft};
 use rlcd::stages::policy::{PolicyFormat, load_policy, save_policy};
 use rlcd::stages::prompts::{Dialogue, Split, contrast_prompts};
@@ -141,6 +141,29 @@ fn ppo_cfg(steps: usize, rollouts: usize) -> PpoConfig {
     }
 }
 
+/// PPO from the fixture's initial policy and PM.
+fn run_ppo(f: &Fixture, cfg: &PpoConfig, seed: u64, ckpt: &PpoCheckpoints) -> (Lm<Train>, PpoLog) {
+    let reference = f.lm.model.valid();
+    let pm = f.pm.valid();
+    let models = PpoModels {
+        policy: f.lm.clone(),
+        value: f.pm.model.clone(),
+        reference: &reference,
+        pm: &pm,
+    };
+    let (policy, _, log) = train_ppo(
+        models,
+        &PolicyFormat::world(),
+        &f.train_prompts,
+        cfg,
+        seed,
+        ckpt,
+        &mut |_| {},
+    )
+    .expect("ppo");
+    (policy, log)
+}
+
 /// Mean PM score and mean oracle score of one sample per held-out prompt.
 fn evaluate(f: &Fixture, lm: &Lm<Cpu>) -> (f64, f64, f64) {
     let settings = SampleSettings {
@@ -178,28 +201,12 @@ fn evaluate(f: &Fixture, lm: &Lm<Cpu>) -> (f64, f64, f64) {
 fn ppo_raises_pm_and_oracle_scores_on_held_out_prompts_within_a_kl_bound() {
     let f = fixture();
     let reference = f.lm.model.valid();
-    let pm = f.pm.valid();
     let before = evaluate(
         f,
         &Lm::new(reference.clone(), f.lm.tokenizer.clone()).unwrap(),
     );
     let cfg = ppo_cfg(12, 32);
-    let models = PpoModels {
-        policy: f.lm.clone(),
-        value: f.pm.model.clone(),
-        reference: &reference,
-        pm: &pm,
-    };
-    let (policy, _, log) = train_ppo(
-        models,
-        &PolicyFormat::world(),
-        &f.train_prompts,
-        &cfg,
-        3,
-        &PpoCheckpoints::default(),
-        &mut |_| {},
-    )
-    .expect("ppo");
+    let (policy, log) = run_ppo(f, &cfg, 3, &PpoCheckpoints::default());
     let trained = Lm::new(policy.model.valid(), policy.tokenizer.clone()).unwrap();
     let after = evaluate(f, &trained);
     for s in &log.steps {
@@ -241,28 +248,9 @@ fn ppo_raises_pm_and_oracle_scores_on_held_out_prompts_within_a_kl_bound() {
 #[test]
 fn a_kl_budget_stops_ppo_before_training_on_rollouts_beyond_it() {
     let f = fixture();
-    let reference = f.lm.model.valid();
-    let pm = f.pm.valid();
-    let run = |cfg: &PpoConfig| {
-        let models = PpoModels {
-            policy: f.lm.clone(),
-            value: f.pm.model.clone(),
-            reference: &reference,
-            pm: &pm,
-        };
-        train_ppo(
-            models,
-            &PolicyFormat::world(),
-            &f.train_prompts,
-            cfg,
-            9,
-            &PpoCheckpoints::default(),
-            &mut |_| {},
-        )
-        .expect("ppo")
-    };
+    let run = |cfg: &PpoConfig| run_ppo(f, cfg, 9, &PpoCheckpoints::default());
     let free = ppo_cfg(6, 8);
-    let (_, _, free_log) = run(&free);
+    let (_, free_log) = run(&free);
     assert!(free_log.kl_stop.is_none());
     // A budget between the KL of the second step's rollouts and the largest one reached.
     let kls: Vec<f64> = free_log.steps.iter().map(|s| s.kl).collect();
@@ -273,7 +261,7 @@ fn a_kl_budget_stops_ppo_before_training_on_rollouts_beyond_it() {
         .iter()
         .position(|&k| k > budget)
         .expect("a step over the budget");
-    let (capped, _, capped_log) = run(&PpoConfig {
+    let (capped, capped_log) = run(&PpoConfig {
         max_kl: Some(budget),
         ..free.clone()
     });
@@ -287,7 +275,7 @@ fn a_kl_budget_stops_ppo_before_training_on_rollouts_beyond_it() {
     );
     assert!(capped_log.steps.iter().all(|s| s.kl <= budget));
     // The kept policy is the one that sampled the stopping step: a plain run of that many steps.
-    let (short, _, _) = run(&ppo_cfg(stop, 8));
+    let (short, _) = run(&ppo_cfg(stop, 8));
     let w = |lm: &Lm<Train>| rlcd::stages::pretrain::weights_blake3(&lm.model.valid());
     assert_eq!(w(&capped), w(&short));
 }
@@ -295,38 +283,19 @@ fn a_kl_budget_stops_ppo_before_training_on_rollouts_beyond_it() {
 #[test]
 fn ppo_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
     let f = fixture();
-    let reference = f.lm.model.valid();
-    let pm = f.pm.valid();
     let cfg = PpoConfig {
         checkpoint_every: 1,
         ..ppo_cfg(4, 8)
     };
-    let run = |ckpt: &PpoCheckpoints| {
-        let models = PpoModels {
-            policy: f.lm.clone(),
-            value: f.pm.model.clone(),
-            reference: &reference,
-            pm: &pm,
-        };
-        train_ppo(
-            models,
-            &PolicyFormat::world(),
-            &f.train_prompts,
-            &cfg,
-            5,
-            ckpt,
-            &mut |_| {},
-        )
-        .expect("ppo")
-    };
-    let (whole, _, whole_log) = run(&PpoCheckpoints::default());
+    let run = |ckpt: &PpoCheckpoints| run_ppo(f, &cfg, 5, ckpt);
+    let (whole, whole_log) = run(&PpoCheckpoints::default());
     let dir = tempfile::tempdir().expect("tempdir");
     let first = PpoCheckpoints {
         dir: Some(dir.path().to_path_buf()),
         every: 1,
         stop_after: Some(2),
     };
-    let (_, _, half) = run(&first);
+    let (_, half) = run(&first);
     assert_eq!(
         half.steps.len(),
         2,
@@ -337,7 +306,7 @@ fn ppo_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
         stop_after: None,
         ..first
     };
-    let (resumed, _, resumed_log) = run(&rest);
+    let (resumed, resumed_log) = run(&rest);
     assert_eq!(resumed_log.steps.len(), 4);
     for (a, b) in whole_log.steps.iter().zip(&resumed_log.steps) {
         for (x, y) in [
