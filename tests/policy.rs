@@ -443,17 +443,20 @@ fn the_lm_judge_reads_answers_in_the_unswapped_order() {
             output_b: &p.output_b,
         })
         .collect();
-    let v = judge::judge_lm(
-        &lm,
-        "<|bos|>",
-        &templates,
-        "judge/harm.j2",
-        &items,
-        3,
-        JudgeOrder::Coin,
-        16,
-    )
-    .expect("verdicts");
+    let ask = |items: &[JudgeItem<'_>], order, batch| {
+        judge::judge_lm(
+            &lm,
+            "<|bos|>",
+            &templates,
+            "judge/harm.j2",
+            items,
+            3,
+            order,
+            batch,
+        )
+        .expect("verdicts")
+    };
+    let v = ask(&items, JudgeOrder::Coin, 16);
     // Items whose coin falls the same way see the same prompt and get the same verdict.
     for (i, it) in items.iter().enumerate() {
         for (j, jt) in items.iter().enumerate() {
@@ -464,34 +467,12 @@ fn the_lm_judge_reads_answers_in_the_unswapped_order() {
     }
     assert_eq!(
         v,
-        judge::judge_lm(
-            &lm,
-            "<|bos|>",
-            &templates,
-            "judge/harm.j2",
-            &items,
-            3,
-            JudgeOrder::Coin,
-            7
-        )
-        .unwrap(),
+        ask(&items, JudgeOrder::Coin, 7),
         "batching does not change verdicts"
     );
     // Asked in both orders, a verdict stands only where both answers agree; so exchanging the
     // two outputs exchanges every verdict, whatever the judge's letter bias.
-    let both = |items: &[JudgeItem<'_>]| {
-        judge::judge_lm(
-            &lm,
-            "<|bos|>",
-            &templates,
-            "judge/harm.j2",
-            items,
-            3,
-            JudgeOrder::Both,
-            16,
-        )
-        .expect("verdicts")
-    };
+    let both = |items: &[JudgeItem<'_>]| ask(items, JudgeOrder::Both, 16);
     let exchanged: Vec<JudgeItem<'_>> = items
         .iter()
         .map(|it| JudgeItem {
