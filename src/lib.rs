@@ -7,6 +7,7 @@
 //! artifacts) → [`tables`] and [`eval`] (win rates, agreement tables) → [`plots`].
 
 pub mod assets;
+pub mod error;
 pub mod eval;
 pub mod model;
 pub mod plan;
