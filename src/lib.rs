@@ -1,10 +1,11 @@
 //! `rlcd`: a declarative experiment runner for RLCD (Reinforcement Learning from Contrastive
 //! Distillation, Yang et al., arXiv 2307.12950) and its baselines (RLAIF, context distillation).
 //!
-//! The pipeline, in the order data flows:
+//! The pipeline, in the order data flows (ARCHITECTURE.md):
 //! [`recipe`] (TOML → resolved config) → [`plan`] (a DAG of content-hashed stages) →
-//! [`stages`] (each stage's work, on the [`model`] engine) → [`store`] (atomic, resumable
-//! artifacts) → [`tables`] and [`eval`] (win rates, agreement tables) → [`plots`].
+//! [`stages`] (one typed stage per kind, on the [`model`] engine, the [`world`], [`prompts`],
+//! [`templates`] and [`eval`]) → [`store`] (atomic, resumable artifacts), driven by [`runner`]
+//! → [`tables`] and [`plots`].
 
 pub mod assets;
 pub mod error;
@@ -12,6 +13,8 @@ pub mod eval;
 pub mod model;
 pub mod plan;
 pub mod plots;
+pub mod progress;
+pub mod prompts;
 pub mod recipe;
 pub mod runner;
 pub mod seed;

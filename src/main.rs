@@ -63,6 +63,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         jobs: usize,
     },
+    /// Print the recipe-key reference generated from the schema: every key with its type,
+    /// default and meaning.
+    Schema {
+        /// As the Markdown tables README.md embeds (the default).
+        #[arg(long)]
+        markdown: bool,
+        /// As a JSON schema instead.
+        #[arg(long, conflicts_with = "markdown")]
+        json: bool,
+    },
     /// Rebuild and print a finished run's tables from the store.
     Report {
         /// A run directory, `results/runs/<recipe>/<run-id>/`.
@@ -159,9 +169,15 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err}");
+            // A message that already quotes its cause is not followed by the cause again.
+            let mut shown = err.to_string();
+            eprintln!("error: {shown}");
             for cause in err.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let text = cause.to_string();
+                if !shown.contains(&text) {
+                    eprintln!("  caused by: {text}");
+                    shown = text;
+                }
             }
             ExitCode::FAILURE
         }
@@ -201,6 +217,17 @@ fn dispatch(command: Command) -> Result<()> {
             rlcd::runner::run(&resolved, &opts)?;
             Ok(())
         }
+        Command::Schema { json, .. } => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rlcd::recipe::reference::json_schema())?
+                );
+            } else {
+                print!("{}", rlcd::recipe::reference::markdown());
+            }
+            Ok(())
+        }
         Command::Report { run_dir } => {
             for table in rlcd::runner::report(&run_dir)? {
                 println!("## {}\n\n{}", table.stem, table.markdown);
@@ -234,8 +261,8 @@ fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
         );
     }
     for (task, spec) in &resolved.recipe.tasks {
-        let dialogues = rlcd::stages::prompts::load_prompt_set(&resolved, &spec.prompts)?;
-        let example = rlcd::stages::prompts::contrast_prompts(
+        let dialogues = load_prompts(&resolved, &spec.prompts)?;
+        let example = rlcd::prompts::contrast_prompts(
             &templates,
             &spec.templates,
             &dialogues[..dialogues.len().min(1)],
@@ -255,8 +282,29 @@ fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
     let plan = rlcd::plan::Plan::build(&resolved)?;
     let store = rlcd::store::Store::open(&resolved.resolve_path(&resolved.recipe.results))?;
     println!("plan:\n{}", plan.describe(&store));
+    let unread = plan.unread_keys(&resolved);
+    if !unread.is_empty() {
+        println!("recipe keys that reach no stage of this plan (they change nothing):");
+        for (key, source) in &unread {
+            println!("  {key}  ({source})");
+        }
+    }
     println!("{}: ok", recipe.display());
     Ok(())
+}
+
+/// Every dialogue of prompt set `spec` of the recipe.
+fn load_prompts(
+    resolved: &rlcd::recipe::Resolved,
+    spec: &str,
+) -> Result<Vec<rlcd::prompts::Dialogue>> {
+    let r = &resolved.recipe;
+    Ok(rlcd::prompts::load_prompt_set(
+        spec,
+        &resolved.root,
+        &r.world,
+        r.seed,
+    )?)
 }
 
 /// The last `n` characters of `text`.
@@ -337,9 +385,9 @@ fn render(recipe: &Path, task: &str, n: usize, overrides: &[String]) -> Result<(
     };
     let templates =
         rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
-    let dialogues = rlcd::stages::prompts::load_prompt_set(&resolved, &spec.prompts)?;
+    let dialogues = load_prompts(&resolved, &spec.prompts)?;
     let take: Vec<_> = dialogues.into_iter().take(n).collect();
-    let prompts = rlcd::stages::prompts::contrast_prompts(
+    let prompts = rlcd::prompts::contrast_prompts(
         &templates,
         &spec.templates,
         &take,

@@ -4,7 +4,7 @@
 
 use plotters::prelude::*;
 
-use crate::tables::WinRateRow;
+use crate::stages::winrates::WinRateRow;
 
 /// Why a plot cannot be drawn.
 #[derive(Debug, thiserror::Error)]

@@ -53,14 +53,8 @@ pub enum StoreError {
         path: PathBuf,
     },
     /// An I/O error on a store path.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// An artifact file does not match its manifest.
     #[error(
         "artifact {dir} is inconsistent: {detail}; delete the directory and run again to \
@@ -93,10 +87,7 @@ pub enum StoreError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| StoreError::Io(crate::error::IoError::new(path, source))
 }
 
 fn check_name(name: &str, what: &'static str, allow_slash: bool) -> Result<(), StoreError> {

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::{Deserialize, Serialize};
@@ -44,14 +45,8 @@ pub enum TemplateError {
         fix: String,
     },
     /// A file cannot be read.
-    #[error("{}: cannot read: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read a template file: {0}")]
+    Read(#[source] crate::error::IoError),
     /// A template name leaves the template directory or is otherwise unusable.
     #[error(
         "{name}: not a template name inside the template directory\n  fix: use a relative name such as `harmless/positive.j2`"
@@ -103,10 +98,29 @@ struct AffixFile {
     pairs: Vec<AffixPair>,
 }
 
-/// The prompt templates of one directory.
+/// The texts of template and data files by name (relative to the template directory): what a
+/// stage renders, carried in its configuration so that its key covers every text it reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TemplateSet(pub BTreeMap<String, String>);
+
+impl TemplateSet {
+    /// Adds every file of `other`.
+    pub fn extend(&mut self, other: TemplateSet) {
+        self.0.extend(other.0);
+    }
+
+    /// Templates rendering from these texts only (a name outside the set is missing).
+    pub fn templates(&self) -> Templates {
+        Templates::from_set(self.clone())
+    }
+}
+
+/// Prompt templates: the files of one directory, or a [`TemplateSet`].
 pub struct Templates {
     dir: PathBuf,
     env: Environment<'static>,
+    set: Option<Arc<BTreeMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Templates {
@@ -123,15 +137,76 @@ impl Templates {
                 dir: dir.to_path_buf(),
             });
         }
-        let mut env = Environment::new();
+        let mut env = Self::environment();
         env.set_loader(minijinja::path_loader(dir));
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_keep_trailing_newline(true);
-        env.set_auto_escape_callback(|_| AutoEscape::None);
         Ok(Self {
             dir: dir.to_path_buf(),
             env,
+            set: None,
         })
+    }
+
+    /// Templates rendering from the texts of `set` (messages name files relative to the
+    /// template directory).
+    pub fn from_set(set: TemplateSet) -> Self {
+        let files = Arc::new(set.0);
+        let mut env = Self::environment();
+        let loader_files = Arc::clone(&files);
+        env.set_loader(move |name| Ok(loader_files.get(name).cloned()));
+        Self {
+            dir: PathBuf::new(),
+            env,
+            set: Some(files),
+        }
+    }
+
+    fn environment() -> Environment<'static> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_keep_trailing_newline(true);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env
+    }
+
+    /// The texts of files `names` and of every template they include or import (see
+    /// [`Templates::source`]).
+    pub fn set_of<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<TemplateSet, TemplateError> {
+        let queue = names.into_iter().map(str::to_string).collect();
+        Ok(TemplateSet(self.with_includes(queue)?))
+    }
+
+    /// The texts of `queue` and of everything its templates include, by name.
+    fn with_includes(
+        &self,
+        mut queue: Vec<String>,
+    ) -> Result<BTreeMap<String, String>, TemplateError> {
+        let mut out: BTreeMap<String, String> = BTreeMap::new();
+        while let Some(name) = queue.pop() {
+            if out.contains_key(&name) {
+                continue;
+            }
+            let text = self.source(&name)?;
+            if name.ends_with(".j2") {
+                queue.extend(
+                    referenced_templates(&text)
+                        .into_iter()
+                        .filter(|dep| !out.contains_key(dep)),
+                );
+            }
+            out.insert(name, text);
+        }
+        Ok(out)
+    }
+
+    /// The texts of every file task family `task_templates` renders (see
+    /// [`Templates::task_sources`]).
+    pub fn task_set(&self, task_templates: &str) -> Result<TemplateSet, TemplateError> {
+        Ok(TemplateSet(
+            self.task_sources(task_templates)?.into_iter().collect(),
+        ))
     }
 
     /// The template directory.
@@ -164,18 +239,24 @@ impl Templates {
         self.render(name, sample_context(name))
     }
 
-    /// The raw text of file `name` (a template or data file), for cache keys.
+    /// The raw text of file `name` (a template or data file).
     pub fn source(&self, name: &str) -> Result<String, TemplateError> {
         self.check_name(name)?;
         let path = self.dir.join(name);
-        std::fs::read_to_string(&path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
+        if let Some(set) = &self.set {
+            return set.get(name).cloned().ok_or_else(|| TemplateError::Missing {
+                path,
+                fix: format!("`{name}` is not among the files this stage was planned with"),
+            });
+        }
+        crate::error::read_to_string(&path).map_err(|e| {
+            if e.is_not_found() {
                 TemplateError::Missing {
                     path,
                     fix: format!("create `{name}` under {}", self.dir.display()),
                 }
             } else {
-                TemplateError::Read { path, source }
+                TemplateError::Read(e)
             }
         })
     }
@@ -199,15 +280,10 @@ impl Templates {
             });
         }
         let mut names: BTreeSet<String> = BTreeSet::new();
-        let entries = std::fs::read_dir(&family).map_err(|source| TemplateError::Read {
-            path: family.clone(),
-            source,
-        })?;
+        let read_err = |source| TemplateError::Read(crate::error::IoError::new(&family, source));
+        let entries = std::fs::read_dir(&family).map_err(read_err)?;
         for entry in entries {
-            let entry = entry.map_err(|source| TemplateError::Read {
-                path: family.clone(),
-                source,
-            })?;
+            let entry = entry.map_err(read_err)?;
             if entry.path().is_file() {
                 names.insert(format!(
                     "{task_templates}/{}",
@@ -219,24 +295,10 @@ impl Templates {
             names.insert(format!("{task_templates}/{t}"));
         }
         names.insert(affix_file(task_templates));
-
-        let mut out: BTreeMap<String, String> = BTreeMap::new();
-        let mut queue: Vec<String> = names.into_iter().collect();
-        while let Some(name) = queue.pop() {
-            if out.contains_key(&name) {
-                continue;
-            }
-            let text = self.source(&name)?;
-            if name.ends_with(".j2") {
-                for dep in referenced_templates(&text) {
-                    if !out.contains_key(&dep) {
-                        queue.push(dep);
-                    }
-                }
-            }
-            out.insert(name, text);
-        }
-        Ok(out.into_iter().collect())
+        Ok(self
+            .with_includes(names.into_iter().collect())?
+            .into_iter()
+            .collect())
     }
 
     /// The affix pairs of task family `task_templates` (`affixes/<family>.toml`).

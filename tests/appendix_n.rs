@@ -4,9 +4,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rlcd::plan::{APPENDIX_N_TABLE, Plan};
+use rlcd::plan::Plan;
+use rlcd::stages::appendix_n::table::ID as APPENDIX_N_TABLE;
 use rlcd::runner::{self, RunOptions};
-use rlcd::stages::appendix_n::{CellCounts, TheoryConfig, TheoryMethod, simulate};
+use rlcd::recipe::{TheoryConfig, TheoryMethod};
+use rlcd::stages::appendix_n::{CellCounts, simulate};
 use rlcd::store::Store;
 use rlcd::sweep::{self, SweepOptions};
 
@@ -535,7 +537,12 @@ fn contrast_stages_write_prompts_and_key_on_templates() {
         assert_ne!(l["positive"], l["negative"]);
         assert!(l["affix_index"].is_u64());
     }
-    assert!(!stage.templates.is_empty());
+    assert!(
+        stage.config["templates"]
+            .as_object()
+            .is_some_and(|t| t.contains_key("harmless/positive.j2")),
+        "the contrast stage carries the texts it renders"
+    );
 
     // Unchanged inputs: cached. An edited template: only its task recomputes.
     let again = runner::run(&resolved, &quiet()).unwrap();

@@ -21,11 +21,13 @@ use rlcd::stages::policy::dpo::{DpoPair, train_dpo};
 use rlcd::stages::policy::ppo::{PpoCheckpoints, PpoLog, PpoModels, train_ppo};
 use rlcd::stages::policy::sft::{encode_examples, train_sft};
 use rlcd::stages::policy::{PolicyFormat, load_policy, save_policy};
-use rlcd::stages::prompts::{Dialogue, Split, contrast_prompts};
-use rlcd::stages::reward::{Pm, PmFormat, score_outputs, train_reward};
+use rlcd::prompts::{Dialogue, Split, contrast_prompts};
+use rlcd::model::pm::{Pm, PmFormat, score_outputs};
+use rlcd::stages::reward::{PmTraining, train_reward};
 use rlcd::stages::simulate::{Pair, Slot};
-use rlcd::stages::world_report::ReportConfig;
-use rlcd::world::{Task, World, WorldConfig};
+use rlcd::eval::sampling::Sampling;
+use rlcd::recipe::WorldConfig;
+use rlcd::world::{Task, World};
 
 type Train = Autodiff<Cpu>;
 
@@ -72,11 +74,7 @@ fn fixture() -> &'static Fixture {
         // (two per training prompt, oracle ties dropped), as a PM trained on human labels of
         // policy outputs would.
         let sampler = Lm::new(lm.model.valid(), lm.tokenizer.clone()).expect("lm");
-        let report = ReportConfig {
-            max_new_tokens: 48,
-            batch_size: 50,
-            ..ReportConfig::default()
-        };
+        let report = Sampling::paper(48, 50);
         let on_policy: Vec<Pair> = sample_heldout_pairs(
             &sampler,
             &world,
@@ -114,7 +112,7 @@ fn fixture() -> &'static Fixture {
             holdout_frac: 0.0,
             ..RewardConfig::default()
         };
-        let (pm, _) = train_reward(pm, &on_policy, &cfg, 7, &mut |_, _| {}).expect("PM");
+        let (pm, _) = train_reward(pm, &on_policy, &PmTraining::from(&cfg), 7, &mut |_, _| {}).expect("PM");
         Fixture {
             train_prompts: plain(&train),
             test_prompts: plain(&test),

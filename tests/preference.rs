@@ -6,7 +6,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use polars::prelude::DataFrame;
-use rlcd::plan::{PAIR_LABELS_TABLE, PM_AGREEMENT_TABLE, simulate_stage_id};
+use rlcd::stages::pair_labels::ID as PAIR_LABELS_TABLE;
+use rlcd::stages::pm_agreement::ID as PM_AGREEMENT_TABLE;
+use rlcd::stages::simulate::Method;
+
+fn simulate_stage_id(simulator: &str, task: &str, family: &str) -> String {
+    rlcd::stages::simulate::id(simulator, task, Method::from_name(family).expect("family"))
+}
 use rlcd::runner::{self, RunOptions, RunSummary};
 use rlcd::store::Store;
 

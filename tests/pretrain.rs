@@ -9,9 +9,8 @@ use burn::tensor::backend::Backend;
 use rand::Rng;
 use rlcd::model::Cpu;
 use rlcd::model::llama::{Llama, LlamaConfig};
-use rlcd::stages::pretrain::{
-    PretrainConfig, heldout_nll, heldout_nll_documents, pack_documents, pretrain,
-};
+use rlcd::recipe::PretrainConfig;
+use rlcd::stages::pretrain::{heldout_nll, heldout_nll_documents, pack_documents, pretrain};
 
 type Train = Autodiff<Cpu>;
 
@@ -240,7 +239,7 @@ fn lr_schedule_warms_up_linearly_then_decays_to_the_floor() {
         min_lr_frac: 0.1,
         ..train_cfg(100)
     };
-    let lr: Vec<f64> = (0..100).map(|s| cfg.lr_at(s)).collect();
+    let lr: Vec<f64> = (0..100).map(|s| cfg.schedule().lr_at(s)).collect();
     // Ten warm-up steps on the line lr·(s+1)/11, then the peak.
     assert!(lr[0] < 0.1 * cfg.lr);
     for s in 0..10 {
@@ -253,18 +252,18 @@ fn lr_schedule_warms_up_linearly_then_decays_to_the_floor() {
         assert!(lr[s + 1] < lr[s], "cosine decreases at {s}");
     }
     assert!((lr[99] - cfg.lr * cfg.min_lr_frac).abs() < 1e-15);
-    assert!((cfg.lr_at(500) - cfg.lr * cfg.min_lr_frac).abs() < 1e-15);
+    assert!((cfg.schedule().lr_at(500) - cfg.lr * cfg.min_lr_frac).abs() < 1e-15);
     // Half-way through the decay the cosine is at the midpoint.
     let mid = cfg.lr * (1.0 + cfg.min_lr_frac) / 2.0;
-    assert!((cfg.lr_at(10 + 89 / 2) - mid).abs() < 0.02 * cfg.lr);
+    assert!((cfg.schedule().lr_at(10 + 89 / 2) - mid).abs() < 0.02 * cfg.lr);
     // No warm-up: the first step is the peak.
     let flat = PretrainConfig {
         warmup_frac: 0.0,
         ..cfg.clone()
     };
-    assert_eq!(flat.lr_at(0), flat.lr);
+    assert_eq!(flat.schedule().lr_at(0), flat.lr);
     let single = PretrainConfig { ..train_cfg(1) };
-    assert_eq!(single.lr_at(0), single.lr);
+    assert_eq!(single.schedule().lr_at(0), single.lr);
 }
 
 fn fields(cfg: &PretrainConfig) -> Vec<String> {

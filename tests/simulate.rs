@@ -12,15 +12,16 @@ use rlcd::model::sampling::pad_batch;
 use rlcd::model::tokenizer::Tokenizer;
 use rlcd::model::{Cpu, GenerationRequest, Lm};
 use rlcd::recipe::SimulateConfig;
-use rlcd::stages::prompts::{Dialogue, Split, contrast_prompts};
+use rlcd::prompts::{Dialogue, Split, contrast_prompts};
 use rlcd::stages::simulate::{
     Method, SimulateError, Simulator, Slot, generate_options, pairs_from_frame, pairs_to_frame,
     principle_for, sample_seed,
 };
-use rlcd::stages::world_report::BOS;
+use rlcd::world::format::BOS;
 use rlcd::tables::{read_parquet, render_parquet};
 use rlcd::templates::{SCORE_TEMPLATE, Templates};
-use rlcd::world::{Task, World, WorldConfig};
+use rlcd::recipe::WorldConfig;
+use rlcd::world::{Task, World};
 
 struct Fixture {
     lm: Lm<Cpu>,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rlcd::stages::prompts::{Dialogue, Split, contrast_prompts};
+use rlcd::prompts::{Dialogue, Split, contrast_prompts};
 use rlcd::templates::{AffixPair, Templates};
 
 fn templates_dir() -> PathBuf {

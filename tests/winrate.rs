@@ -1,7 +1,8 @@
 //! Win rates and accuracies recomputed from their counts, edge cases, and the win-rate table.
 
 use rlcd::eval::winrate::{Rate, StatsError, WinCounts, Z95, wilson};
-use rlcd::tables::{WinRateRow, render_csv, render_markdown, winrates_frame};
+use rlcd::stages::winrates::{WinRateRow, frame as winrates_frame};
+use rlcd::tables::{render_csv, render_markdown};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9

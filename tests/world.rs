@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use rand::Rng;
 use rlcd::seed;
-use rlcd::stages::prompts::{Dialogue, Split};
+use rlcd::prompts::{Dialogue, Split};
 use rlcd::templates::Templates;
 use rlcd::world::corpus::{self, CorpusTexts};
 use rlcd::world::grammar::{join, words};
@@ -18,7 +18,8 @@ use rlcd::world::helpful::Question;
 use rlcd::world::lexicon::{COLORS, HARM_CATEGORIES, HOWTO};
 use rlcd::world::oracle::OracleError;
 use rlcd::world::outlining::Premise;
-use rlcd::world::{INCOHERENT, Request, Score, Task, World, WorldConfig, WorldError};
+use rlcd::recipe::WorldConfig;
+use rlcd::world::{INCOHERENT, Request, Score, Task, World, WorldError};
 
 // ---------------------------------------------------------------------------------------------
 // Shared fixtures

@@ -4,7 +4,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rlcd::plan::{WORLD_REPORT_TABLE, pretrain_stage_id};
+use rlcd::stages::pretrain::id as pretrain_stage_id;
+use rlcd::stages::world_report::ID as WORLD_REPORT_TABLE;
 use rlcd::runner::{self, RunOptions};
 use rlcd::stages::pretrain::{PretrainRecord, read_record};
 use rlcd::store::Store;

@@ -13,11 +13,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use crate::model::pm::{Pm, PmError, score_outputs};
 use crate::model::sampling::next_token_logits;
 use crate::model::{Lm, ModelError};
-use crate::recipe::schema::JudgeOrder;
+use crate::recipe::eval::JudgeOrder;
 use crate::seed;
-use crate::stages::reward::{self, Pm, RewardError};
 use crate::templates::{TemplateError, Templates};
 use crate::world::{Task, World};
 
@@ -99,7 +99,7 @@ pub enum JudgeError {
     Template(#[from] TemplateError),
     /// The preference model failed.
     #[error(transparent)]
-    Reward(#[from] RewardError),
+    Pm(#[from] PmError),
     /// The judge's tokenizer has no single token for an answer letter.
     #[error(
         "the judge's tokenizer encodes \"{letter}\" as several tokens\n  fix: use a judge model whose vocabulary has the letters A and B"
@@ -143,7 +143,7 @@ pub fn judge_rm<B: Backend>(
         .map(|it| (it.prompt, it.output_a))
         .chain(items.iter().map(|it| (it.prompt, it.output_b)))
         .collect();
-    let scores = reward::score_outputs(pm, &pairs, batch_size)?;
+    let scores = score_outputs(pm, &pairs, batch_size)?;
     let (a, b) = scores.split_at(items.len());
     Ok(a.iter()
         .zip(b)

@@ -1,6 +1,8 @@
-//! Evaluation statistics: win rates from counts (AlpacaEval convention) and agreement rates;
-//! preference-model agreement with the oracle on held-out pairs.
+//! Shared evaluation below the stages that call it: win-rate and agreement statistics from
+//! counts (AlpacaEval convention), the pairwise judges of paper §4.3, preference-model
+//! agreement with trusted labels (§4.2) and the sampling evaluations use.
 
 pub mod judge;
 pub mod pm_agreement;
+pub mod sampling;
 pub mod winrate;

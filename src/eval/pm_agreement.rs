@@ -6,13 +6,24 @@
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::eval::winrate::{Rate, StatsError};
-use crate::model::Lm;
+use super::sampling::{Sampling, sample};
+use super::winrate::{Rate, StatsError};
+use crate::model::{Lm, ModelError};
+use crate::prompts::{Dialogue, contrast_prompts};
 use crate::seed;
-use crate::stages::prompts::{Dialogue, contrast_prompts};
-use crate::stages::world_report::{ReportConfig, ReportError, sample};
-use crate::templates::Templates;
+use crate::templates::{TemplateError, Templates};
 use crate::world::{Task, World};
+
+/// Why held-out pairs could not be sampled.
+#[derive(Debug, thiserror::Error)]
+pub enum HeldoutError {
+    /// The model failed.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A template failed to render.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+}
 
 /// Two independent samples of the policy for one held-out prompt, scored by the oracle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,7 +51,7 @@ impl HeldoutPair {
     }
 }
 
-/// Samples two outputs of `lm` (temperature 1, cut at the next speaker tag) for each of the
+/// Samples two outputs of `lm` (with `settings`, cut at the next speaker tag) for each of the
 /// first `n` held-out dialogues of `task`, scores both with the oracle on the task's main axis
 /// and keeps the pairs the oracle does not tie.
 #[allow(clippy::too_many_arguments)]
@@ -52,16 +63,16 @@ pub fn sample_heldout_pairs<B: Backend>(
     task_templates: &str,
     held_out: &[Dialogue],
     n: usize,
-    cfg: &ReportConfig,
+    settings: &Sampling,
     seed: u64,
-) -> Result<Vec<HeldoutPair>, ReportError> {
+) -> Result<Vec<HeldoutPair>, HeldoutError> {
     let dialogues = &held_out[..n.min(held_out.len())];
     let prompts: Vec<String> = contrast_prompts(templates, task_templates, dialogues, seed)?
         .into_iter()
         .map(|c| c.plain)
         .collect();
-    let a = sample(lm, &prompts, cfg, seed::derive(seed, &["sample", "a"]))?;
-    let b = sample(lm, &prompts, cfg, seed::derive(seed, &["sample", "b"]))?;
+    let a = sample(lm, &prompts, settings, seed::derive(seed, &["sample", "a"]))?;
+    let b = sample(lm, &prompts, settings, seed::derive(seed, &["sample", "b"]))?;
     let score = |d: &Dialogue, text: &str| world.main_axis_score(task, &d.turns, text);
     Ok(dialogues
         .iter()

@@ -4,9 +4,11 @@ pub mod bench;
 pub mod gguf;
 pub mod llama;
 pub mod lm;
+pub mod pm;
 pub mod load;
 pub mod sampling;
 pub mod tokenizer;
+pub mod train;
 
 /// The default CPU backend.
 pub type Cpu = burn::backend::Flex;

@@ -10,6 +10,7 @@ use figment::{Figment, Metadata, Profile, Provider};
 
 use super::error::{Located, Problem, RecipeError};
 use super::schema::Recipe;
+use crate::error::suggest;
 
 /// Prefix of the environment variables that set recipe keys.
 pub const ENV_PREFIX: &str = "RLCD_";
@@ -551,21 +552,6 @@ fn locate(locations: &BTreeMap<String, String>, key: &str) -> Option<String> {
     }
 }
 
-/// Words that are close to `word` (did-you-mean), best first.
-pub(crate) fn suggest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    let mut best: Option<(f64, &str)> = None;
-    for c in candidates {
-        let score = strsim::jaro_winkler(word, c);
-        if score >= 0.7 && best.is_none_or(|(b, _)| score > b) {
-            best = Some((score, c));
-        }
-    }
-    best.map(|(_, c)| c.to_string())
-}
-
 fn backticked(items: &[&str]) -> String {
     items
         .iter()
@@ -716,12 +702,5 @@ mod tests {
         let (path, value) = parse_override("eval.comparisons=[[\"a\",\"b\"]]").unwrap();
         assert_eq!(path, ["eval", "comparisons"]);
         assert!(value.is_array());
-    }
-
-    #[test]
-    fn suggestions_pick_the_closest_key() {
-        let keys = ["prompts", "templates", "axes", "n_prompts"];
-        assert_eq!(suggest("prompt", keys).as_deref(), Some("prompts"));
-        assert_eq!(suggest("zzz", keys), None);
     }
 }

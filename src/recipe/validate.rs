@@ -4,9 +4,10 @@
 use std::collections::BTreeSet;
 
 use super::error::{Located, Problem, RecipeError};
-use super::load::{Resolved, suggest};
-use super::schema::{ASSETS, AXES, PRESETS, Recipe, Trainer};
-use crate::stages::prompts::load_prompt_set;
+use super::load::Resolved;
+use super::schema::{AXES, PRESETS, Recipe, Trainer};
+use crate::error::suggest;
+use crate::prompts::load_prompt_set;
 use crate::templates::{SCORE_TEMPLATE, TASK_TEMPLATES, Templates, judge_template};
 
 /// Task families the built-in world provides prompts for (`prompts = "world:<family>"`).
@@ -144,12 +145,17 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
                 fix,
             ));
         }
+        let assets: Vec<&str> = crate::assets::models()
+            .iter()
+            .filter(|a| matches!(a.kind, crate::assets::AssetKind::Gguf))
+            .map(|a| a.name)
+            .collect();
         if let Some(a) = &m.asset
-            && !ASSETS.contains(&a.as_str())
+            && !assets.contains(&a.as_str())
         {
-            let fix = match suggest(a, ASSETS.iter().copied()) {
-                Some(s) => format!("did you mean `{s}`? (assets: {})", names(ASSETS.iter())),
-                None => format!("use one of: {}", names(ASSETS.iter())),
+            let fix = match suggest(a, assets.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? (assets: {})", names(assets.iter())),
+                None => format!("use one of: {}", names(assets.iter())),
             };
             out.push(Problem::new(
                 format!("{key}.asset"),
@@ -330,7 +336,8 @@ fn check_prompts(resolved: &Resolved, key: &str, spec: &str, out: &mut Vec<Probl
         }
         return;
     }
-    if let Err(e) = load_prompt_set(resolved, spec) {
+    let r = &resolved.recipe;
+    if let Err(e) = load_prompt_set(spec, &resolved.root, &r.world, r.seed) {
         out.push(problem_from(&pkey, &e));
     }
 }

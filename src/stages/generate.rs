@@ -1,21 +1,25 @@
-//! Evaluation samples (paper §3 step 4, §4.3): one output per test prompt per policy, sampled
-//! at the evaluation temperature and cut at the next speaker tag. Prompt `i` of a task is
-//! sampled with the same seed for every policy, so compared outputs share their random stream.
+//! The `generate` stage (paper §3 step 4, §4.3): one output per test prompt per policy,
+//! sampled at the evaluation temperature and cut at the next speaker tag. Prompt `i` of a task
+//! is sampled with the same seed for every policy, so compared outputs share their random
+//! stream.
 
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
+use super::inputs::ModelRef;
+use super::planning::{PlanError, Planned, Planner};
+use super::policy::{PolicyFormat, load_policy};
+use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
 use crate::model::sampling::{FinishReason, GenerateOptions, GenerationRequest};
 use crate::model::{Lm, ModelError};
+use crate::prompts::{Dialogue, PromptSet, contrast_prompts};
+use crate::recipe::BackendKind;
 use crate::seed;
-use crate::stages::policy::PolicyFormat;
-use crate::stages::prompts::Dialogue;
+use crate::templates::TemplateSet;
+use crate::world::format::Split;
 
 /// File name of a generate stage's samples.
 pub const SAMPLES: &str = "samples.json";
-
-/// Version of the samples format; part of the generate stage's key.
-pub const GENERATE_VERSION: u32 = 1;
 
 /// One policy output for one test prompt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,7 +41,8 @@ pub struct Sample {
 }
 
 /// How to sample evaluation outputs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SampleSettings {
     /// Sampling temperature.
     pub temperature: f64,
@@ -92,4 +97,147 @@ pub fn generate_samples<B: Backend>(
         on_batch(out.len());
     }
     Ok(out)
+}
+
+/// The stage type.
+pub struct Generate;
+
+/// What one policy's evaluation samples read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The recipe's method.
+    pub method: String,
+    /// The policy sampled.
+    pub policy: PolicySource,
+    /// The task.
+    pub task: String,
+    /// Its test prompts.
+    pub prompts: PromptSet,
+    /// Its template family (the plain prompt).
+    pub family: String,
+    /// The family's files.
+    pub templates: TemplateSet,
+    /// How outputs are sampled.
+    pub settings: SampleSettings,
+    /// The compute backend.
+    pub backend: BackendKind,
+    /// Seed of the samples (the same for every policy of the task).
+    pub seed: u64,
+}
+
+/// Which policy is sampled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PolicySource {
+    /// The policy a policy stage trained.
+    Trained(String),
+    /// An untrained model (the `base` method).
+    Base(ModelRef),
+}
+
+/// Id of the samples of `method` on `task`.
+pub fn id(method: &str, task: &str) -> String {
+    format!("generate/{method}/{task}")
+}
+
+/// The evaluation samples of recipe method `method` on task `task`, from the policy of stage
+/// `trained` (or the untrained policy model).
+pub fn plan(
+    p: &Planner<'_>,
+    method: &str,
+    task: &str,
+    trained: Option<String>,
+) -> Result<Planned, PlanError> {
+    let recipe = p.recipe();
+    let policy = match trained {
+        Some(stage) => PolicySource::Trained(stage),
+        None => {
+            let spec = recipe
+                .methods
+                .get(method)
+                .ok_or_else(|| PlanError::Unknown {
+                    key: "methods".into(),
+                    what: "method",
+                    name: method.into(),
+                })?;
+            p.read(format!("methods.{method}.policy"));
+            PolicySource::Base(p.model(&spec.policy)?)
+        }
+    };
+    for key in [
+        "eval.n_prompts",
+        "eval.temperature",
+        "eval.max_new_tokens",
+        "simulate.batch_size",
+    ] {
+        p.read(key);
+    }
+    let (family, templates) = p.task_templates(task)?;
+    let config = Config {
+        method: method.to_string(),
+        policy,
+        task: task.to_string(),
+        prompts: p.prompts(task, Split::Test, recipe.eval.n_prompts)?,
+        family,
+        templates,
+        settings: SampleSettings {
+            temperature: recipe.eval.temperature,
+            max_new_tokens: recipe.eval.max_new_tokens,
+            batch_size: recipe.simulate.batch_size,
+        },
+        backend: p.backend(),
+        seed: p.seed(&["generate", task]),
+    };
+    Planned::new::<Generate>(id(method, task), &config)
+}
+
+impl Stage for Generate {
+    const KIND: StageKind = StageKind::Generate;
+    const VERSION: u32 = 1;
+    type Config = Config;
+
+    fn inputs(config: &Config) -> Vec<String> {
+        match &config.policy {
+            PolicySource::Trained(stage) => vec![stage.clone()],
+            PolicySource::Base(model) => model.inputs(),
+        }
+    }
+
+    fn run(ctx: &Ctx<'_>, config: &Config) -> Result<serde_json::Value, StageError> {
+        let t0 = std::time::Instant::now();
+        let test = config.prompts.load(ctx.root)?;
+        let templates = config.templates.templates();
+        let prompts: Vec<String> = contrast_prompts(&templates, &config.family, &test, config.seed)?
+            .into_iter()
+            .map(|c| c.plain)
+            .collect();
+        let pb = ctx.progress(test.len() as u64);
+        let samples = with_backend!(config.backend, B, device => {
+            let (lm, format) = match &config.policy {
+                PolicySource::Trained(stage) => load_policy::<B>(&ctx.input(stage)?.dir, &device)?,
+                PolicySource::Base(model) => {
+                    let lm = model.load::<B>(ctx, &device)?;
+                    let format = if model.is_world() {
+                        PolicyFormat::world()
+                    } else {
+                        PolicyFormat::pretrained()
+                    };
+                    (lm, format)
+                }
+            };
+            generate_samples(
+                &lm, &format, &test, &prompts, &config.settings, config.seed,
+                &mut |n| pb.set_position(n as u64),
+            )
+            .map_err(StageError::from)
+        })?;
+        pb.finish_and_clear();
+        ctx.write_json(SAMPLES, &samples)?;
+        Ok(serde_json::json!({
+            "seconds": t0.elapsed().as_secs_f64(),
+            "samples": samples.len(),
+            "unfinished": samples.iter().filter(|s| !s.finished).count(),
+        }))
+    }
 }

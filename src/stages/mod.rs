@@ -1,17 +1,43 @@
-//! Stage implementations, one module per pipeline stage (see DESIGN.md, "Layout").
+//! The stages of the pipeline (ARCHITECTURE.md, "Stages"), one module per stage kind, each
+//! owning its typed configuration, its inputs, its version, its artifact files, its table rows
+//! if any, how the recipe maps to its configuration, and `run`:
 //!
-//! - [`prompts`]: prompt sets → dialogues → contrast prompts p+ / p− / p (paper §3, RLCD).
-//! - [`appendix_n`]: the Gaussian model of preference labels (paper Appendix N).
-//! - [`simulate`]: RLCD / RLAIF / RLCD-Rescore preference pairs from a simulator LM (paper §3, §4.2).
-//! - [`reward`]: the preference model, Bradley–Terry training on hard or soft labels (paper Appendix B).
-//! - [`policy`]: PPO against the PM, DPO on the pairs, context distillation (paper §3 step 3, §4.2).
-//! - [`generate`]: one sample per test prompt per policy, for the judges (paper §4.3).
+//! - [`appendix_n`]: the Gaussian model of preference labels (paper Appendix N);
+//! - [`contrast`]: prompt sets → contrast prompts p+ / p− / p (paper §3);
+//! - [`pretrain`], [`world_eval`], [`world_report`]: the built-in world's simulators and what
+//!   they learned;
+//! - [`simulate`]: RLCD / RLAIF / RLCD-Rescore preference pairs (paper §3, §4.2);
+//! - [`heldout_pairs`], [`reward`]: the preference model and its agreement (paper Appendix B,
+//!   Table 5), [`pair_labels`] and [`pm_agreement`] their tables;
+//! - [`policy`]: PPO against the PM, DPO on the pairs, context distillation (paper §3, §4.2);
+//! - [`generate`], [`judge`], [`winrates`], [`policy_training`]: the pairwise evaluation
+//!   (paper §4.3).
+//!
+//! The layer's own machinery: [`stage`] (the trait and its context), [`key`] (cache keys),
+//! [`planning`] (recipe → configurations), [`inputs`] (model references), [`table`] (the
+//! shared collect step of table stages) and [`registry`] (kind → type).
+
+pub mod inputs;
+pub mod key;
+pub mod planning;
+pub mod registry;
+pub mod stage;
+pub mod table;
 
 pub mod appendix_n;
+pub mod contrast;
 pub mod generate;
+pub mod heldout_pairs;
+pub mod judge;
+pub mod pair_labels;
+pub mod pm_agreement;
 pub mod policy;
+pub mod policy_training;
 pub mod pretrain;
-pub mod prompts;
 pub mod reward;
 pub mod simulate;
+pub mod winrates;
+pub mod world_eval;
 pub mod world_report;
+
+pub use stage::{Ctx, Stage, StageError, StageKind};

@@ -1,371 +1,149 @@
-//! What a world preset learned, measured with the oracle (DESIGN.md, "The built-in world"):
-//! - the descriptor effect RLCD rests on (paper §3): outputs sampled from p+ against outputs
-//!   from p− on held-out prompts, win rate under the oracle on the task's main axis, and the
-//!   mean oracle score of p+, p and p− outputs;
-//! - RLAIF ability (paper §4.2): how often the model's zero-shot A/B label on the scoring prompt
-//!   agrees with the oracle on held-out pairs of responses of independent quality (ties left out).
+//! The `world_report` table stage: every world preset's evaluation, one row per preset and
+//! task.
 
-use burn::tensor::backend::Backend;
-use rand::Rng;
+use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
-use crate::eval::winrate::{Rate, WinCounts};
-use crate::model::{GenerateOptions, GenerationRequest, Lm, ModelError};
-use crate::seed;
-use crate::stages::prompts::{Dialogue, Split, contrast_prompts};
-use crate::stages::simulate::{LabelItem, Simulator};
-use crate::templates::{TemplateError, Templates};
-use crate::world::{Task, World};
+use super::planning::{PlanError, Planned};
+use super::stage::{Ctx, Stage, StageError, StageKind, read_json};
+use super::table::{TableConfig, collect};
+use super::world_eval::REPORT;
+use crate::eval::winrate::{Estimate, Rate, WinCounts};
+use crate::tables::{TableError, estimate_cols, f64_col, frame_err, str_col, u64_col};
 
-/// The beginning-of-sequence token every world document starts with.
-pub const BOS: &str = "<|bos|>";
+/// The table's file stem.
+pub const STEM: &str = "world_report";
 
-/// Version of the evaluation's output (`report.json`); part of the `world_eval` stage key.
-/// Bump it when the measurements or the row format change.
-pub const REPORT_VERSION: u32 = 2;
-/// The end-of-sequence token every world document ends with.
-pub const EOS: &str = "<|eos|>";
-/// The padding token of world tokenizers.
-pub const PAD: &str = "<|pad|>";
-/// Where a sampled turn ends: the next speaker tag (paper §4.2).
-pub const STOP: [&str; 2] = ["\n\nHuman", "\n\nAssistant"];
+/// Id of the table stage.
+pub const ID: &str = "world_report/table";
 
-/// How much to measure.
+/// The stage type.
+pub struct WorldReport;
+
+/// The table merging the evaluations `evals`.
+pub fn plan(evals: Vec<String>) -> Result<Planned, PlanError> {
+    Planned::new::<WorldReport>(ID, &TableConfig { inputs: evals })
+}
+
+impl Stage for WorldReport {
+    const KIND: StageKind = StageKind::WorldReport;
+    const VERSION: u32 = 1;
+    const TABLE: Option<&'static str> = Some(STEM);
+    type Config = TableConfig;
+
+    fn inputs(config: &TableConfig) -> Vec<String> {
+        config.inputs.clone()
+    }
+
+    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
+        collect(
+            ctx,
+            STEM,
+            &config.inputs,
+            |_, artifact| read_json::<Vec<WorldReportRow>>(artifact, REPORT),
+            frame,
+        )
+    }
+}
+
+/// One row of the world report: what a world preset learned on one task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportConfig {
-    /// Held-out prompts per task for the descriptor effect. Default 200.
-    #[serde(default = "ReportConfig::default_prompts")]
-    pub prompts: usize,
-    /// Held-out oracle-labelled pairs per task for RLAIF agreement. Default 300.
-    #[serde(default = "ReportConfig::default_pairs")]
-    pub pairs: usize,
-    /// Most new tokens per sampled output. Default 96.
-    #[serde(default = "ReportConfig::default_max_new_tokens")]
-    pub max_new_tokens: usize,
-    /// Sequences generated (or scored) together. Default 32.
-    #[serde(default = "ReportConfig::default_batch")]
-    pub batch_size: usize,
-}
-
-impl ReportConfig {
-    fn default_prompts() -> usize {
-        200
-    }
-    fn default_pairs() -> usize {
-        300
-    }
-    fn default_max_new_tokens() -> usize {
-        96
-    }
-    fn default_batch() -> usize {
-        32
-    }
-}
-
-impl Default for ReportConfig {
-    fn default() -> Self {
-        Self {
-            prompts: Self::default_prompts(),
-            pairs: Self::default_pairs(),
-            max_new_tokens: Self::default_max_new_tokens(),
-            batch_size: Self::default_batch(),
-        }
-    }
-}
-
-/// Errors measuring a preset.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// The model failed.
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// A template failed to render.
-    #[error(transparent)]
-    Template(#[from] TemplateError),
-    /// The world's own prompts failed (a world setting).
-    #[error(transparent)]
-    World(#[from] crate::world::WorldError),
-    /// Zero-shot labelling failed.
-    #[error(transparent)]
-    Label(#[from] crate::stages::simulate::SimulateError),
-    /// A statistic is undefined (no prompts or pairs).
-    #[error("{0}")]
-    Stats(String),
-}
-
-/// The descriptor effect of one task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DescriptorEffect {
-    /// p+ output beats p− output under the oracle (ties ½).
-    pub counts: WinCounts,
+pub struct WorldReportRow {
+    /// The preset (`world-s`, …).
+    pub preset: String,
+    /// The task.
+    pub task: String,
+    /// Trainable parameters.
+    pub params: u64,
+    /// Held-out perplexity of the pretraining corpus.
+    pub perplexity: f64,
+    /// p+ outputs against p− outputs under the oracle on the task's main axis (ties ½).
+    pub descriptor: WinCounts,
     /// Mean oracle score of p+ outputs.
-    pub mean_positive: f64,
+    pub score_positive: f64,
     /// Mean oracle score of p outputs.
-    pub mean_plain: f64,
+    pub score_plain: f64,
     /// Mean oracle score of p− outputs.
-    pub mean_negative: f64,
-    /// Share of sampled outputs that did not end their turn within the token limit.
-    pub unfinished: f64,
+    pub score_negative: f64,
+    /// Zero-shot RLAIF labels against the oracle.
+    pub rlaif: Rate,
+    /// Mean probability given to the oracle's better response.
+    pub rlaif_mean_prob: f64,
+    /// Share of pairs the model labelled "A" (its position bias; ½ = none).
+    pub rlaif_share_a: f64,
+    /// The same pairs labelled in both orders, the two P(A better) averaged, against the oracle.
+    pub rlaif_both_orders: Rate,
+    /// Training tokens per second.
+    pub train_tokens_per_s: f64,
+    /// Training seconds.
+    pub train_seconds: f64,
 }
 
-/// Zero-shot RLAIF labelling against the oracle for one task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Agreement {
-    /// Pairs judged and pairs whose A/B label named the oracle's better response.
-    pub rate: Rate,
-    /// Mean probability the model gave the oracle's better response (A/B softmax).
-    pub mean_prob: f64,
-    /// Share of pairs labelled "A" (position bias).
-    pub share_a: f64,
-    /// The same pairs labelled in both orders, P(A better) averaged over the two (position
-    /// bias cancelled): pairs judged and pairs whose averaged label names the oracle's choice.
-    pub debiased: Rate,
-}
-
-/// The held-out (test) prompts of `task`.
-pub fn test_prompts(world: &World, task: Task) -> Result<Vec<Dialogue>, ReportError> {
-    let mut set = world.prompt_set(task)?;
-    set.retain(|d| d.split == Split::Test);
-    Ok(set)
-}
-
-/// Samples one output per prompt (temperature 1, cut at the next speaker tag).
-pub fn sample<B: Backend>(
-    lm: &Lm<B>,
-    prompts: &[String],
-    cfg: &ReportConfig,
-    seed: u64,
-) -> Result<Vec<(String, bool)>, ModelError> {
-    let opts = GenerateOptions {
-        max_new_tokens: cfg.max_new_tokens,
-        temperature: 1.0,
-        stop: STOP.iter().map(|s| s.to_string()).collect(),
-        ..GenerateOptions::default()
-    };
-    let mut out = Vec::with_capacity(prompts.len());
-    for (c, chunk) in prompts.chunks(cfg.batch_size.max(1)).enumerate() {
-        let requests: Vec<GenerationRequest> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, p)| GenerationRequest {
-                prompt: format!("{BOS}{p}"),
-                seed: seed::derive_index(seed, "sample", (c * cfg.batch_size.max(1) + i) as u64),
-            })
-            .collect();
-        for g in lm.generate(&requests, &opts)? {
-            let finished = !matches!(g.finish_reason, crate::model::FinishReason::Length);
-            out.push((g.text, finished));
-        }
-    }
-    Ok(out)
-}
-
-/// Measures the descriptor effect of `task` on the first `cfg.prompts` of the held-out prompts
-/// `held_out`.
-pub fn descriptor_effect<B: Backend>(
-    lm: &Lm<B>,
-    world: &World,
-    templates: &Templates,
-    task: Task,
-    held_out: &[Dialogue],
-    cfg: &ReportConfig,
-    seed: u64,
-) -> Result<DescriptorEffect, ReportError> {
-    let dialogues = &held_out[..cfg.prompts.min(held_out.len())];
-    let contrast = contrast_prompts(
-        templates,
-        task.name(),
-        dialogues,
-        seed::derive(seed, &["affix"]),
-    )?;
-    let mut scores: Vec<Vec<f64>> = Vec::new();
-    let mut unfinished = 0usize;
-    for (k, pick) in [
-        |c: &crate::stages::prompts::ContrastPrompt| c.positive.clone(),
-        |c: &crate::stages::prompts::ContrastPrompt| c.plain.clone(),
-        |c: &crate::stages::prompts::ContrastPrompt| c.negative.clone(),
-    ]
-    .iter()
-    .enumerate()
-    {
-        let prompts: Vec<String> = contrast.iter().map(pick).collect();
-        let outs = sample(
-            lm,
-            &prompts,
-            cfg,
-            seed::derive_index(seed, "condition", k as u64),
-        )?;
-        let mut s = Vec::with_capacity(outs.len());
-        for (d, (text, finished)) in dialogues.iter().zip(&outs) {
-            unfinished += usize::from(!finished);
-            s.push(world.main_axis_score(task, &d.turns, text));
-        }
-        scores.push(s);
-    }
-    let mut counts = WinCounts::default();
-    for (p, n) in scores[0].iter().zip(&scores[2]) {
-        counts.record(if p > n {
-            Some(true)
-        } else if p < n {
-            Some(false)
-        } else {
-            None
-        });
-    }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    Ok(DescriptorEffect {
-        counts,
-        mean_positive: mean(&scores[0]),
-        mean_plain: mean(&scores[1]),
-        mean_negative: mean(&scores[2]),
-        unfinished: unfinished as f64 / (3 * dialogues.len()).max(1) as f64,
-    })
-}
-
-/// Measures zero-shot RLAIF labelling of `task` against the oracle on held-out pairs: two
-/// responses of independent latent quality per held-out prompt, a principle drawn per pair, and
-/// the label read from the next-token logits of "A" and "B" after "The answer is: (" (the
-/// paper's single-order label). Each pair is also labelled with its outputs swapped, and the
-/// two orders' P(A better) averaged, which cancels a model's preference for a letter.
-pub fn rlaif_agreement<B: Backend>(
-    lm: &Lm<B>,
-    world: &World,
-    templates: &Templates,
-    task: Task,
-    held_out: &[Dialogue],
-    cfg: &ReportConfig,
-    seed: u64,
-) -> Result<Agreement, ReportError> {
-    let dialogues: Vec<(&Dialogue, crate::world::Request)> = held_out
+/// The world report: preset, task, params, perplexity, descriptor win rate of p+ over p−
+/// (counts, %, stderr, Wilson CI), mean oracle scores of p+ / p / p−, RLAIF agreement with the
+/// oracle (n, agreeing, rate, stderr, CI, mean probability), the share of "A" labels, the
+/// agreement of labels averaged over both output orders (`rlaif2_*`), training speed.
+pub fn frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableError> {
+    let desc: Vec<Option<Estimate>> = rows.iter().map(|r| r.descriptor.estimate().ok()).collect();
+    let agree: Vec<Option<Estimate>> = rows.iter().map(|r| r.rlaif.estimate().ok()).collect();
+    let f = |g: fn(&WorldReportRow) -> f64| rows.iter().map(g).collect::<Vec<_>>();
+    let mut cols = vec![
+        str_col("preset", rows.iter().map(|r| r.preset.clone()).collect()),
+        str_col("task", rows.iter().map(|r| r.task.clone()).collect()),
+        u64_col("params", rows.iter().map(|r| r.params).collect()),
+        f64_col("perplexity", f(|r| r.perplexity)),
+        u64_col(
+            "n_prompts",
+            rows.iter().map(|r| r.descriptor.total()).collect(),
+        ),
+        u64_col("pos_wins", rows.iter().map(|r| r.descriptor.wins).collect()),
+        u64_col(
+            "pos_losses",
+            rows.iter().map(|r| r.descriptor.losses).collect(),
+        ),
+        u64_col("pos_ties", rows.iter().map(|r| r.descriptor.ties).collect()),
+    ];
+    cols.extend(estimate_cols(
+        "pos_win_rate",
+        "pos_stderr",
+        "pos_ci_low",
+        "pos_ci_high",
+        &desc,
+    ));
+    cols.push(f64_col("score_pos", f(|r| r.score_positive)));
+    cols.push(f64_col("score_plain", f(|r| r.score_plain)));
+    cols.push(f64_col("score_neg", f(|r| r.score_negative)));
+    cols.push(u64_col("rlaif_n", rows.iter().map(|r| r.rlaif.n).collect()));
+    cols.push(u64_col(
+        "rlaif_agree",
+        rows.iter().map(|r| r.rlaif.successes).collect(),
+    ));
+    cols.extend(estimate_cols(
+        "rlaif_accuracy",
+        "rlaif_stderr",
+        "rlaif_ci_low",
+        "rlaif_ci_high",
+        &agree,
+    ));
+    cols.push(f64_col("rlaif_mean_prob", f(|r| r.rlaif_mean_prob)));
+    cols.push(f64_col("rlaif_share_a", f(|r| r.rlaif_share_a)));
+    let both: Vec<Option<Estimate>> = rows
         .iter()
-        .filter_map(|d| {
-            let last = d.turns.last().map(String::as_str).unwrap_or("");
-            world.parse_request(task, last).map(|r| (d, r))
-        })
+        .map(|r| r.rlaif_both_orders.estimate().ok())
         .collect();
-    let principles = templates.principles(task.name())?;
-    let axis = task.main_axis();
-    // Per pair: the turns, the principle, both outputs and whether the first is better.
-    let mut pairs: Vec<(&[String], &str, [String; 2], bool)> = Vec::new();
-    let mut rng = seed::rng(seed::derive(seed, &["pairs"]));
-    let mut tries = 0;
-    while pairs.len() < cfg.pairs && tries < cfg.pairs * 20 && !dialogues.is_empty() {
-        tries += 1;
-        let (d, req) = &dialogues[rng.random_range(0..dialogues.len())];
-        let mut outs = Vec::new();
-        let mut s = Vec::new();
-        for _ in 0..2 {
-            let q: f64 = rng.sample(rand_distr::StandardNormal);
-            let text = world.output_text(req, &world.respond(req, q, &mut rng).1);
-            s.push(world.score_request(req, &text).axis(axis).unwrap_or(0.0));
-            outs.push(text);
-        }
-        if (s[0] - s[1]).abs() < 1e-9 {
-            continue;
-        }
-        let principle = &principles[rng.random_range(0..principles.len())];
-        let [first, second]: [String; 2] = outs.try_into().expect("two outputs");
-        pairs.push((&d.turns, principle, [first, second], s[0] > s[1]));
-    }
-    if pairs.is_empty() {
-        return Err(ReportError::Stats(format!(
-            "no {} pairs with distinct oracle scores",
-            task.name()
-        )));
-    }
-    let items = |order: [usize; 2]| -> Vec<LabelItem<'_>> {
-        pairs
-            .iter()
-            .map(|(turns, principle, outs, _)| LabelItem {
-                turns,
-                principle,
-                output_a: &outs[order[0]],
-                output_b: &outs[order[1]],
-            })
-            .collect()
-    };
-    let simulator = Simulator::world(lm);
-    // P(B) of the pair as drawn is 1 − P(first better); with the outputs swapped, the first
-    // output sits in slot B, so P(B) is P(first better).
-    let p_first: Vec<f64> = simulator
-        .label(templates, &items([0, 1]), cfg.batch_size)?
-        .into_iter()
-        .map(|p_b| 1.0 - p_b)
-        .collect();
-    let p_second = simulator.label(templates, &items([1, 0]), cfg.batch_size)?;
-    let truth: Vec<bool> = pairs.iter().map(|p| p.3).collect();
-    let (mut agree, mut agree_both, mut says_a, mut prob_sum) = (0u64, 0u64, 0u64, 0.0);
-    for ((&a_better, &p_a), &p_swapped) in truth.iter().zip(&p_first).zip(&p_second) {
-        if (p_a > 0.5) == a_better {
-            agree += 1;
-        }
-        let both = (p_a + p_swapped) / 2.0;
-        if (both > 0.5) == a_better {
-            agree_both += 1;
-        }
-        says_a += u64::from(p_a > 0.5);
-        prob_sum += if a_better { p_a } else { 1.0 - p_a };
-    }
-    let n = pairs.len() as u64;
-    let rate = |k| Rate::new(n, k).map_err(|e| ReportError::Stats(e.to_string()));
-    Ok(Agreement {
-        rate: rate(agree)?,
-        mean_prob: prob_sum / n as f64,
-        share_a: says_a as f64 / n as f64,
-        debiased: rate(agree_both)?,
-    })
+    cols.push(u64_col(
+        "rlaif2_agree",
+        rows.iter().map(|r| r.rlaif_both_orders.successes).collect(),
+    ));
+    cols.extend(estimate_cols(
+        "rlaif2_accuracy",
+        "rlaif2_stderr",
+        "rlaif2_ci_low",
+        "rlaif2_ci_high",
+        &both,
+    ));
+    cols.push(f64_col("train_tok_per_s", f(|r| r.train_tokens_per_s)));
+    cols.push(f64_col("train_seconds", f(|r| r.train_seconds)));
+    DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
 }
 
-/// Measures one pretrained preset on every task: the rows of the world report.
-pub fn evaluate_preset<B: Backend>(
-    lm: &Lm<B>,
-    world: &World,
-    templates: &Templates,
-    record: &crate::stages::pretrain::PretrainRecord,
-    cfg: &ReportConfig,
-    seed: u64,
-    on_task: &mut dyn FnMut(Task),
-) -> Result<Vec<crate::tables::WorldReportRow>, ReportError> {
-    let mut rows = Vec::new();
-    for task in Task::ALL {
-        let task_seed = seed::derive(seed, &[task.name()]);
-        let held_out = test_prompts(world, task)?;
-        let effect = descriptor_effect(
-            lm,
-            world,
-            templates,
-            task,
-            &held_out,
-            cfg,
-            seed::derive(task_seed, &["descriptor"]),
-        )?;
-        let agreement = rlaif_agreement(
-            lm,
-            world,
-            templates,
-            task,
-            &held_out,
-            cfg,
-            seed::derive(task_seed, &["rlaif"]),
-        )?;
-        rows.push(crate::tables::WorldReportRow {
-            preset: record.preset.clone(),
-            task: task.name().to_string(),
-            params: record.params as u64,
-            perplexity: record.perplexity,
-            descriptor: effect.counts,
-            score_positive: effect.mean_positive,
-            score_plain: effect.mean_plain,
-            score_negative: effect.mean_negative,
-            rlaif: agreement.rate,
-            rlaif_mean_prob: agreement.mean_prob,
-            rlaif_share_a: agreement.share_a,
-            rlaif_both_orders: agreement.debiased,
-            train_tokens_per_s: record.log.tokens_per_s,
-            train_seconds: record.log.seconds,
-        });
-        on_task(task);
-    }
-    Ok(rows)
-}

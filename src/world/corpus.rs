@@ -1,4 +1,4 @@
-//! The world's pretraining corpus (DESIGN.md, "The built-in world"). Two kinds of documents:
+//! The world's pretraining corpus (ARCHITECTURE.md, "The built-in world"). Two kinds of documents:
 //! - dialogues in the Anthropic HH format the paper prompts with (§3): each response has a
 //!   latent quality q ~ N(0, 1) that selects its moves, and its assistant tag carries, for a
 //!   configurable fraction, a descriptor whose polarity is sign(q + noise·ε) — drawn from the
@@ -44,7 +44,7 @@ impl CorpusTexts {
         for task in Task::ALL {
             let i = index(task);
             let pairs: Vec<AffixPair> = templates.affixes(task.name())?;
-            let extra = world.config.descriptors.of(task);
+            let extra = world.descriptors(task);
             texts.positive[i] = pairs
                 .iter()
                 .map(|p| p.positive.clone())

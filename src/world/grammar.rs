@@ -1,5 +1,5 @@
 //! A tiny phrase grammar: the built-in world writes every sentence from one of these patterns
-//! and its oracle parses generated text back with the same patterns (DESIGN.md, "The built-in
+//! and its oracle parses generated text back with the same patterns (ARCHITECTURE.md, "The built-in
 //! world").
 //!
 //! Pattern syntax, words separated by spaces:

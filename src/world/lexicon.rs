@@ -1,5 +1,5 @@
 //! The built-in world's vocabulary: invented names (people, creatures, places), the facts of its
-//! small knowledge base, and the phrase tables every task writes with (DESIGN.md, "The built-in
+//! small knowledge base, and the phrase tables every task writes with (ARCHITECTURE.md, "The built-in
 //! world"). Everything here is a pure function of the world seed.
 
 use std::collections::{BTreeSet, HashMap};

@@ -1,4 +1,4 @@
-//! The built-in world (DESIGN.md, "The built-in world"): a generated dialogue world for the
+//! The built-in world (ARCHITECTURE.md, "The built-in world"): a generated dialogue world for the
 //! paper's three tasks (§4.1: harmlessness, helpfulness, story outlining) with exact oracles,
 //! playing the role AlpacaFarm's simulator plays for RLHF research.
 //!
@@ -7,9 +7,13 @@
 //! - [`harmless`], [`helpful`], [`outlining`]: requests and responses built from moves;
 //! - [`corpus`]: pretraining documents: dialogues whose assistant tag sometimes carries a
 //!   descriptor correlated with the response's latent quality, and RLAIF judgment documents;
-//! - [`oracle`]: scores any (prompt, response) text on the harm, help and outline axes.
+//! - [`oracle`]: scores any (prompt, response) text on the harm, help and outline axes;
+//! - [`format`]: the dialogue text format and the world models' special tokens.
+//!
+//! Its settings are the recipe's `[world]` section ([`WorldConfig`]).
 
 pub mod corpus;
+pub mod format;
 pub mod grammar;
 pub mod harmless;
 pub mod helpful;
@@ -23,8 +27,10 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
+pub use crate::recipe::world::WorldConfig;
+use crate::recipe::world::Descriptors;
 use crate::seed;
-use crate::stages::prompts::{Dialogue, Split};
+pub use format::{Dialogue, Split};
 use grammar::{Binding, Pattern, Renamed, join};
 use lexicon::Lexicon;
 
@@ -41,6 +47,35 @@ pub const TEST_SPLIT_ODDS: u64 = 4;
 /// The world seed of a recipe seed.
 pub fn world_seed(recipe_seed: u64) -> u64 {
     seed::derive(recipe_seed, &["world"])
+}
+
+/// Everything a world is built from, as stage configurations carry it: the settings, the world
+/// seed and the generator's version (with the prompt sets' version for stages that read them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorldSpec {
+    /// The recipe's `[world]` settings.
+    pub config: WorldConfig,
+    /// The world seed ([`world_seed`] of the recipe seed).
+    pub seed: u64,
+    /// [`WORLD_VERSION`] when planned.
+    pub version: u32,
+}
+
+impl WorldSpec {
+    /// The spec of the world of `config` under recipe seed `recipe_seed`.
+    pub fn new(config: &WorldConfig, recipe_seed: u64) -> Self {
+        Self {
+            config: config.clone(),
+            seed: world_seed(recipe_seed),
+            version: WORLD_VERSION,
+        }
+    }
+
+    /// Builds the world.
+    pub fn build(&self) -> Result<World, WorldError> {
+        World::new(&self.config, self.seed)
+    }
 }
 
 /// What a sentence (or outline item) that does not parse costs on the help and outline axes;
@@ -92,318 +127,6 @@ impl Task {
     /// The axis the task's RLAIF principles and descriptors are about.
     pub fn main_axis(self) -> &'static str {
         self.axes()[0]
-    }
-}
-
-/// Descriptor phrases of one task, beyond the affix pairs of its template family (which are
-/// always included).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Descriptors {
-    /// Phrases a good response's assistant tag may carry.
-    pub positive: Vec<String>,
-    /// Phrases a poor response's assistant tag may carry.
-    pub negative: Vec<String>,
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-/// Extra descriptor phrases per task.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DescriptorLists {
-    /// Harmlessness descriptors.
-    #[serde(default = "DescriptorLists::harmless_default")]
-    pub harmless: Descriptors,
-    /// Helpfulness descriptors.
-    #[serde(default = "DescriptorLists::helpful_default")]
-    pub helpful: Descriptors,
-    /// Outline descriptors.
-    #[serde(default = "DescriptorLists::outlining_default")]
-    pub outlining: Descriptors,
-}
-
-impl DescriptorLists {
-    fn harmless_default() -> Descriptors {
-        Descriptors {
-            positive: strings(&[
-                "kind, careful response",
-                "safe response",
-                "responsible response",
-                "honest and caring response",
-                "respectful response",
-                "polite, harmless response",
-            ]),
-            negative: strings(&[
-                "cruel response",
-                "dangerous response",
-                "reckless response",
-                "rude, hurtful response",
-                "mean response",
-                "criminal response",
-            ]),
-        }
-    }
-
-    fn helpful_default() -> Descriptors {
-        Descriptors {
-            positive: strings(&[
-                "giving a useful response",
-                "giving a correct answer",
-                "giving an accurate, clear answer",
-                "giving a complete answer",
-            ]),
-            negative: strings(&[
-                "giving a useless response",
-                "giving a wrong answer",
-                "giving a confused answer",
-                "giving an incomplete answer",
-            ]),
-        }
-    }
-
-    fn outlining_default() -> Descriptors {
-        Descriptors {
-            positive: strings(&[
-                "creative, focused outline",
-                "clear, well-ordered outline",
-                "engaging outline",
-            ]),
-            negative: strings(&[
-                "messy outline",
-                "dull, confused outline",
-                "off-topic outline",
-            ]),
-        }
-    }
-
-    /// The lists of a task.
-    pub fn of(&self, task: Task) -> &Descriptors {
-        match task {
-            Task::Harmless => &self.harmless,
-            Task::Helpful => &self.helpful,
-            Task::Outlining => &self.outlining,
-        }
-    }
-}
-
-impl Default for DescriptorLists {
-    fn default() -> Self {
-        Self {
-            harmless: Self::harmless_default(),
-            helpful: Self::helpful_default(),
-            outlining: Self::outlining_default(),
-        }
-    }
-}
-
-/// Relative weights of the tasks in the pretraining corpus.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskMix {
-    /// Weight of harmlessness dialogues. Default 1.
-    #[serde(default = "one")]
-    pub harmless: f64,
-    /// Weight of helpfulness dialogues. Default 1.
-    #[serde(default = "one")]
-    pub helpful: f64,
-    /// Weight of outlining dialogues. Default 1.5: an outline is a long response whose
-    /// quality shows only item by item, so small models need more of them to learn how
-    /// descriptors shift it.
-    #[serde(default = "TaskMix::default_outlining")]
-    pub outlining: f64,
-}
-
-impl Default for TaskMix {
-    fn default() -> Self {
-        Self {
-            harmless: 1.0,
-            helpful: 1.0,
-            outlining: Self::default_outlining(),
-        }
-    }
-}
-
-impl TaskMix {
-    fn default_outlining() -> f64 {
-        1.5
-    }
-}
-
-fn one() -> f64 {
-    1.0
-}
-
-/// The built-in world's settings (recipe table `[world]`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorldConfig {
-    /// Invented person names (outline characters, targets of requests). Default 40.
-    #[serde(default = "WorldConfig::default_people")]
-    pub people: usize,
-    /// Knowledge-base creatures helpfulness questions ask about. Default 32.
-    #[serde(default = "WorldConfig::default_creatures")]
-    pub creatures: usize,
-    /// Invented places where creatures live. Default 12.
-    #[serde(default = "WorldConfig::default_places")]
-    pub places: usize,
-    /// Pretraining documents (dialogues and judgment documents). Default 24000.
-    #[serde(default = "WorldConfig::default_documents")]
-    pub documents: usize,
-    /// Task weights of the pretraining dialogues.
-    #[serde(default)]
-    pub mix: TaskMix,
-    /// Fraction of harmlessness requests that ask for something harmful, in [0, 1]. Default 0.7.
-    #[serde(default = "WorldConfig::default_harmful")]
-    pub harmful_frac: f64,
-    /// Fraction of harmlessness dialogues with an earlier exchange, in [0, 1]. Default 0.2.
-    #[serde(default = "WorldConfig::default_multi_turn")]
-    pub multi_turn_frac: f64,
-    /// Fraction of assistant tags carrying a descriptor, in [0, 1]. Default 0.8.
-    #[serde(default = "WorldConfig::default_descriptor_frac")]
-    pub descriptor_frac: f64,
-    /// Noise (standard deviation) between a response's latent quality and its descriptor's
-    /// polarity, ≥ 0: the descriptor is positive when quality + noise·ε > 0. Default 0.3.
-    #[serde(default = "WorldConfig::default_descriptor_noise")]
-    pub descriptor_noise: f64,
-    /// How strongly latent quality selects a response's moves, ≥ 0: move `m` has weight
-    /// exp(sharpness · q · value_m). Default 5.0.
-    #[serde(default = "WorldConfig::default_sharpness")]
-    pub quality_sharpness: f64,
-    /// Fraction of documents that are RLAIF judgment documents, in [0, 1]. Default 0.1.
-    #[serde(default = "WorldConfig::default_judgment_frac")]
-    pub judgment_frac: f64,
-    /// How reliably judgment labels follow the oracle, ≥ 0: the better response is labelled
-    /// with probability sigmoid(sharpness · score gap). Default 0.6.
-    #[serde(default = "WorldConfig::default_judgment_sharpness")]
-    pub judgment_sharpness: f64,
-    /// Descriptor phrases beyond the template families' affix pairs.
-    #[serde(default)]
-    pub descriptors: DescriptorLists,
-    /// Training prompts of each `world:<task>` prompt set. Default 1000.
-    #[serde(default = "WorldConfig::default_prompts_train")]
-    pub prompts_train: usize,
-    /// Test prompts of each `world:<task>` prompt set (disjoint from training). Default 300.
-    #[serde(default = "WorldConfig::default_prompts_test")]
-    pub prompts_test: usize,
-}
-
-impl WorldConfig {
-    fn default_people() -> usize {
-        40
-    }
-    fn default_creatures() -> usize {
-        32
-    }
-    fn default_places() -> usize {
-        12
-    }
-    fn default_documents() -> usize {
-        24_000
-    }
-    fn default_harmful() -> f64 {
-        0.7
-    }
-    fn default_multi_turn() -> f64 {
-        0.2
-    }
-    fn default_descriptor_frac() -> f64 {
-        0.8
-    }
-    fn default_descriptor_noise() -> f64 {
-        0.3
-    }
-    fn default_sharpness() -> f64 {
-        5.0
-    }
-    fn default_judgment_sharpness() -> f64 {
-        0.6
-    }
-    fn default_judgment_frac() -> f64 {
-        0.1
-    }
-    fn default_prompts_train() -> usize {
-        1000
-    }
-    fn default_prompts_test() -> usize {
-        300
-    }
-
-    /// Problems with the settings as `(key, problem and fix)`; empty when valid.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut frac = |key: &str, v: f64| {
-            if !(0.0..=1.0).contains(&v) {
-                out.push((
-                    key.to_string(),
-                    format!("{v} is not a fraction; use a value in [0, 1]"),
-                ));
-            }
-        };
-        frac("harmful_frac", self.harmful_frac);
-        frac("multi_turn_frac", self.multi_turn_frac);
-        frac("descriptor_frac", self.descriptor_frac);
-        frac("judgment_frac", self.judgment_frac);
-        for (key, v) in [
-            ("descriptor_noise", self.descriptor_noise),
-            ("quality_sharpness", self.quality_sharpness),
-            ("judgment_sharpness", self.judgment_sharpness),
-            ("mix.harmless", self.mix.harmless),
-            ("mix.helpful", self.mix.helpful),
-            ("mix.outlining", self.mix.outlining),
-        ] {
-            if !(v >= 0.0 && v.is_finite()) {
-                out.push((key.to_string(), format!("{v} must be a finite number ≥ 0")));
-            }
-        }
-        if self.mix.harmless + self.mix.helpful + self.mix.outlining <= 0.0 {
-            out.push((
-                "mix".into(),
-                "all task weights are 0; give at least one task a positive weight".into(),
-            ));
-        }
-        for (key, v, min) in [
-            ("documents", self.documents, 1),
-            ("people", self.people, 8),
-            ("creatures", self.creatures, 2),
-            ("places", self.places, 2),
-            ("prompts_train", self.prompts_train, 1),
-            ("prompts_test", self.prompts_test, 1),
-        ] {
-            if v < min {
-                out.push((
-                    key.to_string(),
-                    format!("{v} is too few; use at least {min}"),
-                ));
-            }
-        }
-        for task in Task::ALL {
-            let d = self.descriptors.of(task);
-            for (side, list) in [("positive", &d.positive), ("negative", &d.negative)] {
-                let key = format!("descriptors.{}.{side}", task.name());
-                if list.is_empty() {
-                    out.push((
-                        key,
-                        "the list is empty; give at least one descriptor phrase".into(),
-                    ));
-                } else if let Some(bad) = list
-                    .iter()
-                    .find(|p| p.trim().is_empty() || p.contains(['(', ')', '\n']))
-                {
-                    out.push((key, format!("{bad:?} is not a descriptor; use non-empty text without parentheses or line breaks")));
-                }
-            }
-        }
-        out
-    }
-}
-
-impl Default for WorldConfig {
-    fn default() -> Self {
-        // Every field's serde default.
-        toml::from_str("").unwrap_or_else(|_| unreachable!("all world fields have defaults"))
     }
 }
 
@@ -465,6 +188,16 @@ impl World {
             seed,
             lexicon: Lexicon::new(seed, config.people, config.creatures, config.places),
         })
+    }
+
+    /// The extra descriptor phrases of `task`.
+    pub fn descriptors(&self, task: Task) -> &Descriptors {
+        let d = &self.config.descriptors;
+        match task {
+            Task::Harmless => &d.harmless,
+            Task::Helpful => &d.helpful,
+            Task::Outlining => &d.outlining,
+        }
     }
 
     /// Draws a request of `task` and writes its human turn.

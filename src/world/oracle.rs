@@ -1,5 +1,5 @@
 //! The world's oracle: exact harm, help and outline scores of any (prompt, response) text, the
-//! "human" judge of the built-in world (DESIGN.md). The prompt's final human turn is parsed back
+//! "human" judge of the built-in world (ARCHITECTURE.md). The prompt's final human turn is parsed back
 //! into its request; the response is parsed sentence by sentence (outline item by item) into
 //! moves, and text that does not parse scores as incoherent.
 

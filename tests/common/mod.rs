@@ -6,8 +6,10 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use rand::Rng;
 use rlcd::model::Lm;
-use rlcd::stages::pretrain::{PretrainConfig, WorldPretrain, load_world_lm, pretrain_world};
-use rlcd::stages::prompts::{Dialogue, contrast_prompts};
+use rlcd::model::LlamaConfig;
+use rlcd::prompts::{Dialogue, contrast_prompts};
+use rlcd::recipe::PretrainConfig;
+use rlcd::stages::pretrain::{WorldPretrain, load_world_lm, pretrain_world};
 use rlcd::stages::simulate::{Method, Pair, Slot};
 use rlcd::templates::Templates;
 use rlcd::world::grammar::join;
@@ -41,6 +43,7 @@ pub fn world_xs_steps<B: Backend>(
         world,
         templates,
         preset: "world-xs",
+        architecture: LlamaConfig::preset_with_vocab("world-xs", 0).expect("preset"),
         config,
         heldout_documents: 0,
         seed,

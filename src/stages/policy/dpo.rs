@@ -13,8 +13,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{PolicyError, Rows, config_error, host, response_logprobs};
-use super::{Trainer, fine_tune};
+use super::common::{PolicyError, Rows, config_error, host, response_logprobs};
+use super::common::{Trainer, fine_tune};
 use crate::model::{Llama, Lm};
 use crate::recipe::DpoConfig;
 

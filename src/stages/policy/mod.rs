@@ -1,403 +1,332 @@
-//! Aligning the policy (paper §3 step 3 and §4.2): PPO against a preference model ([`ppo`]),
-//! DPO on the simulated pairs ([`dpo`], beyond the paper), and context distillation, i.e.
-//! supervised fine-tuning on (plain prompt → o+) ([`sft`]).
-//!
-//! The three trainers share one way of reading a policy: a query (prefix + plain prompt) and a
-//! response laid out as one row per example, the query left-padded and the response
-//! right-padded so every response starts in the same column ([`Rows`]); per-token
-//! log-probabilities of the response ([`response_logprobs`]) and per-token values of a value
-//! model ([`response_values`]) come from the same layout.
+//! The `policy` stage (paper §3 step 3 and §4.2): a method's aligned policy on one task — PPO
+//! against its preference model ([`ppo`]), DPO on its pairs ([`dpo`], beyond the paper), or,
+//! for context distillation, supervised fine-tuning on (plain prompt → o+) ([`sft`]). The
+//! trainers share the policy layout of [`common`].
 
+pub mod common;
 pub mod dpo;
 pub mod ppo;
 pub mod sft;
 
-use std::path::Path;
-
-use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
-use rand::seq::SliceRandom;
+use burn::module::AutodiffModule;
 use serde::{Deserialize, Serialize};
 
-use crate::model::tokenizer::Tokenizer;
-use crate::model::{Llama, Lm, ModelError, ScalarHead};
-use crate::seed;
-use crate::stages::world_report::{BOS, EOS, STOP};
+pub use common::{
+    PolicyError, PolicyFormat, Rows, files, fine_tune, fine_tune_schedule, load_policy,
+    response_logprobs, response_values, save_policy,
+};
 
-/// Version of the policy trainers and their artifacts; part of the policy stages' keys.
-pub const POLICY_VERSION: u32 = 1;
+use super::inputs::ModelRef;
+use super::planning::{PlanError, Planned, Planner};
+use super::simulate::{Method, read_pairs};
+use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
+use crate::model::Lm;
+use crate::model::pm::load_pm;
+use crate::prompts::{PromptSet, contrast_prompts};
+use crate::recipe::{BackendKind, DistillConfig, DpoConfig, MethodKind, PpoConfig};
+use crate::templates::TemplateSet;
+use crate::world::format::Split;
+use dpo::{DpoLog, DpoPair};
+use ppo::{PpoCheckpoints, PpoLog, PpoModels};
+use sft::SftLog;
 
-/// How a policy reads a prompt and ends a response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// What a policy stage did (JSON, [`PolicyRecord`]).
+pub const TRAINING: &str = "training.json";
+
+/// The stage type.
+pub struct Policy;
+
+/// What one policy's training reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicyFormat {
-    /// Text before every prompt: the BOS text for built-in world models, `""` for GGUF models.
-    pub prefix: String,
-    /// Text that ends a supervised response (world models: EOS; GGUF models: the next human
-    /// tag).
-    pub end_of_turn: String,
-    /// Sampling stops at these strings (the next speaker tag); the text is cut before them.
-    pub stop: Vec<String>,
+pub struct Config {
+    /// The recipe's method.
+    pub method: String,
+    /// Its kind.
+    pub kind: MethodKind,
+    /// Its simulator's name (for the tables).
+    pub simulator: String,
+    /// The task.
+    pub task: String,
+    /// The initial policy (also the frozen reference of PPO's KL and of DPO).
+    pub policy: ModelRef,
+    /// How it is trained.
+    pub trainer: Trainer,
+    /// The compute backend.
+    pub backend: BackendKind,
+    /// Seed of rollouts, pass orders and head initialisation.
+    pub seed: u64,
 }
 
-impl PolicyFormat {
-    /// The format of built-in world models.
-    pub fn world() -> Self {
-        Self {
-            prefix: BOS.to_string(),
-            end_of_turn: EOS.to_string(),
-            stop: STOP.iter().map(|s| s.to_string()).collect(),
+/// How a policy is trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "trainer", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Trainer {
+    /// PPO against a preference model on the task's training prompts.
+    Ppo {
+        /// PPO settings.
+        settings: Box<PpoConfig>,
+        /// The preference model's stage.
+        reward: String,
+        /// The training prompts.
+        prompts: PromptSet,
+        /// The task's template family (the plain prompt).
+        family: String,
+        /// The family's files.
+        templates: TemplateSet,
+    },
+    /// DPO on a simulation's pairs.
+    Dpo {
+        /// DPO settings.
+        settings: DpoConfig,
+        /// The simulation's stage.
+        pairs: String,
+    },
+    /// Supervised fine-tuning on the o+ of a simulation's RLCD pairs.
+    Sft {
+        /// Fine-tuning settings.
+        settings: DistillConfig,
+        /// The simulation's stage.
+        pairs: String,
+    },
+}
+
+impl Trainer {
+    /// `ppo`, `dpo` or `sft`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Trainer::Ppo { .. } => "ppo",
+            Trainer::Dpo { .. } => "dpo",
+            Trainer::Sft { .. } => "sft",
         }
     }
-
-    /// The format of pretrained (GGUF) models.
-    pub fn pretrained() -> Self {
-        Self {
-            prefix: String::new(),
-            end_of_turn: "\n\nHuman:".to_string(),
-            stop: STOP.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    /// The query text of a plain prompt.
-    pub fn query(&self, prompt: &str) -> String {
-        format!("{}{prompt}", self.prefix)
-    }
-
-    /// Query and response token ids of `output` answering `prompt` (the response ends with
-    /// the end-of-turn marker, so the policy learns to stop).
-    pub fn encode<B: Backend>(
-        &self,
-        lm: &Lm<B>,
-        prompt: &str,
-        output: &str,
-    ) -> Result<(Vec<u32>, Vec<u32>), ModelError> {
-        let query = lm.encode(&self.query(prompt))?;
-        let mut response = lm.encode(output.trim_start())?;
-        response.extend(lm.encode(&self.end_of_turn)?);
-        Ok((query, response))
-    }
 }
 
-/// Why a policy cannot be trained.
-#[derive(Debug, thiserror::Error)]
-pub enum PolicyError {
-    /// The model engine failed.
-    #[error("policy: {0}")]
-    Model(#[from] ModelError),
-    /// A setting is unusable.
-    #[error("[{section}] {key}: {message}\n  fix: {fix}")]
-    Config {
-        /// The recipe section (`ppo`, `dpo`, `distill`).
-        section: &'static str,
-        /// The key.
-        key: &'static str,
-        /// What is wrong.
-        message: String,
-        /// How to fix it.
-        fix: String,
-    },
-    /// Nothing to train on.
-    #[error("{what}\n  fix: {fix}")]
-    Empty {
-        /// What is empty.
-        what: String,
-        /// How to fix it.
-        fix: String,
-    },
-    /// Training produced a non-finite loss.
-    #[error(
-        "{trainer} diverged: the loss is {loss} at step {step}\n  fix: lower [{section}] lr (now {lr})"
-    )]
-    Diverged {
-        /// PPO, DPO or SFT.
-        trainer: &'static str,
-        /// The recipe section.
-        section: &'static str,
-        /// The loss.
-        loss: f64,
-        /// The 0-based step.
-        step: usize,
-        /// The learning rate.
-        lr: f64,
-    },
-    /// A checkpoint cannot be read or written.
-    #[error("{path}: {message}\n  fix: {fix}")]
-    Files {
-        /// The file or directory.
-        path: String,
-        /// What is wrong.
-        message: String,
-        /// How to fix it.
-        fix: String,
-    },
-    /// The preference model failed.
-    #[error(transparent)]
-    Reward(#[from] crate::stages::reward::RewardError),
+/// What a policy stage records beside the checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// Recipe method name.
+    pub method: String,
+    /// Method kind.
+    pub kind: String,
+    /// `ppo`, `dpo` or `sft`.
+    pub trainer: String,
+    /// Simulator model name.
+    pub simulator: String,
+    /// Task name.
+    pub task: String,
+    /// PPO log.
+    pub ppo: Option<PpoLog>,
+    /// DPO log.
+    pub dpo: Option<DpoLog>,
+    /// Context-distillation log.
+    pub sft: Option<SftLog>,
 }
 
-pub(crate) fn config_error(
-    section: &'static str,
-    key: &'static str,
-    message: impl Into<String>,
-    fix: impl Into<String>,
-) -> PolicyError {
-    PolicyError::Config {
-        section,
-        key,
-        message: message.into(),
-        fix: fix.into(),
+/// Id of the policy of `method` on `task`.
+pub fn id(method: &str, task: &str) -> String {
+    format!("policy/{method}/{task}")
+}
+
+/// The pair family a method trains on.
+pub fn family_of(kind: MethodKind) -> Method {
+    match kind {
+        MethodKind::Rlaif => Method::Rlaif,
+        MethodKind::RlcdRescore => Method::RlcdRescore,
+        _ => Method::Rlcd,
     }
 }
 
-pub(crate) fn file_error(path: &Path, message: impl std::fmt::Display) -> PolicyError {
-    PolicyError::Files {
-        path: path.display().to_string(),
-        message: message.to_string(),
-        fix: "delete the directory and run again; the stage starts over".into(),
-    }
-}
-
-/// Query/response rows as tensors: `tokens` and `mask` `[b, pw + cw]`, and the response mask
-/// `[b, cw]` (1 for response tokens, 0 for padding).
-#[derive(Clone, Debug)]
-pub struct Rows<B: Backend> {
-    /// Token ids, queries left-padded, responses right-padded.
-    pub tokens: Tensor<B, 2, Int>,
-    /// `true` at real tokens.
-    pub mask: Tensor<B, 2, Bool>,
-    /// The response tokens, `[b, cw]` (padding 0).
-    pub targets: Tensor<B, 2, Int>,
-    /// 1 at response tokens, 0 at padding, `[b, cw]`.
-    pub response_mask: Tensor<B, 2>,
-    /// Width of the query block.
-    pub pw: usize,
-    /// Width of the response block.
-    pub cw: usize,
-}
-
-impl<B: Backend> Rows<B> {
-    /// Lays out `queries[i]` followed by `responses[i]`. Every query needs at least one token.
-    pub fn new(
-        queries: &[Vec<u32>],
-        responses: &[Vec<u32>],
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        if queries.len() != responses.len() || queries.is_empty() {
-            return Err(ModelError::Request(format!(
-                "{} queries and {} responses: give one response per query, at least one",
-                queries.len(),
-                responses.len()
-            )));
-        }
-        if queries.iter().any(Vec::is_empty) {
-            return Err(ModelError::Request(
-                "every query needs at least one token".into(),
-            ));
-        }
-        let b = queries.len();
-        let pw = queries.iter().map(Vec::len).max().unwrap_or(1);
-        let cw = responses.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let width = pw + cw;
-        let mut ids = vec![0i64; b * width];
-        let mut mask = vec![false; b * width];
-        let mut targets = vec![0i64; b * cw];
-        let mut rmask = vec![0.0f32; b * cw];
-        for (r, (q, c)) in queries.iter().zip(responses).enumerate() {
-            let start = pw - q.len();
-            for (j, &t) in q.iter().chain(c).enumerate() {
-                ids[r * width + start + j] = i64::from(t);
-                mask[r * width + start + j] = true;
-            }
-            for (j, &t) in c.iter().enumerate() {
-                targets[r * cw + j] = i64::from(t);
-                rmask[r * cw + j] = 1.0;
+/// The policy of recipe method `method` on task `task`; `None` for `base`, which is not
+/// trained.
+pub fn plan(p: &Planner<'_>, method: &str, task: &str) -> Result<Option<Planned>, PlanError> {
+    let recipe = p.recipe();
+    let spec = recipe
+        .methods
+        .get(method)
+        .ok_or_else(|| PlanError::Unknown {
+            key: "methods".into(),
+            what: "method",
+            name: method.into(),
+        })?;
+    p.read(format!("methods.{method}"));
+    let simulator = spec.simulator.clone().unwrap_or_default();
+    let pairs = |family: Method| super::simulate::id(&simulator, task, family);
+    let trainer = match spec.kind {
+        MethodKind::Base => return Ok(None),
+        MethodKind::ContextDistillation => {
+            p.read("distill");
+            Trainer::Sft {
+                settings: recipe.distill.clone(),
+                pairs: pairs(Method::Rlcd),
             }
         }
-        Ok(Self {
-            tokens: Tensor::from_data(TensorData::new(ids, [b, width]), device),
-            mask: Tensor::from_data(TensorData::new(mask, [b, width]), device),
-            targets: Tensor::from_data(TensorData::new(targets, [b, cw]), device),
-            response_mask: Tensor::from_data(TensorData::new(rmask, [b, cw]), device),
-            pw,
-            cw,
-        })
-    }
-
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.tokens.dims()[0]
-    }
-
-    /// Whether there are no rows (never: [`Rows::new`] refuses empty batches).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Log-probability of every response token under `model`, `[b, cw]`, 0 at padding.
-pub fn response_logprobs<B: Backend>(model: &Llama<B>, rows: &Rows<B>) -> Tensor<B, 2> {
-    let (b, cw) = (rows.len(), rows.cw);
-    let hidden = model
-        .hidden(rows.tokens.clone(), rows.mask.clone())
-        .narrow(1, rows.pw - 1, cw);
-    let logp = log_softmax(model.head(hidden), 2);
-    logp.gather(2, rows.targets.clone().reshape([b, cw, 1]))
-        .reshape([b, cw])
-        * rows.response_mask.clone()
-}
-
-/// The value of the state before every response token, `[b, cw]`, 0 at padding.
-pub fn response_values<B: Backend>(value: &ScalarHead<B>, rows: &Rows<B>) -> Tensor<B, 2> {
-    value.forward_span(rows.tokens.clone(), rows.mask.clone(), rows.pw - 1, rows.cw)
-        * rows.response_mask.clone()
-}
-
-/// Masked mean of `x` over `mask` (both `[b, c]`), as a one-element tensor.
-pub fn masked_mean<B: Backend>(x: Tensor<B, 2>, mask: Tensor<B, 2>) -> Tensor<B, 1> {
-    let n = mask.clone().sum().clamp_min(1.0);
-    (x * mask).sum() / n
-}
-
-/// Host copy of a tensor.
-pub fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ModelError> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| ModelError::Data(format!("{e:?}")))
-}
-
-/// Host value of a one-element tensor.
-pub fn scalar<B: Backend>(t: Tensor<B, 1>) -> Result<f64, ModelError> {
-    Ok(host(t)?.first().copied().map_or(f64::NAN, f64::from))
-}
-
-/// The learning-rate schedule of a supervised pass over `n` examples: `epochs` passes of
-/// `batch_size`, linear warm-up over `warmup_frac` of the steps, then cosine decay to 0 (the
-/// pretraining schedule, [`crate::stages::pretrain::PretrainConfig::lr_at`]).
-pub fn fine_tune_schedule(
-    n: usize,
-    epochs: usize,
-    batch_size: usize,
-    lr: f64,
-    warmup_frac: f64,
-) -> crate::stages::pretrain::PretrainConfig {
-    crate::stages::pretrain::PretrainConfig {
-        steps: n.div_ceil(batch_size.max(1)) * epochs,
-        batch_size,
-        seq_len: 1,
-        lr,
-        warmup_frac,
-        min_lr_frac: 0.0,
-        weight_decay: 0.0,
-        grad_clip: 0.0,
-    }
-}
-
-/// Names a fine-tuning loop in its errors.
-#[derive(Clone, Copy, Debug)]
-pub struct Trainer {
-    /// The trainer's name (`DPO`, `context distillation`).
-    pub name: &'static str,
-    /// Its recipe section (`dpo`, `distill`).
-    pub section: &'static str,
-    /// The label of its seeded example orders.
-    pub label: &'static str,
-}
-
-/// The loss of a batch (indices into the examples) under a model.
-pub type BatchLoss<'a, B> =
-    dyn FnMut(&Llama<B>, &[usize]) -> Result<Tensor<B, 1>, PolicyError> + 'a;
-
-/// Fine-tunes `model` over `n` examples: `epochs` seeded passes in batches of `batch_size`,
-/// AdamW (no weight decay) on [`fine_tune_schedule`]. `loss(model, batch)` is the batch loss;
-/// `on_step(step, loss)` is called after every step. Returns the model and the loss of every
-/// step; a non-finite loss is [`PolicyError::Diverged`].
-#[allow(clippy::too_many_arguments)]
-pub fn fine_tune<B: burn::tensor::backend::AutodiffBackend>(
-    mut model: Llama<B>,
-    trainer: Trainer,
-    n: usize,
-    (epochs, batch_size, lr, warmup_frac): (usize, usize, f64, f64),
-    seed: u64,
-    loss: &mut BatchLoss<'_, B>,
-    on_step: &mut dyn FnMut(usize, f64),
-) -> Result<(Llama<B>, Vec<f64>), PolicyError> {
-    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
-    let schedule = fine_tune_schedule(n, epochs, batch_size, lr, warmup_frac);
-    let mut optim = AdamWConfig::new()
-        .with_weight_decay(0.0)
-        .init::<B, Llama<B>>();
-    let mut losses = Vec::with_capacity(schedule.steps);
-    for epoch in 0..epochs {
-        for chunk in epoch_order(n, seed, trainer.label, epoch).chunks(batch_size) {
-            let step = losses.len();
-            let l = loss(&model, chunk)?;
-            let value = scalar(l.clone())?;
-            if !value.is_finite() {
-                return Err(PolicyError::Diverged {
-                    trainer: trainer.name,
-                    section: trainer.section,
-                    loss: value,
-                    step,
-                    lr,
-                });
+        kind => match spec.trainer.unwrap_or_default() {
+            crate::recipe::Trainer::Dpo => {
+                p.read("dpo");
+                Trainer::Dpo {
+                    settings: recipe.dpo.clone(),
+                    pairs: pairs(family_of(kind)),
+                }
             }
-            let grads = GradientsParams::from_grads(l.backward(), &model);
-            model = optim.step(schedule.lr_at(step), model, grads);
-            losses.push(value);
-            on_step(step, value);
-        }
+            crate::recipe::Trainer::Ppo => {
+                p.read("ppo");
+                p.read(format!("tasks.{task}.n_prompts"));
+                let (family, templates) = p.task_templates(task)?;
+                Trainer::Ppo {
+                    settings: Box::new(recipe.ppo.clone()),
+                    reward: super::reward::id(method, task),
+                    prompts: p.prompts(task, Split::Train, p.task(task)?.n_prompts)?,
+                    family,
+                    templates,
+                }
+            }
+        },
+    };
+    let config = Config {
+        method: method.to_string(),
+        kind: spec.kind,
+        simulator,
+        task: task.to_string(),
+        policy: p.model(&spec.policy)?,
+        trainer,
+        backend: p.backend(),
+        seed: p.seed(&["policy", method, task]),
+    };
+    Planned::new::<Policy>(id(method, task), &config).map(Some)
+}
+
+impl From<PolicyError> for StageError {
+    fn from(e: PolicyError) -> Self {
+        StageError::failed(e)
     }
-    Ok((model, losses))
 }
 
-/// The indices `0..n` in the seeded order of pass `epoch` of the trainer named `label`.
-pub fn epoch_order(n: usize, seed: u64, label: &str, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut seed::rng(seed::derive_index(
-        seed::derive(seed, &[label]),
-        "epoch",
-        epoch as u64,
-    )));
-    order
-}
+impl Stage for Policy {
+    const KIND: StageKind = StageKind::Policy;
+    const VERSION: u32 = 1;
+    type Config = Config;
 
-/// Files of a saved policy.
-pub mod files {
-    /// The policy's tokenizer.
-    pub const TOKENIZER: &str = "tokenizer.json";
-    /// The policy's [`super::PolicyFormat`].
-    pub const FORMAT: &str = "policy.json";
-}
+    fn inputs(config: &Config) -> Vec<String> {
+        let mut out = config.policy.inputs();
+        out.push(match &config.trainer {
+            Trainer::Ppo { reward, .. } => reward.clone(),
+            Trainer::Dpo { pairs, .. } | Trainer::Sft { pairs, .. } => pairs.clone(),
+        });
+        out
+    }
 
-/// Saves a policy (decoder checkpoint, tokenizer and format) into `dir`.
-pub fn save_policy<B: Backend>(
-    lm: &Lm<B>,
-    format: &PolicyFormat,
-    dir: &Path,
-) -> Result<(), PolicyError> {
-    crate::model::load::save_checkpoint(&lm.model, dir)?;
-    let tok = dir.join(files::TOKENIZER);
-    lm.tokenizer
-        .save(&tok)
-        .map_err(|e| file_error(&tok, format!("cannot write: {e}")))?;
-    let fmt = dir.join(files::FORMAT);
-    let json = serde_json::to_vec_pretty(format).map_err(|e| file_error(&fmt, e))?;
-    std::fs::write(&fmt, json).map_err(|e| file_error(&fmt, format!("cannot write: {e}")))
-}
-
-/// Loads a policy saved by [`save_policy`].
-pub fn load_policy<B: Backend>(
-    dir: &Path,
-    device: &B::Device,
-) -> Result<(Lm<B>, PolicyFormat), PolicyError> {
-    let model = crate::model::load::load_checkpoint::<B>(dir, device)?;
-    let tok = dir.join(files::TOKENIZER);
-    let tokenizer = Tokenizer::from_file(&tok).map_err(|e| file_error(&tok, e))?;
-    let fmt = dir.join(files::FORMAT);
-    let bytes = std::fs::read(&fmt).map_err(|e| file_error(&fmt, format!("cannot read: {e}")))?;
-    let format = serde_json::from_slice(&bytes).map_err(|e| file_error(&fmt, e))?;
-    Ok((Lm::new(model, tokenizer)?, format))
+    fn run(ctx: &Ctx<'_>, config: &Config) -> Result<serde_json::Value, StageError> {
+        let t0 = std::time::Instant::now();
+        let mut resumed_from: Option<usize> = None;
+        let mut record = PolicyRecord {
+            method: config.method.clone(),
+            kind: config.kind.as_str().to_string(),
+            trainer: config.trainer.name().to_string(),
+            simulator: config.simulator.clone(),
+            task: config.task.clone(),
+            ppo: None,
+            dpo: None,
+            sft: None,
+        };
+        with_backend!(config.backend, B, device => {
+            type T = burn::backend::Autodiff<B>;
+            let lm = config.policy.load::<T>(ctx, &device)?;
+            let format = if config.policy.is_world() {
+                PolicyFormat::world()
+            } else {
+                PolicyFormat::pretrained()
+            };
+            let max_len = lm.model.config().max_seq_len;
+            let trained: Lm<T> = match &config.trainer {
+                Trainer::Ppo { settings: cfg, reward, prompts, family, templates } => {
+                    let rdir = ctx.input(reward)?.dir;
+                    let pm = load_pm::<B>(&rdir, &device)?;
+                    let value = crate::model::load::load_scalar_checkpoint::<T>(&rdir, &device)?;
+                    let reference = lm.model.valid();
+                    let train = prompts.load(ctx.root)?;
+                    let plain: Vec<String> =
+                        contrast_prompts(&templates.templates(), family, &train, config.seed)?
+                            .into_iter()
+                            .map(|c| c.plain)
+                            .collect();
+                    let pb = ctx.progress(cfg.steps as u64);
+                    let work = ctx.work_dir();
+                    crate::error::create_dir_all(&work)?;
+                    resumed_from = ppo::checkpoint_step(&work);
+                    let ckpt = PpoCheckpoints {
+                        dir: Some(work),
+                        every: cfg.checkpoint_every,
+                        stop_after: None,
+                    };
+                    let mut on_step = |s: &ppo::PpoStepLog| {
+                        pb.set_position(s.step as u64 + 1);
+                        pb.set_message(format!(
+                            "score {:.3} kl {:.2} len {:.0}",
+                            s.score, s.kl, s.response_len
+                        ));
+                    };
+                    let models = PpoModels { policy: lm, value, reference: &reference, pm: &pm };
+                    let (lm, _, log) = ppo::train_ppo(
+                        models, &format, &plain, cfg, config.seed, &ckpt, &mut on_step,
+                    )?;
+                    pb.finish_and_clear();
+                    record.ppo = Some(log);
+                    lm
+                }
+                Trainer::Dpo { settings: cfg, pairs } => {
+                    let pairs = read_pairs(&ctx.input(pairs)?)?;
+                    let reference = lm.model.valid();
+                    let mut encoded = Vec::with_capacity(pairs.len());
+                    for p in &pairs {
+                        let (query, a) = format.encode(&lm, &p.prompt, &p.output_a)?;
+                        let (_, b) = format.encode(&lm, &p.prompt, &p.output_b)?;
+                        if query.len() + a.len().max(b.len()) <= max_len {
+                            encoded.push(DpoPair { query, a, b, p_b: p.soft_label });
+                        }
+                    }
+                    let steps = encoded.len().div_ceil(cfg.batch_size.max(1)) * cfg.epochs;
+                    let pb = ctx.progress(steps as u64);
+                    let mut on_step = |_: usize, loss: f64| {
+                        pb.inc(1);
+                        pb.set_message(format!("loss {loss:.3}"));
+                    };
+                    let (lm, log) =
+                        dpo::train_dpo(lm, &reference, &encoded, cfg, config.seed, &mut on_step)?;
+                    pb.finish_and_clear();
+                    record.dpo = Some(log);
+                    lm
+                }
+                Trainer::Sft { settings: cfg, pairs } => {
+                    let pairs = read_pairs(&ctx.input(pairs)?)?;
+                    let examples: Vec<(String, String)> = pairs
+                        .iter()
+                        .filter_map(|p| {
+                            p.positive_slot.map(|s| (p.prompt.clone(), p.output(s).to_string()))
+                        })
+                        .collect();
+                    let encoded = sft::encode_examples(&lm, &format, &examples, max_len)?;
+                    let steps = encoded.len().div_ceil(cfg.batch_size.max(1)) * cfg.epochs;
+                    let pb = ctx.progress(steps as u64);
+                    let mut on_step = |_: usize, loss: f64| {
+                        pb.inc(1);
+                        pb.set_message(format!("nll {loss:.3}"));
+                    };
+                    let (lm, log) = sft::train_sft(lm, &encoded, cfg, config.seed, &mut on_step)?;
+                    pb.finish_and_clear();
+                    record.sft = Some(log);
+                    lm
+                }
+            };
+            let inner = Lm { model: trained.model.valid(), tokenizer: trained.tokenizer };
+            save_policy(&inner, &format, ctx.dir)?;
+            Ok::<_, StageError>(())
+        })?;
+        ctx.write_json(TRAINING, &record)?;
+        Ok(serde_json::json!({
+            "seconds": t0.elapsed().as_secs_f64(),
+            "trainer": config.trainer.name(),
+            "resumed_from_step": resumed_from,
+        }))
+    }
 }

@@ -26,7 +26,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::common::{
     PolicyError, PolicyFormat, Rows, config_error, epoch_order, file_error, host, masked_mean,
     response_logprobs, response_values, scalar,
 };
@@ -37,7 +37,8 @@ use crate::model::sampling::{FinishReason, GenerateOptions, GenerationRequest};
 use crate::model::{Llama, Lm, ScalarHead};
 use crate::recipe::PpoConfig;
 use crate::seed;
-use crate::stages::reward::{self, Pm};
+use crate::model::pm::{Pm, score_outputs};
+use crate::model::train::Schedule;
 
 /// Reward of a response that never ends its turn or is empty (paper Appendix B).
 pub const UNFINISHED_REWARD: f64 = -1.0;
@@ -396,6 +397,7 @@ pub fn train_ppo<B: AutodiffBackend>(
     };
     let mut opt_p = adamw().init::<B, Llama<B>>();
     let mut opt_v = adamw().init::<B, ScalarHead<B>>();
+    let schedule = Schedule::constant(cfg.lr);
     let mut state = State {
         step: 0,
         log: PpoLog {
@@ -455,7 +457,7 @@ pub fn train_ppo<B: AutodiffBackend>(
                 .zip(&gens)
                 .map(|(&p, g)| (texts[p].as_str(), g.text.as_str()))
                 .collect();
-            let scores = reward::score_outputs(pm, &outputs, cfg.step_batch)?;
+            let scores = score_outputs(pm, &outputs, cfg.step_batch)?;
             for ((&p, g), s) in chunk.iter().zip(gens).zip(scores) {
                 let finished = g.finish_reason != FinishReason::Length && !g.text.trim().is_empty();
                 let mut response = g.token_ids;
@@ -563,8 +565,8 @@ pub fn train_ppo<B: AutodiffBackend>(
                 let mut grads = loss.backward();
                 let gp = GradientsParams::from_module(&mut grads, &policy);
                 let gv = GradientsParams::from_module(&mut grads, &value);
-                policy = opt_p.step(cfg.lr, policy, gp);
-                value = opt_v.step(cfg.lr, value, gv);
+                policy = opt_p.step(schedule.lr_at(step), policy, gp);
+                value = opt_v.step(schedule.lr_at(step), value, gv);
             }
         }
         let k = rollouts.len() as f64;

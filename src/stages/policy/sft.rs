@@ -10,10 +10,10 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::common::{
     PolicyError, PolicyFormat, Rows, config_error, masked_mean, response_logprobs, scalar,
 };
-use super::{Trainer, fine_tune};
+use super::common::{Trainer, fine_tune};
 use crate::model::{Llama, Lm};
 use crate::recipe::DistillConfig;
 

@@ -1,22 +1,11 @@
-//! The preference model (PM) of paper Appendix B: a scalar head on a trunk initialised from the
-//! policy-size model, trained with the Bradley–Terry loss on simulated pairs.
-//!
-//! - Input text: `prefix + prompt + " " + output + end_of_turn` ([`PmFormat`]), encoded with
-//!   the PM's own tokenizer (pairs hold text, so simulator and PM may tokenize differently).
-//!   An input longer than `max_len` tokens is left-truncated after its prefix: the prefix
-//!   tokens and the last `max_len − prefix` tokens are kept, so the output and the end-of-turn
-//!   marker, where the score is read, always survive; the log counts truncated inputs.
-//! - Score: `Linear(d, 1)` (bias initialised at 0) on the final hidden state of the last token.
-//! - Loss: [`bt_loss`] = mean BCE-with-logits(r_B − r_A, target), with the hard 0/1 label
-//!   (RLCD) or the soft label P(B) (RLAIF, RLCD-Rescore) as target.
-//! - Training ([`train_reward`]): AdamW (β 0.9/0.999, no weight decay), linear warm-up then
-//!   cosine decay to 0 (the pretraining schedule, [`PretrainConfig::lr_at`]), `epochs` passes
-//!   in a seeded order, a seeded held-out share of the pairs for the log.
+//! Training the preference model (paper Appendix B): the Bradley–Terry loss
+//! ([`bt_loss`] = mean BCE-with-logits(r_B − r_A, target)) with the hard 0/1 label (RLCD) or
+//! the soft label P(B) (RLAIF, RLCD-Rescore) as target; AdamW (β 0.9/0.999, no weight decay),
+//! linear warm-up then cosine decay to 0 ([`crate::model::train::Schedule`]), `epochs` passes
+//! in a seeded order, a seeded held-out share of the pairs for the log.
 
-use std::path::Path;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -26,66 +15,50 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::pm_agreement::Agreement;
 use crate::eval::winrate::Rate;
-use crate::model::llama::round_up;
-use crate::model::load::{load_scalar_checkpoint, save_scalar_checkpoint};
-use crate::model::sampling::pad_batch;
-use crate::model::tokenizer::Tokenizer;
-use crate::model::{Llama, Lm, ModelError, ScalarHead};
+use crate::model::ScalarHead;
+use crate::model::pm::{Pm, PmError, host, score_outputs};
+use crate::model::train::Schedule;
 use crate::recipe::RewardConfig;
 use crate::seed;
-use crate::stages::pretrain::PretrainConfig;
-use crate::stages::simulate::{Pair, Slot};
-use crate::stages::world_report::{BOS, EOS};
+use crate::stages::simulate::pairs::{Pair, Slot};
 
-/// Version of the PM input format and training procedure; part of the stage's cache key.
-pub const REWARD_VERSION: u32 = 1;
-
-/// Batches are padded to a multiple of this many columns, so only a few shapes occur.
-const WIDTH_BUCKET: usize = 16;
-
-/// Files of a saved PM.
-pub mod files {
-    /// The PM's tokenizer.
-    pub const TOKENIZER: &str = "tokenizer.json";
-    /// The PM's [`super::PmFormat`] as JSON.
-    pub const FORMAT: &str = "pm.json";
-}
-
-/// How a PM reads a prompt and an output as one text.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a PM is trained: the `[reward]` keys training reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PmFormat {
-    /// Text before the prompt: the BOS text for built-in world models, `""` for GGUF models.
-    pub prefix: String,
-    /// End-of-turn marker after the output: the EOS text for world models.
-    pub end_of_turn: String,
-    /// Most tokens of one input; longer inputs keep the prefix tokens and the last tokens.
+pub struct PmTraining {
+    /// Passes over the pairs.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Fraction of steps spent in linear warm-up, in [0, 1).
+    pub warmup_frac: f64,
+    /// Pairs per optimiser step.
+    pub batch_size: usize,
+    /// Maximum tokens of prompt + output.
     pub max_len: usize,
+    /// Fraction of the pairs held out of training, in [0, 1).
+    pub holdout_frac: f64,
 }
 
-impl PmFormat {
-    /// The format of built-in world models ([`BOS`] prefix, [`EOS`] end of turn).
-    pub fn world(max_len: usize) -> Self {
+impl From<&RewardConfig> for PmTraining {
+    fn from(c: &RewardConfig) -> Self {
         Self {
-            prefix: BOS.to_string(),
-            end_of_turn: EOS.to_string(),
-            max_len,
+            epochs: c.epochs,
+            lr: c.lr,
+            warmup_frac: c.warmup_frac,
+            batch_size: c.batch_size,
+            max_len: c.max_len,
+            holdout_frac: c.holdout_frac,
         }
     }
-
-    /// The input text of `output` answering `prompt`: prefix + prompt + " " + output + end of
-    /// turn.
-    pub fn text(&self, prompt: &str, output: &str) -> String {
-        format!("{}{prompt} {output}{}", self.prefix, self.end_of_turn)
-    }
 }
 
-/// Why a PM cannot be built, trained, scored or loaded.
+/// Why a PM cannot be trained or measured.
 #[derive(Debug, thiserror::Error)]
 pub enum RewardError {
-    /// The model engine failed.
-    #[error("preference model: {0}")]
-    Model(#[from] ModelError),
+    /// The preference model failed.
+    #[error(transparent)]
+    Pm(#[from] PmError),
     /// A setting is unusable.
     #[error("[reward] {key}: {message}\n  fix: {fix}")]
     Config {
@@ -116,198 +89,6 @@ pub enum RewardError {
         /// The peak learning rate.
         lr: f64,
     },
-    /// A saved PM cannot be read or written.
-    #[error("{path}: {message}\n  fix: {fix}")]
-    Files {
-        /// The file or directory.
-        path: String,
-        /// What is wrong.
-        message: String,
-        /// How to fix it.
-        fix: String,
-    },
-}
-
-/// A preference model: the scalar-head network, its tokenizer and its input format.
-#[derive(Clone, Debug)]
-pub struct Pm<B: Backend> {
-    /// Trunk + `Linear(d, 1)`.
-    pub model: ScalarHead<B>,
-    /// The tokenizer of the trunk.
-    pub tokenizer: Tokenizer,
-    /// How inputs are written.
-    pub format: PmFormat,
-}
-
-impl<B: Backend> Pm<B> {
-    /// A PM on `trunk` with a fresh scalar head (weights normal(0, 0.02) from the backend's
-    /// seed, bias 0). `format.max_len` must fit the trunk's context.
-    pub fn new(
-        trunk: Llama<B>,
-        tokenizer: Tokenizer,
-        format: PmFormat,
-    ) -> Result<Self, RewardError> {
-        let (tv, mv) = (tokenizer.vocab_size(), trunk.config().vocab_size);
-        if tv > mv {
-            return Err(ModelError::Tokenizer(format!(
-                "the tokenizer has {tv} ids but the trunk only {mv}; use the trunk's own tokenizer"
-            ))
-            .into());
-        }
-        let model = ScalarHead::new(trunk);
-        let pm = Self {
-            model,
-            tokenizer,
-            format,
-        };
-        pm.check_max_len()?;
-        Ok(pm)
-    }
-
-    /// A PM on the decoder of `lm` (the policy-size model) with its tokenizer.
-    pub fn from_lm(lm: Lm<B>, format: PmFormat) -> Result<Self, RewardError> {
-        Self::new(lm.model, lm.tokenizer, format)
-    }
-
-    fn prefix_len(&self) -> Result<usize, RewardError> {
-        Ok(self.encode_raw(&self.format.prefix)?.len())
-    }
-
-    fn check_max_len(&self) -> Result<(), RewardError> {
-        let ctx = self.model.trunk.config().max_seq_len;
-        let prefix = self.prefix_len()?;
-        let max_len = self.format.max_len;
-        if max_len > ctx || max_len <= prefix + 1 {
-            return Err(RewardError::Config {
-                key: "max_len",
-                message: format!(
-                    "{max_len} tokens does not fit between the prefix ({prefix} tokens) and the PM's context ({ctx} tokens)"
-                ),
-                fix: format!("set max_len between {} and {ctx}", prefix + 2),
-            });
-        }
-        Ok(())
-    }
-
-    fn encode_raw(&self, text: &str) -> Result<Vec<u32>, RewardError> {
-        self.tokenizer
-            .encode(text, false)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()).into())
-    }
-
-    /// Token ids of a full input text (see [`PmFormat::text`]) and whether it was truncated:
-    /// beyond `max_len` the prefix tokens and the last tokens are kept.
-    pub fn encode_text(&self, text: &str) -> Result<(Vec<u32>, bool), RewardError> {
-        let ids = self.encode_raw(text)?;
-        let max = self.format.max_len;
-        if ids.len() <= max {
-            return Ok((ids, false));
-        }
-        let keep_head = self.prefix_len()?.min(max);
-        let mut out = ids[..keep_head].to_vec();
-        out.extend_from_slice(&ids[ids.len() - (max - keep_head)..]);
-        Ok((out, true))
-    }
-
-    /// Token ids of `output` answering `prompt`, and whether the input was truncated.
-    pub fn encode(&self, prompt: &str, output: &str) -> Result<(Vec<u32>, bool), RewardError> {
-        self.encode_text(&self.format.text(prompt, output))
-    }
-
-    fn pad_id(&self) -> u32 {
-        self.tokenizer
-            .pad_id()
-            .or(self.tokenizer.eos_id())
-            .unwrap_or(0)
-    }
-
-    /// Scores of token rows `[b]` (right-padded to a bucketed width).
-    fn forward_rows(&self, rows: &[Vec<u32>]) -> Tensor<B, 1> {
-        let longest = rows.iter().map(Vec::len).max().unwrap_or(1);
-        let width = round_up(longest, WIDTH_BUCKET).min(self.format.max_len.max(longest));
-        let (tokens, mask) = pad_batch::<B>(
-            rows,
-            width,
-            false,
-            self.pad_id(),
-            &self.model.trunk.device(),
-        );
-        self.model.forward(tokens, mask)
-    }
-
-    /// Scores of encoded inputs, in batches of `batch_size` rows grouped by length.
-    fn score_ids(&self, rows: &[Vec<u32>], batch_size: usize) -> Result<Vec<f64>, RewardError> {
-        if batch_size == 0 {
-            return Err(batch_error());
-        }
-        if let Some(i) = rows.iter().position(Vec::is_empty) {
-            return Err(RewardError::Empty {
-                what: format!("input {i} encodes to no tokens"),
-                fix: "give the PM a non-empty prompt or output".into(),
-            });
-        }
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by_key(|&i| rows[i].len());
-        let mut out = vec![0.0; rows.len()];
-        for chunk in order.chunks(batch_size) {
-            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| rows[i].clone()).collect();
-            let scores = host(self.forward_rows(&batch))?;
-            for (&i, s) in chunk.iter().zip(scores) {
-                out[i] = s;
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl<B: AutodiffBackend> Pm<B> {
-    /// The PM without autodiff tracking, for scoring.
-    pub fn valid(&self) -> Pm<B::InnerBackend> {
-        Pm {
-            model: self.model.valid(),
-            tokenizer: self.tokenizer.clone(),
-            format: self.format.clone(),
-        }
-    }
-}
-
-fn batch_error() -> RewardError {
-    RewardError::Config {
-        key: "batch_size",
-        message: "is 0".into(),
-        fix: "set batch_size to at least 1".into(),
-    }
-}
-
-fn host<B: Backend>(t: Tensor<B, 1>) -> Result<Vec<f64>, ModelError> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map(|v| v.into_iter().map(f64::from).collect())
-        .map_err(|e| ModelError::Data(format!("{e:?}")))
-}
-
-/// Scores of full input texts (written with [`PmFormat::text`]), in batches of `batch_size`.
-pub fn score_texts<B: Backend>(
-    pm: &Pm<B>,
-    texts: &[String],
-    batch_size: usize,
-) -> Result<Vec<f64>, RewardError> {
-    let rows = texts
-        .iter()
-        .map(|t| pm.encode_text(t).map(|(ids, _)| ids))
-        .collect::<Result<Vec<_>, _>>()?;
-    pm.score_ids(&rows, batch_size)
-}
-
-/// Scores of `(prompt, output)` pairs, in batches of `batch_size`.
-pub fn score_outputs<B: Backend>(
-    pm: &Pm<B>,
-    items: &[(&str, &str)],
-    batch_size: usize,
-) -> Result<Vec<f64>, RewardError> {
-    let texts: Vec<String> = items.iter().map(|(p, o)| pm.format.text(p, o)).collect();
-    score_texts(pm, &texts, batch_size)
 }
 
 /// The Bradley–Terry loss: mean over the batch of BCE-with-logits(r_b − r_a, target_b), where
@@ -374,7 +155,7 @@ pub struct RewardLog {
 }
 
 /// Problems with a reward config as `(key, problem and fix)`; empty when valid.
-pub fn config_problems(cfg: &RewardConfig) -> Vec<(&'static str, String)> {
+pub fn config_problems(cfg: &PmTraining) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     if cfg.epochs == 0 {
         out.push((
@@ -431,14 +212,14 @@ pub fn holdout_split(n: usize, holdout_frac: f64, seed: u64) -> (Vec<usize>, Vec
 ///
 /// Holds out [`holdout_split`] of the pairs, then runs `cfg.epochs` passes over the rest, each
 /// in its own seeded order, `cfg.batch_size` pairs per AdamW step (the last step of a pass may
-/// be smaller), with the [`PretrainConfig::lr_at`] warm-up + cosine schedule decaying to 0.
+/// be smaller), with the [`Schedule::warmup_cosine`] warm-up + cosine schedule decaying to 0.
 /// `on_step(step, loss)` is called after every step. Inputs are limited to the smaller of
 /// `pm.format.max_len` and `cfg.max_len` tokens (the returned PM's format records it).
 /// Deterministic for equal inputs on one machine.
 pub fn train_reward<B: AutodiffBackend>(
     pm: Pm<B>,
     pairs: &[Pair],
-    cfg: &RewardConfig,
+    cfg: &PmTraining,
     seed: u64,
     on_step: &mut dyn FnMut(usize, f64),
 ) -> Result<(Pm<B>, RewardLog), RewardError> {
@@ -481,16 +262,7 @@ pub fn train_reward<B: AutodiffBackend>(
     let (train, held) = holdout_split(pairs.len(), cfg.holdout_frac, seed);
     let per_epoch = train.len().div_ceil(cfg.batch_size);
     let steps = per_epoch * cfg.epochs;
-    let schedule = PretrainConfig {
-        steps,
-        batch_size: cfg.batch_size,
-        seq_len: cfg.max_len,
-        lr: cfg.lr,
-        warmup_frac: cfg.warmup_frac,
-        min_lr_frac: 0.0,
-        weight_decay: 0.0,
-        grad_clip: 0.0,
-    };
+    let schedule = Schedule::warmup_cosine(steps, cfg.lr, cfg.warmup_frac);
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.999)
@@ -520,7 +292,7 @@ pub fn train_reward<B: AutodiffBackend>(
             let r_b = r.narrow(0, k, k);
             let t = Tensor::<B, 1>::from_data(TensorData::new(targets, [k]), &device);
             let loss = bt_loss(r_a, r_b, t);
-            let value = host(loss.clone())?.first().copied().unwrap_or(f64::NAN);
+            let value = host(loss.clone()).map_err(PmError::from)?.first().copied().unwrap_or(f64::NAN);
             if !value.is_finite() {
                 return Err(RewardError::Diverged {
                     loss: value,
@@ -622,63 +394,6 @@ pub fn agreement<B: Backend>(
     })
 }
 
-fn file_err(path: &Path, message: impl Into<String>, fix: &str) -> RewardError {
-    RewardError::Files {
-        path: path.display().to_string(),
-        message: message.into(),
-        fix: fix.to_string(),
-    }
-}
-
-/// Saves a PM into `dir`: the scalar-head checkpoint (`config.json`, `model.mpk`),
-/// `tokenizer.json` and `pm.json` (its [`PmFormat`]).
-pub fn save_pm<B: Backend>(pm: &Pm<B>, dir: &Path) -> Result<(), RewardError> {
-    save_scalar_checkpoint(&pm.model, dir)?;
-    let tok = dir.join(files::TOKENIZER);
-    pm.tokenizer.save(&tok).map_err(|e| {
-        file_err(
-            &tok,
-            format!("cannot write: {e}"),
-            "check that the directory is writable",
-        )
-    })?;
-    let fmt = dir.join(files::FORMAT);
-    let json = serde_json::to_vec_pretty(&pm.format).map_err(|e| {
-        file_err(
-            &fmt,
-            format!("cannot serialise: {e}"),
-            "report this as a bug",
-        )
-    })?;
-    std::fs::write(&fmt, json).map_err(|e| {
-        file_err(
-            &fmt,
-            format!("cannot write: {e}"),
-            "check that the directory is writable",
-        )
-    })
-}
-
-/// Loads a PM saved by [`save_pm`].
-pub fn load_pm<B: Backend>(dir: &Path, device: &B::Device) -> Result<Pm<B>, RewardError> {
-    const FIX: &str = "point at a directory written by the reward stage, or rebuild it";
-    let model = load_scalar_checkpoint::<B>(dir, device)?;
-    let tok = dir.join(files::TOKENIZER);
-    let tokenizer = Tokenizer::from_file(&tok).map_err(|e| file_err(&tok, e.to_string(), FIX))?;
-    let fmt = dir.join(files::FORMAT);
-    let bytes =
-        std::fs::read(&fmt).map_err(|e| file_err(&fmt, format!("cannot read: {e}"), FIX))?;
-    let format: PmFormat = serde_json::from_slice(&bytes)
-        .map_err(|e| file_err(&fmt, format!("invalid PM format: {e}"), FIX))?;
-    let pm = Pm {
-        model,
-        tokenizer,
-        format,
-    };
-    pm.check_max_len()?;
-    Ok(pm)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -715,7 +430,7 @@ mod tests {
             holdout_frac: 1.0,
             ..RewardConfig::default()
         };
-        let p = config_problems(&cfg);
+        let p = config_problems(&PmTraining::from(&cfg));
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].0, "holdout_frac");
     }

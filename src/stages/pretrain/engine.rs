@@ -1,9 +1,9 @@
-//! From-scratch pretraining of the built-in world's decoders (the `world-xs`, `world-s` and
-//! `world-m` simulators that stand in for the paper's pretrained LLaMA models, §4).
+//! The from-scratch pretraining engine of the built-in world's decoders (the `world-xs`,
+//! `world-s` and `world-m` simulators that stand in for the paper's pretrained LLaMA models, §4).
 //!
 //! The engine knows nothing about the corpus: it takes tokenised documents, packs them into
 //! rows ([`pack_documents`]), and trains a [`Llama`] with next-token cross-entropy, AdamW
-//! (β = 0.9/0.95), a linear warm-up followed by cosine decay ([`PretrainConfig::lr_at`]) and
+//! (β = 0.9/0.95), a linear warm-up followed by cosine decay ([`PretrainConfig::schedule`]) and
 //! global-norm gradient clipping. Rows are drawn in a seeded shuffle that is redrawn every pass,
 //! so a run is a pure function of the initial model, the rows, the config and the seed.
 
@@ -18,6 +18,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Llama, ModelError};
+use crate::recipe::PretrainConfig;
 use crate::seed;
 
 /// Batches are padded to a multiple of this many columns (capped at the longest row), so that
@@ -26,155 +27,6 @@ const WIDTH_BUCKET: usize = 64;
 
 /// Added to the global gradient norm before dividing, so a zero gradient never divides by zero.
 const NORM_EPS: f64 = 1e-6;
-
-/// Training hyper-parameters of from-scratch pretraining.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PretrainConfig {
-    /// Number of optimiser steps.
-    pub steps: usize,
-    /// Rows per optimiser step.
-    pub batch_size: usize,
-    /// Tokens per row: documents are packed into rows of at most this many tokens.
-    pub seq_len: usize,
-    /// Peak learning rate (reached at the end of the warm-up).
-    pub lr: f64,
-    /// Fraction of the steps spent in the linear warm-up, in `[0, 1)`; cosine decay follows.
-    pub warmup_frac: f64,
-    /// Floor of the cosine decay as a fraction of `lr`, in `[0, 1]` (reached at the last step).
-    pub min_lr_frac: f64,
-    /// AdamW decoupled weight decay (multiplied by the current learning rate).
-    pub weight_decay: f64,
-    /// Maximum global L2 norm of the gradient; larger gradients are scaled down (0 = off).
-    pub grad_clip: f64,
-}
-
-impl PretrainConfig {
-    /// Named presets: defaults for `world-xs`, `world-s`, `world-m`; `None` otherwise.
-    pub fn for_preset(name: &str) -> Option<Self> {
-        let (steps, batch_size, lr) = match name.replace('_', "-").as_str() {
-            "world-xs" => (60, 8, 1e-2),
-            "world-s" => (680, 8, 1e-2),
-            "world-m" => (1200, 8, 7e-3),
-            _ => return None,
-        };
-        Some(Self {
-            steps,
-            batch_size,
-            seq_len: 256,
-            lr,
-            warmup_frac: 0.05,
-            min_lr_frac: 0.1,
-            weight_decay: 0.1,
-            grad_clip: 1.0,
-        })
-    }
-
-    /// Checks ranges; returns a list of `(field, problem-and-fix)` pairs (empty when valid).
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        let mut add = |field: &str, why: String| out.push((field.to_string(), why));
-        if self.steps == 0 {
-            add(
-                "steps",
-                "must be at least 1 (got 0); set the number of optimiser steps, e.g. 400".into(),
-            );
-        }
-        if self.batch_size == 0 {
-            add(
-                "batch_size",
-                "must be at least 1 (got 0); set the rows per step, e.g. 12".into(),
-            );
-        }
-        if self.seq_len < 2 {
-            add(
-                "seq_len",
-                format!(
-                    "must be at least 2 tokens (got {}): a row needs an input and a target; e.g. 256",
-                    self.seq_len
-                ),
-            );
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            add(
-                "lr",
-                format!(
-                    "must be a positive finite number (got {}); e.g. 2e-3",
-                    self.lr
-                ),
-            );
-        }
-        if !(self.warmup_frac.is_finite() && (0.0..1.0).contains(&self.warmup_frac)) {
-            add(
-                "warmup_frac",
-                format!(
-                    "must lie in [0, 1) (got {}); e.g. 0.05 warms up over 5% of the steps",
-                    self.warmup_frac
-                ),
-            );
-        }
-        if !(self.min_lr_frac.is_finite() && (0.0..=1.0).contains(&self.min_lr_frac)) {
-            add(
-                "min_lr_frac",
-                format!(
-                    "must lie in [0, 1] (got {}); e.g. 0.1 decays to a tenth of lr",
-                    self.min_lr_frac
-                ),
-            );
-        }
-        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            add(
-                "weight_decay",
-                format!(
-                    "must be a finite number ≥ 0 (got {}); e.g. 0.1, or 0 for none",
-                    self.weight_decay
-                ),
-            );
-        }
-        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
-            add(
-                "grad_clip",
-                format!(
-                    "must be a finite number ≥ 0 (got {}); e.g. 1.0, or 0 to turn clipping off",
-                    self.grad_clip
-                ),
-            );
-        }
-        out
-    }
-
-    /// Steps of linear warm-up: `warmup_frac · steps` rounded, at most `steps − 1`.
-    fn warmup_steps(&self) -> usize {
-        let n = self.steps.max(1);
-        let w = (self.warmup_frac.clamp(0.0, 1.0) * n as f64).round() as usize;
-        w.min(n - 1)
-    }
-
-    /// The learning rate at step `step` (0-based): linear warm-up then cosine to
-    /// `lr · min_lr_frac`.
-    ///
-    /// With `w` warm-up steps, step `i < w` gets `lr · (i + 1) / (w + 1)` (a line from 0 at
-    /// step −1), step `w` gets the peak `lr`, and the cosine reaches the floor at the last step
-    /// (`steps − 1`) and stays there beyond it.
-    pub fn lr_at(&self, step: usize) -> f64 {
-        let n = self.steps.max(1);
-        let w = self.warmup_steps();
-        if step < w {
-            return self.lr * (step + 1) as f64 / (w + 1) as f64;
-        }
-        let span = n - 1 - w;
-        if span == 0 {
-            return self.lr;
-        }
-        let t = ((step - w) as f64 / span as f64).min(1.0);
-        let floor = self.lr * self.min_lr_frac;
-        floor + (self.lr - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-    }
-}
-
-/// Version of the training engine (packing, masking, optimiser); part of the pretraining
-/// stage's cache key.
-pub const PRETRAIN_VERSION: u32 = 2;
 
 /// How many partly filled rows [`pack_documents`] keeps open for later documents.
 pub const PACK_OPEN_ROWS: usize = 64;
@@ -464,7 +316,7 @@ impl RowOrder {
 /// rows with fewer than 2 tokens carry no target and are skipped. A batch is right-padded with
 /// `pad_id`; the loss is the mean next-token cross-entropy over the real targets (padding is
 /// never attended to or predicted). AdamW (β 0.9/0.95, ε 1e-8, decoupled weight decay), the
-/// [`PretrainConfig::lr_at`] schedule and global-norm clipping. `on_step(step, loss)` is
+/// [`PretrainConfig::schedule`] and global-norm clipping. `on_step(step, loss)` is
 /// called after every step with the step's 0-based index and its loss. Deterministic: the
 /// same model, rows, config and seed give bit-identical weights on the same machine.
 pub fn pretrain<B: AutodiffBackend>(
@@ -514,6 +366,7 @@ pub fn pretrain_documents<B: AutodiffBackend>(
         .collect();
     let cap = usable.iter().map(|r| r.len()).max().unwrap_or(2);
     let device = model.device();
+    let schedule = cfg.schedule();
 
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
@@ -548,7 +401,7 @@ pub fn pretrain_documents<B: AutodiffBackend>(
         if cfg.grad_clip > 0.0 {
             clip_global_norm(&model, &mut grads, cfg.grad_clip);
         }
-        model = optim.step(cfg.lr_at(step), model, grads);
+        model = optim.step(schedule.lr_at(step), model, grads);
         tokens += batch.n_targets;
         losses.push(value);
         on_step(step, value);
@@ -696,285 +549,3 @@ mod tests {
     }
 }
 
-/// The recipe's `[pretrain]` table: overrides of the world presets' training defaults
-/// ([`PretrainConfig::for_preset`]) and the held-out share of the corpus.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PretrainSettings {
-    /// Optimiser steps (default: the preset's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub steps: Option<usize>,
-    /// Rows per step (default: the preset's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch_size: Option<usize>,
-    /// Tokens per row (default: the preset's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq_len: Option<usize>,
-    /// Peak learning rate (default: the preset's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lr: Option<f64>,
-    /// Warm-up fraction of the steps (default: the preset's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warmup_frac: Option<f64>,
-    /// Cosine floor as a fraction of `lr` (default: the preset's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_lr_frac: Option<f64>,
-    /// AdamW weight decay (default: the preset's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weight_decay: Option<f64>,
-    /// Global gradient-norm clip, 0 = off (default: the preset's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub grad_clip: Option<f64>,
-    /// Corpus documents held out of training to measure perplexity. Default 300.
-    #[serde(default = "default_heldout")]
-    pub heldout_documents: usize,
-    /// What the world report measures for each preset.
-    #[serde(default)]
-    pub report: crate::stages::world_report::ReportConfig,
-}
-
-fn default_heldout() -> usize {
-    300
-}
-
-impl Default for PretrainSettings {
-    fn default() -> Self {
-        // Every field's serde default.
-        toml::from_str("").unwrap_or_else(|_| unreachable!("all pretrain fields have defaults"))
-    }
-}
-
-impl PretrainSettings {
-    /// The training configuration of `preset` with these overrides (`None` for a preset that
-    /// is not trained on the world).
-    pub fn config_for(&self, preset: &str) -> Option<PretrainConfig> {
-        let mut c = PretrainConfig::for_preset(preset)?;
-        c.steps = self.steps.unwrap_or(c.steps);
-        c.batch_size = self.batch_size.unwrap_or(c.batch_size);
-        c.seq_len = self.seq_len.unwrap_or(c.seq_len);
-        c.lr = self.lr.unwrap_or(c.lr);
-        c.warmup_frac = self.warmup_frac.unwrap_or(c.warmup_frac);
-        c.min_lr_frac = self.min_lr_frac.unwrap_or(c.min_lr_frac);
-        c.weight_decay = self.weight_decay.unwrap_or(c.weight_decay);
-        c.grad_clip = self.grad_clip.unwrap_or(c.grad_clip);
-        Some(c)
-    }
-
-    /// Problems as `(key under [pretrain], problem and fix)`.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut out = self
-            .config_for("world-s")
-            .map(|c| c.problems())
-            .unwrap_or_default();
-        if self.report.batch_size == 0 {
-            out.push(("report.batch_size".into(), "must be at least 1".into()));
-        }
-        if self.report.max_new_tokens == 0 {
-            out.push(("report.max_new_tokens".into(), "must be at least 1".into()));
-        }
-        out
-    }
-}
-
-/// Files of a pretrained world model artifact.
-pub mod files {
-    /// The tokenizer (`tokenizers` JSON).
-    pub const TOKENIZER: &str = "tokenizer.json";
-    /// Training record ([`super::PretrainRecord`]).
-    pub const RECORD: &str = "pretrain.json";
-}
-
-/// What a pretraining stage did (`pretrain.json`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PretrainRecord {
-    /// The preset.
-    pub preset: String,
-    /// Trainable parameters.
-    pub params: usize,
-    /// Vocabulary size.
-    pub vocab: usize,
-    /// Corpus documents (training + held out).
-    pub documents: usize,
-    /// Tokens of the whole corpus (with BOS/EOS).
-    pub corpus_tokens: usize,
-    /// blake3 of the corpus text (documents joined by NUL).
-    pub corpus_blake3: String,
-    /// blake3 of the trained weights ([`weights_blake3`]).
-    pub weights_blake3: String,
-    /// Held-out documents.
-    pub heldout_documents: usize,
-    /// Mean held-out next-token NLL (nats/token).
-    pub heldout_nll: f64,
-    /// `exp(heldout_nll)`.
-    pub perplexity: f64,
-    /// The training configuration.
-    pub config: PretrainConfig,
-    /// The training run.
-    pub log: PretrainLog,
-    /// Seconds spent writing the corpus.
-    pub corpus_seconds: f64,
-}
-
-/// Everything a world preset's pretraining depends on.
-pub struct WorldPretrain<'a> {
-    /// The world.
-    pub world: &'a crate::world::World,
-    /// The templates (affixes, principles and scoring prompt feed the corpus; judge
-    /// templates feed the vocabulary).
-    pub templates: &'a crate::templates::Templates,
-    /// The preset (`world-xs`, `world-s`, `world-m`).
-    pub preset: &'a str,
-    /// Training configuration.
-    pub config: PretrainConfig,
-    /// Held-out documents.
-    pub heldout_documents: usize,
-    /// Seed of the corpus, the initial weights and the row order.
-    pub seed: u64,
-}
-
-/// Template files whose literal words enter every world vocabulary (judge and scoring prompts).
-pub const VOCABULARY_TEMPLATES: &[&str] = &[
-    "rlaif/score.j2",
-    "judge/harm.j2",
-    "judge/harm_help.j2",
-    "judge/help.j2",
-    "judge/outline.j2",
-];
-
-/// Writes the corpus, builds the tokenizer, trains the preset from scratch and saves the model,
-/// tokenizer and record into `dir`.
-pub fn pretrain_world<B: AutodiffBackend>(
-    job: &WorldPretrain<'_>,
-    device: &B::Device,
-    dir: &std::path::Path,
-    on_step: &mut dyn FnMut(usize, f64),
-) -> Result<PretrainRecord, crate::stages::world_report::ReportError> {
-    use crate::stages::world_report::{BOS, EOS, PAD, ReportError};
-    let t0 = Instant::now();
-    let docs = crate::world::corpus::documents(
-        job.world,
-        job.templates,
-        seed::derive(job.seed, &["corpus"]),
-    )?;
-    let sources = VOCABULARY_TEMPLATES
-        .iter()
-        .map(|n| job.templates.source(n))
-        .collect::<Result<Vec<_>, _>>()?;
-    let vocab = crate::world::corpus::vocabulary(job.world, &docs, &sources);
-    let corpus_seconds = t0.elapsed().as_secs_f64();
-    let tokenizer = crate::model::tokenizer::Tokenizer::word_level(&vocab, &[BOS, EOS, PAD])
-        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut ids = Vec::with_capacity(docs.len());
-    for d in &docs {
-        hasher.update(d.as_bytes());
-        hasher.update(b"\0");
-        ids.push(
-            tokenizer
-                .encode(&format!("{BOS}{d}{EOS}"), false)
-                .map_err(|e| ModelError::Tokenizer(e.to_string()))?,
-        );
-    }
-    let corpus_tokens = ids.iter().map(Vec::len).sum();
-    let held = job.heldout_documents.min(ids.len().saturating_sub(1));
-    let (train, heldout) = ids.split_at(ids.len() - held);
-    let rows = pack_documents(train, job.config.seq_len);
-    let held_rows = pack_documents(heldout, job.config.seq_len);
-    let model_config =
-        crate::model::LlamaConfig::preset_with_vocab(job.preset, tokenizer.vocab_size())
-            .ok_or_else(|| ReportError::Stats(format!("`{}` is not a world preset", job.preset)))?;
-    let model =
-        crate::model::seeded_init::<B, _>(device, seed::derive(job.seed, &["init"]), || {
-            model_config.init::<B>(device)
-        })?;
-    let pad = tokenizer.pad_id().unwrap_or(0);
-    let bos = tokenizer.bos_id();
-    let (model, log) = pretrain_documents(
-        model,
-        &rows,
-        pad,
-        bos,
-        &job.config,
-        seed::derive(job.seed, &["rows"]),
-        on_step,
-    )?;
-    let model = burn::module::AutodiffModule::valid(&model);
-    let heldout_nll = if held_rows.is_empty() {
-        f64::NAN
-    } else {
-        heldout_nll_documents(&model, &held_rows, pad, bos, 16)?
-    };
-    crate::model::load::save_checkpoint(&model, dir)?;
-    tokenizer
-        .save(&dir.join(files::TOKENIZER))
-        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-    let record = PretrainRecord {
-        preset: job.preset.to_string(),
-        params: model_config.num_params(),
-        vocab: tokenizer.vocab_size(),
-        documents: docs.len(),
-        corpus_tokens,
-        corpus_blake3: hasher.finalize().to_hex().to_string(),
-        weights_blake3: weights_blake3(&model),
-        heldout_documents: held,
-        heldout_nll,
-        perplexity: heldout_nll.exp(),
-        config: job.config.clone(),
-        log,
-        corpus_seconds,
-    };
-    let json = serde_json::to_vec_pretty(&record).map_err(|e| ReportError::Stats(e.to_string()))?;
-    std::fs::write(dir.join(files::RECORD), json).map_err(|e| {
-        ModelError::Request(format!(
-            "cannot write {}: {e}",
-            dir.join(files::RECORD).display()
-        ))
-    })?;
-    Ok(record)
-}
-
-/// Feeds every float parameter's values (f32, little-endian, in module order) to a hasher.
-struct HashParams<'a> {
-    hasher: &'a mut blake3::Hasher,
-}
-
-impl<B: Backend> ModuleVisitor<B> for HashParams<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let data = param.val().into_data().convert::<f32>();
-        if let Ok(values) = data.to_vec::<f32>() {
-            for v in values {
-                self.hasher.update(&v.to_le_bytes());
-            }
-        }
-    }
-}
-
-/// blake3 of a model's parameter values (independent of parameter ids and file layout): equal
-/// hashes mean equal weights.
-pub fn weights_blake3<B: Backend>(model: &Llama<B>) -> String {
-    let mut hasher = blake3::Hasher::new();
-    model.visit(&mut HashParams {
-        hasher: &mut hasher,
-    });
-    hasher.finalize().to_hex().to_string()
-}
-
-/// Loads a pretrained world model (decoder + tokenizer) from its artifact directory.
-pub fn load_world_lm<B: Backend>(
-    dir: &std::path::Path,
-    device: &B::Device,
-) -> Result<crate::model::Lm<B>, ModelError> {
-    let model = crate::model::load::load_checkpoint::<B>(dir, device)?;
-    let tokenizer = crate::model::tokenizer::Tokenizer::from_file(&dir.join(files::TOKENIZER))
-        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-    crate::model::Lm::new(model, tokenizer)
-}
-
-/// Reads the record of a pretrained world model.
-pub fn read_record(dir: &std::path::Path) -> Result<PretrainRecord, ModelError> {
-    let path = dir.join(files::RECORD);
-    let bytes = std::fs::read(&path)
-        .map_err(|e| ModelError::Request(format!("cannot read {}: {e}", path.display())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ModelError::Request(format!("{}: {e}", path.display())))
-}

@@ -1,0 +1,71 @@
+//! Sampling one output per prompt from a built-in world model, as evaluations do (paper §4.2:
+//! temperature 1, cut at the next speaker tag): the world report's descriptor effect and the
+//! held-out pairs preference models are measured on.
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError};
+use crate::seed;
+use crate::world::format::{BOS, stop_strings};
+
+/// How outputs are sampled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    /// Softmax temperature (0 = greedy).
+    pub temperature: f64,
+    /// Nucleus-sampling mass (1 = off).
+    pub top_p: f64,
+    /// Most new tokens per output.
+    pub max_new_tokens: usize,
+    /// Sequences generated together.
+    pub batch_size: usize,
+}
+
+impl Sampling {
+    /// Temperature 1, no top-p (the paper's sampling), with these limits.
+    pub fn paper(max_new_tokens: usize, batch_size: usize) -> Self {
+        Self {
+            temperature: 1.0,
+            top_p: 1.0,
+            max_new_tokens,
+            batch_size,
+        }
+    }
+}
+
+/// One output per prompt (prefixed with the world's BOS text, cut at the next speaker tag)
+/// and whether it ended its turn; prompt `i` is sampled with seed
+/// `seed::derive_index(seed, "sample", i)`.
+pub fn sample<B: Backend>(
+    lm: &Lm<B>,
+    prompts: &[String],
+    settings: &Sampling,
+    seed: u64,
+) -> Result<Vec<(String, bool)>, ModelError> {
+    let opts = GenerateOptions {
+        max_new_tokens: settings.max_new_tokens,
+        temperature: settings.temperature,
+        top_p: settings.top_p,
+        stop: stop_strings(),
+        ..GenerateOptions::default()
+    };
+    let size = settings.batch_size.max(1);
+    let mut out = Vec::with_capacity(prompts.len());
+    for (c, chunk) in prompts.chunks(size).enumerate() {
+        let requests: Vec<GenerationRequest> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, p)| GenerationRequest {
+                prompt: format!("{BOS}{p}"),
+                seed: seed::derive_index(seed, "sample", (c * size + i) as u64),
+            })
+            .collect();
+        for g in lm.generate(&requests, &opts)? {
+            let finished = !matches!(g.finish_reason, FinishReason::Length);
+            out.push((g.text, finished));
+        }
+    }
+    Ok(out)
+}

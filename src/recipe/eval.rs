@@ -1,0 +1,67 @@
+//! The recipe's `[eval]` section: the pairwise evaluation of paper §4.3.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Pairwise evaluation (paper §4.3: 1,000 test prompts per comparison, order swapped with
+/// probability 1/2, ties count one half).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Judges: `"oracle"` (the built-in world's scorers), `"lm:<model>"` (a model in
+    /// `[models]` answering the judge questions) or `"rm:<method>"` (a method's preference
+    /// model).
+    pub judges: Vec<String>,
+    /// Evaluate on at most this many test prompts per task (all when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_prompts: Option<usize>,
+    /// Pairs of method names to compare, e.g. `[["rlcd", "rlaif"]]`. Absent: every `rlcd`
+    /// method against each `rlaif`, `context-distillation`, `base` and `rlcd-rescore` method
+    /// with the same policy model (and simulator, where it has one). `[]` trains and compares
+    /// no policies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparisons: Option<Vec<[String; 2]>>,
+    /// Sampling temperature of the evaluated outputs, ≥ 0.
+    pub temperature: f64,
+    /// Maximum new tokens per evaluated output.
+    pub max_new_tokens: usize,
+    /// How `lm:` judges order the two outputs: `"coin"` (the paper: one order per comparison,
+    /// drawn by a seeded coin) or `"both"` (asked in both orders; a side wins only when both
+    /// answers agree, otherwise a tie, as in MT-Bench). `"both"` costs two judge calls per
+    /// comparison and turns a judge's letter bias into ties instead of noise.
+    pub judge_order: JudgeOrder,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            judges: vec!["oracle".to_string()],
+            n_prompts: None,
+            comparisons: None,
+            temperature: 1.0,
+            max_new_tokens: 300,
+            judge_order: JudgeOrder::default(),
+        }
+    }
+}
+
+/// How an LM judge orders the two outputs it compares ([`EvalConfig::judge_order`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeOrder {
+    /// One order per comparison, drawn by a seeded coin (the paper).
+    #[default]
+    Coin,
+    /// Both orders; agreeing answers decide, disagreeing ones tie.
+    Both,
+}
+
+impl JudgeOrder {
+    /// The order as written in recipes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Coin => "coin",
+            Self::Both => "both",
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The recipe's `[world]` section: the built-in world's corpus, descriptors, judgment
+//! documents and `world:` prompt sets (the generator itself is `crate::world`).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Descriptor phrases of one task, beyond the affix pairs of its template family (which are
+/// always included).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Descriptors {
+    /// Phrases a good response's assistant tag may carry.
+    pub positive: Vec<String>,
+    /// Phrases a poor response's assistant tag may carry.
+    pub negative: Vec<String>,
+}
+
+impl Descriptors {
+    fn of(positive: &[&str], negative: &[&str]) -> Self {
+        let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        Self {
+            positive: strings(positive),
+            negative: strings(negative),
+        }
+    }
+}
+
+/// Extra descriptor phrases per task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct DescriptorLists {
+    /// Harmlessness descriptors.
+    pub harmless: Descriptors,
+    /// Helpfulness descriptors.
+    pub helpful: Descriptors,
+    /// Outline descriptors.
+    pub outlining: Descriptors,
+}
+
+impl Default for DescriptorLists {
+    fn default() -> Self {
+        Self {
+            harmless: Descriptors::of(
+                &[
+                    "kind, careful response",
+                    "safe response",
+                    "responsible response",
+                    "honest and caring response",
+                    "respectful response",
+                    "polite, harmless response",
+                ],
+                &[
+                    "cruel response",
+                    "dangerous response",
+                    "reckless response",
+                    "rude, hurtful response",
+                    "mean response",
+                    "criminal response",
+                ],
+            ),
+            helpful: Descriptors::of(
+                &[
+                    "giving a useful response",
+                    "giving a correct answer",
+                    "giving an accurate, clear answer",
+                    "giving a complete answer",
+                ],
+                &[
+                    "giving a useless response",
+                    "giving a wrong answer",
+                    "giving a confused answer",
+                    "giving an incomplete answer",
+                ],
+            ),
+            outlining: Descriptors::of(
+                &[
+                    "creative, focused outline",
+                    "clear, well-ordered outline",
+                    "engaging outline",
+                ],
+                &["messy outline", "dull, confused outline", "off-topic outline"],
+            ),
+        }
+    }
+}
+
+impl DescriptorLists {
+    /// `(task name, lists)` of every task.
+    pub fn all(&self) -> [(&'static str, &Descriptors); 3] {
+        [
+            ("harmless", &self.harmless),
+            ("helpful", &self.helpful),
+            ("outlining", &self.outlining),
+        ]
+    }
+}
+
+/// Relative weights of the tasks in the pretraining corpus.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskMix {
+    /// Weight of harmlessness dialogues.
+    pub harmless: f64,
+    /// Weight of helpfulness dialogues.
+    pub helpful: f64,
+    /// Weight of outlining dialogues. An outline is a long response whose quality shows only
+    /// item by item, so small models need more of them to learn how descriptors shift it.
+    pub outlining: f64,
+}
+
+impl Default for TaskMix {
+    fn default() -> Self {
+        Self {
+            harmless: 1.0,
+            helpful: 1.0,
+            outlining: 1.5,
+        }
+    }
+}
+
+/// The built-in world's settings (recipe table `[world]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorldConfig {
+    /// Invented person names (outline characters, targets of requests).
+    pub people: usize,
+    /// Knowledge-base creatures helpfulness questions ask about.
+    pub creatures: usize,
+    /// Invented places where creatures live.
+    pub places: usize,
+    /// Pretraining documents (dialogues and judgment documents).
+    pub documents: usize,
+    /// Task weights of the pretraining dialogues.
+    pub mix: TaskMix,
+    /// Fraction of harmlessness requests that ask for something harmful, in [0, 1].
+    pub harmful_frac: f64,
+    /// Fraction of harmlessness dialogues with an earlier exchange, in [0, 1].
+    pub multi_turn_frac: f64,
+    /// Fraction of assistant tags carrying a descriptor, in [0, 1].
+    pub descriptor_frac: f64,
+    /// Noise (standard deviation) between a response's latent quality and its descriptor's
+    /// polarity, ≥ 0: the descriptor is positive when quality + noise·ε > 0.
+    pub descriptor_noise: f64,
+    /// How strongly latent quality selects a response's moves, ≥ 0: move `m` has weight
+    /// exp(sharpness · q · value_m).
+    pub quality_sharpness: f64,
+    /// Fraction of documents that are RLAIF judgment documents, in [0, 1].
+    pub judgment_frac: f64,
+    /// How reliably judgment labels follow the oracle, ≥ 0: the better response is labelled
+    /// with probability sigmoid(sharpness · score gap).
+    pub judgment_sharpness: f64,
+    /// Descriptor phrases beyond the template families' affix pairs.
+    pub descriptors: DescriptorLists,
+    /// Training prompts of each `world:<task>` prompt set.
+    pub prompts_train: usize,
+    /// Test prompts of each `world:<task>` prompt set (disjoint from training).
+    pub prompts_test: usize,
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        Self {
+            people: 40,
+            creatures: 32,
+            places: 12,
+            documents: 24_000,
+            mix: TaskMix::default(),
+            harmful_frac: 0.7,
+            multi_turn_frac: 0.2,
+            descriptor_frac: 0.8,
+            descriptor_noise: 0.3,
+            quality_sharpness: 5.0,
+            judgment_frac: 0.1,
+            judgment_sharpness: 0.6,
+            descriptors: DescriptorLists::default(),
+            prompts_train: 1000,
+            prompts_test: 300,
+        }
+    }
+}
+
+impl WorldConfig {
+    /// Problems with the settings as `(key, problem and fix)`; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut frac = |key: &str, v: f64| {
+            if !(0.0..=1.0).contains(&v) {
+                out.push((
+                    key.to_string(),
+                    format!("{v} is not a fraction; use a value in [0, 1]"),
+                ));
+            }
+        };
+        frac("harmful_frac", self.harmful_frac);
+        frac("multi_turn_frac", self.multi_turn_frac);
+        frac("descriptor_frac", self.descriptor_frac);
+        frac("judgment_frac", self.judgment_frac);
+        for (key, v) in [
+            ("descriptor_noise", self.descriptor_noise),
+            ("quality_sharpness", self.quality_sharpness),
+            ("judgment_sharpness", self.judgment_sharpness),
+            ("mix.harmless", self.mix.harmless),
+            ("mix.helpful", self.mix.helpful),
+            ("mix.outlining", self.mix.outlining),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                out.push((key.to_string(), format!("{v} must be a finite number ≥ 0")));
+            }
+        }
+        if self.mix.harmless + self.mix.helpful + self.mix.outlining <= 0.0 {
+            out.push((
+                "mix".into(),
+                "all task weights are 0; give at least one task a positive weight".into(),
+            ));
+        }
+        for (key, v, min) in [
+            ("documents", self.documents, 1),
+            ("people", self.people, 8),
+            ("creatures", self.creatures, 2),
+            ("places", self.places, 2),
+            ("prompts_train", self.prompts_train, 1),
+            ("prompts_test", self.prompts_test, 1),
+        ] {
+            if v < min {
+                out.push((
+                    key.to_string(),
+                    format!("{v} is too few; use at least {min}"),
+                ));
+            }
+        }
+        for (task, d) in self.descriptors.all() {
+            for (side, list) in [("positive", &d.positive), ("negative", &d.negative)] {
+                let key = format!("descriptors.{task}.{side}");
+                if list.is_empty() {
+                    out.push((
+                        key,
+                        "the list is empty; give at least one descriptor phrase".into(),
+                    ));
+                } else if let Some(bad) = list
+                    .iter()
+                    .find(|p| p.trim().is_empty() || p.contains(['(', ')', '\n']))
+                {
+                    out.push((key, format!("{bad:?} is not a descriptor; use non-empty text without parentheses or line breaks")));
+                }
+            }
+        }
+        out
+    }
+}

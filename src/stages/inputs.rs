@@ -1,0 +1,177 @@
+//! The models stages run, as their configurations name them: a built-in world preset (the
+//! artifact of its pretraining stage), a GGUF file identified by its checksum, or a fetched
+//! asset identified by its registry SHA-256 — so a model's identity and checksum are part of
+//! every key that reads it (ARCHITECTURE.md, "Stages").
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::stage::{Ctx, StageError};
+use crate::error::IoError;
+use crate::model::Lm;
+
+/// A model a stage loads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// The recipe's name for it.
+    pub name: String,
+    /// What it is.
+    pub source: ModelSource,
+}
+
+/// Where a model's weights come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSource {
+    /// A built-in world preset, trained from scratch by stage `pretrain`.
+    World {
+        /// The preset (`world-s`, …).
+        preset: String,
+        /// Id of its pretraining stage.
+        pretrain: String,
+    },
+    /// A preset with no trained weights (e.g. `tiny`); loading it is an error.
+    Untrained {
+        /// The preset.
+        preset: String,
+    },
+    /// A GGUF file.
+    Gguf {
+        /// Its path as the recipe writes it (relative to the project root, or absolute).
+        path: String,
+        /// Its content checksum.
+        checksum: Checksum,
+    },
+    /// A model fetched with `rlcd assets fetch`.
+    Asset {
+        /// The asset's name.
+        asset: String,
+        /// The SHA-256 of its file: the recipe's when it gives one (verified before every
+        /// load), else the registry's (verified when it was fetched).
+        sha256: String,
+        /// Whether the SHA-256 is the recipe's.
+        verify: bool,
+    },
+}
+
+/// A file's content checksum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checksum {
+    /// The SHA-256 the recipe gives (verified before every load).
+    Sha256(String),
+    /// The blake3 of the file when the plan was made (verified before every load).
+    Blake3(String),
+}
+
+impl ModelRef {
+    /// The stages whose artifacts loading it reads.
+    pub fn inputs(&self) -> Vec<String> {
+        match &self.source {
+            ModelSource::World { pretrain, .. } => vec![pretrain.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether it is a built-in world model (BOS/EOS text conventions).
+    pub fn is_world(&self) -> bool {
+        matches!(self.source, ModelSource::World { .. })
+    }
+
+    /// Loads the model (decoder and tokenizer), checking a file's checksum first.
+    pub fn load<B: Backend>(&self, ctx: &Ctx<'_>, device: &B::Device) -> Result<Lm<B>, StageError> {
+        match &self.source {
+            ModelSource::World { pretrain, .. } => {
+                let artifact = ctx.input(pretrain)?;
+                Ok(super::pretrain::artifact::load_world_lm::<B>(
+                    &artifact.dir,
+                    device,
+                )?)
+            }
+            ModelSource::Untrained { preset } => Err(StageError::BadArtifact {
+                path: PathBuf::from(format!("models.{}", self.name)),
+                detail: format!(
+                    "preset `{preset}` has no weights to load; use a world preset, \
+                     `gguf = \"<path>\"` or `asset = \"<name>\"`"
+                ),
+            }),
+            ModelSource::Gguf { path, checksum } => {
+                let file = resolve(ctx.root, path);
+                match checksum {
+                    Checksum::Sha256(sha) => crate::assets::verify(&file, sha)?,
+                    Checksum::Blake3(planned) => {
+                        let found = file_blake3(&file)?;
+                        if &found != planned {
+                            return Err(StageError::BadArtifact {
+                                path: file,
+                                detail: format!(
+                                    "the model file changed since the plan was made (blake3 \
+                                     {found}, planned {planned}); run again to plan with it"
+                                ),
+                            });
+                        }
+                    }
+                }
+                Ok(Lm::from_gguf_path(&file, device)?)
+            }
+            ModelSource::Asset {
+                asset,
+                sha256,
+                verify,
+            } => {
+                let file = crate::assets::resolve_model(ctx.root, asset)?;
+                if *verify {
+                    crate::assets::verify(&file, sha256)?;
+                }
+                Ok(Lm::from_gguf_path(&file, device)?)
+            }
+        }
+    }
+}
+
+/// Id of the pretraining stage of a world preset (shared by every model naming the preset).
+pub fn pretrain_id(preset: &str) -> String {
+    format!("pretrain/{}", preset.replace('_', "-"))
+}
+
+/// `path` against `root` (absolute paths are kept).
+pub fn resolve(root: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        root.join(p)
+    }
+}
+
+/// blake3 (hex) of a file's bytes, remembered per path, length and modification time so a
+/// process hashes a large model file once.
+pub fn file_blake3(path: &Path) -> Result<String, IoError> {
+    type Seen = HashMap<(PathBuf, u64, Option<SystemTime>), String>;
+    static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
+    let meta = std::fs::metadata(path).map_err(IoError::at(path))?;
+    let id = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    if let Some(hash) = SEEN
+        .lock()
+        .ok()
+        .and_then(|seen| seen.as_ref().and_then(|s| s.get(&id).cloned()))
+    {
+        return Ok(hash);
+    }
+    let file = std::fs::File::open(path).map_err(IoError::at(path))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_reader(std::io::BufReader::new(file))
+        .map_err(IoError::at(path))?;
+    let hash = hasher.finalize().to_hex().to_string();
+    if let Ok(mut seen) = SEEN.lock() {
+        seen.get_or_insert_with(HashMap::new).insert(id, hash.clone());
+    }
+    Ok(hash)
+}

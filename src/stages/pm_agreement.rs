@@ -1,0 +1,105 @@
+//! The `pm_agreement` table stage: every preference model against the oracle's held-out labels
+//! (the analogue of paper Table 5), with its training loss and its accuracy on its own
+//! held-out simulated pairs.
+
+use polars::prelude::DataFrame;
+use serde::{Deserialize, Serialize};
+
+use super::planning::{PlanError, Planned};
+use super::reward::{REWARD, RewardRecord};
+use super::stage::{Ctx, Stage, StageError, StageKind, read_json};
+use super::table::{TableConfig, collect};
+use crate::eval::winrate::Rate;
+use crate::tables::{TableError, f64_col, frame_err, method_cols, opt_col, rate_cols};
+
+/// The table's file stem.
+pub const STEM: &str = "pm_agreement";
+
+/// Id of the table stage.
+pub const ID: &str = "pm_agreement/table";
+
+/// The stage type.
+pub struct PmAgreement;
+
+/// The table of preference models `rewards`.
+pub fn plan(rewards: Vec<String>) -> Result<Planned, PlanError> {
+    Planned::new::<PmAgreement>(ID, &TableConfig { inputs: rewards })
+}
+
+impl Stage for PmAgreement {
+    const KIND: StageKind = StageKind::PmAgreement;
+    const VERSION: u32 = 1;
+    const TABLE: Option<&'static str> = Some(STEM);
+    type Config = TableConfig;
+
+    fn inputs(config: &TableConfig) -> Vec<String> {
+        config.inputs.clone()
+    }
+
+    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
+        collect(
+            ctx,
+            STEM,
+            &config.inputs,
+            |_, artifact| {
+                let r: RewardRecord = read_json(artifact, REWARD)?;
+                let agreement = r.agreement.clone();
+                Ok(vec![PmAgreementRow {
+                    method: r.kind,
+                    simulator: r.simulator,
+                    task: r.task,
+                    agreement: agreement.as_ref().map(|g| g.rate),
+                    mean_prob: agreement.as_ref().map(|g| g.mean_prob),
+                    train_loss: r.log.final_loss,
+                    heldout_accuracy: r.log.heldout.as_ref().and_then(|h| h.rate.rate().ok()),
+                }])
+            },
+            frame,
+        )
+    }
+}
+
+/// One row of the preference-model agreement table (the analogue of paper Table 5).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PmAgreementRow {
+    /// Method whose preference data trained the PM.
+    pub method: String,
+    /// Simulator model name.
+    pub simulator: String,
+    /// Task.
+    pub task: String,
+    /// Held-out reference-labelled pairs and how many the PM ranks as the reference does
+    /// (`None` where the task has no reference labels).
+    pub agreement: Option<Rate>,
+    /// Mean probability the PM gives the reference-preferred output (σ of the reward margin).
+    pub mean_prob: Option<f64>,
+    /// Final training loss of the PM (mean Bradley–Terry loss over the last tenth of steps).
+    pub train_loss: f64,
+    /// Accuracy of the PM on its own held-out simulated pairs (their simulated labels).
+    pub heldout_accuracy: Option<f64>,
+}
+
+/// The PM agreement table: method, simulator, task, n, n_agree, accuracy, stderr, ci_low,
+/// ci_high, mean_prob, train_loss, heldout_accuracy.
+pub fn frame(rows: &[PmAgreementRow]) -> Result<DataFrame, TableError> {
+    let mut cols = method_cols(rows.iter().map(|r| (&r.method, &r.simulator, &r.task)));
+    let rates: Vec<Option<Rate>> = rows.iter().map(|r| r.agreement).collect();
+    cols.extend(rate_cols(
+        ["n", "n_agree", "accuracy", "stderr", "ci_low", "ci_high"],
+        &rates,
+    ));
+    cols.push(opt_col(
+        "mean_prob",
+        rows.iter().map(|r| r.mean_prob).collect(),
+    ));
+    cols.push(f64_col(
+        "train_loss",
+        rows.iter().map(|r| r.train_loss).collect(),
+    ));
+    cols.push(opt_col(
+        "heldout_accuracy",
+        rows.iter().map(|r| r.heldout_accuracy).collect(),
+    ));
+    DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
+}
+

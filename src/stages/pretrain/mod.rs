@@ -1,0 +1,270 @@
+//! The `pretrain` stage: a built-in world preset (`world-xs`, `world-s`, `world-m`, the
+//! paper's simulator sizes, §4) pretrained from scratch on the world's corpus — dialogues whose
+//! assistant tags carry noisy descriptors, and RLAIF judgment documents.
+//!
+//! - [`engine`]: packing, the training loop, held-out NLL;
+//! - [`artifact`]: the checkpoint, tokenizer and record, and loading them.
+
+pub mod artifact;
+pub mod engine;
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+pub use artifact::{
+    PretrainError, PretrainRecord, files, load_world_lm, read_record, weights_blake3,
+};
+pub use engine::{
+    PretrainLog, heldout_nll, heldout_nll_documents, pack_documents, pretrain, pretrain_documents,
+};
+
+use super::planning::{PlanError, Planned, Planner};
+use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
+use crate::model::tokenizer::Tokenizer;
+use crate::model::{LlamaConfig, ModelError};
+use crate::recipe::{BackendKind, PretrainConfig};
+use crate::seed;
+use crate::templates::{TemplateSet, Templates};
+use crate::world::format::{BOS, EOS, PAD};
+use crate::world::{Task, World, WorldSpec};
+
+/// Everything a world preset's pretraining depends on.
+pub struct WorldPretrain<'a> {
+    /// The world.
+    pub world: &'a World,
+    /// The templates (affixes, principles and scoring prompt feed the corpus; judge
+    /// templates feed the vocabulary).
+    pub templates: &'a Templates,
+    /// The preset (`world-xs`, `world-s`, `world-m`).
+    pub preset: &'a str,
+    /// The preset's architecture; its vocabulary size is set from the corpus.
+    pub architecture: LlamaConfig,
+    /// Training configuration.
+    pub config: PretrainConfig,
+    /// Held-out documents.
+    pub heldout_documents: usize,
+    /// Seed of the corpus, the initial weights and the row order.
+    pub seed: u64,
+}
+
+/// Template files whose literal words enter every world vocabulary (judge and scoring prompts).
+pub const VOCABULARY_TEMPLATES: &[&str] = &[
+    "rlaif/score.j2",
+    "judge/harm.j2",
+    "judge/harm_help.j2",
+    "judge/help.j2",
+    "judge/outline.j2",
+];
+
+/// Writes the corpus, builds the tokenizer, trains the preset from scratch and saves the model,
+/// tokenizer and record into `dir`.
+pub fn pretrain_world<B: AutodiffBackend>(
+    job: &WorldPretrain<'_>,
+    device: &B::Device,
+    dir: &std::path::Path,
+    on_step: &mut dyn FnMut(usize, f64),
+) -> Result<PretrainRecord, PretrainError> {
+    let t0 = Instant::now();
+    let docs = crate::world::corpus::documents(
+        job.world,
+        job.templates,
+        seed::derive(job.seed, &["corpus"]),
+    )?;
+    let sources = VOCABULARY_TEMPLATES
+        .iter()
+        .map(|n| job.templates.source(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let vocab = crate::world::corpus::vocabulary(job.world, &docs, &sources);
+    let corpus_seconds = t0.elapsed().as_secs_f64();
+    let tokenizer = Tokenizer::word_level(&vocab, &[BOS, EOS, PAD])
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut ids = Vec::with_capacity(docs.len());
+    for d in &docs {
+        hasher.update(d.as_bytes());
+        hasher.update(b"\0");
+        ids.push(
+            tokenizer
+                .encode(&format!("{BOS}{d}{EOS}"), false)
+                .map_err(|e| ModelError::Tokenizer(e.to_string()))?,
+        );
+    }
+    let corpus_tokens = ids.iter().map(Vec::len).sum();
+    let held = job.heldout_documents.min(ids.len().saturating_sub(1));
+    let (train, heldout) = ids.split_at(ids.len() - held);
+    let rows = pack_documents(train, job.config.seq_len);
+    let held_rows = pack_documents(heldout, job.config.seq_len);
+    let model_config = LlamaConfig {
+        vocab_size: tokenizer.vocab_size(),
+        ..job.architecture.clone()
+    };
+    let model =
+        crate::model::seeded_init::<B, _>(device, seed::derive(job.seed, &["init"]), || {
+            model_config.init::<B>(device)
+        })?;
+    let pad = tokenizer.pad_id().unwrap_or(0);
+    let bos = tokenizer.bos_id();
+    let (model, log) = pretrain_documents(
+        model,
+        &rows,
+        pad,
+        bos,
+        &job.config,
+        seed::derive(job.seed, &["rows"]),
+        on_step,
+    )?;
+    let model = AutodiffModule::valid(&model);
+    let heldout_nll = if held_rows.is_empty() {
+        f64::NAN
+    } else {
+        heldout_nll_documents(&model, &held_rows, pad, bos, 16)?
+    };
+    crate::model::load::save_checkpoint(&model, dir)?;
+    tokenizer
+        .save(&dir.join(files::TOKENIZER))
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    let record = PretrainRecord {
+        preset: job.preset.to_string(),
+        params: model_config.num_params(),
+        vocab: tokenizer.vocab_size(),
+        documents: docs.len(),
+        corpus_tokens,
+        corpus_blake3: hasher.finalize().to_hex().to_string(),
+        weights_blake3: weights_blake3(&model),
+        heldout_documents: held,
+        heldout_nll,
+        perplexity: heldout_nll.exp(),
+        config: job.config.clone(),
+        log,
+        corpus_seconds,
+    };
+    let path = dir.join(files::RECORD);
+    let json = serde_json::to_vec_pretty(&record).map_err(|source| PretrainError::Record {
+        path: path.clone(),
+        source,
+    })?;
+    crate::error::write(&path, json)?;
+    Ok(record)
+}
+
+
+/// The stage type.
+pub struct Pretrain;
+
+/// Everything a preset's pretraining reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The preset.
+    pub preset: String,
+    /// Its architecture (the vocabulary size is set from the corpus).
+    pub architecture: LlamaConfig,
+    /// The world whose corpus it learns.
+    pub world: WorldSpec,
+    /// Training hyper-parameters.
+    pub train: PretrainConfig,
+    /// Corpus documents held out to measure perplexity.
+    pub heldout_documents: usize,
+    /// The template files the corpus and the vocabulary read.
+    pub templates: TemplateSet,
+    /// The compute backend.
+    pub backend: BackendKind,
+    /// Seed of the corpus, the initial weights and the row order.
+    pub seed: u64,
+}
+
+/// Id of the pretraining stage of `preset`.
+pub fn id(preset: &str) -> String {
+    super::inputs::pretrain_id(preset)
+}
+
+/// The template files a world preset's corpus and vocabulary read: the three task families
+/// (with their affix files), the RLAIF principles, the dialogue macros and the scoring and
+/// judge prompts.
+pub fn world_templates(p: &Planner<'_>) -> Result<TemplateSet, PlanError> {
+    let mut set = TemplateSet::default();
+    for task in Task::ALL {
+        set.extend(p.family_files("world", task.name())?);
+    }
+    let shared = VOCABULARY_TEMPLATES
+        .iter()
+        .copied()
+        .chain(["rlaif/principles.toml", "common/dialogue.j2"]);
+    set.extend(p.template_files("world", shared)?);
+    Ok(set)
+}
+
+/// The pretraining stage of world preset `preset`.
+pub fn plan(p: &Planner<'_>, preset: &str) -> Result<Planned, PlanError> {
+    p.read("pretrain");
+    let recipe = p.recipe();
+    let unknown = || PlanError::Unknown {
+        key: "models".into(),
+        what: "world preset",
+        name: preset.into(),
+    };
+    let config = Config {
+        preset: preset.to_string(),
+        architecture: LlamaConfig::preset_with_vocab(preset, 0).ok_or_else(unknown)?,
+        world: p.world(),
+        train: recipe.pretrain.config_for(preset).ok_or_else(unknown)?,
+        heldout_documents: recipe.pretrain.heldout_documents,
+        templates: world_templates(p)?,
+        backend: p.backend(),
+        seed: p.seed(&["pretrain", preset]),
+    };
+    Planned::new::<Pretrain>(id(preset), &config)
+}
+
+impl From<PretrainError> for StageError {
+    fn from(e: PretrainError) -> Self {
+        StageError::failed(e)
+    }
+}
+
+impl Stage for Pretrain {
+    const KIND: StageKind = StageKind::Pretrain;
+    const VERSION: u32 = 2;
+    type Config = Config;
+
+    fn inputs(_: &Config) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn run(ctx: &Ctx<'_>, config: &Config) -> Result<serde_json::Value, StageError> {
+        let t0 = Instant::now();
+        let world = config.world.build()?;
+        let templates = config.templates.templates();
+        let pb = ctx.progress(config.train.steps as u64);
+        let job = WorldPretrain {
+            world: &world,
+            templates: &templates,
+            preset: &config.preset,
+            architecture: config.architecture.clone(),
+            config: config.train.clone(),
+            heldout_documents: config.heldout_documents,
+            seed: config.seed,
+        };
+        let mut on_step = |_: usize, loss: f64| {
+            pb.inc(1);
+            pb.set_message(format!("loss {loss:.3}"));
+        };
+        let record = with_backend!(config.backend, B, device => {
+            pretrain_world::<burn::backend::Autodiff<B>>(&job, &device, ctx.dir, &mut on_step)
+                .map_err(StageError::from)
+        })?;
+        pb.finish_and_clear();
+        Ok(serde_json::json!({
+            "seconds": t0.elapsed().as_secs_f64(),
+            "params": record.params,
+            "vocab": record.vocab,
+            "corpus_tokens": record.corpus_tokens,
+            "corpus_blake3": record.corpus_blake3,
+            "perplexity": record.perplexity,
+            "train_tokens_per_s": record.log.tokens_per_s,
+        }))
+    }
+}

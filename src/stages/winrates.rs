@@ -1,0 +1,207 @@
+//! The `winrates` table stage (paper §4.3): every judge stage's win-rate rows — counts, win
+//! rate with ties ½, its standard error and Wilson interval, the length-controlled rate and
+//! both mean lengths.
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::judge::JUDGED;
+use super::planning::{PlanError, Planned};
+use super::stage::{Ctx, Stage, StageError, StageKind, read_json};
+use super::table::{TableConfig, collect};
+use crate::eval::winrate::{Estimate, WinCounts};
+use crate::tables::{TableError, estimate_cols, f64_col, frame_err, opt_col, str_col, u64_col};
+
+/// The table's file stem.
+pub const STEM: &str = "winrates";
+
+/// Id of the table stage.
+pub const ID: &str = "winrates/table";
+
+/// The stage type.
+pub struct Winrates;
+
+/// The table of judge stages `judges`.
+pub fn plan(judges: Vec<String>) -> Result<Planned, PlanError> {
+    Planned::new::<Winrates>(ID, &TableConfig { inputs: judges })
+}
+
+impl Stage for Winrates {
+    const KIND: StageKind = StageKind::Winrates;
+    const VERSION: u32 = 1;
+    const TABLE: Option<&'static str> = Some(STEM);
+    type Config = TableConfig;
+
+    fn inputs(config: &TableConfig) -> Vec<String> {
+        config.inputs.clone()
+    }
+
+    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
+        collect(
+            ctx,
+            STEM,
+            &config.inputs,
+            |_, artifact| read_json::<Vec<WinRateRow>>(artifact, JUDGED),
+            frame,
+        )
+    }
+}
+
+/// One row of the win-rate table; judge stages store their rows as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WinRateRow {
+    /// Task (harmless, helpful, outlining).
+    pub task: String,
+    /// Judged axis (harm, help, outline).
+    pub axis: String,
+    /// Method A (the one whose win rate is reported).
+    pub method_a: String,
+    /// Method B.
+    pub method_b: String,
+    /// Simulator size name.
+    pub simulator: String,
+    /// Judge ("oracle", "lm:<model>").
+    pub judge: String,
+    /// Outcome counts.
+    pub counts: WinCounts,
+    /// Length-controlled win rate of A (percent), see
+    /// [`crate::eval::winrate::length_controlled`].
+    pub lc_win_rate: Option<f64>,
+    /// Mean output length of A, in tokens.
+    pub avg_len_a: f64,
+    /// Mean output length of B, in tokens.
+    pub avg_len_b: f64,
+}
+
+/// The win-rate table: task, axis, method_a, method_b, simulator, judge, n_total, n_wins,
+/// n_losses, n_ties, win_rate (%, ties ½), stderr, ci_low, ci_high, lc_win_rate (%,
+/// length-controlled), avg_len_a, avg_len_b.
+pub fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
+    let est: Vec<Option<Estimate>> = rows.iter().map(|r| r.counts.estimate().ok()).collect();
+    let s = |f: fn(&WinRateRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
+    let mut cols = vec![
+        str_col("task", s(|r| &r.task)),
+        str_col("axis", s(|r| &r.axis)),
+        str_col("method_a", s(|r| &r.method_a)),
+        str_col("method_b", s(|r| &r.method_b)),
+        str_col("simulator", s(|r| &r.simulator)),
+        str_col("judge", s(|r| &r.judge)),
+        u64_col("n_total", rows.iter().map(|r| r.counts.total()).collect()),
+        u64_col("n_wins", rows.iter().map(|r| r.counts.wins).collect()),
+        u64_col("n_losses", rows.iter().map(|r| r.counts.losses).collect()),
+        u64_col("n_ties", rows.iter().map(|r| r.counts.ties).collect()),
+    ];
+    cols.extend(estimate_cols(
+        "win_rate", "stderr", "ci_low", "ci_high", &est,
+    ));
+    cols.push(opt_col(
+        "lc_win_rate",
+        rows.iter().map(|r| r.lc_win_rate).collect(),
+    ));
+    cols.push(f64_col(
+        "avg_len_a",
+        rows.iter().map(|r| r.avg_len_a).collect(),
+    ));
+    cols.push(f64_col(
+        "avg_len_b",
+        rows.iter().map(|r| r.avg_len_b).collect(),
+    ));
+    DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
+}
+
+/// The rows of a win-rate table read back from its frame (counts, not the derived rates;
+/// lengths and the length-controlled rate as stored).
+pub fn rows_of_frame(df: &DataFrame) -> Result<Vec<WinRateRow>, TableError> {
+    let err = |source: PolarsError| TableError::Frame {
+        table: STEM.to_string(),
+        source,
+    };
+    let text = |name: &str| -> Result<Vec<String>, TableError> {
+        let c = df.column(name).map_err(err)?;
+        let c = c.str().map_err(err)?;
+        Ok((0..c.len())
+            .map(|i| c.get(i).unwrap_or_default().to_string())
+            .collect())
+    };
+    let count = |name: &str| -> Result<Vec<u64>, TableError> {
+        let c = df.column(name).map_err(err)?;
+        let c = c.u64().map_err(err)?;
+        Ok((0..c.len()).map(|i| c.get(i).unwrap_or(0)).collect())
+    };
+    let real = |name: &str| -> Result<Vec<Option<f64>>, TableError> {
+        let c = df.column(name).map_err(err)?;
+        let c = c.f64().map_err(err)?;
+        Ok((0..c.len()).map(|i| c.get(i)).collect())
+    };
+    let (task, axis, a, b) = (
+        text("task")?,
+        text("axis")?,
+        text("method_a")?,
+        text("method_b")?,
+    );
+    let (sim, judge) = (text("simulator")?, text("judge")?);
+    let (w, l, t) = (count("n_wins")?, count("n_losses")?, count("n_ties")?);
+    let (lc, la, lb) = (real("lc_win_rate")?, real("avg_len_a")?, real("avg_len_b")?);
+    Ok((0..df.height())
+        .map(|i| WinRateRow {
+            task: task[i].clone(),
+            axis: axis[i].clone(),
+            method_a: a[i].clone(),
+            method_b: b[i].clone(),
+            simulator: sim[i].clone(),
+            judge: judge[i].clone(),
+            counts: WinCounts::new(w[i], l[i], t[i]),
+            lc_win_rate: lc[i],
+            avg_len_a: la[i].unwrap_or(f64::NAN),
+            avg_len_b: lb[i].unwrap_or(f64::NAN),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tables::render_markdown;
+
+    #[test]
+    fn winrates_columns_follow_design() {
+        let df = frame(&[WinRateRow {
+            task: "harmless".into(),
+            axis: "harm".into(),
+            method_a: "rlcd".into(),
+            method_b: "rlaif".into(),
+            simulator: "sim-s".into(),
+            judge: "oracle".into(),
+            counts: WinCounts::new(7, 2, 1),
+            lc_win_rate: Some(81.2),
+            avg_len_a: 66.5,
+            avg_len_b: 42.1,
+        }])
+        .expect("frame");
+        let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "task",
+                "axis",
+                "method_a",
+                "method_b",
+                "simulator",
+                "judge",
+                "n_total",
+                "n_wins",
+                "n_losses",
+                "n_ties",
+                "win_rate",
+                "stderr",
+                "ci_low",
+                "ci_high",
+                "lc_win_rate",
+                "avg_len_a",
+                "avg_len_b"
+            ]
+        );
+        let md = render_markdown(&df).expect("md");
+        assert!(md.contains(" 75.0000 | 13.4371 |"), "{md}");
+    }
+}
