@@ -103,7 +103,10 @@ mod tests {
             suggest("SmolLM", ["qwen2.5-coder-0.5b", "smollm2-135m"]).as_deref(),
             Some("smollm2-135m")
         );
-        assert_eq!(did_you_mean("tempaltes", keys), " (did you mean `templates`?)");
+        assert_eq!(
+            did_you_mean("tempaltes", keys),
+            " (did you mean `templates`?)"
+        );
         assert_eq!(did_you_mean("", keys), "");
     }
 
@@ -111,7 +114,10 @@ mod tests {
     fn io_errors_name_the_path() {
         let err = read(Path::new("/nonexistent/rlcd/file")).expect_err("missing");
         assert!(err.is_not_found());
-        assert!(err.to_string().starts_with("/nonexistent/rlcd/file: "), "{err}");
+        assert!(
+            err.to_string().starts_with("/nonexistent/rlcd/file: "),
+            "{err}"
+        );
         assert!(std::error::Error::source(&err).is_some());
     }
 }

@@ -387,12 +387,8 @@ fn render(recipe: &Path, task: &str, n: usize, overrides: &[String]) -> Result<(
         rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
     let dialogues = load_prompts(&resolved, &spec.prompts)?;
     let take: Vec<_> = dialogues.into_iter().take(n).collect();
-    let prompts = rlcd::prompts::contrast_prompts(
-        &templates,
-        &spec.templates,
-        &take,
-        resolved.recipe.seed,
-    )?;
+    let prompts =
+        rlcd::prompts::contrast_prompts(&templates, &spec.templates, &take, resolved.recipe.seed)?;
     for p in prompts {
         println!("=== {} (affix {}) ===", p.id, p.affix_index);
         println!("--- p+ ---{}", p.positive);

@@ -12,9 +12,9 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::recipe::{MethodKind, Resolved};
 pub use crate::stages::key::{FORMAT_VERSION, KEY_LEN, canonical_json, stage_key};
 pub use crate::stages::planning::{PlanError, Planned, Planner};
-use crate::recipe::{MethodKind, Resolved};
 use crate::stages::simulate::Method;
 use crate::stages::stage::StageKind;
 use crate::stages::{
@@ -441,16 +441,19 @@ mod tests {
 
     #[test]
     fn orders_topologically_and_keys_chain() {
-        let plan = order(vec![spec("t", &["a", "b"]), spec("a", &[]), spec("b", &["a"])])
-            .expect("plan");
+        let plan = order(vec![
+            spec("t", &["a", "b"]),
+            spec("a", &[]),
+            spec("b", &["a"]),
+        ])
+        .expect("plan");
         let ids: Vec<&str> = plan.stages.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "t"]);
         assert!(plan.stages.iter().all(|s| s.key.len() == KEY_LEN));
         // A change upstream changes every downstream key.
         let mut changed = spec("a", &[]);
         changed.config = serde_json::json!({ "b": 2, "a": [1.5, "x"] });
-        let plan2 = order(vec![spec("t", &["a", "b"]), changed, spec("b", &["a"])])
-            .expect("plan");
+        let plan2 = order(vec![spec("t", &["a", "b"]), changed, spec("b", &["a"])]).expect("plan");
         for (x, y) in plan.stages.iter().zip(&plan2.stages) {
             assert_ne!(x.key, y.key, "{}", x.id);
         }
@@ -458,8 +461,12 @@ mod tests {
 
     #[test]
     fn cycles_and_unknown_upstreams_are_errors() {
-        let err = order(vec![spec("a", &["c"]), spec("b", &["a"]), spec("c", &["b"])])
-            .expect_err("cycle");
+        let err = order(vec![
+            spec("a", &["c"]),
+            spec("b", &["a"]),
+            spec("c", &["b"]),
+        ])
+        .expect_err("cycle");
         let msg = err.to_string();
         assert!(msg.contains("a → c → b → a"), "{msg}");
         let err = order(vec![spec("appendix_n/rlaif", &["appendix_n/rlia"])]).expect_err("unknown");

@@ -49,6 +49,17 @@ pub enum PromptError {
         /// How to fix it.
         fix: String,
     },
+    /// The built-in world's settings cannot generate the prompt set.
+    #[error("{spec}: {source}\n  fix: {fix}")]
+    WorldSettings {
+        /// The spec as written.
+        spec: String,
+        /// What the world reported.
+        #[source]
+        source: crate::world::WorldError,
+        /// How to fix it.
+        fix: String,
+    },
     /// The prompt file does not exist.
     #[error("{}: prompt file not found (from `{spec}`)\n  fix: {fix}", path.display())]
     Missing {
@@ -186,16 +197,18 @@ impl PromptSource {
         match self {
             PromptSource::World { task, world, .. } => {
                 let spec = format!("world:{}", task.name());
-                let world = world.build().map_err(|e| PromptError::World {
+                let world = world.build().map_err(|source| PromptError::WorldSettings {
                     spec: spec.clone(),
-                    message: e.to_string(),
+                    source,
                     fix: "correct the [world] settings".to_string(),
                 })?;
-                world.prompt_set(*task).map_err(|e| PromptError::World {
-                    spec,
-                    message: e.to_string(),
-                    fix: "lower [world] prompts_train / prompts_test".to_string(),
-                })
+                world
+                    .prompt_set(*task)
+                    .map_err(|source| PromptError::WorldSettings {
+                        spec,
+                        source,
+                        fix: "lower [world] prompts_train / prompts_test".to_string(),
+                    })
             }
             PromptSource::File {
                 spec,
@@ -540,10 +553,7 @@ mod tests {
         let mut other = r.clone();
         other.recipe.seed = 1;
         let splits = |ds: &[Dialogue]| ds.iter().map(|d| d.split).collect::<Vec<_>>();
-        assert_ne!(
-            splits(&d),
-            splits(&load(&other, &spec).expect("loads"))
-        );
+        assert_ne!(splits(&d), splits(&load(&other, &spec).expect("loads")));
     }
 
     #[test]

@@ -27,15 +27,13 @@ pub const MANIFEST: &str = "manifest.json";
 pub enum StoreError {
     /// The results directory cannot be created or written.
     #[error(
-        "results directory {path} is not writable ({source}); fix its permissions, or point \
-         the recipe's `results` key elsewhere (e.g. override `results=/tmp/rlcd-results`)"
+        "results directory not writable ({source}); fix its permissions, or point the \
+         recipe's `results` key elsewhere (e.g. override `results=/tmp/rlcd-results`)"
     )]
     NotWritable {
-        /// The directory.
-        path: PathBuf,
-        /// The I/O error.
+        /// The I/O error, naming the directory.
         #[source]
-        source: std::io::Error,
+        source: crate::error::IoError,
     },
     /// Another live process is computing this key.
     #[error(
@@ -202,8 +200,7 @@ impl Store {
     /// cannot be created or written.
     pub fn open(results_root: &Path) -> Result<Store, StoreError> {
         let not_writable = |source| StoreError::NotWritable {
-            path: results_root.to_path_buf(),
-            source,
+            source: crate::error::IoError::new(results_root, source),
         };
         for sub in ["cache", "runs"] {
             fs::create_dir_all(results_root.join(sub)).map_err(not_writable)?;
@@ -278,8 +275,7 @@ impl Store {
         check_name(key, "a key", false)?;
         let sdir = self.stage_dir(stage);
         fs::create_dir_all(&sdir).map_err(|source| StoreError::NotWritable {
-            path: sdir.clone(),
-            source,
+            source: crate::error::IoError::new(&sdir, source),
         })?;
         let lock = KeyLock::acquire(&sdir.join(format!("{key}.lock")), stage, key)?;
         if let Some(a) = self.lookup(stage, key) {
@@ -341,8 +337,7 @@ impl Store {
         let name = if name.is_empty() { "run" } else { name };
         let parent = self.root.join("runs").join(name);
         fs::create_dir_all(&parent).map_err(|source| StoreError::NotWritable {
-            path: parent.clone(),
-            source,
+            source: crate::error::IoError::new(&parent, source),
         })?;
         let base = format!("{}-{short_key}", utc_stamp(std::time::SystemTime::now()));
         for n in 1.. {

@@ -80,14 +80,8 @@ pub enum SweepError {
     #[error(transparent)]
     Table(#[from] TableError),
     /// A file could not be written or read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// A `cell.json` is unreadable or disagrees with the others.
     #[error("{path}: {detail}")]
     Cell {
@@ -122,10 +116,7 @@ pub enum SweepError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
-    move |source| SweepError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| SweepError::Io(crate::error::IoError::new(path, source))
 }
 
 /// How a sweep runs its cells.

@@ -244,10 +244,13 @@ impl Templates {
         self.check_name(name)?;
         let path = self.dir.join(name);
         if let Some(set) = &self.set {
-            return set.get(name).cloned().ok_or_else(|| TemplateError::Missing {
-                path,
-                fix: format!("`{name}` is not among the files this stage was planned with"),
-            });
+            return set
+                .get(name)
+                .cloned()
+                .ok_or_else(|| TemplateError::Missing {
+                    path,
+                    fix: format!("`{name}` is not among the files this stage was planned with"),
+                });
         }
         crate::error::read_to_string(&path).map_err(|e| {
             if e.is_not_found() {

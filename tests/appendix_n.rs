@@ -5,9 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rlcd::plan::Plan;
-use rlcd::stages::appendix_n::table::ID as APPENDIX_N_TABLE;
-use rlcd::runner::{self, RunOptions};
 use rlcd::recipe::{TheoryConfig, TheoryMethod};
+use rlcd::runner::{self, RunOptions};
+use rlcd::stages::appendix_n::table::ID as APPENDIX_N_TABLE;
 use rlcd::stages::appendix_n::{CellCounts, simulate};
 use rlcd::store::Store;
 use rlcd::sweep::{self, SweepOptions};

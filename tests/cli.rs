@@ -308,3 +308,26 @@ fn a_stale_lock_is_reclaimed_and_a_live_one_refuses() {
     assert_clean_failure(&out, &["lock"]);
     drop(held);
 }
+
+#[test]
+fn readme_recipe_reference_is_generated_from_the_schema() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let block = rlcd::recipe::reference::markdown();
+    assert!(
+        readme.contains(&block),
+        "README.md's recipe-key reference is stale: run `cargo xtask readme` to regenerate it"
+    );
+    // Every key of the schema is in it, with its default.
+    for key in rlcd::recipe::reference::keys() {
+        assert!(block.contains(&format!("`{}`", key.key)), "{}", key.key);
+    }
+    assert!(
+        block.contains("| `ppo.kl_coef` | number | `0.003` |"),
+        "{block}"
+    );
+    assert!(
+        block.contains("| `world.documents` | integer | `24000` |"),
+        "{block}"
+    );
+}

@@ -13,20 +13,20 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use rlcd::eval::judge::{self, JudgeItem, Verdict};
 use rlcd::eval::pm_agreement::sample_heldout_pairs;
+use rlcd::eval::sampling::Sampling;
 use rlcd::eval::winrate::WinCounts;
+use rlcd::model::pm::{Pm, PmFormat, score_outputs};
 use rlcd::model::{Cpu, Lm};
+use rlcd::prompts::{Dialogue, Split, contrast_prompts};
+use rlcd::recipe::WorldConfig;
 use rlcd::recipe::{DistillConfig, DpoConfig, JudgeOrder, PpoConfig, RewardConfig};
 use rlcd::stages::generate::{SampleSettings, generate_samples};
 use rlcd::stages::policy::dpo::{DpoPair, train_dpo};
 use rlcd::stages::policy::ppo::{PpoCheckpoints, PpoLog, PpoModels, train_ppo};
 use rlcd::stages::policy::sft::{encode_examples, train_sft};
 use rlcd::stages::policy::{PolicyFormat, load_policy, save_policy};
-use rlcd::prompts::{Dialogue, Split, contrast_prompts};
-use rlcd::model::pm::{Pm, PmFormat, score_outputs};
 use rlcd::stages::reward::{PmTraining, train_reward};
 use rlcd::stages::simulate::{Pair, Slot};
-use rlcd::eval::sampling::Sampling;
-use rlcd::recipe::WorldConfig;
 use rlcd::world::{Task, World};
 
 type Train = Autodiff<Cpu>;
@@ -112,7 +112,8 @@ fn fixture() -> &'static Fixture {
             holdout_frac: 0.0,
             ..RewardConfig::default()
         };
-        let (pm, _) = train_reward(pm, &on_policy, &PmTraining::from(&cfg), 7, &mut |_, _| {}).expect("PM");
+        let (pm, _) =
+            train_reward(pm, &on_policy, &PmTraining::from(&cfg), 7, &mut |_, _| {}).expect("PM");
         Fixture {
             train_prompts: plain(&train),
             test_prompts: plain(&test),
@@ -500,4 +501,33 @@ fn verdicts_in_both_orders_agree_or_tie() {
     assert_eq!(Verdict::agreed(Verdict::B, Verdict::B), Verdict::B);
     assert_eq!(Verdict::agreed(Verdict::A, Verdict::B), Verdict::Tie);
     assert_eq!(Verdict::agreed(Verdict::Tie, Verdict::A), Verdict::Tie);
+}
+
+#[test]
+fn held_out_pairs_follow_the_sampling_temperature() {
+    let f = fixture();
+    let templates = common::templates();
+    let sampler = Lm::new(f.lm.model.valid(), f.lm.tokenizer.clone()).expect("lm");
+    let pairs = |temperature: f64| {
+        let sampling = Sampling {
+            temperature,
+            ..Sampling::paper(48, 50)
+        };
+        sample_heldout_pairs(
+            &sampler,
+            &f.world,
+            &templates,
+            TASK,
+            TASK.name(),
+            &f.test,
+            f.test.len(),
+            &sampling,
+            11,
+        )
+        .expect("pairs")
+    };
+    // Greedy decoding gives both samples of a prompt the same text, so the oracle ties every
+    // pair and none is kept; at temperature 1 the two samples differ.
+    assert!(pairs(0.0).is_empty());
+    assert!(!pairs(1.0).is_empty());
 }

@@ -11,15 +11,15 @@ use burn::backend::Autodiff;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use rand::Rng;
-use rlcd::model::{Cpu, Lm};
-use rlcd::recipe::RewardConfig;
-use rlcd::prompts::{Dialogue, Split};
 use rlcd::model::pm::{Pm, PmFormat, load_pm, save_pm, score_texts};
+use rlcd::model::{Cpu, Lm};
+use rlcd::prompts::{Dialogue, Split};
+use rlcd::recipe::RewardConfig;
+use rlcd::recipe::WorldConfig;
 use rlcd::stages::reward::{
     PmTraining, RewardError, agreement, bt_loss, bt_loss_value, train_reward,
 };
 use rlcd::stages::simulate::Pair;
-use rlcd::recipe::WorldConfig;
 use rlcd::world::{Task, World};
 
 type Train = Autodiff<Cpu>;
@@ -156,8 +156,14 @@ fn pm_learns_oracle_preferences_and_saves_and_loads_exactly() {
     let before = agreement(&new_pm(f, 1).valid(), &f.test, truth(f), 32).expect("agreement");
     let t = Instant::now();
     let mut seen = 0;
-    let (pm, log) =
-        train_reward(new_pm(f, 1), &f.train, &PmTraining::from(&cfg), 7, &mut |_, _| seen += 1).expect("training");
+    let (pm, log) = train_reward(
+        new_pm(f, 1),
+        &f.train,
+        &PmTraining::from(&cfg),
+        7,
+        &mut |_, _| seen += 1,
+    )
+    .expect("training");
     let secs = t.elapsed().as_secs_f64();
     let pm = pm.valid();
     let after = agreement(&pm, &f.test, truth(f), 32).expect("agreement");
@@ -229,8 +235,14 @@ fn pm_trained_on_random_labels_stays_near_chance() {
             q
         })
         .collect();
-    let (pm, log) =
-        train_reward(new_pm(f, 1), &noisy, &PmTraining::from(&reward_cfg()), 7, &mut |_, _| {}).expect("training");
+    let (pm, log) = train_reward(
+        new_pm(f, 1),
+        &noisy,
+        &PmTraining::from(&reward_cfg()),
+        7,
+        &mut |_, _| {},
+    )
+    .expect("training");
     let after = agreement(&pm.valid(), &f.test, truth(f), 32).expect("agreement");
     let acc = after.rate.rate().expect("rate");
     let held = log.heldout.expect("held-out pairs");
@@ -259,7 +271,16 @@ fn training_is_deterministic_and_inputs_are_checked() {
         ..reward_cfg()
     };
     let few = &f.train[..24];
-    let run = || train_reward(new_pm(f, 3), few, &PmTraining::from(&cfg), 5, &mut |_, _| {}).expect("training");
+    let run = || {
+        train_reward(
+            new_pm(f, 3),
+            few,
+            &PmTraining::from(&cfg),
+            5,
+            &mut |_, _| {},
+        )
+        .expect("training")
+    };
     let (pm1, log1) = run();
     let (pm2, log2) = run();
     assert_eq!(log1.losses, log2.losses);
@@ -287,9 +308,23 @@ fn training_is_deterministic_and_inputs_are_checked() {
         batch_size: 0,
         ..cfg.clone()
     };
-    let err = train_reward(new_pm(f, 3), few, &PmTraining::from(&bad), 5, &mut |_, _| {}).expect_err("batch 0");
+    let err = train_reward(
+        new_pm(f, 3),
+        few,
+        &PmTraining::from(&bad),
+        5,
+        &mut |_, _| {},
+    )
+    .expect_err("batch 0");
     assert!(err.to_string().starts_with("[reward] batch_size"), "{err}");
-    let err = train_reward(new_pm(f, 3), &[], &PmTraining::from(&cfg), 5, &mut |_, _| {}).expect_err("no pairs");
+    let err = train_reward(
+        new_pm(f, 3),
+        &[],
+        &PmTraining::from(&cfg),
+        5,
+        &mut |_, _| {},
+    )
+    .expect_err("no pairs");
     assert!(matches!(err, RewardError::Empty { .. }), "{err}");
     let err = Pm::from_lm(f.lm.clone(), PmFormat::world(100_000)).expect_err("too long");
     assert!(err.to_string().starts_with("[reward] max_len"), "{err}");

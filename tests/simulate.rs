@@ -11,16 +11,16 @@ use burn::tensor::activation::softmax;
 use rlcd::model::sampling::pad_batch;
 use rlcd::model::tokenizer::Tokenizer;
 use rlcd::model::{Cpu, GenerationRequest, Lm};
-use rlcd::recipe::SimulateConfig;
 use rlcd::prompts::{Dialogue, Split, contrast_prompts};
+use rlcd::recipe::SimulateConfig;
+use rlcd::recipe::WorldConfig;
 use rlcd::stages::simulate::{
     Method, SimulateError, Simulator, Slot, generate_options, pairs_from_frame, pairs_to_frame,
     principle_for, sample_seed,
 };
-use rlcd::world::format::BOS;
 use rlcd::tables::{read_parquet, render_parquet};
 use rlcd::templates::{SCORE_TEMPLATE, Templates};
-use rlcd::recipe::WorldConfig;
+use rlcd::world::format::BOS;
 use rlcd::world::{Task, World};
 
 struct Fixture {

@@ -1,4 +1,4 @@
-//! The built-in world (DESIGN.md, "The built-in world"; paper §4.1 tasks, §4.3 axes): the
+//! The built-in world (ARCHITECTURE.md, "The built-in world"; paper §4.1 tasks, §4.3 axes): the
 //! oracle on hand-written responses of every move, generator ↔ oracle consistency, the
 //! `world:<task>` prompt sets, the pretraining corpus (descriptors, RLAIF judgment documents),
 //! settings errors and the closed vocabulary.
@@ -8,8 +8,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use rand::Rng;
-use rlcd::seed;
 use rlcd::prompts::{Dialogue, Split};
+use rlcd::recipe::WorldConfig;
+use rlcd::seed;
 use rlcd::templates::Templates;
 use rlcd::world::corpus::{self, CorpusTexts};
 use rlcd::world::grammar::{join, words};
@@ -18,7 +19,6 @@ use rlcd::world::helpful::Question;
 use rlcd::world::lexicon::{COLORS, HARM_CATEGORIES, HOWTO};
 use rlcd::world::oracle::OracleError;
 use rlcd::world::outlining::Premise;
-use rlcd::recipe::WorldConfig;
 use rlcd::world::{INCOHERENT, Request, Score, Task, World, WorldError};
 
 // ---------------------------------------------------------------------------------------------

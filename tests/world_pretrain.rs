@@ -4,10 +4,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rlcd::stages::pretrain::id as pretrain_stage_id;
-use rlcd::stages::world_report::ID as WORLD_REPORT_TABLE;
 use rlcd::runner::{self, RunOptions};
+use rlcd::stages::pretrain::id as pretrain_stage_id;
 use rlcd::stages::pretrain::{PretrainRecord, read_record};
+use rlcd::stages::world_report::ID as WORLD_REPORT_TABLE;
 use rlcd::store::Store;
 
 fn templates_dir() -> PathBuf {

@@ -112,11 +112,7 @@ pub struct Pm<B: Backend> {
 impl<B: Backend> Pm<B> {
     /// A PM on `trunk` with a fresh scalar head (weights normal(0, 0.02) from the backend's
     /// seed, bias 0). `format.max_len` must fit the trunk's context.
-    pub fn new(
-        trunk: Llama<B>,
-        tokenizer: Tokenizer,
-        format: PmFormat,
-    ) -> Result<Self, PmError> {
+    pub fn new(trunk: Llama<B>, tokenizer: Tokenizer, format: PmFormat) -> Result<Self, PmError> {
         let (tv, mv) = (tokenizer.vocab_size(), trunk.config().vocab_size);
         if tv > mv {
             return Err(ModelError::Tokenizer(format!(

@@ -65,15 +65,12 @@ impl fmt::Display for Located {
 pub enum RecipeError {
     /// The recipe file cannot be read.
     #[error(
-        "{}: cannot read recipe file: {source}\n  fix: check the path (recipes live under recipes/, e.g. recipes/examples/contrast.toml)",
-        file.display()
+        "cannot read recipe file {source}\n  fix: check the path (recipes live under recipes/, e.g. recipes/examples/contrast.toml)"
     )]
     Read {
-        /// The recipe file as given.
-        file: PathBuf,
-        /// The I/O error.
+        /// The I/O error, naming the file.
         #[source]
-        source: std::io::Error,
+        source: crate::error::IoError,
     },
     /// The recipe file is not valid TOML.
     #[error("{}: malformed TOML{}: {message}\n{detail}\n  fix: correct the TOML syntax{}", file.display(), line_suffix(*line), at_line(*line))]

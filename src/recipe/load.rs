@@ -105,10 +105,7 @@ pub fn load_with_env(
     overrides: &[String],
     env: &[(String, String)],
 ) -> Result<Resolved, RecipeError> {
-    let text = std::fs::read_to_string(file).map_err(|source| RecipeError::Read {
-        file: file.to_path_buf(),
-        source,
-    })?;
+    let text = crate::error::read_to_string(file).map_err(|source| RecipeError::Read { source })?;
     let file_label = file.display().to_string();
 
     // Layer 1: the file, with the line of every key.

@@ -91,7 +91,6 @@ impl PretrainSettings {
     }
 }
 
-
 /// Training hyper-parameters of from-scratch pretraining.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

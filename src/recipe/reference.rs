@@ -50,14 +50,18 @@ pub fn markdown() -> String {
     let mut out = String::new();
     out.push_str(BEGIN);
     out.push('\n');
+    let section_of = |k: &KeyDoc| -> String {
+        match k.key.split_once('.') {
+            Some((top, _)) => top.to_string(),
+            None => String::new(),
+        }
+    };
+    let mut all = keys();
+    // Top-level keys first, then one table per section in name order.
+    all.sort_by_key(|k| (!section_of(k).is_empty(), section_of(k)));
     let mut section = None;
-    for k in keys() {
-        let top = k.key.split('.').next().unwrap_or_default().to_string();
-        let this = if k.key.contains('.') {
-            top.clone()
-        } else {
-            String::new()
-        };
+    for k in all {
+        let this = section_of(&k);
         if section.as_ref() != Some(&this) {
             let title = if this.is_empty() {
                 "Top level".to_string()
@@ -154,7 +158,11 @@ fn walk(
     let node = resolve(non_null(node), defs);
     let doc = doc
         .map(str::to_string)
-        .or_else(|| node.get("description").and_then(Value::as_str).map(one_line))
+        .or_else(|| {
+            node.get("description")
+                .and_then(Value::as_str)
+                .map(one_line)
+        })
         .unwrap_or_default();
     if let Some(props) = node.get("properties").and_then(Value::as_object) {
         for (name, prop) in props {
@@ -163,7 +171,10 @@ fn walk(
             } else {
                 format!("{key}.{name}")
             };
-            let child_doc = prop.get("description").and_then(Value::as_str).map(one_line);
+            let child_doc = prop
+                .get("description")
+                .and_then(Value::as_str)
+                .map(one_line);
             let mut prop = prop.clone();
             if prop.get("default").is_none()
                 && let Some(d) = own_default.as_ref().and_then(|d| d.get(name))
@@ -193,7 +204,7 @@ fn walk(
 fn kind_of(node: &Value, defs: &Map<String, Value>) -> String {
     let node = resolve(non_null(node), defs);
     if let Some(values) = node.get("enum").and_then(Value::as_array) {
-        return values.iter().map(toml_text).collect::<Vec<_>>().join(" \\| ");
+        return values.iter().map(toml_text).collect::<Vec<_>>().join(" | ");
     }
     if let Some(alts) = node.get("oneOf").and_then(Value::as_array) {
         let consts: Vec<String> = alts
@@ -205,7 +216,7 @@ fn kind_of(node: &Value, defs: &Map<String, Value>) -> String {
             .map(toml_text)
             .collect();
         if consts.len() == alts.len() {
-            return consts.join(" \\| ");
+            return consts.join(" | ");
         }
     }
     match node.get("type") {

@@ -106,7 +106,8 @@ pub enum BackendKind {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// A built-in preset trained from scratch on the built-in world (see [`PRESETS`]).
+    /// A built-in preset: `world-xs`, `world-s` or `world-m` (trained from scratch on the
+    /// built-in world), or `tiny` (untrained, for tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
     /// Path of a GGUF file, relative to the project root.
@@ -229,7 +230,9 @@ impl Recipe {
 }
 
 /// The kind of an alignment method (paper §4.2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum MethodKind {
     /// RLCD: contrast prompts p+ / p−, o+ labelled preferred, PM, PPO.
@@ -289,4 +292,3 @@ pub struct MethodSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trainer: Option<Trainer>,
 }
-

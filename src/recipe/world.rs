@@ -78,7 +78,11 @@ impl Default for DescriptorLists {
                     "clear, well-ordered outline",
                     "engaging outline",
                 ],
-                &["messy outline", "dull, confused outline", "off-topic outline"],
+                &[
+                    "messy outline",
+                    "dull, confused outline",
+                    "off-topic outline",
+                ],
             ),
         }
     }

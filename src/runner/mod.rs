@@ -74,15 +74,17 @@ pub enum RunError {
     /// A run directory file could not be written or read.
     #[error(transparent)]
     Io(#[from] IoError),
-    /// `plan.json` of a run could not be read.
+    /// `plan.json` of a run could not be read or written.
     #[error(
-        "{path}: not a plan written by this build of `rlcd run` ({detail}); pass a run directory under results/runs/ or rerun its recipe"
+        "{}: not a plan of this build of `rlcd run`; pass a run directory under results/runs/ or rerun its recipe",
+        path.display()
     )]
     PlanFile {
         /// The file.
         path: PathBuf,
         /// The parse error.
-        detail: String,
+        #[source]
+        source: serde_json::Error,
     },
     /// A table stage's artifact is gone from the store.
     #[error(
@@ -101,7 +103,7 @@ pub enum RunError {
     },
     /// The win-rate plot could not be drawn.
     #[error("tables/winrates.svg: {0}")]
-    Plot(String),
+    Plot(#[from] crate::plots::PlotError),
 }
 
 /// What happened to one stage in a run.
@@ -183,9 +185,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
     let (run_id, run_dir) = store.create_run(&plan.recipe, &plan.short_key())?;
     crate::error::write(&run_dir.join("resolved.toml"), resolved.to_toml_string())?;
     let plan_path = run_dir.join("plan.json");
-    let plan_json = serde_json::to_string_pretty(&plan).map_err(|e| RunError::PlanFile {
+    let plan_json = serde_json::to_string_pretty(&plan).map_err(|source| RunError::PlanFile {
         path: plan_path.clone(),
-        detail: e.to_string(),
+        source,
     })?;
     crate::error::write(&plan_path, plan_json + "\n")?;
     let log_path = run_dir.join("run.log");
@@ -234,9 +236,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
 pub fn report(run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
     let plan_path = run_dir.join("plan.json");
     let text = crate::error::read_to_string(&plan_path)?;
-    let plan: Plan = serde_json::from_str(&text).map_err(|e| RunError::PlanFile {
+    let plan: Plan = serde_json::from_str(&text).map_err(|source| RunError::PlanFile {
         path: plan_path.clone(),
-        detail: e.to_string(),
+        source,
     })?;
     let root = run_dir
         .ancestors()
@@ -266,7 +268,7 @@ fn write_tables(plan: &Plan, store: &Store, run_dir: &Path) -> Result<Vec<TableR
         let files = tables::write_table(&dir, stem, &frame)?;
         if stem == crate::stages::winrates::STEM {
             let rows = crate::stages::winrates::rows_of_frame(&frame)?;
-            let svg = crate::plots::winrates_svg(&rows).map_err(|e| RunError::Plot(e.to_string()))?;
+            let svg = crate::plots::winrates_svg(&rows)?;
             crate::error::write(&dir.join(format!("{stem}.svg")), svg)?;
         }
         out.push(TableReport {

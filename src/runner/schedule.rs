@@ -41,11 +41,12 @@ fn run_stage(
                 root,
                 quiet: opts.quiet,
             };
-            let meta =
-                registry::run(stage.kind, &ctx, &stage.config).map_err(|source| RunError::Stage {
+            let meta = registry::run(stage.kind, &ctx, &stage.config).map_err(|source| {
+                RunError::Stage {
                     stage: stage.id.clone(),
                     source: Box::new(source),
-                })?;
+                }
+            })?;
             pending.commit(meta)?;
             let work = store.work_dir(&stage.id, &stage.key);
             if work.exists() {

@@ -208,10 +208,11 @@ impl Stage for Generate {
         let t0 = std::time::Instant::now();
         let test = config.prompts.load(ctx.root)?;
         let templates = config.templates.templates();
-        let prompts: Vec<String> = contrast_prompts(&templates, &config.family, &test, config.seed)?
-            .into_iter()
-            .map(|c| c.plain)
-            .collect();
+        let prompts: Vec<String> =
+            contrast_prompts(&templates, &config.family, &test, config.seed)?
+                .into_iter()
+                .map(|c| c.plain)
+                .collect();
         let pb = ctx.progress(test.len() as u64);
         let samples = with_backend!(config.backend, B, device => {
             let (lm, format) = match &config.policy {

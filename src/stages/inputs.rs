@@ -171,7 +171,8 @@ pub fn file_blake3(path: &Path) -> Result<String, IoError> {
         .map_err(IoError::at(path))?;
     let hash = hasher.finalize().to_hex().to_string();
     if let Ok(mut seen) = SEEN.lock() {
-        seen.get_or_insert_with(HashMap::new).insert(id, hash.clone());
+        seen.get_or_insert_with(HashMap::new)
+            .insert(id, hash.clone());
     }
     Ok(hash)
 }

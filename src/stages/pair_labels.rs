@@ -163,4 +163,3 @@ pub fn frame(rows: &[PairLabelsRow]) -> Result<DataFrame, TableError> {
     ));
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
 }
-

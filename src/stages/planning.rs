@@ -32,9 +32,9 @@ impl Planned {
     /// Stage `id` of type `S` with `config`.
     pub fn new<S: Stage>(id: impl Into<String>, config: &S::Config) -> Result<Self, PlanError> {
         let id = id.into();
-        let value = serde_json::to_value(config).map_err(|e| PlanError::Config {
+        let value = serde_json::to_value(config).map_err(|source| PlanError::Config {
             stage: id.clone(),
-            detail: e.to_string(),
+            source,
         })?;
         Ok(Self {
             deps: S::inputs(config),
@@ -118,12 +118,13 @@ pub enum PlanError {
         source: crate::error::IoError,
     },
     /// A stage configuration cannot be serialized.
-    #[error("stage `{stage}`: its configuration cannot be serialized ({detail})")]
+    #[error("stage `{stage}`: its configuration cannot be serialized")]
     Config {
         /// The stage.
         stage: String,
-        /// The serializer's message.
-        detail: String,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
     },
 }
 
@@ -218,12 +219,16 @@ impl<'r> Planner<'r> {
         let task = self.task(name)?;
         self.read(format!("tasks.{name}.prompts"));
         let recipe = self.recipe();
-        let source =
-            PromptSource::resolve(&task.prompts, &self.resolved.root, &recipe.world, recipe.seed)
-                .map_err(|source| PlanError::Prompts {
-                    task: name.into(),
-                    source: Box::new(source),
-                })?;
+        let source = PromptSource::resolve(
+            &task.prompts,
+            &self.resolved.root,
+            &recipe.world,
+            recipe.seed,
+        )
+        .map_err(|source| PlanError::Prompts {
+            task: name.into(),
+            source: Box::new(source),
+        })?;
         self.read("seed");
         if source.world().is_some() {
             self.read("world");
@@ -308,14 +313,14 @@ impl<'r> Planner<'r> {
             let path = path.display().to_string();
             let checksum = match &spec.sha256 {
                 Some(sha) => Checksum::Sha256(sha.trim().to_lowercase()),
-                None => Checksum::Blake3(
-                    file_blake3(&resolve(&self.resolved.root, &path)).map_err(|source| {
-                        PlanError::ModelFile {
+                None => {
+                    Checksum::Blake3(file_blake3(&resolve(&self.resolved.root, &path)).map_err(
+                        |source| PlanError::ModelFile {
                             model: name.into(),
                             source,
-                        }
-                    })?,
-                ),
+                        },
+                    )?)
+                }
             };
             ModelSource::Gguf { path, checksum }
         } else {

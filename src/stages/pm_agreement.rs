@@ -102,4 +102,3 @@ pub fn frame(rows: &[PmAgreementRow]) -> Result<DataFrame, TableError> {
     ));
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
 }
-

@@ -145,4 +145,3 @@ pub fn frame(rows: &[PolicyTrainingRow]) -> Result<DataFrame, TableError> {
     cols.push(f64_col("seconds", rows.iter().map(|r| r.seconds).collect()));
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
 }
-

@@ -8,24 +8,27 @@ use super::{
 };
 
 /// Runs `S` on its configuration deserialized from `config`.
-fn run_as<S: Stage>(ctx: &Ctx<'_>, config: &serde_json::Value) -> Result<serde_json::Value, StageError> {
+fn run_as<S: Stage>(
+    ctx: &Ctx<'_>,
+    config: &serde_json::Value,
+) -> Result<serde_json::Value, StageError> {
     let typed: S::Config = typed::<S>(config)?;
     S::run(ctx, &typed)
 }
 
 fn typed<S: Stage>(config: &serde_json::Value) -> Result<S::Config, StageError> {
-    serde_json::from_value(config.clone()).map_err(|e| StageError::BadArtifact {
-        path: format!("plan.json ({} stage configuration)", S::KIND.name()).into(),
-        detail: format!("not a configuration this build reads ({e})"),
+    serde_json::from_value(config.clone()).map_err(|source| StageError::Config {
+        kind: S::KIND.name(),
+        source,
     })
 }
 
 /// The configuration `config` of a stage of `S` deserialized and serialized again.
 fn round_trip_as<S: Stage>(config: &serde_json::Value) -> Result<serde_json::Value, StageError> {
     let typed: S::Config = typed::<S>(config)?;
-    serde_json::to_value(&typed).map_err(|e| StageError::BadArtifact {
-        path: "plan.json".into(),
-        detail: e.to_string(),
+    serde_json::to_value(&typed).map_err(|source| StageError::Config {
+        kind: S::KIND.name(),
+        source,
     })
 }
 

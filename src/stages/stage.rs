@@ -13,7 +13,9 @@ use crate::error::IoError;
 use crate::store::{Artifact, Store, StoreError};
 
 /// What a stage does; one variant per stage type (see [`super::registry`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StageKind {
     /// One method's Appendix N Monte-Carlo (`cell.json`).
@@ -155,10 +157,14 @@ impl Ctx<'_> {
     }
 
     /// Writes artifact file `name` as pretty JSON.
-    pub fn write_json<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), StageError> {
-        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StageError::BadArtifact {
+    pub fn write_json<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StageError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StageError::Json {
             path: self.dir.join(name),
-            detail: format!("cannot serialise ({e})"),
+            source,
         })?;
         self.write(name, &bytes)
     }
@@ -172,9 +178,9 @@ impl Ctx<'_> {
 /// Reads artifact file `name` of `artifact` as JSON.
 pub fn read_json<T: DeserializeOwned>(artifact: &Artifact, name: &str) -> Result<T, StageError> {
     let bytes = artifact.read(name)?;
-    serde_json::from_slice(&bytes).map_err(|e| StageError::BadArtifact {
+    serde_json::from_slice(&bytes).map_err(|source| StageError::Json {
         path: artifact.path(name),
-        detail: format!("unreadable {name} ({e})"),
+        source,
     })
 }
 
@@ -211,6 +217,15 @@ pub enum StageError {
     /// The stage's own computation failed (simulation, training, judging, …).
     #[error(transparent)]
     Failed(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// A JSON artifact file cannot be read or written.
+    #[error("{}: not the JSON this build reads or writes; delete the artifact and run again to recompute it", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// An input artifact or a written value is malformed.
     #[error("{}: {detail}; delete it and run again to recompute it", path.display())]
     BadArtifact {
@@ -218,6 +233,17 @@ pub enum StageError {
         path: PathBuf,
         /// What is wrong.
         detail: String,
+    },
+    /// A stage configuration is not one this build reads.
+    #[error(
+        "a `{kind}` stage configuration this build cannot read; run the recipe again to replan it"
+    )]
+    Config {
+        /// The stage kind.
+        kind: &'static str,
+        /// The deserializer's error.
+        #[source]
+        source: serde_json::Error,
     },
     /// The stage read a stage its configuration does not name.
     #[error("`{input}` is not an input of this stage; name it in the stage's configuration")]
@@ -267,9 +293,7 @@ macro_rules! with_backend {
                 $body
             }
             #[cfg(not(feature = "cuda"))]
-            $crate::recipe::BackendKind::Cuda => {
-                Err($crate::stages::stage::StageError::NoCuda)
-            }
+            $crate::recipe::BackendKind::Cuda => Err($crate::stages::stage::StageError::NoCuda),
         }
     };
 }

@@ -146,4 +146,3 @@ pub fn frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableError> {
     cols.push(f64_col("train_seconds", f(|r| r.train_seconds)));
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
 }
-

@@ -27,8 +27,8 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-pub use crate::recipe::world::WorldConfig;
 use crate::recipe::world::Descriptors;
+pub use crate::recipe::world::WorldConfig;
 use crate::seed;
 pub use format::{Dialogue, Split};
 use grammar::{Binding, Pattern, Renamed, join};

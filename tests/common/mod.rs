@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 use rand::Rng;
-use rlcd::model::Lm;
 use rlcd::model::LlamaConfig;
+use rlcd::model::Lm;
 use rlcd::prompts::{Dialogue, contrast_prompts};
 use rlcd::recipe::PretrainConfig;
 use rlcd::stages::pretrain::{WorldPretrain, load_world_lm, pretrain_world};

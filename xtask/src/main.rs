@@ -1,4 +1,5 @@
-//! `cargo xtask`: project automation — sweeps over recipe grids, benchmarks, asset fetching.
+//! `cargo xtask`: project automation — sweeps over recipe grids, benchmarks, asset fetching,
+//! and regenerating README.md's recipe-key reference from the schema.
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,9 @@ enum Command {
         #[arg(long, default_value = "results/bench")]
         out: PathBuf,
     },
+    /// Rewrite README.md's recipe-key reference from the recipe schema (`rlcd schema
+    /// --markdown`).
+    Readme,
     /// Fetch model assets and prompt sets (same as `rlcd assets fetch`).
     FetchAssets {
         /// Asset names, `all` (required models), or `prompts`.
@@ -119,6 +123,23 @@ fn main() -> Result<()> {
                 "{}",
                 rlcd::model::bench::write_rows(&rows, &root.join(out))?
             );
+        }
+        Command::Readme => {
+            let path = root.join("README.md");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let block = rlcd::recipe::reference::markdown();
+            let updated = rlcd::recipe::reference::splice(&text, &block).with_context(|| {
+                format!(
+                    "{} has no generated recipe-key block; add the lines `{}` and `{}` where it belongs",
+                    path.display(),
+                    rlcd::recipe::reference::BEGIN,
+                    rlcd::recipe::reference::END
+                )
+            })?;
+            std::fs::write(&path, updated)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("{}: recipe-key reference regenerated", path.display());
         }
         Command::FetchAssets { names } => {
             let progress = |m: &str| eprintln!("{m}");

@@ -33,12 +33,12 @@ use super::common::{
 use crate::model::load::{
     load_checkpoint, load_scalar_checkpoint, save_checkpoint, save_scalar_checkpoint,
 };
+use crate::model::pm::{Pm, score_outputs};
 use crate::model::sampling::{FinishReason, GenerateOptions, GenerationRequest};
+use crate::model::train::Schedule;
 use crate::model::{Llama, Lm, ScalarHead};
 use crate::recipe::PpoConfig;
 use crate::seed;
-use crate::model::pm::{Pm, score_outputs};
-use crate::model::train::Schedule;
 
 /// Reward of a response that never ends its turn or is empty (paper Appendix B).
 pub const UNFINISHED_REWARD: f64 = -1.0;

@@ -548,4 +548,3 @@ mod tests {
         assert_ne!(first, o.order, "each pass draws a new permutation");
     }
 }
-

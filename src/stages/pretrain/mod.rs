@@ -150,7 +150,6 @@ pub fn pretrain_world<B: AutodiffBackend>(
     Ok(record)
 }
 
-
 /// The stage type.
 pub struct Pretrain;
 

@@ -77,6 +77,9 @@ pub enum RewardError {
         /// How to fix it.
         fix: String,
     },
+    /// An agreement rate is undefined.
+    #[error(transparent)]
+    Stats(#[from] crate::eval::winrate::StatsError),
     /// Training produced a non-finite loss.
     #[error(
         "preference-model training diverged: the loss is {loss} at step {step}\n  fix: lower [reward] lr (now {lr})"
@@ -292,7 +295,11 @@ pub fn train_reward<B: AutodiffBackend>(
             let r_b = r.narrow(0, k, k);
             let t = Tensor::<B, 1>::from_data(TensorData::new(targets, [k]), &device);
             let loss = bt_loss(r_a, r_b, t);
-            let value = host(loss.clone()).map_err(PmError::from)?.first().copied().unwrap_or(f64::NAN);
+            let value = host(loss.clone())
+                .map_err(PmError::from)?
+                .first()
+                .copied()
+                .unwrap_or(f64::NAN);
             if !value.is_finite() {
                 return Err(RewardError::Diverged {
                     loss: value,
@@ -388,10 +395,7 @@ pub fn agreement<B: Backend>(
     let (ra, rb) = r.split_at(judged.len());
     let rewards: Vec<(f64, f64)> = ra.iter().copied().zip(rb.iter().copied()).collect();
     let a_better: Vec<bool> = judged.iter().map(|(_, b_better)| !b_better).collect();
-    crate::eval::pm_agreement::agreement(&rewards, &a_better).map_err(|e| RewardError::Empty {
-        what: e.to_string(),
-        fix: "evaluate on pairs the reference judge does not tie".into(),
-    })
+    Ok(crate::eval::pm_agreement::agreement(&rewards, &a_better)?)
 }
 
 #[cfg(test)]

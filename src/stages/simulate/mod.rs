@@ -124,10 +124,9 @@ pub fn plan(
 ) -> Result<Planned, PlanError> {
     let (family, mut templates) = p.task_templates(task)?;
     if method != Method::Rlcd {
-        templates.extend(p.template_files(
-            &format!("task `{task}`"),
-            [SCORE_TEMPLATE, PRINCIPLES_FILE],
-        )?);
+        templates.extend(
+            p.template_files(&format!("task `{task}`"), [SCORE_TEMPLATE, PRINCIPLES_FILE])?,
+        );
     }
     let sampled = |p: &Planner<'_>| -> Result<(PromptSet, SimulateConfig, u64), PlanError> {
         p.read("simulate");
@@ -177,12 +176,8 @@ pub fn plan(
 
 /// The pairs stored in a simulation's artifact.
 pub fn read_pairs(artifact: &Artifact) -> Result<Vec<Pair>, StageError> {
-    let path = artifact.path(PAIRS);
-    let frame = read_parquet(&path)?;
-    pairs_from_frame(&frame).map_err(|e| StageError::BadArtifact {
-        path,
-        detail: e.to_string(),
-    })
+    let frame = read_parquet(&artifact.path(PAIRS))?;
+    Ok(pairs_from_frame(&frame)?)
 }
 
 impl From<SimulateError> for StageError {

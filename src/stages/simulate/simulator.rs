@@ -146,7 +146,13 @@ pub fn principle_for(seed: u64, id: &str, n: usize) -> usize {
 
 /// An unlabelled pair (soft label 0.5, no affix, slot or principle) of the draws `a` and
 /// `b` for dialogue `d`, whose plain prompt is in `c`.
-fn unlabelled_pair(method: Method, d: &Dialogue, c: &ContrastPrompt, a: Sampled, b: Sampled) -> Pair {
+fn unlabelled_pair(
+    method: Method,
+    d: &Dialogue,
+    c: &ContrastPrompt,
+    a: Sampled,
+    b: Sampled,
+) -> Pair {
     Pair {
         method,
         prompt_id: d.id.clone(),
@@ -166,7 +172,6 @@ fn unlabelled_pair(method: Method, d: &Dialogue, c: &ContrastPrompt, a: Sampled,
         tries_b: b.tries,
     }
 }
-
 
 /// One sampled output that ended its turn.
 #[derive(Clone, Debug, PartialEq)]
@@ -621,4 +626,3 @@ fn nonempty(chosen: Vec<&Dialogue>, given: usize) -> Result<Vec<&Dialogue>, Simu
     }
     Ok(chosen)
 }
-

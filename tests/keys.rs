@@ -1,0 +1,336 @@
+//! Cache keys cover exactly what a stage reads: for every stage kind, its key is a function of
+//! its typed configuration, version and upstream keys; every field of a configuration is one
+//! the stage reads (it survives a typed round trip) and changing it changes the key; a recipe
+//! key no stage reads changes no key, and `unread_keys` names it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use rlcd::plan::{Plan, stage_key};
+use rlcd::recipe::{self, Resolved};
+use rlcd::stages::registry;
+use rlcd::stages::stage::StageKind;
+
+/// A recipe reaching every stage kind but the world-oracle ones: a world task and a task on a
+/// prompt file, every method kind, a DPO method, an LM judge and an RM judge, and `[theory]`.
+const ALL_KINDS: &str = r#"
+name = "keys"
+
+[theory]
+trials = 1000
+
+[models.sim]
+preset = "world-xs"
+
+[tasks.harmless]
+prompts = "world:harmless"
+templates = "harmless"
+axes = ["harm", "help"]
+
+[tasks.helpful]
+prompts = "recipes/examples/prompts/helpful.jsonl"
+templates = "helpful"
+axes = ["help"]
+
+[methods.rlcd]
+kind = "rlcd"
+simulator = "sim"
+policy = "sim"
+
+[methods.rlaif]
+kind = "rlaif"
+simulator = "sim"
+policy = "sim"
+
+[methods.rescore]
+kind = "rlcd-rescore"
+simulator = "sim"
+policy = "sim"
+
+[methods.distilled]
+kind = "context-distillation"
+simulator = "sim"
+policy = "sim"
+
+[methods.dpo]
+kind = "rlcd"
+simulator = "sim"
+policy = "sim"
+trainer = "dpo"
+
+[methods.base]
+kind = "base"
+policy = "sim"
+
+[eval]
+judges = ["lm:sim", "rm:rlcd"]
+comparisons = [["rlcd", "rlaif"], ["rlcd", "rescore"], ["rlcd", "distilled"], ["rlcd", "base"], ["rlcd", "dpo"]]
+"#;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `text` loaded as a recipe file of the project (overrides applied).
+fn load_text(text: &str, overrides: &[String]) -> Resolved {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("recipe.toml");
+    std::fs::write(&file, text).expect("write recipe");
+    let mut r = recipe::load_with_env(&file, overrides, &[]).expect("recipe loads");
+    r.root = root().to_path_buf();
+    recipe::validate(&r).expect("recipe validates");
+    r
+}
+
+fn load_file(rel: &str, overrides: &[String]) -> Resolved {
+    let r = recipe::load_with_env(&root().join(rel), overrides, &[]).expect("recipe loads");
+    recipe::validate(&r).expect("recipe validates");
+    r
+}
+
+fn keys(plan: &Plan) -> BTreeMap<String, String> {
+    plan.stages
+        .iter()
+        .map(|s| (s.id.clone(), s.key.clone()))
+        .collect()
+}
+
+/// Every scalar leaf of `v` (numbers, strings, booleans) as a JSON pointer.
+fn leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                let k = k.replace('~', "~0").replace('/', "~1");
+                leaves(x, format!("{at}/{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                leaves(x, format!("{at}/{i}"), out);
+            }
+        }
+        serde_json::Value::Null => {}
+        _ => out.push(at),
+    }
+}
+
+/// A different value of the same type.
+fn perturbed(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Bool(b) => serde_json::Value::Bool(!b),
+        serde_json::Value::Number(n) if n.is_u64() => (n.as_u64().unwrap_or(0) + 1).into(),
+        serde_json::Value::Number(n) if n.is_i64() => (n.as_i64().unwrap_or(0) + 1).into(),
+        serde_json::Value::Number(n) => (n.as_f64().unwrap_or(0.0) * 1.5 + 0.25).into(),
+        serde_json::Value::String(s) => format!("{s}x").into(),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn every_stage_kind_keys_exactly_its_typed_config() {
+    let plans = [
+        Plan::build(&load_text(ALL_KINDS, &[])).expect("plan"),
+        Plan::build(&load_file("recipes/quickstart.toml", &[])).expect("plan"),
+    ];
+    let mut seen: BTreeSet<StageKind> = BTreeSet::new();
+    let mut fields = 0usize;
+    for plan in &plans {
+        let by_id = keys(plan);
+        for stage in &plan.stages {
+            seen.insert(stage.kind);
+            let upstream: BTreeMap<String, String> = stage
+                .deps
+                .iter()
+                .map(|d| (d.clone(), by_id[d].clone()))
+                .collect();
+            // The key is recomputed from exactly the kind, version, config and upstream keys.
+            assert_eq!(registry::version(stage.kind), stage.version);
+            assert_eq!(
+                stage_key(stage.kind, stage.version, &stage.config, &upstream),
+                stage.key,
+                "{}",
+                stage.id
+            );
+            // Every field of the configuration is one the typed configuration reads.
+            let back = registry::round_trip(stage.kind, &stage.config).expect("typed config");
+            assert_eq!(back, stage.config, "{}: a field is not read", stage.id);
+            // The inputs are the ones the configuration names.
+            assert_eq!(
+                registry::inputs(stage.kind, &stage.config).expect("inputs"),
+                stage.deps,
+                "{}",
+                stage.id
+            );
+            let mut pointers = Vec::new();
+            leaves(&stage.config, String::new(), &mut pointers);
+            for pointer in pointers {
+                let mut changed = stage.config.clone();
+                let slot = changed.pointer_mut(&pointer).expect("leaf");
+                *slot = perturbed(slot);
+                if changed == stage.config {
+                    continue;
+                }
+                // A changed value is still a configuration of the kind (so the stage reads it),
+                // and it changes the key.
+                if registry::round_trip(stage.kind, &changed).is_ok() {
+                    fields += 1;
+                    assert_ne!(
+                        stage_key(stage.kind, stage.version, &changed, &upstream),
+                        stage.key,
+                        "{} {pointer}",
+                        stage.id
+                    );
+                }
+            }
+            // A changed upstream key changes the key.
+            for dep in &stage.deps {
+                let mut up = upstream.clone();
+                up.insert(dep.clone(), "0".repeat(32));
+                assert_ne!(
+                    stage_key(stage.kind, stage.version, &stage.config, &up),
+                    stage.key
+                );
+            }
+        }
+    }
+    let all: BTreeSet<StageKind> = StageKind::ALL.into_iter().collect();
+    assert_eq!(seen, all, "the recipes reach every stage kind");
+    assert!(fields > 200, "{fields} configuration fields checked");
+}
+
+/// Every numeric or boolean leaf of the resolved recipe, as a dotted key with its value.
+fn recipe_leaves(v: &toml::Value, at: &str, out: &mut Vec<(String, toml::Value)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, x) in t {
+                let key = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                recipe_leaves(x, &key, out);
+            }
+        }
+        toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+            out.push((at.to_string(), v.clone()))
+        }
+        _ => {}
+    }
+}
+
+fn toml_perturbed(v: &toml::Value) -> String {
+    match v {
+        toml::Value::Integer(i) => (i + 1).to_string(),
+        // Inside [0, 1] where the value is, so fractions and probabilities stay valid.
+        toml::Value::Float(f) if *f < 0.5 => format!("{:?}", f + 0.25),
+        toml::Value::Float(f) => format!("{:?}", f - 0.25),
+        toml::Value::Boolean(b) => (!b).to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A recipe key changes some stage key exactly when the plan records that a stage reads it.
+fn check_reads(text: Option<&str>, file: &str) {
+    let load = |o: &[String]| match text {
+        Some(t) => load_text(t, o),
+        None => load_file(file, o),
+    };
+    let base = load(&[]);
+    let plan = Plan::build(&base).expect("plan");
+    let before = keys(&plan);
+    let mut leaves = Vec::new();
+    recipe_leaves(&base.value, "", &mut leaves);
+    assert!(leaves.len() > 30, "{file}: {} leaves", leaves.len());
+    for (key, value) in leaves {
+        let o = [format!("{key}={}", toml_perturbed(&value))];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file_path = dir.path().join("r.toml");
+        let changed = match text {
+            Some(t) => {
+                std::fs::write(&file_path, t).expect("write");
+                recipe::load_with_env(&file_path, &o, &[])
+            }
+            None => recipe::load_with_env(&root().join(file), &o, &[]),
+        };
+        let Ok(mut changed) = changed else { continue };
+        changed.root = base.root.clone();
+        if recipe::validate(&changed).is_err() {
+            continue;
+        }
+        let after = keys(&Plan::build(&changed).expect("plan"));
+        let read = plan
+            .reads
+            .iter()
+            .any(|r| key == *r || key.starts_with(&format!("{r}.")));
+        let differs = after != before;
+        assert_eq!(
+            differs,
+            read,
+            "{file}: `{key}` {} a key but is {}recorded as read",
+            if differs { "changes" } else { "changes no" },
+            if read { "" } else { "not " }
+        );
+    }
+}
+
+#[test]
+fn recipe_keys_change_keys_exactly_when_a_stage_reads_them() {
+    check_reads(None, "recipes/quickstart.toml");
+    check_reads(Some(ALL_KINDS), "all-kinds recipe");
+}
+
+#[test]
+fn keys_no_stage_reads_are_named_and_change_nothing() {
+    let text = format!("{ALL_KINDS}\n[dpo]\nbeta = 0.1\n");
+    let quickstart = load_file("recipes/quickstart.toml", &["dpo.beta=0.5".into()]);
+    let plan = Plan::build(&quickstart).expect("plan");
+    let unread: Vec<String> = plan
+        .unread_keys(&quickstart)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(unread, ["dpo.beta"], "quickstart has no DPO method");
+    let plain = Plan::build(&load_file("recipes/quickstart.toml", &[])).expect("plan");
+    assert_eq!(keys(&plan), keys(&plain));
+    // The same key reaches a stage where a method trains with DPO.
+    let r = load_text(&text, &["dpo.beta=0.5".into()]);
+    let plan = Plan::build(&r).expect("plan");
+    assert!(
+        plan.unread_keys(&r).is_empty(),
+        "{:?}",
+        plan.unread_keys(&r)
+    );
+    // Run-level keys (name, results) are not stage inputs and are not reported.
+    let r = load_file(
+        "recipes/quickstart.toml",
+        &["results=/tmp/elsewhere".into()],
+    );
+    let plan = Plan::build(&r).expect("plan");
+    assert!(plan.unread_keys(&r).is_empty());
+    assert_eq!(keys(&plan), keys(&plain));
+}
+
+#[test]
+fn held_out_pairs_sample_at_the_temperature_their_key_holds() {
+    let r = load_file(
+        "recipes/quickstart.toml",
+        &[
+            "simulate.temperature=0.7".into(),
+            "simulate.top_p=0.9".into(),
+        ],
+    );
+    let plan = Plan::build(&r).expect("plan");
+    let heldout: Vec<_> = plan
+        .stages
+        .iter()
+        .filter(|s| s.kind == StageKind::HeldoutPairs)
+        .collect();
+    assert!(!heldout.is_empty());
+    for s in heldout {
+        assert_eq!(s.config["sampling"]["temperature"], 0.7, "{}", s.id);
+        assert_eq!(s.config["sampling"]["top_p"], 0.9, "{}", s.id);
+        let typed: rlcd::stages::heldout_pairs::Config =
+            serde_json::from_value(s.config.clone()).expect("typed");
+        assert_eq!(typed.sampling.temperature, 0.7);
+    }
+}
