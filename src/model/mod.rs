@@ -2,9 +2,11 @@
 
 pub mod bench;
 pub mod gguf;
+pub mod kv_cache;
 pub mod llama;
 pub mod lm;
 pub mod load;
+mod rope;
 pub mod sampling;
 pub mod tokenizer;
 
