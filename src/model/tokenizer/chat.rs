@@ -1,8 +1,9 @@
 //! Chat rendering: conversations as [`ChatMessage`]s, rendered with a model's Jinja chat
-//! template (or ChatML) through minijinja with the Hugging Face conventions.
+//! template (or ChatML) through minijinja with the Hugging Face conventions, the Python string
+//! and dict methods templates call coming from `minijinja-contrib`'s Python compatibility.
 
-use minijinja::value::{Value, ValueKind};
-use minijinja::{Environment, Error as JinjaError, ErrorKind as JinjaErrorKind, State};
+use minijinja::value::Value;
+use minijinja::{Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
 use serde::{Deserialize, Serialize};
 
 use super::{Tokenizer, TokenizerError};
@@ -44,86 +45,6 @@ impl ChatMessage {
     }
 }
 
-/// Python string and dict methods that Hugging Face chat templates call on values.
-fn python_method(
-    state: &State,
-    value: &Value,
-    method: &str,
-    args: &[Value],
-) -> Result<Value, JinjaError> {
-    let bad_args = || {
-        JinjaError::new(
-            JinjaErrorKind::InvalidOperation,
-            format!("wrong arguments to .{method}()"),
-        )
-    };
-    match value.kind() {
-        ValueKind::String => {
-            let s = value.as_str().unwrap_or_default();
-            let arg_str = |i: usize| args.get(i).and_then(|a| a.as_str());
-            match method {
-                "strip" | "lstrip" | "rstrip" => {
-                    let chars: Option<Vec<char>> = match args.first() {
-                        None => None,
-                        Some(a) if a.is_none() => None,
-                        Some(a) => Some(a.as_str().ok_or_else(bad_args)?.chars().collect()),
-                    };
-                    let pat = |c: char| match &chars {
-                        None => c.is_whitespace(),
-                        Some(set) => set.contains(&c),
-                    };
-                    let out = match method {
-                        "strip" => s.trim_matches(pat),
-                        "lstrip" => s.trim_start_matches(pat),
-                        _ => s.trim_end_matches(pat),
-                    };
-                    Ok(Value::from(out))
-                }
-                "startswith" => Ok(Value::from(s.starts_with(arg_str(0).ok_or_else(bad_args)?))),
-                "endswith" => Ok(Value::from(s.ends_with(arg_str(0).ok_or_else(bad_args)?))),
-                "upper" => Ok(Value::from(s.to_uppercase())),
-                "lower" => Ok(Value::from(s.to_lowercase())),
-                "replace" => {
-                    let from = arg_str(0).ok_or_else(bad_args)?;
-                    let to = arg_str(1).ok_or_else(bad_args)?;
-                    Ok(Value::from(s.replace(from, to)))
-                }
-                "split" => {
-                    let parts: Vec<Value> = match arg_str(0) {
-                        None => s.split_whitespace().map(Value::from).collect(),
-                        Some(sep) if !sep.is_empty() => s.split(sep).map(Value::from).collect(),
-                        Some(_) => return Err(bad_args()),
-                    };
-                    Ok(Value::from(parts))
-                }
-                _ => Err(JinjaError::from(JinjaErrorKind::UnknownMethod)),
-            }
-        }
-        ValueKind::Map => match method {
-            "items" => state.apply_filter("items", std::slice::from_ref(value)),
-            "keys" => Ok(Value::from(value.try_iter()?.collect::<Vec<_>>())),
-            "values" => {
-                let mut out = Vec::new();
-                for k in value.try_iter()? {
-                    out.push(value.get_item(&k)?);
-                }
-                Ok(Value::from(out))
-            }
-            "get" => {
-                let key = args.first().ok_or_else(bad_args)?;
-                let got = value.get_item(key)?;
-                if got.is_undefined() {
-                    Ok(args.get(1).cloned().unwrap_or(Value::from(())))
-                } else {
-                    Ok(got)
-                }
-            }
-            _ => Err(JinjaError::from(JinjaErrorKind::UnknownMethod)),
-        },
-        _ => Err(JinjaError::from(JinjaErrorKind::UnknownMethod)),
-    }
-}
-
 impl Tokenizer {
     /// The chat template source, if the model carries one (else ChatML is used).
     pub fn chat_template(&self) -> Option<&str> {
@@ -131,9 +52,10 @@ impl Tokenizer {
     }
 
     /// Renders a conversation with the model's chat template (ChatML when it has none), with
-    /// `messages`, `add_generation_prompt`, `bos_token` and `eos_token` in scope and
-    /// `raise_exception(msg)` available. Whitespace follows Hugging Face (`trim_blocks`,
-    /// `lstrip_blocks`).
+    /// `messages`, `add_generation_prompt`, `bos_token` and `eos_token` in scope,
+    /// `raise_exception(msg)` and `tojson` available, and Python's string and dict methods
+    /// (`strip`, `startswith`, `split`, `items`, `get` …) callable on values. Whitespace follows
+    /// Hugging Face (`trim_blocks`, `lstrip_blocks`).
     pub fn render_chat(
         &self,
         messages: &[ChatMessage],
@@ -160,7 +82,7 @@ impl Tokenizer {
             serde_json::to_string(&v)
                 .map_err(|e| JinjaError::new(JinjaErrorKind::InvalidOperation, e.to_string()))
         });
-        env.set_unknown_method_callback(python_method);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         let template = env.template_from_str(source).map_err(template_err)?;
         let token_text = |id: Option<u32>| {
             id.and_then(|i| self.inner.id_to_token(i))

@@ -10,7 +10,7 @@
 //!
 //! Chat rendering runs the model's Jinja chat template (`tokenizer.chat_template`) through
 //! minijinja with the Hugging Face conventions (`trim_blocks`, `lstrip_blocks`,
-//! `raise_exception`, a few Python string methods); ChatML is used when the model has none.
+//! `raise_exception`, Python string and dict methods); ChatML is used when the model has none.
 //!
 //! This file holds [`Tokenizer`] itself (encoding, decoding, roles) and what its constructors
 //! share; `gguf` builds it from GGUF metadata, `hf` loads and saves `tokenizer.json`, `world`
