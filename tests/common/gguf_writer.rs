@@ -25,7 +25,7 @@ const MAX_DIMS: usize = 4;
 /// ggml's limit on tensor name length (`GGML_MAX_NAME` minus the terminating NUL).
 const MAX_TENSOR_NAME: usize = 63;
 
-/// GGUF metadata value type ids.
+/// GGUF metadata value type ids (written independently of the reader's, as a check on it).
 pub mod tag {
     pub const U8: u32 = 0;
     pub const I8: u32 = 1;
@@ -51,18 +51,33 @@ pub enum WriteError {
     /// A value cannot be quantized to the requested type.
     #[error("{what}: value {value} at index {index} cannot be stored as {ty}: {reason}")]
     Unrepresentable {
+        /// The operation.
         what: String,
+        /// The ggml type's name.
         ty: &'static str,
+        /// Position of the value.
         index: usize,
+        /// The value.
         value: f32,
+        /// Why it cannot be stored.
         reason: &'static str,
     },
     /// A tensor given to [`GgufWriter::tensor`] is malformed.
     #[error("cannot add tensor '{name}' to a GGUF file: {detail}")]
-    InvalidTensor { name: String, detail: String },
+    InvalidTensor {
+        /// The tensor.
+        name: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// A metadata entry given to [`GgufWriter::meta`] cannot be written.
     #[error("cannot write GGUF metadata '{key}': {detail}")]
-    InvalidMetadata { key: String, detail: String },
+    InvalidMetadata {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        detail: String,
+    },
     /// The file could not be written to disk.
     #[error("cannot write GGUF file {0}; check that the directory exists and is writable")]
     Write(#[source] IoError),
