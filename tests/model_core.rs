@@ -1,15 +1,16 @@
 //! Always-on checks of the decoder, its KV cache, sampling, scoring and GGUF round trips on tiny
 //! random models. Each backend-generic test runs on Flex, and on CUDA with `--features cuda`.
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
+use common::gguf_writer::to_gguf;
 use rlcd::model::gguf::GgufFile;
 use rlcd::model::llama::{Llama, LlamaConfig, RopeStyle, ScalarHead};
-use rlcd::model::load::{
-    load_checkpoint, load_llama, load_llama_with_style, save_checkpoint, to_gguf,
-};
+use rlcd::model::load::{load_checkpoint, load_llama, load_llama_with_style, save_checkpoint};
 use rlcd::model::sampling::{
     FinishReason, GenerateOptions, continuation_logprob, generate_ids, next_token_logits, pad_batch,
 };

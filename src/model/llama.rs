@@ -20,13 +20,13 @@ use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
-
-/// Attention over a [`KvCache`] covers the filled prefix rounded up to a multiple of this.
-pub const KV_BUCKET: usize = 64;
+pub use super::kv_cache::{KV_BUCKET, KvCache};
+use super::kv_cache::{LayerCache, Step};
+use super::rope::{apply_rope, rope_tables};
 
 /// Additive attention bias for keys that must not be attended to. Finite, so a row whose keys
 /// are all masked (a padding query) still gives finite values instead of NaN.
-const MASKED: f32 = -1.0e9;
+pub(super) const MASKED: f32 = -1.0e9;
 
 /// Which pairs of channels rotary position embeddings rotate together.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -389,49 +389,6 @@ struct AttnCtx<B: Backend> {
     bias: Tensor<B, 4>,
 }
 
-/// Keys and values of one layer, `[batch, n_kv_heads, capacity, head_dim]`.
-#[derive(Clone, Debug)]
-struct LayerCache<B: Backend> {
-    k: Option<Tensor<B, 4>>,
-    v: Option<Tensor<B, 4>>,
-    capacity: usize,
-}
-
-/// A preallocated key/value cache for incremental decoding of a fixed batch.
-#[derive(Clone, Debug)]
-pub struct KvCache<B: Backend> {
-    layers: Vec<LayerCache<B>>,
-    /// `[batch, capacity]`: 0 for real slots, a large negative number for padding/empty slots.
-    key_bias: Option<Tensor<B, 2>>,
-    /// `[batch, 1]`: real tokens written so far per row (the next RoPE position).
-    n_real: Tensor<B, 2, Int>,
-    len: usize,
-    capacity: usize,
-    batch: usize,
-}
-
-impl<B: Backend> KvCache<B> {
-    /// Slots filled so far (the same for every row; padding occupies slots too).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether no slot has been written yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Total slots (a multiple of [`KV_BUCKET`]).
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Rows of the batch this cache serves.
-    pub fn batch(&self) -> usize {
-        self.batch
-    }
-}
-
 /// Rounds `n` up to a multiple of `m`.
 pub fn round_up(n: usize, m: usize) -> usize {
     n.div_ceil(m) * m
@@ -602,25 +559,7 @@ impl<B: Backend> Llama<B> {
     /// An empty cache for `batch` rows holding at least `capacity` slots (rounded up to
     /// [`KV_BUCKET`]).
     pub fn new_cache(&self, batch: usize, capacity: usize) -> KvCache<B> {
-        let c = &self.config;
-        let capacity = round_up(capacity.max(1), KV_BUCKET);
-        let device = self.device();
-        let shape = [batch, c.n_kv_heads, capacity, c.head_dim];
-        let layers = (0..c.n_layers)
-            .map(|_| LayerCache {
-                k: Some(Tensor::zeros(shape, &device)),
-                v: Some(Tensor::zeros(shape, &device)),
-                capacity,
-            })
-            .collect();
-        KvCache {
-            layers,
-            key_bias: Some(Tensor::full([batch, capacity], MASKED, &device)),
-            n_real: Tensor::zeros([batch, 1], &device),
-            len: 0,
-            capacity,
-            batch,
-        }
+        KvCache::new(&self.config, batch, capacity, &self.device())
     }
 
     /// Appends `tokens` `[b, s]` (with `mask`, `true` = real) to `cache` and returns their
@@ -633,37 +572,21 @@ impl<B: Backend> Llama<B> {
         cache: &mut KvCache<B>,
     ) -> Result<Tensor<B, 3>, ModelError> {
         let [b, s] = tokens.dims();
-        if b != cache.batch {
-            return Err(ModelError::Shape(format!(
-                "forward_step got a batch of {b} rows but the KV cache was built for {}",
-                cache.batch
-            )));
-        }
-        let start = cache.len;
-        let end = start + s;
-        if end > cache.capacity {
-            return Err(ModelError::CacheFull {
-                needed: end,
-                capacity: cache.capacity,
-            });
-        }
+        let Step {
+            start,
+            end,
+            span,
+            positions,
+            key_bias,
+        } = cache.reserve([b, s], mask.int())?;
         let device = tokens.device();
-        let mask_i = mask.int();
-        let positions = (cache.n_real.clone() + mask_i.clone().cumsum(1) - 1).clamp_min(0);
-        cache.n_real = cache.n_real.clone() + mask_i.clone().sum_dim(1);
-        let new_bias = key_bias_from_mask(mask_i);
-        let key_bias = take_slot(&mut cache.key_bias, &device, [b, cache.capacity])
-            .slice_assign([0..b, start..end], new_bias);
-        cache.key_bias = Some(key_bias.clone());
-        let span = round_up(end, KV_BUCKET).min(cache.capacity);
-        let bias = key_bias.narrow(1, 0, span).reshape([b, 1, 1, span])
-            + causal_bias::<B>(s, span, start, &device);
+        let bias = key_bias.reshape([b, 1, 1, span]) + causal_bias::<B>(s, span, start, &device);
         let ctx = self.ctx(positions, bias);
         let mut x = self.embed.forward(tokens);
         for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
             x = layer.forward(x, &ctx, &self.config, Some(lc), start, span);
         }
-        cache.len = end;
+        cache.commit(end);
         Ok(self.norm.forward(x))
     }
 
@@ -695,18 +618,8 @@ fn project<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     y.reshape([b, s, d_out])
 }
 
-/// Takes a cached tensor out of its slot so that it is uniquely owned and `slice_assign` can
-/// write in place; an emptied slot (never left so by this module) is re-created as zeros.
-fn take_slot<B: Backend, const D: usize>(
-    slot: &mut Option<Tensor<B, D>>,
-    device: &B::Device,
-    shape: [usize; D],
-) -> Tensor<B, D> {
-    slot.take().unwrap_or_else(|| Tensor::zeros(shape, device))
-}
-
 /// `[b, s]` additive key bias: 0 for real tokens, [`MASKED`] for padding.
-fn key_bias_from_mask<B: Backend>(mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+pub(super) fn key_bias_from_mask<B: Backend>(mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
     (mask.float() - 1.0) * (-MASKED)
 }
 
@@ -724,60 +637,6 @@ fn causal_bias<B: Backend>(
         }
     }
     Tensor::<B, 2>::from_data(TensorData::new(data, [s, span]), device).reshape([1, 1, s, span])
-}
-
-/// Precomputes RoPE tables `[max_seq_len, head_dim]` for the configured style. The sine table
-/// carries the rotation's sign, so `rope(x) = x·cos + swap(x)·sin` where `swap` exchanges the
-/// two channels of every pair.
-fn rope_tables<B: Backend>(c: &LlamaConfig, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
-    let hd = c.head_dim;
-    let half = hd / 2;
-    let n = c.max_seq_len;
-    let mut cos = vec![0.0f32; n * hd];
-    let mut sin = vec![0.0f32; n * hd];
-    for p in 0..n {
-        for i in 0..half {
-            let freq = c.rope_theta.powf(-(2.0 * i as f64) / hd as f64);
-            let angle = p as f64 * freq;
-            let (sa, ca) = (angle.sin() as f32, angle.cos() as f32);
-            let (first, second) = match c.rope_style {
-                RopeStyle::Adjacent => (2 * i, 2 * i + 1),
-                RopeStyle::HalfSplit => (i, i + half),
-            };
-            cos[p * hd + first] = ca;
-            cos[p * hd + second] = ca;
-            sin[p * hd + first] = -sa;
-            sin[p * hd + second] = sa;
-        }
-    }
-    (
-        Tensor::from_data(TensorData::new(cos, [n, hd]), device),
-        Tensor::from_data(TensorData::new(sin, [n, hd]), device),
-    )
-}
-
-/// Exchanges the two channels of every RoPE pair of `x` `[b, h, s, hd]`.
-fn rope_swap<B: Backend>(x: Tensor<B, 4>, style: RopeStyle) -> Tensor<B, 4> {
-    let [b, h, s, hd] = x.dims();
-    let half = hd / 2;
-    match style {
-        RopeStyle::HalfSplit => {
-            let first = x.clone().narrow(3, 0, half);
-            let second = x.narrow(3, half, half);
-            Tensor::cat(vec![second, first], 3)
-        }
-        RopeStyle::Adjacent => {
-            let pairs = x.reshape([b, h, s, half, 2]);
-            let even = pairs.clone().narrow(4, 0, 1);
-            let odd = pairs.narrow(4, 1, 1);
-            Tensor::cat(vec![odd, even], 4).reshape([b, h, s, hd])
-        }
-    }
-}
-
-fn apply_rope<B: Backend>(x: Tensor<B, 4>, ctx: &AttnCtx<B>, style: RopeStyle) -> Tensor<B, 4> {
-    let swapped = rope_swap(x.clone(), style);
-    x * ctx.cos.clone() + swapped * ctx.sin.clone()
 }
 
 impl<B: Backend> Block<B> {
@@ -826,21 +685,10 @@ impl<B: Backend> Attention<B> {
             .reshape([b, s, kv, hd])
             .swap_dims(1, 2);
         let v = project(&self.wv, x).reshape([b, s, kv, hd]).swap_dims(1, 2);
-        let q = apply_rope(q, ctx, c.rope_style);
-        let k = apply_rope(k, ctx, c.rope_style);
+        let q = apply_rope(q, ctx.cos.clone(), ctx.sin.clone(), c.rope_style);
+        let k = apply_rope(k, ctx.cos.clone(), ctx.sin.clone(), c.rope_style);
         let (k, v) = match cache {
-            Some(lc) => {
-                let end = start + s;
-                let device = k.device();
-                let cap = [b, kv, lc.capacity, hd];
-                let full_k = take_slot(&mut lc.k, &device, cap)
-                    .slice_assign([0..b, 0..kv, start..end, 0..hd], k);
-                let full_v = take_slot(&mut lc.v, &device, cap)
-                    .slice_assign([0..b, 0..kv, start..end, 0..hd], v);
-                lc.k = Some(full_k.clone());
-                lc.v = Some(full_v.clone());
-                (full_k.narrow(2, 0, span), full_v.narrow(2, 0, span))
-            }
+            Some(lc) => lc.append(k, v, start, span),
             None => (k, v),
         };
         let len = k.dims()[2];

@@ -1,5 +1,5 @@
-//! Model loading and saving: llama.cpp GGUF files (`llama`, `qwen2`) into [`Llama`], export of
-//! a [`Llama`] back to GGUF, and our own checkpoints (burn records plus a JSON config).
+//! Model loading and saving: llama.cpp GGUF files (`llama`, `qwen2`) into [`Llama`], and our
+//! own checkpoints (burn records plus a JSON config).
 //!
 //! GGUF matrices are `[out, in]` row-major (`y = x·Wᵀ`); burn's `Linear` stores `[in, out]`, so
 //! every projection is transposed once here. llama.cpp permutes the Q and K rows of `llama`
@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::ModelError;
-use super::gguf::{GgmlType, GgufFile, GgufWriter, MetaValue};
+use super::gguf::GgufFile;
 use super::llama::{Attention, Block, Llama, LlamaConfig, Mlp, RopeStyle, ScalarHead};
 
 /// Architectures [`load_llama`] understands.
@@ -324,104 +324,6 @@ pub fn load_llama_path<B: Backend>(
 ) -> Result<Llama<B>, ModelError> {
     let g = GgufFile::open(path)?;
     load_llama(&g, device)
-}
-
-fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ModelError> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| ModelError::Data(format!("{e:?}")))
-}
-
-/// Writes `model`'s weights (f32) and shape metadata as a GGUF of architecture `arch`
-/// (`llama` or `qwen2`). A `llama` file stores Q/K in the adjacent-pair layout (permuting a
-/// half-split model); a `qwen2` file needs a half-split model.
-pub fn to_gguf<B: Backend>(model: &Llama<B>, arch: &str) -> Result<GgufWriter, ModelError> {
-    let c = model.config();
-    let permute = match (arch, c.rope_style) {
-        ("llama", RopeStyle::HalfSplit) => true,
-        ("llama", RopeStyle::Adjacent) | ("qwen2", RopeStyle::HalfSplit) => false,
-        ("qwen2", RopeStyle::Adjacent) => {
-            return Err(ModelError::Request(
-                "a qwen2 GGUF stores half-split RoPE weights; export an adjacent-pair model as 'llama'".into(),
-            ));
-        }
-        (other, _) => {
-            return Err(ModelError::Request(format!(
-                "cannot export architecture '{other}'; use one of {SUPPORTED_ARCHITECTURES:?}"
-            )));
-        }
-    };
-    let u32m = |v: usize| MetaValue::U32(v as u32);
-    let mut w = GgufWriter::new();
-    w.meta("general.architecture", MetaValue::String(arch.into()))
-        .meta(&format!("{arch}.block_count"), u32m(c.n_layers))
-        .meta(&format!("{arch}.embedding_length"), u32m(c.d_model))
-        .meta(&format!("{arch}.attention.head_count"), u32m(c.n_heads))
-        .meta(
-            &format!("{arch}.attention.head_count_kv"),
-            u32m(c.n_kv_heads),
-        )
-        .meta(&format!("{arch}.attention.key_length"), u32m(c.head_dim))
-        .meta(&format!("{arch}.feed_forward_length"), u32m(c.d_ff))
-        .meta(
-            &format!("{arch}.attention.layer_norm_rms_epsilon"),
-            MetaValue::F32(c.rms_eps as f32),
-        )
-        .meta(
-            &format!("{arch}.rope.freq_base"),
-            MetaValue::F32(c.rope_theta as f32),
-        )
-        .meta(&format!("{arch}.context_length"), u32m(c.max_seq_len));
-    let f32t = GgmlType::F32;
-    let embd = to_vec(model.embed.weight.val())?;
-    w.tensor("token_embd.weight", &[c.vocab_size, c.d_model], f32t, &embd)?;
-    let put_linear = |w: &mut GgufWriter, name: &str, l: &Linear<B>, heads: Option<usize>| {
-        let [inp, out] = l.weight.val().dims();
-        let mut m = transpose(&to_vec(l.weight.val())?, inp, out);
-        if let (true, Some(h)) = (permute, heads) {
-            m = permute_qk(&m, h, c.head_dim, inp);
-        }
-        w.tensor(&format!("{name}.weight"), &[out, inp], f32t, &m)?;
-        if let Some(b) = &l.bias {
-            let mut b = to_vec(b.val())?;
-            if let (true, Some(h)) = (permute, heads) {
-                b = permute_qk(&b, h, c.head_dim, 1);
-            }
-            w.tensor(&format!("{name}.bias"), &[out], f32t, &b)?;
-        }
-        Ok::<(), ModelError>(())
-    };
-    for (i, layer) in model.layers.iter().enumerate() {
-        let p = format!("blk.{i}");
-        let an = to_vec(layer.attn_norm.gamma.val())?;
-        w.tensor(&format!("{p}.attn_norm.weight"), &[c.d_model], f32t, &an)?;
-        put_linear(
-            &mut w,
-            &format!("{p}.attn_q"),
-            &layer.attn.wq,
-            Some(c.n_heads),
-        )?;
-        put_linear(
-            &mut w,
-            &format!("{p}.attn_k"),
-            &layer.attn.wk,
-            Some(c.n_kv_heads),
-        )?;
-        put_linear(&mut w, &format!("{p}.attn_v"), &layer.attn.wv, None)?;
-        put_linear(&mut w, &format!("{p}.attn_output"), &layer.attn.wo, None)?;
-        let fnorm = to_vec(layer.ffn_norm.gamma.val())?;
-        w.tensor(&format!("{p}.ffn_norm.weight"), &[c.d_model], f32t, &fnorm)?;
-        put_linear(&mut w, &format!("{p}.ffn_gate"), &layer.mlp.gate, None)?;
-        put_linear(&mut w, &format!("{p}.ffn_up"), &layer.mlp.up, None)?;
-        put_linear(&mut w, &format!("{p}.ffn_down"), &layer.mlp.down, None)?;
-    }
-    let on = to_vec(model.norm.gamma.val())?;
-    w.tensor("output_norm.weight", &[c.d_model], f32t, &on)?;
-    if let Some(head) = &model.lm_head {
-        put_linear(&mut w, "output", head, None)?;
-    }
-    Ok(w)
 }
 
 // ---------------------------------------------------------------------------------------------

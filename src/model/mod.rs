@@ -1,11 +1,14 @@
-//! The language-model engine on burn: decoder, GGUF loading, tokenizers, sampling and scoring.
+//! The language-model engine on burn: decoder, KV cache, GGUF loading, tokenizers, sampling,
+//! scoring, the preference model and the learning-rate schedule every trainer uses.
 
 pub mod bench;
 pub mod gguf;
+pub mod kv_cache;
 pub mod llama;
 pub mod lm;
 pub mod load;
 pub mod pm;
+mod rope;
 pub mod sampling;
 pub mod tokenizer;
 pub mod train;

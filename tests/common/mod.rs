@@ -1,4 +1,7 @@
-//! Fixtures shared by the integration tests that need a small trained world model.
+//! Fixtures shared by the integration tests that need a small trained world model, and the GGUF
+//! writer of the model tests ([`gguf_writer`]).
+
+pub mod gguf_writer;
 
 use std::path::Path;
 use std::time::Instant;
@@ -16,6 +19,7 @@ use rlcd::world::grammar::join;
 use rlcd::world::{Task, World};
 
 /// The project's prompt templates.
+#[allow(dead_code)]
 pub fn templates() -> Templates {
     Templates::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("prompt-templates"))
         .expect("templates")

@@ -1,0 +1,169 @@
+//! Chat rendering of the real models' chat templates (SmolLM2-135M-Instruct and
+//! Qwen2.5-Coder-0.5B-Instruct, copied byte for byte from their GGUF metadata into
+//! `tests/fixtures/chat_templates/`) and of a template calling the Python string and dict
+//! methods Hugging Face templates use, on multi-turn conversations, pinned by snapshots. When a
+//! model's GGUF is present under `assets/models/`, its template must equal the fixture and its
+//! own tokenizer must render every conversation identically.
+
+use std::path::{Path, PathBuf};
+
+use rlcd::model::gguf::GgufFile;
+use rlcd::model::tokenizer::{ChatMessage, Tokenizer};
+
+/// (fixture name, GGUF file of the model under `assets/models/`, if it is a model's template).
+const TEMPLATES: [(&str, Option<&str>); 3] = [
+    ("smollm2-135m", Some("SmolLM2-135M-Instruct.Q4_1.gguf")),
+    (
+        "qwen2.5-coder-0.5b",
+        Some("Qwen2.5-Coder-0.5B-Instruct.gguf"),
+    ),
+    ("python-methods", None),
+];
+
+fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/chat_templates")
+        .join(format!("{name}.jinja"))
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(fixture_path(name)).expect("chat template fixture")
+}
+
+/// Named multi-turn conversations: system prompts first, later and absent; tool turns;
+/// whitespace, Unicode and template syntax in the text; empty turns.
+fn conversations() -> Vec<(&'static str, Vec<ChatMessage>)> {
+    use ChatMessage as M;
+    vec![
+        ("user only", vec![M::user("How do I bake bread?")]),
+        (
+            "system, user, assistant, user",
+            vec![
+                M::system("You answer in one sentence."),
+                M::user("Hi! What is the capital of France?"),
+                M::assistant("Paris is the capital of France."),
+                M::user("And of Italy?"),
+            ],
+        ),
+        (
+            "three exchanges",
+            vec![
+                M::user("Hi there"),
+                M::assistant("Hello! How can I help?"),
+                M::user("Tell me a joke about a cat."),
+                M::assistant("A cat walked into a bar and ordered nothing at all."),
+                M::user("Another one, please?"),
+                M::assistant("Why did the cat sit on the computer? To keep an eye on the mouse!"),
+            ],
+        ),
+        (
+            "assistant first, system later",
+            vec![
+                M::assistant("I start."),
+                M::user("Fine."),
+                M::system("Be brief."),
+                M::assistant("Ok."),
+            ],
+        ),
+        (
+            "tool turns",
+            vec![
+                M::user("What is the weather in Paris?"),
+                M::assistant("Let me check."),
+                M::new("tool", "{\"temperature\": 21}"),
+                M::new("tool", "{\"sky\": \"clear\"}"),
+                M::user("Thanks!"),
+            ],
+        ),
+        (
+            "whitespace, unicode and template syntax",
+            vec![
+                M::user("  Hi, padded text \n\n"),
+                M::assistant("Ünïcödé ✓ — «quotes» 'single' \"double\" {{ braces }} {% raw %}"),
+                M::user("\tline one\nline two\r\n<think>hidden</think> shown!"),
+            ],
+        ),
+        (
+            "empty turns",
+            vec![M::system(""), M::user(""), M::assistant("")],
+        ),
+    ]
+}
+
+/// Every conversation rendered by `t`, with and without the generation prompt, one document;
+/// each header gives the rendering's length in bytes, so that whitespace a snapshot comparison
+/// normalises (line endings, trailing newlines) still counts.
+fn render_all(t: &Tokenizer) -> String {
+    let mut out = String::new();
+    for (name, messages) in conversations() {
+        for add_generation_prompt in [false, true] {
+            let text = t
+                .render_chat(&messages, add_generation_prompt)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            out.push_str(&format!(
+                "===== {name} (add_generation_prompt: {add_generation_prompt}; {} bytes) =====\n{text}\n",
+                text.len()
+            ));
+        }
+    }
+    out
+}
+
+/// A world tokenizer with ChatML's special tokens carrying `template` (through a sibling
+/// `tokenizer_config.json`, as a Hugging Face tokenizer does).
+fn with_template(template: &str) -> Tokenizer {
+    let words: Vec<String> = ["hello", "world"].iter().map(|w| w.to_string()).collect();
+    let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+    let world = Tokenizer::word_level(&words, &specials).expect("world tokenizer");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tokenizer.json");
+    world.save(&path).expect("save tokenizer.json");
+    let config = serde_json::json!({
+        "bos_token": "<|im_start|>",
+        "eos_token": "<|im_end|>",
+        "chat_template": template,
+    });
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string())
+        .expect("write tokenizer_config.json");
+    let t = Tokenizer::from_file(&path).expect("tokenizer with a chat template");
+    assert_eq!(t.chat_template(), Some(template));
+    t
+}
+
+#[test]
+fn chat_templates_render_the_fixture_conversations() {
+    for (name, _) in TEMPLATES {
+        let rendered = render_all(&with_template(&fixture(name)));
+        insta::assert_snapshot!(name, rendered);
+    }
+}
+
+#[test]
+fn real_models_carry_the_fixture_templates() {
+    for (name, gguf) in TEMPLATES {
+        let Some(file) = gguf else {
+            continue;
+        };
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/models")
+            .join(file);
+        if !path.is_file() {
+            eprintln!("skipping {name}: {} is absent", path.display());
+            continue;
+        }
+        let g = GgufFile::open(&path).expect("GGUF parses");
+        let model = Tokenizer::from_gguf(&g).expect("tokenizer builds from GGUF metadata");
+        let template = fixture(name);
+        assert_eq!(
+            model.chat_template(),
+            Some(template.as_str()),
+            "{name}: the model's chat template differs from {}",
+            fixture_path(name).display()
+        );
+        assert_eq!(
+            render_all(&model),
+            render_all(&with_template(&template)),
+            "{name}: the model's own tokenizer renders differently"
+        );
+    }
+}
