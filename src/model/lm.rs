@@ -41,18 +41,15 @@ pub struct Lm<B: Backend> {
     pub tokenizer: Tokenizer,
 }
 
-fn tok_err(e: impl std::fmt::Display) -> ModelError {
-    ModelError::Tokenizer(e.to_string())
-}
-
 impl<B: Backend> Lm<B> {
     /// Pairs a model with its tokenizer (the tokenizer may not have more ids than the model).
     pub fn new(model: Llama<B>, tokenizer: Tokenizer) -> Result<Self, ModelError> {
         let (tv, mv) = (tokenizer.vocab_size(), model.config().vocab_size);
         if tv > mv {
-            return Err(ModelError::Tokenizer(format!(
-                "the tokenizer has {tv} ids but the model only {mv}; use the tokenizer the model was trained with"
-            )));
+            return Err(ModelError::VocabMismatch {
+                tokenizer: tv,
+                model: mv,
+            });
         }
         Ok(Self { model, tokenizer })
     }
@@ -60,19 +57,19 @@ impl<B: Backend> Lm<B> {
     /// Loads weights and tokenizer from one GGUF file.
     pub fn from_gguf_path(path: &Path, device: &B::Device) -> Result<Self, ModelError> {
         let g = GgufFile::open(path)?;
-        let tokenizer = Tokenizer::from_gguf(&g).map_err(tok_err)?;
+        let tokenizer = Tokenizer::from_gguf(&g)?;
         let model = load_llama(&g, device)?;
         Self::new(model, tokenizer)
     }
 
     /// Token ids of `text` (special-token strings map to their ids; no BOS/EOS added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
-        self.tokenizer.encode(text, false).map_err(tok_err)
+        self.tokenizer.encode(text, false).map_err(ModelError::from)
     }
 
     /// Text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String, ModelError> {
-        self.tokenizer.decode(ids, true).map_err(tok_err)
+        self.tokenizer.decode(ids, true).map_err(ModelError::from)
     }
 
     /// Scores `text` token by token.

@@ -107,7 +107,17 @@ pub enum ModelError {
     },
     /// Tokenizer construction, encoding or decoding failed.
     #[error("tokenizer: {0}")]
-    Tokenizer(String),
+    Tokenizer(#[from] tokenizer::TokenizerError),
+    /// A tokenizer with more ids than the model's vocabulary.
+    #[error(
+        "the tokenizer has {tokenizer} ids but the model only {model}; use the tokenizer the model was trained with"
+    )]
+    VocabMismatch {
+        /// Ids of the tokenizer.
+        tokenizer: usize,
+        /// Vocabulary size of the model.
+        model: usize,
+    },
     /// A KV cache too small for the tokens appended to it.
     #[error(
         "KV cache full: {needed} slots needed but capacity is {capacity}; create the cache with a larger capacity"

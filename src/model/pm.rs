@@ -115,9 +115,10 @@ impl<B: Backend> Pm<B> {
     pub fn new(trunk: Llama<B>, tokenizer: Tokenizer, format: PmFormat) -> Result<Self, PmError> {
         let (tv, mv) = (tokenizer.vocab_size(), trunk.config().vocab_size);
         if tv > mv {
-            return Err(ModelError::Tokenizer(format!(
-                "the tokenizer has {tv} ids but the trunk only {mv}; use the trunk's own tokenizer"
-            ))
+            return Err(ModelError::VocabMismatch {
+                tokenizer: tv,
+                model: mv,
+            }
             .into());
         }
         let model = ScalarHead::new(trunk);
@@ -159,7 +160,7 @@ impl<B: Backend> Pm<B> {
     fn encode_raw(&self, text: &str) -> Result<Vec<u32>, PmError> {
         self.tokenizer
             .encode(text, false)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()).into())
+            .map_err(|e| ModelError::Tokenizer(e).into())
     }
 
     /// Token ids of a full input text (see [`PmFormat::text`]) and whether it was truncated:

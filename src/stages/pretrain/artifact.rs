@@ -106,7 +106,7 @@ pub fn weights_blake3<B: Backend>(model: &Llama<B>) -> String {
 pub fn load_world_lm<B: Backend>(dir: &Path, device: &B::Device) -> Result<Lm<B>, ModelError> {
     let model = crate::model::load::load_checkpoint::<B>(dir, device)?;
     let tokenizer = crate::model::tokenizer::Tokenizer::from_file(&dir.join(files::TOKENIZER))
-        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        .map_err(ModelError::from)?;
     Lm::new(model, tokenizer)
 }
 

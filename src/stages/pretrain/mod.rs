@@ -79,8 +79,7 @@ pub fn pretrain_world<B: AutodiffBackend>(
         .collect::<Result<Vec<_>, _>>()?;
     let vocab = crate::world::corpus::vocabulary(job.world, &docs, &sources);
     let corpus_seconds = t0.elapsed().as_secs_f64();
-    let tokenizer = Tokenizer::word_level(&vocab, &[BOS, EOS, PAD])
-        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    let tokenizer = Tokenizer::word_level(&vocab, &[BOS, EOS, PAD]).map_err(ModelError::from)?;
     let mut hasher = blake3::Hasher::new();
     let mut ids = Vec::with_capacity(docs.len());
     for d in &docs {
@@ -89,7 +88,7 @@ pub fn pretrain_world<B: AutodiffBackend>(
         ids.push(
             tokenizer
                 .encode(&format!("{BOS}{d}{EOS}"), false)
-                .map_err(|e| ModelError::Tokenizer(e.to_string()))?,
+                .map_err(ModelError::from)?,
         );
     }
     let corpus_tokens = ids.iter().map(Vec::len).sum();
@@ -125,7 +124,7 @@ pub fn pretrain_world<B: AutodiffBackend>(
     crate::model::load::save_checkpoint(&model, dir)?;
     tokenizer
         .save(&dir.join(files::TOKENIZER))
-        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        .map_err(ModelError::from)?;
     let record = PretrainRecord {
         preset: job.preset.to_string(),
         params: model_config.num_params(),
