@@ -1,5 +1,6 @@
 //! Reference checks of the GGUF decoder against llama.cpp numbers (f32 after dequantization).
-//! Each test runs only when its model file is present under `assets/models/`.
+//! A test fails, naming the fetch command, when its model file is absent from `assets/models/`;
+//! the Qwen check is ignored by default (its asset is a 400 MB download CI does not make).
 
 use std::path::PathBuf;
 
@@ -14,26 +15,22 @@ const SENTENCE: &str =
 const NONSENSE: &str =
     "The capital of France is purple. Tower museums eat the Eiffel quickly known.";
 
-fn asset(name: &str) -> Option<PathBuf> {
+/// The asset's model file; a missing file fails the test with the command that fetches it.
+fn asset(file: &str, asset: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("assets/models")
-        .join(name);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!(
-            "skipping: {} not present (fetch it with `cargo xtask fetch-assets`)",
-            path.display()
-        );
-        None
-    }
+        .join(file);
+    assert!(
+        path.is_file(),
+        "{} is absent: fetch it with `cargo run --release -- assets fetch {asset}`",
+        path.display()
+    );
+    path
 }
 
 #[test]
 fn smollm2_matches_reference() {
-    let Some(path) = asset("SmolLM2-135M-Instruct.Q4_1.gguf") else {
-        return;
-    };
+    let path = asset("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m");
     let device = Default::default();
     let lm = Lm::<Flex>::from_gguf_path(&path, &device).expect("load SmolLM2");
     let report = lm.score(SENTENCE).expect("score");
@@ -84,10 +81,9 @@ fn smollm2_matches_reference() {
 }
 
 #[test]
+#[ignore = "needs the qwen2.5-coder-0.5b asset: `cargo run --release -- assets fetch qwen2.5-coder-0.5b`"]
 fn qwen_coder_0_5b_matches_reference() {
-    let Some(path) = asset("Qwen2.5-Coder-0.5B-Instruct.gguf") else {
-        return;
-    };
+    let path = asset("Qwen2.5-Coder-0.5B-Instruct.gguf", "qwen2.5-coder-0.5b");
     let device = Default::default();
     let lm = Lm::<Flex>::from_gguf_path(&path, &device).expect("load Qwen2.5-Coder-0.5B");
     let good = lm.score(SENTENCE).expect("score");
