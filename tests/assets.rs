@@ -1,7 +1,7 @@
-//! Checks the generated prompt sets under `assets/prompts/` (written by `rlcd assets prompts`):
-//! every record parses, ids are unique and well formed, train and test are disjoint and about
-//! 80/20, and the held-out stress set shares no prompt with `harmless`. Skips files that have
-//! not been generated.
+//! Checks the generated prompt sets under `assets/prompts/` (written by `rlcd assets fetch
+//! prompts`): every record parses, ids are unique and well formed, train and test are disjoint
+//! and about 80/20, and the held-out stress set shares no prompt with `harmless`. A set that
+//! has not been fetched fails the test with the command that fetches it.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,19 +12,20 @@ fn prompts_root() -> PathBuf {
     assets::prompts_dir(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
-fn load(task: &str) -> Option<Vec<PromptRecord>> {
+fn load(task: &str) -> Vec<PromptRecord> {
     let path = prompts_root().join(format!("{task}.jsonl"));
-    if !path.is_file() {
-        eprintln!("{} not generated; skipping", path.display());
-        return None;
-    }
-    Some(assets::load_prompts(&path).unwrap_or_else(|e| panic!("{e}")))
+    assert!(
+        path.is_file(),
+        "{} is absent: fetch the prompt sets with `cargo run --release -- assets fetch prompts`",
+        path.display()
+    );
+    assets::load_prompts(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
 fn prompt_sets_are_well_formed() {
     for task in assets::PROMPT_TASKS {
-        let Some(records) = load(task) else { continue };
+        let records = load(task);
         assert!(!records.is_empty(), "{task}: empty");
         let mut ids = HashSet::new();
         let mut texts = HashSet::new();
@@ -79,9 +80,7 @@ fn prompt_sets_are_well_formed() {
 
 #[test]
 fn stress_set_is_disjoint_from_harmless() {
-    let (Some(harmless), Some(stress)) = (load("harmless"), load("harmless-stress")) else {
-        return;
-    };
+    let (harmless, stress) = (load("harmless"), load("harmless-stress"));
     let seen: HashSet<String> = harmless
         .iter()
         .map(|r| assets::normalise_for_dedup(&r.turns[0]))
