@@ -152,18 +152,7 @@ pub fn plan(
     let recipe = p.recipe();
     let policy = match trained {
         Some(stage) => PolicySource::Trained(stage),
-        None => {
-            let spec = recipe
-                .methods
-                .get(method)
-                .ok_or_else(|| PlanError::Unknown {
-                    key: "methods".into(),
-                    what: "method",
-                    name: method.into(),
-                })?;
-            p.read(format!("methods.{method}.policy"));
-            PolicySource::Base(p.model(&spec.policy)?)
-        }
+        None => PolicySource::Base(p.model(&p.method(method)?.policy)?),
     };
     for key in [
         "eval.n_prompts",

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use super::inputs::{Checksum, ModelRef, ModelSource, file_blake3, resolve};
 use super::stage::{Stage, StageKind};
 use crate::prompts::{PromptError, PromptSet, PromptSource};
-use crate::recipe::{BackendKind, Recipe, Resolved, TaskSpec};
+use crate::recipe::{BackendKind, MethodSpec, Recipe, Resolved, TaskSpec};
 use crate::templates::{TemplateError, TemplateSet, Templates};
 use crate::world::format::Split;
 use crate::world::{Task, WorldSpec};
@@ -197,6 +197,21 @@ impl<'r> Planner<'r> {
                 what: "task",
                 name: name.into(),
             })
+    }
+
+    /// Method `name` of the recipe (recording that its table reaches a stage).
+    pub fn method(&self, name: &str) -> Result<&'r MethodSpec, PlanError> {
+        let spec = self
+            .recipe()
+            .methods
+            .get(name)
+            .ok_or_else(|| PlanError::Unknown {
+                key: "methods".into(),
+                what: "method",
+                name: name.into(),
+            })?;
+        self.read(format!("methods.{name}"));
+        Ok(spec)
     }
 
     /// The built-in world task of task `name`, when its prompts are `world:<task>`.

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::planning::{PlanError, Planned};
 use super::reward::{REWARD, RewardRecord};
-use super::stage::{Ctx, Stage, StageError, StageKind, read_json};
-use super::table::{TableConfig, collect};
+use super::stage::{StageError, StageKind, read_json};
+use super::table::Table;
 use crate::eval::winrate::Rate;
+use crate::store::Artifact;
 use crate::tables::{TableError, f64_col, frame_err, method_cols, opt_col, rate_cols};
 
 /// The table's file stem.
@@ -23,39 +24,31 @@ pub struct PmAgreement;
 
 /// The table of preference models `rewards`.
 pub fn plan(rewards: Vec<String>) -> Result<Planned, PlanError> {
-    Planned::new::<PmAgreement>(ID, &TableConfig { inputs: rewards })
+    super::table::plan::<PmAgreement>(rewards)
 }
 
-impl Stage for PmAgreement {
+impl Table for PmAgreement {
     const KIND: StageKind = StageKind::PmAgreement;
-    const VERSION: u32 = 1;
-    const TABLE: Option<&'static str> = Some(STEM);
-    type Config = TableConfig;
+    const STEM: &'static str = STEM;
+    const ID: &'static str = ID;
+    type Row = PmAgreementRow;
 
-    fn inputs(config: &TableConfig) -> Vec<String> {
-        config.inputs.clone()
+    fn rows(input: &Artifact) -> Result<Vec<PmAgreementRow>, StageError> {
+        let r: RewardRecord = read_json(input, REWARD)?;
+        let agreement = r.agreement.clone();
+        Ok(vec![PmAgreementRow {
+            method: r.kind,
+            simulator: r.simulator,
+            task: r.task,
+            agreement: agreement.as_ref().map(|g| g.rate),
+            mean_prob: agreement.as_ref().map(|g| g.mean_prob),
+            train_loss: r.log.final_loss,
+            heldout_accuracy: r.log.heldout.as_ref().and_then(|h| h.rate.rate().ok()),
+        }])
     }
 
-    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
-        collect(
-            ctx,
-            STEM,
-            &config.inputs,
-            |_, artifact| {
-                let r: RewardRecord = read_json(artifact, REWARD)?;
-                let agreement = r.agreement.clone();
-                Ok(vec![PmAgreementRow {
-                    method: r.kind,
-                    simulator: r.simulator,
-                    task: r.task,
-                    agreement: agreement.as_ref().map(|g| g.rate),
-                    mean_prob: agreement.as_ref().map(|g| g.mean_prob),
-                    train_loss: r.log.final_loss,
-                    heldout_accuracy: r.log.heldout.as_ref().and_then(|h| h.rate.rate().ok()),
-                }])
-            },
-            frame,
-        )
+    fn frame(rows: &[PmAgreementRow]) -> Result<DataFrame, TableError> {
+        frame(rows)
     }
 }
 

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::planning::{PlanError, Planned};
 use super::policy::{PolicyRecord, TRAINING};
-use super::stage::{Ctx, Stage, StageError, StageKind, read_json};
-use super::table::{TableConfig, collect};
+use super::stage::{StageError, StageKind, read_json};
+use super::table::Table;
+use crate::store::Artifact;
 use crate::tables::{TableError, f64_col, frame_err, method_cols, opt_col, str_col, u64_col};
 
 /// The table's file stem.
@@ -21,7 +22,7 @@ pub struct PolicyTraining;
 
 /// The table of policy stages `policies`.
 pub fn plan(policies: Vec<String>) -> Result<Planned, PlanError> {
-    Planned::new::<PolicyTraining>(ID, &TableConfig { inputs: policies })
+    super::table::plan::<PolicyTraining>(policies)
 }
 
 /// The table row of a policy stage's record.
@@ -64,24 +65,18 @@ pub fn row(r: PolicyRecord) -> PolicyTrainingRow {
     row
 }
 
-impl Stage for PolicyTraining {
+impl Table for PolicyTraining {
     const KIND: StageKind = StageKind::PolicyTraining;
-    const VERSION: u32 = 1;
-    const TABLE: Option<&'static str> = Some(STEM);
-    type Config = TableConfig;
+    const STEM: &'static str = STEM;
+    const ID: &'static str = ID;
+    type Row = PolicyTrainingRow;
 
-    fn inputs(config: &TableConfig) -> Vec<String> {
-        config.inputs.clone()
+    fn rows(input: &Artifact) -> Result<Vec<PolicyTrainingRow>, StageError> {
+        Ok(vec![row(read_json(input, TRAINING)?)])
     }
 
-    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
-        collect(
-            ctx,
-            STEM,
-            &config.inputs,
-            |_, artifact| Ok(vec![row(read_json(artifact, TRAINING)?)]),
-            frame,
-        )
+    fn frame(rows: &[PolicyTrainingRow]) -> Result<DataFrame, TableError> {
+        frame(rows)
     }
 }
 

@@ -1,11 +1,14 @@
 //! The one collect step every table stage shares: read each input's rows, build the frame,
 //! write `<stem>.parquet` into the stage's artifact (the runner renders it as CSV, Markdown and
-//! Parquet under the run's `tables/`).
+//! Parquet under the run's `tables/`). A table whose rows are its inputs' rows, read one
+//! artifact at a time, is a [`Table`]; one that needs more (the oracle of `pair_labels`)
+//! implements `Stage` itself and calls [`collect`].
 
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
-use super::stage::{Ctx, StageError};
+use super::planning::{PlanError, Planned};
+use super::stage::{Ctx, Stage, StageError, StageKind};
 use crate::store::Artifact;
 use crate::tables::{TableError, render_parquet};
 
@@ -15,6 +18,44 @@ use crate::tables::{TableError, render_parquet};
 pub struct TableConfig {
     /// The stages whose rows make the table, in row order.
     pub inputs: Vec<String>,
+}
+
+/// A table stage whose rows come from its inputs' artifacts.
+pub trait Table {
+    /// Its kind.
+    const KIND: StageKind;
+    /// Version of its rows and columns.
+    const VERSION: u32 = 1;
+    /// The table's file stem.
+    const STEM: &'static str;
+    /// The stage id.
+    const ID: &'static str;
+    /// One row.
+    type Row;
+    /// The rows of one input's artifact.
+    fn rows(input: &Artifact) -> Result<Vec<Self::Row>, StageError>;
+    /// The frame of all rows, columns in their fixed order.
+    fn frame(rows: &[Self::Row]) -> Result<DataFrame, TableError>;
+}
+
+impl<T: Table> Stage for T {
+    const KIND: StageKind = T::KIND;
+    const VERSION: u32 = T::VERSION;
+    const TABLE: Option<&'static str> = Some(T::STEM);
+    type Config = TableConfig;
+
+    fn inputs(config: &TableConfig) -> Vec<String> {
+        config.inputs.clone()
+    }
+
+    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
+        collect(ctx, T::STEM, &config.inputs, |_, a| T::rows(a), T::frame)
+    }
+}
+
+/// The table `T` merging the rows of `inputs`.
+pub fn plan<T: Table>(inputs: Vec<String>) -> Result<Planned, PlanError> {
+    Planned::new::<T>(T::ID, &TableConfig { inputs })
 }
 
 /// Collects the rows of every input (`rows_of(id, artifact)`), builds the table with `frame`

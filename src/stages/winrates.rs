@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::judge::JUDGED;
 use super::planning::{PlanError, Planned};
-use super::stage::{Ctx, Stage, StageError, StageKind, read_json};
-use super::table::{TableConfig, collect};
+use super::stage::{StageError, StageKind, read_json};
+use super::table::Table;
 use crate::eval::winrate::{Estimate, WinCounts};
+use crate::store::Artifact;
 use crate::tables::{TableError, estimate_cols, f64_col, frame_err, opt_col, str_col, u64_col};
 
 /// The table's file stem.
@@ -23,27 +24,21 @@ pub struct Winrates;
 
 /// The table of judge stages `judges`.
 pub fn plan(judges: Vec<String>) -> Result<Planned, PlanError> {
-    Planned::new::<Winrates>(ID, &TableConfig { inputs: judges })
+    super::table::plan::<Winrates>(judges)
 }
 
-impl Stage for Winrates {
+impl Table for Winrates {
     const KIND: StageKind = StageKind::Winrates;
-    const VERSION: u32 = 1;
-    const TABLE: Option<&'static str> = Some(STEM);
-    type Config = TableConfig;
+    const STEM: &'static str = STEM;
+    const ID: &'static str = ID;
+    type Row = WinRateRow;
 
-    fn inputs(config: &TableConfig) -> Vec<String> {
-        config.inputs.clone()
+    fn rows(input: &Artifact) -> Result<Vec<WinRateRow>, StageError> {
+        read_json(input, JUDGED)
     }
 
-    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
-        collect(
-            ctx,
-            STEM,
-            &config.inputs,
-            |_, artifact| read_json::<Vec<WinRateRow>>(artifact, JUDGED),
-            frame,
-        )
+    fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
+        frame(rows)
     }
 }
 

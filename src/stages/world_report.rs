@@ -5,10 +5,11 @@ use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 use super::planning::{PlanError, Planned};
-use super::stage::{Ctx, Stage, StageError, StageKind, read_json};
-use super::table::{TableConfig, collect};
+use super::stage::{StageError, StageKind, read_json};
+use super::table::Table;
 use super::world_eval::REPORT;
 use crate::eval::winrate::{Estimate, Rate, WinCounts};
+use crate::store::Artifact;
 use crate::tables::{TableError, estimate_cols, f64_col, frame_err, str_col, u64_col};
 
 /// The table's file stem.
@@ -22,27 +23,21 @@ pub struct WorldReport;
 
 /// The table merging the evaluations `evals`.
 pub fn plan(evals: Vec<String>) -> Result<Planned, PlanError> {
-    Planned::new::<WorldReport>(ID, &TableConfig { inputs: evals })
+    super::table::plan::<WorldReport>(evals)
 }
 
-impl Stage for WorldReport {
+impl Table for WorldReport {
     const KIND: StageKind = StageKind::WorldReport;
-    const VERSION: u32 = 1;
-    const TABLE: Option<&'static str> = Some(STEM);
-    type Config = TableConfig;
+    const STEM: &'static str = STEM;
+    const ID: &'static str = ID;
+    type Row = WorldReportRow;
 
-    fn inputs(config: &TableConfig) -> Vec<String> {
-        config.inputs.clone()
+    fn rows(input: &Artifact) -> Result<Vec<WorldReportRow>, StageError> {
+        read_json(input, REPORT)
     }
 
-    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
-        collect(
-            ctx,
-            STEM,
-            &config.inputs,
-            |_, artifact| read_json::<Vec<WorldReportRow>>(artifact, REPORT),
-            frame,
-        )
+    fn frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableError> {
+        frame(rows)
     }
 }
 

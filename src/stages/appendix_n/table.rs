@@ -6,8 +6,8 @@ use super::cell::CELL;
 use super::{CellResult, TheoryRow};
 use crate::eval::winrate::Estimate;
 use crate::stages::planning::{PlanError, Planned};
-use crate::stages::stage::{Ctx, Stage, StageError, StageKind, read_json};
-use crate::stages::table::{TableConfig, collect};
+use crate::stages::stage::{StageError, StageKind, read_json};
+use crate::store::Artifact;
 use crate::tables::{TableError, estimate_cols, f64_col, frame_err, opt_col, str_col, u64_col};
 
 /// The table's file stem.
@@ -21,30 +21,22 @@ pub struct Table;
 
 /// The table merging `cells`.
 pub fn plan(cells: Vec<String>) -> Result<Planned, PlanError> {
-    Planned::new::<Table>(ID, &TableConfig { inputs: cells })
+    crate::stages::table::plan::<Table>(cells)
 }
 
-impl Stage for Table {
+impl crate::stages::table::Table for Table {
     const KIND: StageKind = StageKind::AppendixNTable;
-    const VERSION: u32 = 1;
-    const TABLE: Option<&'static str> = Some(STEM);
-    type Config = TableConfig;
+    const STEM: &'static str = STEM;
+    const ID: &'static str = ID;
+    type Row = TheoryRow;
 
-    fn inputs(config: &TableConfig) -> Vec<String> {
-        config.inputs.clone()
+    fn rows(input: &Artifact) -> Result<Vec<TheoryRow>, StageError> {
+        let cell: CellResult = read_json(input, CELL)?;
+        Ok(vec![cell.spec.row(cell.counts)])
     }
 
-    fn run(ctx: &Ctx<'_>, config: &TableConfig) -> Result<serde_json::Value, StageError> {
-        collect(
-            ctx,
-            STEM,
-            &config.inputs,
-            |_, artifact| {
-                let cell: CellResult = read_json(artifact, CELL)?;
-                Ok(vec![cell.spec.row(cell.counts)])
-            },
-            frame,
-        )
+    fn frame(rows: &[TheoryRow]) -> Result<DataFrame, TableError> {
+        frame(rows)
     }
 }
 

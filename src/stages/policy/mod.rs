@@ -141,15 +141,7 @@ pub fn family_of(kind: MethodKind) -> Method {
 /// trained.
 pub fn plan(p: &Planner<'_>, method: &str, task: &str) -> Result<Option<Planned>, PlanError> {
     let recipe = p.recipe();
-    let spec = recipe
-        .methods
-        .get(method)
-        .ok_or_else(|| PlanError::Unknown {
-            key: "methods".into(),
-            what: "method",
-            name: method.into(),
-        })?;
-    p.read(format!("methods.{method}"));
+    let spec = p.method(method)?;
     let simulator = spec.simulator.clone().unwrap_or_default();
     let pairs = |family: Method| super::simulate::id(&simulator, task, family);
     let trainer = match spec.kind {

@@ -84,16 +84,7 @@ pub fn plan(
     pairs: String,
     heldout: Option<String>,
 ) -> Result<Planned, PlanError> {
-    let spec = p
-        .recipe()
-        .methods
-        .get(method)
-        .ok_or_else(|| PlanError::Unknown {
-            key: "methods".into(),
-            what: "method",
-            name: method.into(),
-        })?;
-    p.read(format!("methods.{method}"));
+    let spec = p.method(method)?;
     for key in [
         "epochs",
         "lr",
