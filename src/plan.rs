@@ -252,14 +252,17 @@ fn theory_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
 /// Per world preset of the recipe's models a pretraining and an evaluation stage, and the
 /// world report merging the evaluations.
 fn world_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
-    let presets: BTreeSet<String> = p
-        .recipe()
-        .models
-        .values()
-        .filter_map(|m| m.preset.as_deref())
-        .filter(|preset| crate::model::llama::is_world_preset(preset))
-        .map(|preset| preset.replace('_', "-"))
-        .collect();
+    let mut presets: BTreeSet<String> = BTreeSet::new();
+    for (name, model) in &p.recipe().models {
+        if let Some(preset) = model
+            .preset
+            .as_deref()
+            .filter(|preset| crate::model::llama::is_world_preset(preset))
+        {
+            p.read(format!("models.{name}"));
+            presets.insert(preset.replace('_', "-"));
+        }
+    }
     if presets.is_empty() {
         return Ok(Vec::new());
     }

@@ -334,3 +334,34 @@ fn held_out_pairs_sample_at_the_temperature_their_key_holds() {
         assert_eq!(typed.sampling.temperature, 0.7);
     }
 }
+
+#[test]
+fn shipped_recipes_set_no_key_that_reaches_no_stage() {
+    fn recipes(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .expect("recipes dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                recipes(&path, out);
+            } else if path.extension().is_some_and(|x| x == "toml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    recipes(&root().join("recipes"), &mut files);
+    assert!(files.len() >= 8, "{files:?}");
+    for file in files {
+        let r = recipe::load_with_env(&file, &[], &[]).expect("recipe loads");
+        let plan = Plan::build(&r).expect("plan");
+        assert!(
+            plan.unread_keys(&r).is_empty(),
+            "{}: {:?}",
+            file.display(),
+            plan.unread_keys(&r)
+        );
+    }
+}
