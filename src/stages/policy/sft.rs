@@ -1,8 +1,8 @@
 //! Context distillation (paper §4.2, baseline): supervised fine-tuning of the policy on
 //! (plain prompt → o+), where o+ is the output the simulator sampled from the positive prompt
 //! p+ — distilling the positive context into the plain prompt. Loss: mean token NLL of the
-//! response (o+ and the end-of-turn marker) given the query; AdamW with the pretraining
-//! warm-up + cosine schedule, `epochs` seeded passes.
+//! response (o+ and the end-of-turn marker) given the query; AdamW with the shared warm-up +
+//! cosine schedule ([`crate::model::train::Schedule`]), `epochs` seeded passes.
 
 use std::time::Instant;
 
