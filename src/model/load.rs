@@ -337,35 +337,34 @@ pub const CHECKPOINT_WEIGHTS: &str = "model";
 
 type Recorder = NamedMpkFileRecorder<FullPrecisionSettings>;
 
-fn ckpt_err(path: &Path, message: impl Into<String>) -> ModelError {
-    ModelError::Checkpoint {
-        path: path.display().to_string(),
-        message: message.into(),
+/// A checkpoint error on `path`: what went wrong (`message`) and why (`source`).
+fn ckpt_err<'a, E: std::error::Error + Send + Sync + 'static>(
+    path: &'a Path,
+    message: &'a str,
+) -> impl FnOnce(E) -> ModelError + 'a {
+    move |source| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+        source: Box::new(source),
     }
 }
 
 fn write_config(dir: &Path, config: &LlamaConfig) -> Result<(), ModelError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ckpt_err(dir, format!("cannot create the directory: {e}")))?;
+    std::fs::create_dir_all(dir).map_err(ckpt_err(dir, "cannot create the directory"))?;
     let json = serde_json::to_string_pretty(config)
-        .map_err(|e| ckpt_err(dir, format!("cannot serialise the config: {e}")))?;
+        .map_err(ckpt_err(dir, "cannot serialise the config"))?;
     let path = dir.join(CHECKPOINT_CONFIG);
-    std::fs::write(&path, json).map_err(|e| ckpt_err(&path, format!("cannot write: {e}")))
+    std::fs::write(&path, json).map_err(ckpt_err(&path, "cannot write"))
 }
 
 /// Reads the [`LlamaConfig`] of a checkpoint directory.
 pub fn read_checkpoint_config(dir: &Path) -> Result<LlamaConfig, ModelError> {
     let path = dir.join(CHECKPOINT_CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ckpt_err(
-            &path,
-            format!(
-                "cannot read ({e}); is '{}' a checkpoint directory?",
-                dir.display()
-            ),
-        )
-    })?;
-    serde_json::from_str(&text).map_err(|e| ckpt_err(&path, format!("invalid config JSON: {e}")))
+    let text = std::fs::read_to_string(&path).map_err(ckpt_err(
+        &path,
+        "cannot read; is its directory a checkpoint?",
+    ))?;
+    serde_json::from_str(&text).map_err(ckpt_err(&path, "invalid config JSON"))
 }
 
 fn weights_path(dir: &Path) -> PathBuf {
@@ -378,7 +377,7 @@ pub fn save_checkpoint<B: Backend>(model: &Llama<B>, dir: &Path) -> Result<(), M
     model
         .clone()
         .save_file(weights_path(dir), &Recorder::new())
-        .map_err(|e| ckpt_err(dir, format!("cannot write the weights: {e}")))
+        .map_err(ckpt_err(dir, "cannot write the weights"))
 }
 
 /// Loads a decoder saved by [`save_checkpoint`].
@@ -387,7 +386,10 @@ pub fn load_checkpoint<B: Backend>(dir: &Path, device: &B::Device) -> Result<Lla
     let model = Llama::<B>::new(config, device)?;
     model
         .load_file(weights_path(dir), &Recorder::new(), device)
-        .map_err(|e| ckpt_err(dir, format!("cannot read the weights ({e}); the file is missing or was written for another configuration")))
+        .map_err(ckpt_err(
+            dir,
+            "cannot read the weights: the file is missing or was written for another configuration",
+        ))
 }
 
 /// Saves a scalar-head model to `dir` (`config.json` of the trunk + `model.mpk`).
@@ -399,7 +401,7 @@ pub fn save_scalar_checkpoint<B: Backend>(
     model
         .clone()
         .save_file(weights_path(dir), &Recorder::new())
-        .map_err(|e| ckpt_err(dir, format!("cannot write the weights: {e}")))
+        .map_err(ckpt_err(dir, "cannot write the weights"))
 }
 
 /// Loads a scalar-head model saved by [`save_scalar_checkpoint`].
@@ -411,5 +413,8 @@ pub fn load_scalar_checkpoint<B: Backend>(
     let model = ScalarHead::new(Llama::<B>::new(config, device)?);
     model
         .load_file(weights_path(dir), &Recorder::new(), device)
-        .map_err(|e| ckpt_err(dir, format!("cannot read the weights ({e}); the file is missing or was written for another configuration")))
+        .map_err(ckpt_err(
+            dir,
+            "cannot read the weights: the file is missing or was written for another configuration",
+        ))
 }

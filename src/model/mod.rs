@@ -142,12 +142,15 @@ pub enum ModelError {
     #[error("invalid request: {0}")]
     Request(String),
     /// Reading or writing a checkpoint failed.
-    #[error("checkpoint {path}: {message}")]
+    #[error("checkpoint {}: {message} ({source})", path.display())]
     Checkpoint {
         /// The checkpoint directory or file.
-        path: String,
+        path: std::path::PathBuf,
         /// What went wrong and how to fix it.
         message: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// Reading a tensor back from the device failed.
     #[error("reading tensor data: {0}")]

@@ -65,7 +65,9 @@ impl fmt::Display for Located {
 pub enum RecipeError {
     /// The recipe file cannot be read.
     #[error(
-        "cannot read recipe file {source}\n  fix: check the path (recipes live under recipes/, e.g. recipes/examples/contrast.toml)"
+        "{}: cannot read recipe file: {}\n  fix: check the path (recipes live under recipes/, e.g. recipes/examples/contrast.toml)",
+        .source.path.display(),
+        .source.source
     )]
     Read {
         /// The I/O error, naming the file.
