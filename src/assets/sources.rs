@@ -139,26 +139,37 @@ pub(super) const SOURCES: &[PromptSource] = &[
     },
 ];
 
+/// The JSON value of every non-empty line of JSONL `text`, with its 1-based line number.
+fn json_lines<'t>(
+    text: &'t str,
+    file: &'t str,
+) -> impl Iterator<Item = Result<(usize, serde_json::Value), AssetError>> + 't {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(move |(k, line)| {
+            serde_json::from_str(line)
+                .map(|value| (k + 1, value))
+                .map_err(|source| AssetError::Json {
+                    file: file.to_string(),
+                    line: k + 1,
+                    expected: "not JSON",
+                    source,
+                })
+        })
+}
+
 /// Parses the string field `field` of every non-empty JSONL line.
 fn parse_jsonl_field(text: &str, field: &str, file: &str) -> Result<Vec<String>, AssetError> {
     let mut out = Vec::new();
-    for (k, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|source| AssetError::Json {
-                file: file.to_string(),
-                line: k + 1,
-                expected: "not JSON",
-                source,
-            })?;
+    for item in json_lines(text, file) {
+        let (line, value) = item?;
         match value.get(field).and_then(|v| v.as_str()) {
             Some(s) => out.push(s.to_string()),
             None => {
                 return Err(AssetError::Parse {
                     file: file.to_string(),
-                    message: format!("line {}: no string field `{field}`", k + 1),
+                    message: format!("line {line}: no string field `{field}`"),
                 });
             }
         }
@@ -244,17 +255,8 @@ fn csv_column(text: &str, column: &str, file: &str) -> Result<Vec<String>, Asset
 fn parse_parables(text: &str, file: &str) -> Result<(usize, Vec<String>), AssetError> {
     let mut stories = 0;
     let mut out = Vec::new();
-    for (k, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|source| AssetError::Json {
-                file: file.to_string(),
-                line: k + 1,
-                expected: "not JSON",
-                source,
-            })?;
+    for item in json_lines(text, file) {
+        let (line, value) = item?;
         let content = value
             .get("input")
             .and_then(|v| v.as_array())
@@ -263,7 +265,7 @@ fn parse_parables(text: &str, file: &str) -> Result<(usize, Vec<String>), AssetE
             .and_then(|c| c.as_str())
             .ok_or_else(|| AssetError::Parse {
                 file: file.to_string(),
-                message: format!("line {}: no `input[-1].content` string", k + 1),
+                message: format!("line {line}: no `input[-1].content` string"),
             })?;
         let story = content.split("\nWhich moral").next().unwrap_or(content);
         stories += 1;
