@@ -13,6 +13,7 @@ pub mod eval;
 pub mod model;
 pub mod plan;
 pub mod plots;
+pub mod preflight;
 pub mod progress;
 pub mod prompts;
 pub mod recipe;

@@ -241,7 +241,7 @@ fn dispatch(command: Command) -> Result<()> {
 
 fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
     let resolved = rlcd::recipe::load(recipe, overrides)?;
-    rlcd::recipe::validate(&resolved)?;
+    rlcd::preflight::check(&resolved)?;
     let templates =
         rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
     println!("templates ({}):", templates.dir().display());

@@ -18,8 +18,8 @@ pub use crate::stages::planning::{PlanError, Planned, Planner};
 use crate::stages::simulate::Method;
 use crate::stages::stage::StageKind;
 use crate::stages::{
-    appendix_n, contrast, generate, heldout_pairs, judge, pair_labels, pm_agreement, policy,
-    policy_training, pretrain, reward, simulate, winrates, world_eval, world_report,
+    appendix_n, contrast, generate, heldout_pairs, judge, pair_labels, pm_agreement, pm_eval,
+    policy, policy_training, pretrain, reward, simulate, winrates, world_eval, world_report,
 };
 use crate::store::Store;
 
@@ -330,9 +330,11 @@ fn preference_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
             } else {
                 None
             };
-            let pm = reward::plan(p, name, task, pairs, heldout_id)?;
-            rewards.push(pm.id.clone());
+            let pm = reward::plan(p, name, task, pairs)?;
+            let measured = pm_eval::plan(p, pm.id.clone(), heldout_id)?;
+            rewards.push(measured.id.clone());
             out.push(pm);
+            out.push(measured);
         }
     }
     if !simulations.is_empty() {

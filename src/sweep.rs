@@ -54,8 +54,9 @@ pub enum SweepError {
         /// The shard as given.
         text: String,
     },
-    /// A cell's recipe did not load.
-    #[error("sweep cell {index} ({overrides}): {source}")]
+    /// A cell's recipe did not load or failed its checks (the recipe's message comes first,
+    /// as `rlcd run` prints it).
+    #[error("{source}\n  in sweep cell {index} ({overrides})")]
     Recipe {
         /// Cell index.
         index: usize,
@@ -303,22 +304,29 @@ pub fn sweep_with(
     let total = all.len();
     let cells_dir = out.join("cells");
     fs::create_dir_all(&cells_dir).map_err(io(&cells_dir))?;
+    // Every cell of the grid is resolved and checked before any runs.
+    let mut checked = Vec::new();
+    for (index, overrides) in all.into_iter().enumerate() {
+        let label = describe(&overrides);
+        let mut args = opts.overrides.clone();
+        args.extend(overrides.iter().map(|(k, v)| format!("{k}={v}")));
+        let resolved = recipe::load(recipe_path, &args)
+            .and_then(|r| crate::preflight::check(&r).map(|()| r))
+            .map_err(|source| SweepError::Recipe {
+                index,
+                overrides: label.clone(),
+                source: Box::new(source),
+            })?;
+        checked.push((index, overrides, label, resolved));
+    }
     let mut outcomes = Vec::new();
     let mut records = Vec::new();
-    for (index, overrides) in all.into_iter().enumerate() {
+    for (index, overrides, label, resolved) in checked {
         if let Some((i, n)) = shard
             && index % n != i
         {
             continue;
         }
-        let label = describe(&overrides);
-        let mut args = opts.overrides.clone();
-        args.extend(overrides.iter().map(|(k, v)| format!("{k}={v}")));
-        let resolved = recipe::load(recipe_path, &args).map_err(|source| SweepError::Recipe {
-            index,
-            overrides: label.clone(),
-            source: Box::new(source),
-        })?;
         if !opts.quiet {
             eprintln!("sweep cell {index}/{total}: {label}");
         }

@@ -188,7 +188,7 @@ impl Templates {
             if out.contains_key(&name) {
                 continue;
             }
-            let text = self.source(&name)?;
+            let text = canonical(&name, self.source(&name)?);
             if name.ends_with(".j2") {
                 queue.extend(
                     referenced_templates(&text)
@@ -360,6 +360,27 @@ impl Templates {
         }
     }
 
+    /// The principles file reduced to families `families` (each must have principles), as a
+    /// stage carries it: adding principles for another family changes none of its stages.
+    pub fn principles_set<'a>(
+        &self,
+        families: impl IntoIterator<Item = &'a str>,
+    ) -> Result<TemplateSet, TemplateError> {
+        let mut kept: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for family in families {
+            kept.insert(family.to_string(), self.principles(family)?);
+        }
+        let text = toml::to_string(&kept).map_err(|e| TemplateError::Data {
+            path: self.dir.join(PRINCIPLES_FILE),
+            message: format!("cannot write the principles back as TOML: {e}"),
+            fix: "write each family's principles as an array of strings".to_string(),
+        })?;
+        Ok(TemplateSet(BTreeMap::from([(
+            PRINCIPLES_FILE.to_string(),
+            text,
+        )])))
+    }
+
     fn check_name(&self, name: &str) -> Result<(), TemplateError> {
         let p = Path::new(name);
         let ok = !name.is_empty()
@@ -463,6 +484,77 @@ pub fn sample_context(name: &str) -> minijinja::Value {
     }
 }
 
+/// The text of file `name` as a stage carries it, rendering exactly as `text` does but
+/// without what cannot change a rendering: a Jinja template's comments are emptied
+/// (`{# note #}` → `{# #}`, whitespace-control markers kept, found by minijinja's own lexer so
+/// that `{#` inside a string or a raw block is left alone) and a TOML data file is written
+/// back without comments or layout. Text that does not lex or parse is kept as it is (it fails
+/// where it is rendered).
+pub fn canonical(name: &str, text: String) -> String {
+    if name.ends_with(".toml") {
+        return match toml::from_str::<toml::Table>(&text).map(|t| toml::to_string(&t)) {
+            Ok(Ok(canonical)) => canonical,
+            _ => text,
+        };
+    }
+    if !name.ends_with(".j2") {
+        return text;
+    }
+    let whitespace = minijinja::machinery::WhitespaceConfig {
+        keep_trailing_newline: true,
+        ..Default::default()
+    };
+    let covered: Result<Vec<(usize, usize)>, _> =
+        minijinja::machinery::tokenize(&text, false, Default::default(), whitespace)
+            .map(|token| {
+                token.map(|(_, span)| (span.start_offset as usize, span.end_offset as usize))
+            })
+            .collect();
+    let Ok(covered) = covered else {
+        return text;
+    };
+    // Comments lie in the gaps between tokens; everything else in a gap is delimiters and
+    // whitespace.
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in covered.into_iter().chain([(text.len(), text.len())]) {
+        if start > at {
+            out.push_str(&empty_comments(&text[at..start]));
+        }
+        if end > at.max(start) {
+            out.push_str(&text[at.max(start)..end]);
+        }
+        at = at.max(end);
+    }
+    out
+}
+
+/// `gap` with the body of every `{# … #}` comment replaced by one space.
+fn empty_comments(gap: &str) -> String {
+    let mut out = String::with_capacity(gap.len());
+    let mut rest = gap;
+    while let Some(open) = rest.find("{#") {
+        let body_start = open + 2;
+        let Some(close) = rest[body_start..].find("#}") else {
+            break;
+        };
+        let body = &rest[body_start..body_start + close];
+        let left = body.chars().next().filter(|c| matches!(c, '-' | '+'));
+        let right = body
+            .chars()
+            .last()
+            .filter(|c| matches!(c, '-' | '+') && body.len() > 1);
+        out.push_str(&rest[..body_start]);
+        out.extend(left);
+        out.push(' ');
+        out.extend(right);
+        out.push_str("#}");
+        rest = &rest[body_start + close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Names of the templates `text` includes, imports or extends (string literals only).
 fn referenced_templates(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -497,6 +589,73 @@ mod tests {
         assert_eq!(
             referenced_templates(text),
             vec!["common/dialogue.j2".to_string(), "x/y.j2".to_string()]
+        );
+    }
+
+    #[test]
+    fn canonical_templates_render_as_the_originals_without_comment_text() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompt-templates");
+        let original = Templates::open(&dir).expect("templates");
+        let mut names = Vec::new();
+        for family in [
+            "common",
+            "harmless",
+            "helpful",
+            "judge",
+            "outlining",
+            "rlaif",
+        ] {
+            for entry in std::fs::read_dir(dir.join(family)).expect("read_dir") {
+                let name = format!(
+                    "{family}/{}",
+                    entry.expect("entry").file_name().to_string_lossy()
+                );
+                names.push(name);
+            }
+        }
+        let set = original
+            .set_of(names.iter().map(String::as_str))
+            .expect("set");
+        let carried = set.templates();
+        let mut emptied = 0;
+        for name in names
+            .iter()
+            .filter(|n| n.ends_with(".j2") && !n.starts_with("common/"))
+        {
+            let source = original.source(name).expect("source");
+            let canonical = &set.0[name];
+            assert!(!canonical.contains("Context:"), "{name} keeps comment text");
+            emptied += usize::from(canonical.len() < source.len());
+            assert_eq!(
+                carried.dry_run(name).expect("canonical renders"),
+                original.dry_run(name).expect("original renders"),
+                "{name}"
+            );
+        }
+        assert!(emptied >= 10, "{emptied} templates lost comment text");
+        for text in [
+            "a {# x #} b",
+            "a\n{#- x -#}\n b",
+            "a {#- x #} b",
+            "a {# x -#}\n b",
+            "{{ '{# no #}' }}",
+        ] {
+            let env = |t: &str| {
+                let mut e = Environment::new();
+                e.set_keep_trailing_newline(true);
+                e.render_str(t, ()).expect("renders")
+            };
+            let c = canonical("t.j2", text.to_string());
+            assert_eq!(env(&c), env(text), "{text:?} → {c:?}");
+        }
+        assert_eq!(
+            canonical("t.j2", "{{ '{# no #}' }}".into()),
+            "{{ '{# no #}' }}"
+        );
+        assert_eq!(canonical("t.j2", "a {#- x -#} b".into()), "a {#- -#} b");
+        assert_eq!(
+            canonical("a.toml", "# note\nx = 1 # why\n".into()),
+            canonical("a.toml", "x = 1\n".into())
         );
     }
 

@@ -365,3 +365,135 @@ fn shipped_recipes_set_no_key_that_reaches_no_stage() {
         );
     }
 }
+
+/// A copy of the project's template directory and example prompts under a temporary root.
+fn project_copy() -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read_dir") {
+            let entry = entry.expect("entry");
+            let target = to.join(entry.file_name());
+            if entry.path().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).expect("copy");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy(
+        &root().join("prompt-templates"),
+        &dir.path().join("prompt-templates"),
+    );
+    copy(
+        &root().join("recipes/examples/prompts"),
+        &dir.path().join("recipes/examples/prompts"),
+    );
+    dir
+}
+
+fn keys_under(project: &Path, text: &str, overrides: &[String]) -> BTreeMap<String, String> {
+    let file = project.join("recipe.toml");
+    std::fs::write(&file, text).expect("write recipe");
+    let r = recipe::load_with_env(&file, overrides, &[]).expect("recipe loads");
+    assert_eq!(r.root, project, "the copy is the project root");
+    recipe::validate(&r).expect("recipe validates");
+    keys(&Plan::build(&r).expect("plan"))
+}
+
+#[test]
+fn comment_edits_and_other_families_principles_change_no_key() {
+    let project = project_copy();
+    let before = keys_under(project.path(), ALL_KINDS, &[]);
+    let templates = project.path().join("prompt-templates");
+    let mut edited = 0;
+    for family in [
+        "common",
+        "harmless",
+        "helpful",
+        "judge",
+        "outlining",
+        "rlaif",
+    ] {
+        for entry in std::fs::read_dir(templates.join(family)).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let text = std::fs::read_to_string(&path).expect("read");
+            let new = if path.extension().is_some_and(|e| e == "j2") {
+                // Rewrite the body of the first comment, keeping its whitespace markers.
+                let open = text
+                    .find("{#")
+                    .expect("every shipped template has a comment");
+                let close = open + text[open..].find("#}").expect("closed");
+                let body = &text[open + 2..close];
+                let left = if body.starts_with('-') { "-" } else { "" };
+                let right = if body.ends_with('-') { "-" } else { "" };
+                format!(
+                    "{}{{#{left} an edited note, longer than before {right}#}}{}",
+                    &text[..open],
+                    &text[close + 2..]
+                )
+            } else {
+                format!("# a new comment line\n{text}\n# and one at the end\n")
+            };
+            std::fs::write(&path, new).expect("write");
+            edited += 1;
+        }
+    }
+    let affixes = templates.join("affixes");
+    for entry in std::fs::read_dir(&affixes).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, format!("# edited\n{text}")).expect("write");
+        edited += 1;
+    }
+    let principles = templates.join("rlaif/principles.toml");
+    let text = std::fs::read_to_string(&principles).expect("read");
+    std::fs::write(
+        &principles,
+        format!("{text}\nlimericks = [\"Please choose the funnier limerick.\"]\n"),
+    )
+    .expect("write");
+    assert!(edited >= 19, "{edited} files edited");
+    let after = keys_under(project.path(), ALL_KINDS, &[]);
+    assert_eq!(before, after);
+    // A change to what a template renders still changes the keys that read it.
+    let plain = templates.join("helpful/plain.j2");
+    let text = std::fs::read_to_string(&plain).expect("read");
+    std::fs::write(&plain, format!("Answer briefly.\n{text}")).expect("write");
+    let rendered = keys_under(project.path(), ALL_KINDS, &[]);
+    let changed: Vec<&String> = rendered
+        .iter()
+        .filter(|(id, key)| after.get(*id) != Some(key))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        changed.iter().any(|id| id.starts_with("contrast/helpful")),
+        "{changed:?}"
+    );
+    assert!(
+        !changed
+            .iter()
+            .any(|id| id.starts_with("pretrain/") || id.contains("harmless")),
+        "only the helpful task's stages read helpful/plain.j2: {changed:?}"
+    );
+}
+
+#[test]
+fn evaluation_only_keys_change_only_evaluation_stages() {
+    let plain = keys(&Plan::build(&load_text(ALL_KINDS, &[])).expect("plan"));
+    let r = load_text(ALL_KINDS, &["reward.heldout_pairs=57".into()]);
+    let changed: BTreeSet<String> = keys(&Plan::build(&r).expect("plan"))
+        .into_iter()
+        .filter(|(id, key)| plain.get(id) != Some(key))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!changed.is_empty());
+    for id in &changed {
+        let kind = id.split('/').next().unwrap_or_default();
+        assert!(
+            ["heldout_pairs", "pm_eval", "pm_agreement"].contains(&kind),
+            "`reward.heldout_pairs` changed the key of {id}: {changed:?}"
+        );
+    }
+    assert!(changed.iter().any(|id| id.starts_with("pm_eval/")));
+}

@@ -74,6 +74,21 @@ pub enum RecipeError {
         #[source]
         source: crate::error::IoError,
     },
+    /// The recipe file is not UTF-8 text.
+    #[error(
+        "{}: line {line} is not UTF-8 text (byte {byte:#04x} at column {column})\n  fix: save the recipe as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+        file.display()
+    )]
+    NotUtf8 {
+        /// The recipe file as given.
+        file: PathBuf,
+        /// 1-based line of the first byte that is not UTF-8.
+        line: usize,
+        /// 1-based byte column of that byte.
+        column: usize,
+        /// The byte.
+        byte: u8,
+    },
     /// The recipe file is not valid TOML.
     #[error("{}: malformed TOML{}: {message}\n{detail}\n  fix: correct the TOML syntax{}", file.display(), line_suffix(*line), at_line(*line))]
     Syntax {

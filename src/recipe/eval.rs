@@ -1,7 +1,7 @@
 //! The recipe's `[eval]` section: the pairwise evaluation of paper §4.3.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Pairwise evaluation (paper §4.3: 1,000 test prompts per comparison, order swapped with
 /// probability 1/2, ties count one half).
@@ -19,7 +19,11 @@ pub struct EvalConfig {
     /// method against each `rlaif`, `context-distillation`, `base` and `rlcd-rescore` method
     /// with the same policy model (and simulator, where it has one). `[]` trains and compares
     /// no policies.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "comparison_pairs"
+    )]
+    #[schemars(with = "Option<Vec<[String; 2]>>")]
     pub comparisons: Option<Vec<[String; 2]>>,
     /// Sampling temperature of the evaluated outputs, ≥ 0.
     pub temperature: f64,
@@ -43,6 +47,25 @@ impl Default for EvalConfig {
             judge_order: JudgeOrder::default(),
         }
     }
+}
+
+/// Comparisons as written, each exactly two method names (a longer list is an error, not
+/// cut to its first two).
+fn comparison_pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<[String; 2]>>, D::Error> {
+    let lists: Vec<Vec<String>> = Vec::deserialize(d)?;
+    lists
+        .into_iter()
+        .map(|list| {
+            <[String; 2]>::try_from(list).map_err(|list| {
+                serde::de::Error::custom(format!(
+                    "each comparison names exactly two methods, but {list:?} names {}; list a \
+                     third method in a pair of its own",
+                    list.len()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// How an LM judge orders the two outputs it compares ([`EvalConfig::judge_order`]).

@@ -105,7 +105,22 @@ pub fn load_with_env(
     overrides: &[String],
     env: &[(String, String)],
 ) -> Result<Resolved, RecipeError> {
-    let text = crate::error::read_to_string(file).map_err(|source| RecipeError::Read { source })?;
+    let bytes = crate::error::read(file).map_err(|source| RecipeError::Read { source })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let bad = e.utf8_error().valid_up_to();
+        let before = &e.as_bytes()[..bad];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        RecipeError::NotUtf8 {
+            file: file.to_path_buf(),
+            line,
+            column: bad - line_start + 1,
+            byte: e.as_bytes()[bad],
+        }
+    })?;
     let file_label = file.display().to_string();
 
     // Layer 1: the file, with the line of every key.

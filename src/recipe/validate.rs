@@ -493,6 +493,17 @@ fn check_methods(r: &Recipe, out: &mut Vec<Problem>) {
             )),
             _ => {}
         }
+        if m.simulator.is_some() && !m.kind.needs_simulator() {
+            out.push(Problem::new(
+                format!("{key}.simulator"),
+                format!(
+                    "method `{name}` ({}) takes no `simulator`: it aligns nothing, so nothing \
+                     is simulated for it",
+                    m.kind.as_str()
+                ),
+                format!("remove `simulator` from [{key}]"),
+            ));
+        }
         if m.trainer.is_some() && !m.kind.uses_pairs() {
             out.push(Problem::new(
                 format!("{key}.trainer"),

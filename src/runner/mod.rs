@@ -17,7 +17,7 @@ use polars::prelude::DataFrame;
 
 use crate::error::IoError;
 use crate::plan::{Plan, PlanError};
-use crate::recipe::{BackendKind, Resolved};
+use crate::recipe::Resolved;
 use crate::stages::registry;
 use crate::stages::stage::StageError;
 use crate::store::{Store, StoreError};
@@ -62,15 +62,6 @@ pub enum RunError {
     /// A table could not be built or written.
     #[error(transparent)]
     Table(#[from] TableError),
-    /// The recipe asks for CUDA but this binary was built without it.
-    #[error(
-        "recipe {file} sets backend = \"cuda\", but this binary was built without CUDA; rebuild with \
-         `cargo build --release --features cuda` or set backend = \"cpu\""
-    )]
-    NoCuda {
-        /// The recipe file.
-        file: PathBuf,
-    },
     /// A run directory file could not be written or read.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -174,12 +165,7 @@ impl Log {
 /// cached ones and saying so), writes `results/runs/<name>/<run-id>/` and its tables, and prints
 /// the tables (unless `opts.quiet`).
 pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunError> {
-    crate::recipe::validate(resolved).map_err(Box::new)?;
-    if resolved.recipe.backend == BackendKind::Cuda && !cfg!(feature = "cuda") {
-        return Err(RunError::NoCuda {
-            file: resolved.file.clone(),
-        });
-    }
+    crate::preflight::check(resolved).map_err(Box::new)?;
     let plan = Plan::build(resolved).map_err(Box::new)?;
     let store = Store::open(&resolved.resolve_path(&resolved.recipe.results))?;
     let (run_id, run_dir) = store.create_run(&plan.recipe, &plan.short_key())?;

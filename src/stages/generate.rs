@@ -196,6 +196,12 @@ impl Stage for Generate {
     fn run(ctx: &Ctx<'_>, config: &Config) -> Result<serde_json::Value, StageError> {
         let t0 = std::time::Instant::now();
         let test = config.prompts.load(ctx.root)?;
+        if test.is_empty() {
+            return Err(StageError::Degenerate {
+                what: "0 test-split prompts to generate from".into(),
+                fix: "give the task's prompt set test-split records (`\"split\": \"test\"`)".into(),
+            });
+        }
         let templates = config.templates.templates();
         let prompts: Vec<String> =
             contrast_prompts(&templates, &config.family, &test, config.seed)?
@@ -223,6 +229,14 @@ impl Stage for Generate {
             .map_err(StageError::from)
         })?;
         pb.finish_and_clear();
+        if samples.iter().all(|s| s.output.trim().is_empty()) {
+            return Err(StageError::Degenerate {
+                what: format!("all {} samples of the policy are empty", samples.len()),
+                fix: "the policy ends every answer at once: check its training (a collapsed PPO \
+                      run shows in the policy_training table) or raise `eval.max_new_tokens`"
+                    .into(),
+            });
+        }
         ctx.write_json(SAMPLES, &samples)?;
         Ok(serde_json::json!({
             "seconds": t0.elapsed().as_secs_f64(),

@@ -7,8 +7,9 @@
 //! - [`pretrain`], [`world_eval`], [`world_report`]: the built-in world's simulators and what
 //!   they learned;
 //! - [`simulate`]: RLCD / RLAIF / RLCD-Rescore preference pairs (paper §3, §4.2);
-//! - [`heldout_pairs`], [`reward`]: the preference model and its agreement (paper Appendix B,
-//!   Table 5), [`pair_labels`] and [`pm_agreement`] their tables;
+//! - [`reward`]: the preference model (paper Appendix B); [`heldout_pairs`] and [`pm_eval`]:
+//!   its agreement with the oracle (paper Table 5); [`pair_labels`] and [`pm_agreement`] their
+//!   tables;
 //! - [`policy`]: PPO against the PM, DPO on the pairs, context distillation (paper §3, §4.2);
 //! - [`generate`], [`judge`], [`winrates`], [`policy_training`]: the pairwise evaluation
 //!   (paper §4.3).
@@ -31,6 +32,7 @@ pub mod heldout_pairs;
 pub mod judge;
 pub mod pair_labels;
 pub mod pm_agreement;
+pub mod pm_eval;
 pub mod policy;
 pub mod policy_training;
 pub mod pretrain;

@@ -283,6 +283,21 @@ impl<'r> Planner<'r> {
             })
     }
 
+    /// The principles of template families `families` (only theirs: principles added for
+    /// another family change nothing here).
+    pub fn principles<'a>(
+        &self,
+        context: &str,
+        families: impl IntoIterator<Item = &'a str>,
+    ) -> Result<TemplateSet, PlanError> {
+        self.templates()?
+            .principles_set(families)
+            .map_err(|source| PlanError::Templates {
+                context: context.into(),
+                source: Box::new(source),
+            })
+    }
+
     /// The texts of every file template family `family` renders.
     pub fn family_files(&self, context: &str, family: &str) -> Result<TemplateSet, PlanError> {
         self.templates()?

@@ -6,7 +6,7 @@ use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 use super::planning::{PlanError, Planned};
-use super::reward::{REWARD, RewardRecord};
+use super::pm_eval::{PM_EVAL, PmEvalRecord};
 use super::stage::{StageError, StageKind, read_json};
 use super::table::Table;
 use crate::eval::winrate::Rate;
@@ -22,7 +22,7 @@ pub const ID: &str = "pm_agreement/table";
 /// The stage type.
 pub struct PmAgreement;
 
-/// The table of preference models `rewards`.
+/// The table of preference-model measurements `rewards` (`pm_eval` stages).
 pub fn plan(rewards: Vec<String>) -> Result<Planned, PlanError> {
     super::table::plan::<PmAgreement>(rewards)
 }
@@ -34,7 +34,7 @@ impl Table for PmAgreement {
     type Row = PmAgreementRow;
 
     fn rows(input: &Artifact) -> Result<Vec<PmAgreementRow>, StageError> {
-        let r: RewardRecord = read_json(input, REWARD)?;
+        let r: PmEvalRecord = read_json(input, PM_EVAL)?;
         let agreement = r.agreement.clone();
         Ok(vec![PmAgreementRow {
             method: r.kind,

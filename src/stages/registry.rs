@@ -3,8 +3,8 @@
 
 use super::stage::{Ctx, Stage, StageError, StageKind};
 use super::{
-    appendix_n, contrast, generate, heldout_pairs, judge, pair_labels, pm_agreement, policy,
-    policy_training, pretrain, reward, simulate, winrates, world_eval, world_report,
+    appendix_n, contrast, generate, heldout_pairs, judge, pair_labels, pm_agreement, pm_eval,
+    policy, policy_training, pretrain, reward, simulate, winrates, world_eval, world_report,
 };
 
 /// Runs `S` on its configuration deserialized from `config`.
@@ -91,6 +91,7 @@ registry! {
     Simulate => simulate::Simulate,
     HeldoutPairs => heldout_pairs::HeldoutPairs,
     Reward => reward::Reward,
+    PmEval => pm_eval::PmEval,
     PairLabels => pair_labels::PairLabels,
     PmAgreement => pm_agreement::PmAgreement,
     Policy => policy::Policy,

@@ -36,6 +36,8 @@ pub enum StageKind {
     HeldoutPairs,
     /// A preference model trained on one method's pairs (checkpoint, `reward.json`).
     Reward,
+    /// A trained preference model measured on held-out pairs (`pm_eval.json`).
+    PmEval,
     /// The pair-label table: simulated labels against the oracle.
     PairLabels,
     /// The preference-model agreement table.
@@ -54,7 +56,7 @@ pub enum StageKind {
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 16] = [
+    pub const ALL: [StageKind; 17] = [
         StageKind::AppendixNCell,
         StageKind::AppendixNTable,
         StageKind::Contrast,
@@ -64,6 +66,7 @@ impl StageKind {
         StageKind::Simulate,
         StageKind::HeldoutPairs,
         StageKind::Reward,
+        StageKind::PmEval,
         StageKind::PairLabels,
         StageKind::PmAgreement,
         StageKind::Policy,
@@ -85,6 +88,7 @@ impl StageKind {
             StageKind::Simulate => "simulate",
             StageKind::HeldoutPairs => "heldout_pairs",
             StageKind::Reward => "reward",
+            StageKind::PmEval => "pm_eval",
             StageKind::PairLabels => "pair_labels",
             StageKind::PmAgreement => "pm_agreement",
             StageKind::Policy => "policy",
@@ -217,6 +221,15 @@ pub enum StageError {
     /// The stage's own computation failed (simulation, training, judging, …).
     #[error(transparent)]
     Failed(Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The stage would produce an empty or degenerate result (a table of blanks, a model
+    /// trained on nothing); it fails instead of writing it.
+    #[error("{what}\n  fix: {fix}")]
+    Degenerate {
+        /// What is empty, with its count.
+        what: String,
+        /// How to get a result.
+        fix: String,
+    },
     /// A JSON artifact file cannot be read or written.
     #[error("{}: not the JSON this build reads or writes; delete the artifact and run again to recompute it", path.display())]
     Json {

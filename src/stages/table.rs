@@ -72,6 +72,12 @@ pub fn collect<R>(
         let artifact = ctx.input(id)?;
         rows.extend(rows_of(id, &artifact)?);
     }
+    if rows.is_empty() {
+        return Err(StageError::Degenerate {
+            what: format!("the {stem} table has no rows ({} inputs)", inputs.len()),
+            fix: "check that the recipe's tasks and methods produce what this table reports".into(),
+        });
+    }
     let frame = frame(&rows)?;
     ctx.write(&format!("{stem}.parquet"), &render_parquet(&frame)?)?;
     Ok(serde_json::json!({ "rows": rows.len() }))

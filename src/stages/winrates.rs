@@ -34,7 +34,18 @@ impl Table for Winrates {
     type Row = WinRateRow;
 
     fn rows(input: &Artifact) -> Result<Vec<WinRateRow>, StageError> {
-        read_json(input, JUDGED)
+        let rows: Vec<WinRateRow> = read_json(input, JUDGED)?;
+        if let Some(r) = rows.iter().find(|r| r.counts.total() == 0) {
+            return Err(StageError::Degenerate {
+                what: format!(
+                    "0 comparisons of {} against {} on {} ({} judged by {})",
+                    r.method_a, r.method_b, r.task, r.axis, r.judge
+                ),
+                fix: "give the task test-split prompts (`eval.n_prompts` must not exclude all)"
+                    .into(),
+            });
+        }
+        Ok(rows)
     }
 
     fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {

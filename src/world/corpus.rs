@@ -207,15 +207,13 @@ pub fn template_literal_text(source: &str) -> String {
 }
 
 /// The world vocabulary, sorted: every word the world's patterns and tables write, every word
-/// of `documents`, and the literal words of `template_sources` (so judge and scoring prompts
-/// encode without unknown words).
-pub fn vocabulary(world: &World, documents: &[String], template_sources: &[String]) -> Vec<String> {
+/// of `documents`, and `extra_words` (the literal words of the judge and scoring prompts, so
+/// that they encode without unknown words).
+pub fn vocabulary(world: &World, documents: &[String], extra_words: &[String]) -> Vec<String> {
     let mut set = world.words();
     for d in documents {
         set.extend(super::grammar::words(d));
     }
-    for s in template_sources {
-        set.extend(super::grammar::words(&template_literal_text(s)));
-    }
+    set.extend(extra_words.iter().cloned());
     set.into_iter().collect()
 }

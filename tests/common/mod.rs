@@ -43,9 +43,11 @@ pub fn world_xs_steps<B: Backend>(
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = PretrainConfig::for_preset("world-xs").expect("preset");
     config.steps = steps;
+    let words = rlcd::stages::pretrain::vocabulary_words(templates).expect("templates");
     let job = WorldPretrain {
         world,
         templates,
+        vocabulary_words: &words,
         preset: "world-xs",
         architecture: LlamaConfig::preset_with_vocab("world-xs", 0).expect("preset"),
         config,

@@ -27,7 +27,7 @@ use crate::model::tokenizer::Tokenizer;
 use crate::model::{LlamaConfig, ModelError};
 use crate::recipe::{BackendKind, PretrainConfig};
 use crate::seed;
-use crate::templates::{TemplateSet, Templates};
+use crate::templates::{SCORE_TEMPLATE, TemplateError, TemplateSet, Templates, affix_file};
 use crate::world::format::{BOS, EOS, PAD};
 use crate::world::{Task, World, WorldSpec};
 
@@ -35,9 +35,10 @@ use crate::world::{Task, World, WorldSpec};
 pub struct WorldPretrain<'a> {
     /// The world.
     pub world: &'a World,
-    /// The templates (affixes, principles and scoring prompt feed the corpus; judge
-    /// templates feed the vocabulary).
+    /// The templates the corpus renders (affixes, principles and the scoring prompt).
     pub templates: &'a Templates,
+    /// Words the vocabulary holds beyond the corpus's (see [`vocabulary_words`]).
+    pub vocabulary_words: &'a [String],
     /// The preset (`world-xs`, `world-s`, `world-m`).
     pub preset: &'a str,
     /// The preset's architecture; its vocabulary size is set from the corpus.
@@ -73,11 +74,7 @@ pub fn pretrain_world<B: AutodiffBackend>(
         job.templates,
         seed::derive(job.seed, &["corpus"]),
     )?;
-    let sources = VOCABULARY_TEMPLATES
-        .iter()
-        .map(|n| job.templates.source(n))
-        .collect::<Result<Vec<_>, _>>()?;
-    let vocab = crate::world::corpus::vocabulary(job.world, &docs, &sources);
+    let vocab = crate::world::corpus::vocabulary(job.world, &docs, job.vocabulary_words);
     let corpus_seconds = t0.elapsed().as_secs_f64();
     let tokenizer = Tokenizer::word_level(&vocab, &[BOS, EOS, PAD]).map_err(ModelError::from)?;
     let mut hasher = blake3::Hasher::new();
@@ -166,8 +163,12 @@ pub struct Config {
     pub train: PretrainConfig,
     /// Corpus documents held out to measure perplexity.
     pub heldout_documents: usize,
-    /// The template files the corpus and the vocabulary read.
+    /// The template files the corpus renders: the world families' affix pairs and
+    /// principles and the scoring prompt.
     pub templates: TemplateSet,
+    /// The literal words of the judge and scoring prompts, which the vocabulary holds so that
+    /// they encode without unknown words.
+    pub vocabulary_words: Vec<String>,
     /// The compute backend.
     pub backend: BackendKind,
     /// Seed of the corpus, the initial weights and the row order.
@@ -179,20 +180,25 @@ pub fn id(preset: &str) -> String {
     super::inputs::pretrain_id(preset)
 }
 
-/// The template files a world preset's corpus and vocabulary read: the three task families
-/// (with their affix files), the RLAIF principles, the dialogue macros and the scoring and
-/// judge prompts.
-pub fn world_templates(p: &Planner<'_>) -> Result<TemplateSet, PlanError> {
-    let mut set = TemplateSet::default();
-    for task in Task::ALL {
-        set.extend(p.family_files("world", task.name())?);
-    }
-    let shared = VOCABULARY_TEMPLATES
-        .iter()
-        .copied()
-        .chain(["rlaif/principles.toml", "common/dialogue.j2"]);
-    set.extend(p.template_files("world", shared)?);
+/// The template files a world preset's corpus renders: the world families' affix pairs and
+/// principles, and the scoring prompt with what it includes.
+pub fn corpus_templates(p: &Planner<'_>) -> Result<TemplateSet, PlanError> {
+    let families = Task::ALL.map(Task::name);
+    let mut set = p.template_files("world", families.map(affix_file).iter().map(String::as_str))?;
+    set.extend(p.template_files("world", [SCORE_TEMPLATE])?);
+    set.extend(p.principles("world", families)?);
     Ok(set)
+}
+
+/// The literal words (outside tags and comments) of the judge and scoring prompts
+/// ([`VOCABULARY_TEMPLATES`]), sorted and deduplicated: what they add to a world vocabulary.
+pub fn vocabulary_words(templates: &Templates) -> Result<Vec<String>, TemplateError> {
+    let mut words = std::collections::BTreeSet::new();
+    for name in VOCABULARY_TEMPLATES {
+        let literal = crate::world::corpus::template_literal_text(&templates.source(name)?);
+        words.extend(crate::world::grammar::words(&literal));
+    }
+    Ok(words.into_iter().collect())
 }
 
 /// The pretraining stage of world preset `preset`.
@@ -210,7 +216,13 @@ pub fn plan(p: &Planner<'_>, preset: &str) -> Result<Planned, PlanError> {
         world: p.world(),
         train: recipe.pretrain.config_for(preset).ok_or_else(unknown)?,
         heldout_documents: recipe.pretrain.heldout_documents,
-        templates: world_templates(p)?,
+        templates: corpus_templates(p)?,
+        vocabulary_words: vocabulary_words(p.templates()?).map_err(|source| {
+            PlanError::Templates {
+                context: "world".into(),
+                source: Box::new(source),
+            }
+        })?,
         backend: p.backend(),
         seed: p.seed(&["pretrain", preset]),
     };
@@ -225,7 +237,7 @@ impl From<PretrainError> for StageError {
 
 impl Stage for Pretrain {
     const KIND: StageKind = StageKind::Pretrain;
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     type Config = Config;
 
     fn inputs(_: &Config) -> Vec<String> {
@@ -240,6 +252,7 @@ impl Stage for Pretrain {
         let job = WorldPretrain {
             world: &world,
             templates: &templates,
+            vocabulary_words: &config.vocabulary_words,
             preset: &config.preset,
             architecture: config.architecture.clone(),
             config: config.train.clone(),

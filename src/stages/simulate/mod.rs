@@ -25,7 +25,7 @@ use crate::prompts::PromptSet;
 use crate::recipe::{BackendKind, SimulateConfig};
 use crate::store::Artifact;
 use crate::tables::{read_parquet, render_parquet};
-use crate::templates::{PRINCIPLES_FILE, SCORE_TEMPLATE, TemplateSet};
+use crate::templates::{SCORE_TEMPLATE, TemplateSet};
 use crate::world::format::Split;
 
 /// Simulated pairs (Parquet, [`PAIR_COLUMNS`]).
@@ -124,9 +124,9 @@ pub fn plan(
 ) -> Result<Planned, PlanError> {
     let (family, mut templates) = p.task_templates(task)?;
     if method != Method::Rlcd {
-        templates.extend(
-            p.template_files(&format!("task `{task}`"), [SCORE_TEMPLATE, PRINCIPLES_FILE])?,
-        );
+        let context = format!("task `{task}`");
+        templates.extend(p.template_files(&context, [SCORE_TEMPLATE])?);
+        templates.extend(p.principles(&context, [family.as_str()])?);
     }
     let sampled = |p: &Planner<'_>| -> Result<(PromptSet, SimulateConfig, u64), PlanError> {
         p.read("simulate");
@@ -258,6 +258,32 @@ impl Stage for Simulate {
             out.map_err(StageError::from)
         })?;
         pb.finish_and_clear();
+        if sim.pairs.is_empty() {
+            return Err(StageError::Degenerate {
+                what: format!(
+                    "no preference pairs kept ({} prompts attempted, {} dropped)",
+                    sim.attempted, sim.dropped
+                ),
+                fix: "give the task more train-split prompts, or check that the simulator \
+                      writes non-empty outputs at `simulate.temperature`"
+                    .into(),
+            });
+        }
+        if sim
+            .pairs
+            .iter()
+            .all(|p| p.output_a.trim().is_empty() && p.output_b.trim().is_empty())
+        {
+            return Err(StageError::Degenerate {
+                what: format!(
+                    "all {} simulated pairs have two empty outputs",
+                    sim.pairs.len()
+                ),
+                fix: "the simulator ends every answer at once: raise \
+                      `simulate.max_new_tokens` or use a model that follows the prompts"
+                    .into(),
+            });
+        }
         let frame = pairs_to_frame(&sim.pairs)?;
         ctx.write(PAIRS, &render_parquet(&frame)?)?;
         let record = SimulationRecord {

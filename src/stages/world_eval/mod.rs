@@ -9,7 +9,7 @@ use super::planning::{PlanError, Planned, Planner};
 use super::pretrain::{load_world_lm, read_record};
 use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
 use crate::recipe::{BackendKind, ReportConfig};
-use crate::templates::TemplateSet;
+use crate::templates::{SCORE_TEMPLATE, TemplateSet};
 use crate::world::{PROMPT_SET_VERSION, Task, WorldSpec};
 
 /// File of the report rows.
@@ -51,11 +51,24 @@ pub fn plan(p: &Planner<'_>, preset: &str) -> Result<Planned, PlanError> {
         world: p.world(),
         prompt_set_version: PROMPT_SET_VERSION,
         report: p.recipe().pretrain.report.clone(),
-        templates: super::pretrain::world_templates(p)?,
+        templates: world_templates(p)?,
         backend: p.backend(),
         seed: p.seed(&["world_eval", preset]),
     };
     Planned::new::<WorldEval>(id(preset), &config)
+}
+
+/// The template files the measurements render: the world families' templates and affix
+/// pairs, their principles and the scoring prompt.
+pub fn world_templates(p: &Planner<'_>) -> Result<TemplateSet, PlanError> {
+    let families = Task::ALL.map(Task::name);
+    let mut set = TemplateSet::default();
+    for family in families {
+        set.extend(p.family_files("world", family)?);
+    }
+    set.extend(p.template_files("world", [SCORE_TEMPLATE])?);
+    set.extend(p.principles("world", families)?);
+    Ok(set)
 }
 
 impl From<measure::ReportError> for StageError {
@@ -66,7 +79,7 @@ impl From<measure::ReportError> for StageError {
 
 impl Stage for WorldEval {
     const KIND: StageKind = StageKind::WorldEval;
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     type Config = Config;
 
     fn inputs(config: &Config) -> Vec<String> {
