@@ -9,6 +9,7 @@
 
 mod schedule;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::DataFrame;
 
 use crate::error::IoError;
-use crate::plan::{Plan, PlanError};
+use crate::plan::{Plan, PlanError, stage_key};
 use crate::recipe::{BackendKind, Resolved};
 use crate::stages::registry;
 use crate::stages::stage::StageError;
@@ -232,7 +233,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
 
 /// Rebuilds a finished run's tables from the store, following its `plan.json`, and rewrites
 /// them under its `tables/`. The store is the results root holding the run
-/// (`<results>/runs/<recipe>/<run-id>/`).
+/// (`<results>/runs/<recipe>/<run-id>/`). A table whose format changed since the run (its
+/// stage's version in `plan.json` is not this build's) is computed again from its inputs in
+/// the store, so the tables are always in this build's format.
 pub fn report(run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
     let plan_path = run_dir.join("plan.json");
     let text = crate::error::read_to_string(&plan_path)?;
@@ -246,7 +249,51 @@ pub fn report(run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let store = Store::open(root)?;
+    let plan = current_tables(plan, &store, run_dir)?;
     write_tables(&plan, &store, run_dir)
+}
+
+/// `plan` with every table stage of an older format re-keyed at this build's version, and
+/// computed from its inputs when the store does not hold it yet.
+fn current_tables(mut plan: Plan, store: &Store, run_dir: &Path) -> Result<Plan, RunError> {
+    let keys: BTreeMap<String, String> = plan
+        .stages
+        .iter()
+        .map(|s| (s.id.clone(), s.key.clone()))
+        .collect();
+    let missing = |stage: &str, key: &str| RunError::Missing {
+        stage: stage.to_string(),
+        key: key.to_string(),
+        root: store.root().to_path_buf(),
+        run_dir: run_dir.to_path_buf(),
+    };
+    let opts = RunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    for i in 0..plan.stages.len() {
+        let stage = &plan.stages[i];
+        let version = registry::version(stage.kind);
+        if registry::table(stage.kind).is_none() || version == stage.version {
+            continue;
+        }
+        let mut upstream = BTreeMap::new();
+        for dep in &stage.deps {
+            let key = keys.get(dep).cloned().unwrap_or_default();
+            if store.lookup(dep, &key).is_none() {
+                return Err(missing(dep, &key));
+            }
+            upstream.insert(dep.clone(), key);
+        }
+        let current = crate::plan::Stage {
+            key: stage_key(stage.kind, version, &stage.config, &upstream),
+            version,
+            ..stage.clone()
+        };
+        schedule::run_stage(&current, &plan, Path::new("."), store, &opts)?;
+        plan.stages[i] = current;
+    }
+    Ok(plan)
 }
 
 fn write_tables(plan: &Plan, store: &Store, run_dir: &Path) -> Result<Vec<TableReport>, RunError> {

@@ -13,7 +13,7 @@ use crate::stages::stage::Ctx;
 use crate::store::{Slot, Store, StoreError};
 
 /// Computes or reuses one stage; returns whether it was cached and the store's notes.
-fn run_stage(
+pub(super) fn run_stage(
     stage: &Stage,
     plan: &Plan,
     root: &Path,
