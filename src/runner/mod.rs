@@ -27,7 +27,9 @@ use crate::tables::{self, TableError, TableFiles};
 /// How a run reports progress.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// No progress bars, no stage lines on stderr, no tables on stdout.
+    /// No progress: no progress bars and no stage lines on stderr. The line naming the run
+    /// directory and the notes are printed either way; the tables are the caller's to print
+    /// ([`RunSummary::tables`]).
     pub quiet: bool,
     /// When another live process holds a stage's lock (e.g. a concurrent sweep shard computing
     /// the same shared stage), wait up to this long for it to finish and reuse its artifact;
@@ -148,7 +150,7 @@ pub struct RunSummary {
     pub tables: Vec<TableReport>,
 }
 
-/// The run's log: `run.log`, and stderr unless quiet.
+/// The run's log: `run.log`, and stderr.
 struct Log {
     path: PathBuf,
     file: fs::File,
@@ -156,10 +158,22 @@ struct Log {
 }
 
 impl Log {
+    /// A progress line (a stage computed or reused): `run.log`, and stderr unless quiet.
     fn line(&mut self, text: &str) -> Result<(), RunError> {
         if !self.quiet {
             crate::progress::println(text);
         }
+        self.file_line(text)
+    }
+
+    /// A line printed on stderr even when quiet (the run directory, notes), and `run.log`.
+    fn always(&mut self, text: &str) -> Result<(), RunError> {
+        crate::progress::println(text);
+        self.file_line(text)
+    }
+
+    /// A line of `run.log` only.
+    fn file_line(&mut self, text: &str) -> Result<(), RunError> {
         writeln!(self.file, "{text}").map_err(IoError::at(&self.path))?;
         self.file.flush().map_err(IoError::at(&self.path))?;
         Ok(())
@@ -172,8 +186,9 @@ impl Log {
 }
 
 /// Runs a resolved recipe: builds its plan, computes the stages missing from the store (reusing
-/// cached ones and saying so), writes `results/runs/<name>/<run-id>/` and its tables, and prints
-/// the tables (unless `opts.quiet`).
+/// cached ones and saying so on stderr unless `opts.quiet`), and writes
+/// `results/runs/<name>/<run-id>/` and its tables. The tables come back in the summary; the
+/// runner prints none of them.
 pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunError> {
     crate::recipe::validate(resolved).map_err(Box::new)?;
     if resolved.recipe.backend == BackendKind::Cuda && !cfg!(feature = "cuda") {
@@ -197,14 +212,14 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         path: log_path,
         quiet: opts.quiet,
     };
-    log.line(&format!(
+    log.always(&format!(
         "run {run_id} of `{}` ({} stages) in {}",
         plan.recipe,
         plan.stages.len(),
         run_dir.display()
     ))?;
     for (key, source) in plan.unread_keys(resolved) {
-        log.line(&format!(
+        log.always(&format!(
             "note: recipe key `{key}` ({source}) reaches no stage of this plan"
         ))?;
     }
@@ -217,10 +232,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
 
     let tables = write_tables(&plan, &store, &run_dir)?;
     for t in &tables {
-        log.line(&format!("table {}", t.files.markdown.display()))?;
-        if !opts.quiet {
-            println!("{}", t.markdown);
-        }
+        log.file_line(&format!("table {}", t.files.markdown.display()))?;
     }
     Ok(RunSummary {
         run_dir,
