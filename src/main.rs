@@ -225,6 +225,15 @@ fn project_root() -> Result<PathBuf> {
     std::env::current_dir().context("cannot read the current directory")
 }
 
+/// Loads a recipe and prints its warnings (ignored `RLCD_*` variables) on stderr, one line each.
+fn load(recipe: &Path, overrides: &[String]) -> Result<rlcd::recipe::Resolved> {
+    let resolved = rlcd::recipe::load(recipe, overrides)?;
+    for warning in &resolved.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(resolved)
+}
+
 /// Prints a run's table on stdout under its title: `## <stem> (<its Markdown file>)`.
 fn print_table(table: &rlcd::runner::TableReport) -> Result<()> {
     outln!(
@@ -240,7 +249,7 @@ fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Validate { recipe, overrides } => validate(&recipe, &overrides),
         Command::Show { recipe, overrides } => {
-            let resolved = rlcd::recipe::load(&recipe, &overrides)?;
+            let resolved = load(&recipe, &overrides)?;
             out!("{}", show(&resolved));
             Ok(())
         }
@@ -256,7 +265,7 @@ fn dispatch(command: Command) -> Result<()> {
             quiet,
             jobs,
         } => {
-            let resolved = rlcd::recipe::load(&recipe, &overrides)?;
+            let resolved = load(&recipe, &overrides)?;
             let opts = rlcd::runner::RunOptions {
                 quiet,
                 jobs,
@@ -291,7 +300,7 @@ fn dispatch(command: Command) -> Result<()> {
 }
 
 fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
-    let resolved = rlcd::recipe::load(recipe, overrides)?;
+    let resolved = load(recipe, overrides)?;
     rlcd::recipe::validate(&resolved)?;
     let templates =
         rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
@@ -425,7 +434,7 @@ fn show(resolved: &rlcd::recipe::Resolved) -> String {
 }
 
 fn render(recipe: &Path, task: &str, n: usize, overrides: &[String]) -> Result<()> {
-    let resolved = rlcd::recipe::load(recipe, overrides)?;
+    let resolved = load(recipe, overrides)?;
     let Some(spec) = resolved.recipe.tasks.get(task) else {
         let known: Vec<&str> = resolved.recipe.tasks.keys().map(String::as_str).collect();
         bail!(

@@ -319,6 +319,12 @@ pub fn sweep_with(
             overrides: label.clone(),
             source: Box::new(source),
         })?;
+        if outcomes.is_empty() {
+            // The warnings (ignored `RLCD_*` variables) are the same for every cell.
+            for warning in &resolved.warnings {
+                eprintln!("warning: {warning}");
+            }
+        }
         if !opts.quiet {
             eprintln!("sweep cell {index}/{total}: {label}");
         }

@@ -510,3 +510,38 @@ fn table_titles_and_tables_share_stdout_and_the_log_stays_on_stderr() {
     assert_eq!(stdout(&report), text);
     assert_eq!(stderr(&report), "");
 }
+
+#[test]
+fn rlcd_variables_of_no_recipe_key_are_ignored_with_one_warning_each() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let recipe = recipe.to_str().unwrap();
+    for args in [vec!["show", recipe], vec!["run", recipe, "--quiet"]] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("RUST_BACKTRACE")
+            .env("RLCD_HOME", "/x")
+            .env("RLCD_SEEDS", "3")
+            .env("RLCD_THEORY__TRIALS", "5000")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{args:?}: {err}");
+        let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+        assert_eq!(warnings.len(), 2, "{args:?}: {err}");
+        assert!(warnings[0].contains("RLCD_HOME"), "{err}");
+        assert!(
+            warnings[1].contains("RLCD_SEEDS") && warnings[1].contains("did you mean RLCD_SEED?"),
+            "{err}"
+        );
+    }
+    // The recipe key among them still applies.
+    let run_dir = run_dirs(dir.path(), "cli-theory").remove(0);
+    let resolved = fs::read_to_string(run_dir.join("resolved.toml")).unwrap();
+    assert!(resolved.contains("trials = 5000"), "{resolved}");
+    let log = fs::read_to_string(run_dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("warning: ignoring environment variable RLCD_HOME"),
+        "{log}"
+    );
+}

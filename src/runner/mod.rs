@@ -218,6 +218,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         plan.stages.len(),
         run_dir.display()
     ))?;
+    for warning in &resolved.warnings {
+        log.file_line(&format!("warning: {warning}"))?;
+    }
     for (key, source) in plan.unread_keys(resolved) {
         log.always(&format!(
             "note: recipe key `{key}` ({source}) reaches no stage of this plan"
