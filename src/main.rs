@@ -1,10 +1,42 @@
 //! `rlcd`: the command-line front end. Every command is a thin layer over the library.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// Standard output was closed by its reader (`rlcd … | head -1`): the command ends quietly
+/// with status 0, as other Unix tools do.
+#[derive(Debug, thiserror::Error)]
+#[error("standard output was closed")]
+struct StdoutClosed;
+
+/// The error of a failed write to standard output: [`StdoutClosed`] when the reader has gone.
+fn stdout_failed(err: std::io::Error) -> anyhow::Error {
+    if err.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(StdoutClosed)
+    } else {
+        anyhow::Error::new(err).context("cannot write to standard output")
+    }
+}
+
+/// `print!` that returns a failed write (see [`stdout_failed`]) from the enclosing function
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write!(std::io::stdout(), $($arg)*).map_err(stdout_failed)?
+    };
+}
+
+/// `println!` that returns a failed write (see [`stdout_failed`]) from the enclosing function
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*).map_err(stdout_failed)?
+    };
+}
 
 #[derive(Parser)]
 #[command(
@@ -49,13 +81,15 @@ enum Command {
         /// `key=value` overrides.
         overrides: Vec<String>,
     },
-    /// Run a recipe: execute missing stages, reuse cached ones, write the run's tables.
+    /// Run a recipe: execute missing stages, reuse cached ones, write the run's tables and
+    /// print them on stdout (the run directory and the stage lines go to stderr).
     Run {
         /// The recipe file.
         recipe: PathBuf,
         /// `key=value` overrides.
         overrides: Vec<String>,
-        /// No progress bars.
+        /// No progress: no progress bars or stage lines (the run directory and the tables are
+        /// still printed).
         #[arg(long)]
         quiet: bool,
         /// Independent stages computed at the same time (default: one per CPU core; results
@@ -166,8 +200,11 @@ enum LmCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match dispatch(cli.command) {
+    let result =
+        dispatch(cli.command).and_then(|()| std::io::stdout().flush().map_err(stdout_failed));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.chain().any(|cause| cause.is::<StdoutClosed>()) => ExitCode::SUCCESS,
         Err(err) => {
             // A message that already quotes its cause is not followed by the cause again.
             let mut shown = err.to_string();
@@ -188,12 +225,32 @@ fn project_root() -> Result<PathBuf> {
     std::env::current_dir().context("cannot read the current directory")
 }
 
+/// Loads a recipe and prints its warnings (ignored `RLCD_*` variables) on stderr, one line each.
+fn load(recipe: &Path, overrides: &[String]) -> Result<rlcd::recipe::Resolved> {
+    let resolved = rlcd::recipe::load(recipe, overrides)?;
+    for warning in &resolved.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(resolved)
+}
+
+/// Prints a run's table on stdout under its title: `## <stem> (<its Markdown file>)`.
+fn print_table(table: &rlcd::runner::TableReport) -> Result<()> {
+    outln!(
+        "## {} ({})\n\n{}",
+        table.stem,
+        table.files.markdown.display(),
+        table.markdown
+    );
+    Ok(())
+}
+
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Validate { recipe, overrides } => validate(&recipe, &overrides),
         Command::Show { recipe, overrides } => {
-            let resolved = rlcd::recipe::load(&recipe, &overrides)?;
-            print!("{}", show(&resolved));
+            let resolved = load(&recipe, &overrides)?;
+            out!("{}", show(&resolved));
             Ok(())
         }
         Command::Render {
@@ -208,29 +265,32 @@ fn dispatch(command: Command) -> Result<()> {
             quiet,
             jobs,
         } => {
-            let resolved = rlcd::recipe::load(&recipe, &overrides)?;
+            let resolved = load(&recipe, &overrides)?;
             let opts = rlcd::runner::RunOptions {
                 quiet,
                 jobs,
                 ..Default::default()
             };
-            rlcd::runner::run(&resolved, &opts)?;
+            let summary = rlcd::runner::run(&resolved, &opts)?;
+            for table in &summary.tables {
+                print_table(table)?;
+            }
             Ok(())
         }
         Command::Schema { json, .. } => {
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&rlcd::recipe::reference::json_schema())?
                 );
             } else {
-                print!("{}", rlcd::recipe::reference::markdown());
+                out!("{}", rlcd::recipe::reference::markdown());
             }
             Ok(())
         }
         Command::Report { run_dir } => {
             for table in rlcd::runner::report(&run_dir)? {
-                println!("## {}\n\n{}", table.stem, table.markdown);
+                print_table(&table)?;
             }
             Ok(())
         }
@@ -240,11 +300,11 @@ fn dispatch(command: Command) -> Result<()> {
 }
 
 fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
-    let resolved = rlcd::recipe::load(recipe, overrides)?;
+    let resolved = load(recipe, overrides)?;
     rlcd::preflight::check(&resolved)?;
     let templates =
         rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
-    println!("templates ({}):", templates.dir().display());
+    outln!("templates ({}):", templates.dir().display());
     for name in template_names(templates.dir())? {
         let text = templates.dry_run(&name)?;
         let first = text
@@ -255,7 +315,7 @@ fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
             .chars()
             .take(72)
             .collect::<String>();
-        println!(
+        outln!(
             "  {name:<28} ok  {:>5} chars  {first}",
             text.chars().count()
         );
@@ -269,27 +329,27 @@ fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
             resolved.recipe.seed,
         )?;
         if let Some(p) = example.first() {
-            println!(
+            outln!(
                 "task {task}: {} prompts; example {} (affix {}):",
                 dialogues.len(),
                 p.id,
                 p.affix_index
             );
-            println!("  p+ ends: {:?}", tail(&p.positive, 80));
-            println!("  p- ends: {:?}", tail(&p.negative, 80));
+            outln!("  p+ ends: {:?}", tail(&p.positive, 80));
+            outln!("  p- ends: {:?}", tail(&p.negative, 80));
         }
     }
     let plan = rlcd::plan::Plan::build(&resolved)?;
     let store = rlcd::store::Store::open(&resolved.resolve_path(&resolved.recipe.results))?;
-    println!("plan:\n{}", plan.describe(&store));
+    outln!("plan:\n{}", plan.describe(&store));
     let unread = plan.unread_keys(&resolved);
     if !unread.is_empty() {
-        println!("recipe keys that reach no stage of this plan (they change nothing):");
+        outln!("recipe keys that reach no stage of this plan (they change nothing):");
         for (key, source) in &unread {
-            println!("  {key}  ({source})");
+            outln!("  {key}  ({source})");
         }
     }
-    println!("{}: ok", recipe.display());
+    outln!("{}: ok", recipe.display());
     Ok(())
 }
 
@@ -374,7 +434,7 @@ fn show(resolved: &rlcd::recipe::Resolved) -> String {
 }
 
 fn render(recipe: &Path, task: &str, n: usize, overrides: &[String]) -> Result<()> {
-    let resolved = rlcd::recipe::load(recipe, overrides)?;
+    let resolved = load(recipe, overrides)?;
     let Some(spec) = resolved.recipe.tasks.get(task) else {
         let known: Vec<&str> = resolved.recipe.tasks.keys().map(String::as_str).collect();
         bail!(
@@ -390,10 +450,10 @@ fn render(recipe: &Path, task: &str, n: usize, overrides: &[String]) -> Result<(
     let prompts =
         rlcd::prompts::contrast_prompts(&templates, &spec.templates, &take, resolved.recipe.seed)?;
     for p in prompts {
-        println!("=== {} (affix {}) ===", p.id, p.affix_index);
-        println!("--- p+ ---{}", p.positive);
-        println!("--- p- ---{}", p.negative);
-        println!("--- p ---{}\n", p.plain);
+        outln!("=== {} (affix {}) ===", p.id, p.affix_index);
+        outln!("--- p+ ---{}", p.positive);
+        outln!("--- p- ---{}", p.negative);
+        outln!("--- p ---{}\n", p.plain);
     }
     Ok(())
 }
@@ -402,12 +462,16 @@ fn assets(command: AssetsCommand) -> Result<()> {
     let root = project_root()?;
     match command {
         AssetsCommand::List => {
-            println!(
+            outln!(
                 "{:<22} {:<10} {:<9} {:<9} {:>12}  file",
-                "name", "kind", "present", "verified", "bytes"
+                "name",
+                "kind",
+                "present",
+                "verified",
+                "bytes"
             );
             for a in rlcd::assets::list(&root) {
-                println!(
+                outln!(
                     "{:<22} {:<10} {:<9} {:<9} {:>12}  {}{}",
                     a.name,
                     a.kind.to_string(),
@@ -423,11 +487,11 @@ fn assets(command: AssetsCommand) -> Result<()> {
             let progress = |msg: &str| eprintln!("{msg}");
             if name == "prompts" {
                 for path in rlcd::assets::fetch_prompts(&root, &progress)? {
-                    println!("{}", path.display());
+                    outln!("{}", path.display());
                 }
             } else {
                 let path = rlcd::assets::fetch(&root, &name, &progress)?;
-                println!("{}", path.display());
+                outln!("{}", path.display());
             }
         }
     }
@@ -492,7 +556,7 @@ fn lm(command: LmCommand) -> Result<()> {
                 BackendArg::Cuda => cuda::bench(opts)?,
             };
             let table = rlcd::model::bench::write_rows(&rows, &root.join(out))?;
-            println!("{table}");
+            outln!("{table}");
             Ok(())
         }
     }
@@ -504,18 +568,18 @@ fn lm_score<B: burn::tensor::backend::Backend>(path: &Path, text: &str) -> Resul
     let lm = rlcd::model::Lm::<B>::from_gguf_path(path, &device)?;
     let loaded = started.elapsed().as_secs_f64();
     let report = lm.score(text)?;
-    println!("model: {} (loaded in {loaded:.2} s)", path.display());
-    println!("token ids: {:?}", report.ids);
+    outln!("model: {} (loaded in {loaded:.2} s)", path.display());
+    outln!("token ids: {:?}", report.ids);
     for (i, (id, nll)) in report.ids.iter().zip(&report.token_nll).enumerate() {
         let piece = lm.tokenizer.id_to_token(*id).unwrap_or_default();
         match nll {
-            Some(v) => println!("{i:>4} {id:>7} {piece:<16} nll {v:.4}"),
-            None => println!("{i:>4} {id:>7} {piece:<16} nll -"),
+            Some(v) => outln!("{i:>4} {id:>7} {piece:<16} nll {v:.4}"),
+            None => outln!("{i:>4} {id:>7} {piece:<16} nll -"),
         }
     }
-    println!("mean nll: {:.4} nats/token", report.mean_nll);
-    println!("logits[0][..5]: {:?}", report.logits_first5_pos0);
-    println!("greedy next token: {}", report.greedy_next);
+    outln!("mean nll: {:.4} nats/token", report.mean_nll);
+    outln!("logits[0][..5]: {:?}", report.logits_first5_pos0);
+    outln!("greedy next token: {}", report.greedy_next);
     Ok(())
 }
 
@@ -542,7 +606,7 @@ fn lm_generate<B: burn::tensor::backend::Backend>(
     let out = lm.generate(std::slice::from_ref(&request), opts)?;
     let secs = started.elapsed().as_secs_f64();
     let g = out.first().context("no generation returned")?;
-    println!("{}", g.text);
+    outln!("{}", g.text);
     eprintln!(
         "[{} new tokens in {secs:.2} s, finish: {:?}]",
         g.token_ids.len(),

@@ -23,14 +23,43 @@ fn plot_err(e: impl std::fmt::Display) -> PlotError {
     }
 }
 
-const COLOURS: [RGBColor; 6] = [
+/// Tableau's ten qualitative colours, the first series' colours.
+const QUALITATIVE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
+
+/// `n` distinct colours, one per series of a figure: the qualitative palette, then evenly
+/// spaced hues (a darker and a lighter band alternating) for the series beyond it. A colour
+/// that would repeat one already given is shifted until it does not, so no two series share
+/// a colour whatever their number.
+pub fn palette(n: usize) -> Vec<RGBColor> {
+    let mut out: Vec<RGBColor> = QUALITATIVE.iter().copied().take(n).collect();
+    let extra = n.saturating_sub(QUALITATIVE.len());
+    for i in 0..extra {
+        let hue = i as f64 / extra as f64;
+        let lightness = if i % 2 == 0 { 0.38 } else { 0.62 };
+        let (r, g, b) = HSLColor(hue, 0.7, lightness).rgb();
+        let mut colour = RGBColor(r, g, b);
+        while out.contains(&colour) {
+            // Step through the 2^24 colours from here; at most `n` of them are taken.
+            let packed =
+                (u32::from(colour.0) << 16) | (u32::from(colour.1) << 8) | u32::from(colour.2);
+            let next = (packed + 1) & 0xFF_FFFF;
+            colour = RGBColor((next >> 16) as u8, (next >> 8) as u8, next as u8);
+        }
+        out.push(colour);
+    }
+    out
+}
 
 /// An SVG bar chart of win rates: one group per (task, axis, judge), one bar per comparison
 /// (`method_a vs method_b`), each with its Wilson 95% interval; rows without comparisons are
@@ -78,8 +107,9 @@ pub fn winrates_svg(rows: &[WinRateRow]) -> Result<String, PlotError> {
             .map_err(plot_err)?;
         let k = series.len().max(1) as f64;
         let bar = 0.8 / k;
+        let colours = palette(series.len());
         for (si, name) in series.iter().enumerate() {
-            let colour = COLOURS[si % COLOURS.len()];
+            let colour = colours[si];
             let mine: Vec<(f64, f64, f64, f64)> = rows
                 .iter()
                 .filter(|r| &format!("{} vs {}", r.method_a, r.method_b) == name)
@@ -126,4 +156,41 @@ pub fn winrates_svg(rows: &[WinRateRow]) -> Result<String, PlotError> {
         root.present().map_err(plot_err)?;
     }
     Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_of_a_figure_gets_its_own_colour() {
+        for n in 0..=64 {
+            let colours = palette(n);
+            assert_eq!(colours.len(), n);
+            for (i, a) in colours.iter().enumerate() {
+                for b in &colours[..i] {
+                    assert_ne!(a, b, "{n} series: colour {i} repeats");
+                }
+            }
+        }
+        // The first series keep the qualitative palette whatever the number.
+        assert_eq!(palette(16)[..10], QUALITATIVE);
+        assert_eq!(palette(3)[..], QUALITATIVE[..3]);
+    }
+
+    #[test]
+    fn colours_beyond_the_qualitative_palette_stay_apart() {
+        // Sixteen series: the six beyond the ten qualitative colours are clearly different
+        // from each other (not only as bytes).
+        let colours = palette(16);
+        let extra = &colours[QUALITATIVE.len()..];
+        for (i, a) in extra.iter().enumerate() {
+            for b in &extra[..i] {
+                let d = (i32::from(a.0) - i32::from(b.0)).abs()
+                    + (i32::from(a.1) - i32::from(b.1)).abs()
+                    + (i32::from(a.2) - i32::from(b.2)).abs();
+                assert!(d > 60, "{a:?} and {b:?} are too close");
+            }
+        }
+    }
 }

@@ -125,7 +125,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
 pub struct SweepOptions {
     /// Overrides applied to every cell before the grid's (e.g. `results=/scratch/results`).
     pub overrides: Vec<String>,
-    /// Passed to every run: no progress bars, stage lines or printed tables.
+    /// No line per cell, and passed to every run: no progress bars or stage lines.
     pub quiet: bool,
     /// Passed to every run: how long to wait for a stage another shard is computing.
     pub wait_for_locks: Option<std::time::Duration>,
@@ -326,6 +326,12 @@ pub fn sweep_with(
             && index % n != i
         {
             continue;
+        }
+        if outcomes.is_empty() {
+            // The warnings (ignored `RLCD_*` variables) are the same for every cell.
+            for warning in &resolved.warnings {
+                eprintln!("warning: {warning}");
+            }
         }
         if !opts.quiet {
             eprintln!("sweep cell {index}/{total}: {label}");

@@ -2,7 +2,9 @@
 //!
 //! Each table stage owns its row type and the frame builder that fixes its column order (see
 //! ARCHITECTURE.md, "Tables"); this module holds the column helpers they share and the
-//! renderers. CSV and Markdown print every float with [`FLOAT_DECIMALS`] decimals (rates,
+//! renderers. Every rate, accuracy and share is in percent (0–100), with its standard error and
+//! interval in the same unit, in columns whose names end in `_pct`; probabilities (`mean_prob`)
+//! stay in 0–1. CSV and Markdown print every float with [`FLOAT_DECIMALS`] decimals (rates,
 //! standard errors and intervals alike), Parquet keeps full precision. The Markdown renderer is
 //! our own so its layout is stable across polars versions.
 
@@ -122,12 +124,16 @@ pub fn method_cols<'r>(
     ]
 }
 
-/// Columns of optional rates: trials, successes, then the rate, its stderr and Wilson CI
-/// (`names` in that order); nulls where a rate is absent or has no trials.
+/// Columns of optional rates: trials, successes, then the rate, its stderr and Wilson CI in
+/// percent (`names` in that order); nulls where a rate is absent or has no trials.
 pub fn rate_cols(names: [&str; 6], rates: &[Option<Rate>]) -> Vec<Column> {
     let est: Vec<Option<Estimate>> = rates
         .iter()
-        .map(|r| r.as_ref().and_then(|r| r.estimate().ok()))
+        .map(|r| {
+            r.as_ref()
+                .and_then(|r| r.estimate().ok())
+                .map(Estimate::percent)
+        })
         .collect();
     let mut cols = vec![
         opt_u64_col(names[0], rates.iter().map(|r| r.map(|r| r.n)).collect()),

@@ -263,16 +263,16 @@ fn runs_resume_and_reuse_the_cache_byte_for_byte() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "method,delta,sigma_g,sigma_d,n_trials,n_correct,accuracy,accuracy_stderr,\
-         accuracy_ci_low,accuracy_ci_high,n_hard,n_hard_correct,hard_accuracy,hard_stderr,\
-         hard_ci_low,hard_ci_high"
+        "method,delta,sigma_g,sigma_d,n_trials,n_correct,accuracy_pct,accuracy_stderr_pct,\
+         accuracy_ci_low_pct,accuracy_ci_high_pct,n_hard,n_hard_correct,hard_accuracy_pct,\
+         hard_stderr_pct,hard_ci_low_pct,hard_ci_high_pct"
     );
     for line in &lines[1..] {
         let f: Vec<&str> = line.split(',').collect();
         let (n, k): (f64, f64) = (f[4].parse().unwrap(), f[5].parse().unwrap());
-        assert_eq!(f[6], format!("{:.4}", k / n), "{line}");
+        assert_eq!(f[6], format!("{:.4}", 100.0 * k / n), "{line}");
         let (h, hk): (f64, f64) = (f[10].parse().unwrap(), f[11].parse().unwrap());
-        assert_eq!(f[12], format!("{:.4}", hk / h), "{line}");
+        assert_eq!(f[12], format!("{:.4}", 100.0 * hk / h), "{line}");
     }
     assert!(
         lines[1].starts_with("rlaif,,1.0000,1.0000,40000,"),
@@ -286,6 +286,50 @@ fn runs_resume_and_reuse_the_cache_byte_for_byte() {
     );
     let md = String::from_utf8(reference[1].1.clone()).unwrap();
     insta::assert_snapshot!("appendix_n_run_table_md", md);
+}
+
+#[test]
+fn report_recomputes_a_table_whose_format_changed_since_the_run() {
+    let (tmp, recipe) = project(2_000, "");
+    let resolved = rlcd::recipe::load(&recipe, &[]).unwrap();
+    let run = runner::run(&resolved, &quiet()).unwrap();
+    let want = table_bytes(&run.run_dir);
+    // Make the run look as if an older build made it: its table stage at version 1 under
+    // another key, the table's artifact gone from the store.
+    let plan_path = run.run_dir.join("plan.json");
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&plan_path).unwrap()).unwrap();
+    let table = plan["stages"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|s| s["id"] == APPENDIX_N_TABLE)
+        .unwrap();
+    let key = table["key"].as_str().unwrap().to_string();
+    assert!(table["version"].as_u64().unwrap() > 1);
+    table["version"] = 1.into();
+    table["key"] = "0".repeat(32).into();
+    fs::write(&plan_path, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
+    let store = rlcd::store::Store::open(&tmp.path().join("results")).unwrap();
+    store.remove(APPENDIX_N_TABLE, &key).unwrap();
+    fs::remove_dir_all(run.run_dir.join("tables")).unwrap();
+
+    let reports = runner::report(&run.run_dir).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(table_bytes(&run.run_dir), want);
+    assert!(
+        store.lookup(APPENDIX_N_TABLE, &key).is_some(),
+        "the table is computed again under this build's key"
+    );
+
+    // Without the cells it is computed from, the error names the missing stage.
+    store.remove(APPENDIX_N_TABLE, &key).unwrap();
+    fs::remove_dir_all(tmp.path().join("results/cache/appendix_n/rlcd")).unwrap();
+    let msg = runner::report(&run.run_dir).unwrap_err().to_string();
+    assert!(
+        msg.contains("appendix_n/rlcd") && msg.contains("resolved.toml"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -472,7 +516,8 @@ fn paper_scale_recipe() {
         .skip(1)
         .map(|l| l.split(',').collect())
         .collect();
-    let num = |s: &str| s.parse::<f64>().unwrap();
+    // Accuracies are in percent; compare them as fractions.
+    let num = |s: &str| s.parse::<f64>().unwrap() / 100.0;
     assert!((num(rows[0][6]) - 0.75).abs() < 0.005, "{csv}");
     assert!(
         (num(rows[0][12]) - rlaif_hard(1.0, 1.0, 0.2)).abs() < 0.005,

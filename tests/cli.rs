@@ -1,8 +1,9 @@
 //! The `rlcd` binary end to end: exit codes, one-line-first error messages, no panics, caching.
 
 use std::fs;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rlcd");
 
@@ -28,7 +29,8 @@ fn stdout(out: &Output) -> String {
 }
 
 /// Asserts a clean failure: non-zero exit, no panic, a first line that starts with `error:` and
-/// contains every `needle`.
+/// contains every `needle`. A run that has started names its directory first (even with
+/// `--quiet`); the error line follows it.
 fn assert_clean_failure(out: &Output, needles: &[&str]) {
     let err = stderr(out);
     assert!(
@@ -36,7 +38,9 @@ fn assert_clean_failure(out: &Output, needles: &[&str]) {
         "expected failure, got success; stderr:\n{err}"
     );
     assert!(!err.contains("panicked"), "panicked:\n{err}");
-    let first = err.lines().next().unwrap_or_default();
+    let mut lines = err.lines().peekable();
+    lines.next_if(|l| l.starts_with("run ") && l.contains("results/runs/"));
+    let first = lines.next().unwrap_or_default();
     assert!(
         first.starts_with("error: "),
         "first line is not an error line: {first:?}"
@@ -354,4 +358,190 @@ fn validate_names_recipe_keys_that_reach_no_stage() {
         ],
     );
     assert!(!stdout(&out).contains("reach no stage"), "{}", stdout(&out));
+}
+
+/// The run directories of recipe `name` under `dir`'s results/, oldest first.
+fn run_dirs(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(dir.join("results/runs").join(name))
+        .expect("runs written")
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// How a reader of `rlcd`'s stdout goes away early.
+#[derive(Clone, Copy, Debug)]
+enum Reader {
+    /// Reads the first line, then closes the pipe (`| head -1`).
+    FirstLine,
+    /// Closes the pipe before anything is written, so the first write fails.
+    Closed,
+}
+
+/// Runs `rlcd args` in `dir` with its stdout read by `reader`; asserts that it exits with
+/// status 0 and prints nothing about it on stderr.
+fn assert_quiet_when_stdout_closes(dir: &Path, args: &[&str], reader: Reader) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the rlcd binary starts");
+    let pipe = child.stdout.take().expect("piped stdout");
+    match reader {
+        Reader::FirstLine => {
+            let mut first = String::new();
+            std::io::BufReader::new(pipe)
+                .read_line(&mut first)
+                .expect("read stdout");
+            assert!(!first.is_empty(), "{args:?} printed nothing on stdout");
+        }
+        Reader::Closed => drop(pipe),
+    }
+    let out = child.wait_with_output().expect("rlcd exits");
+    let err = stderr(&out);
+    assert!(
+        !err.contains("panicked"),
+        "{args:?} ({reader:?}) panicked:\n{err}"
+    );
+    assert!(
+        !err.to_lowercase().contains("error") && !err.contains("Broken pipe"),
+        "{args:?} ({reader:?}) reported the closed pipe:\n{err}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?} ({reader:?}) with stdout closed early:\n{err}"
+    );
+}
+
+#[test]
+fn every_command_ends_quietly_when_stdout_is_closed() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let recipe = recipe.to_str().unwrap();
+    let results = format!("results={}", dir.path().join("results").display());
+    let root = root();
+    let cases: Vec<(&Path, Vec<&str>)> = vec![
+        (&root, vec!["validate", "recipes/quickstart.toml", &results]),
+        (dir.path(), vec!["validate", recipe]),
+        (dir.path(), vec!["show", recipe]),
+        (
+            &root,
+            vec![
+                "render",
+                "recipes/examples/contrast.toml",
+                "--task",
+                "harmless",
+                "--n",
+                "3",
+            ],
+        ),
+        (dir.path(), vec!["schema"]),
+        (dir.path(), vec!["schema", "--json"]),
+        (dir.path(), vec!["assets", "list"]),
+        // The first run computes its stages, the second finds them in the cache.
+        (dir.path(), vec!["run", recipe]),
+    ];
+    for (cwd, args) in &cases {
+        for reader in [Reader::Closed, Reader::FirstLine] {
+            assert_quiet_when_stdout_closes(cwd, args, reader);
+        }
+    }
+    let runs = run_dirs(dir.path(), "cli-theory");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let log = fs::read_to_string(runs[1].join("run.log")).unwrap();
+    assert!(log.contains("cached") && !log.contains("computed"), "{log}");
+    for reader in [Reader::Closed, Reader::FirstLine] {
+        assert_quiet_when_stdout_closes(dir.path(), &["report", runs[0].to_str().unwrap()], reader);
+    }
+}
+
+#[test]
+fn quiet_run_hides_progress_only() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let out = rlcd(dir.path(), &["run", recipe.to_str().unwrap(), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = run_dirs(dir.path(), "cli-theory").remove(0);
+    let err = stderr(&out);
+    // The run directory is named; no stage lines.
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("run ") && err.contains(&run_dir.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        !err.contains("computed") && !err.contains("cached"),
+        "{err}"
+    );
+    // The tables are printed as without --quiet.
+    let text = stdout(&out);
+    assert!(text.starts_with("## appendix-n ("), "{text}");
+    assert!(text.contains("| rlaif"), "{text}");
+    // The stage lines are still in run.log.
+    let log = fs::read_to_string(run_dir.join("run.log")).unwrap();
+    assert!(log.contains("computed"), "{log}");
+}
+
+#[test]
+fn table_titles_and_tables_share_stdout_and_the_log_stays_on_stderr() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let out = rlcd(dir.path(), &["run", recipe.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = run_dirs(dir.path(), "cli-theory").remove(0);
+    let markdown = run_dir.join("tables/appendix-n.md");
+    let text = stdout(&out);
+    let table = fs::read_to_string(&markdown).expect("table written");
+    assert_eq!(
+        text,
+        format!("## appendix-n ({})\n\n{table}\n", markdown.display())
+    );
+    let err = stderr(&out);
+    assert!(err.contains("computed"), "stage lines go to stderr:\n{err}");
+    assert!(
+        !err.contains("## ") && !err.contains("appendix-n.md") && !err.contains("| rlaif"),
+        "no table or title on stderr:\n{err}"
+    );
+    // `report` prints the same.
+    let report = rlcd(dir.path(), &["report", run_dir.to_str().unwrap()]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    assert_eq!(stdout(&report), text);
+    assert_eq!(stderr(&report), "");
+}
+
+#[test]
+fn rlcd_variables_of_no_recipe_key_are_ignored_with_one_warning_each() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let recipe = recipe.to_str().unwrap();
+    for args in [vec!["show", recipe], vec!["run", recipe, "--quiet"]] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .current_dir(dir.path())
+            .env_remove("RUST_BACKTRACE")
+            .env("RLCD_HOME", "/x")
+            .env("RLCD_SEEDS", "3")
+            .env("RLCD_THEORY__TRIALS", "5000")
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{args:?}: {err}");
+        let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning:")).collect();
+        assert_eq!(warnings.len(), 2, "{args:?}: {err}");
+        assert!(warnings[0].contains("RLCD_HOME"), "{err}");
+        assert!(
+            warnings[1].contains("RLCD_SEEDS") && warnings[1].contains("did you mean RLCD_SEED?"),
+            "{err}"
+        );
+    }
+    // The recipe key among them still applies.
+    let run_dir = run_dirs(dir.path(), "cli-theory").remove(0);
+    let resolved = fs::read_to_string(run_dir.join("resolved.toml")).unwrap();
+    assert!(resolved.contains("trials = 5000"), "{resolved}");
+    let log = fs::read_to_string(run_dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("warning: ignoring environment variable RLCD_HOME"),
+        "{log}"
+    );
 }

@@ -119,20 +119,21 @@ fn preference_stages_run_cache_and_repeat_exactly() {
             .contains(&simulate_stage_id("sim", "harmless", "rlcd"))
     );
 
-    // pair_labels: one row per family; counts add up; label accuracy is a rate of its counts.
+    // pair_labels: one row per family; counts add up; label accuracy is a rate of its counts,
+    // in percent.
     let labels = table(&first, "pair_labels");
     assert_eq!(labels.height(), 3);
     let n_pairs = labels.column("n_pairs").unwrap().u64().unwrap();
     let dropped = labels.column("dropped").unwrap().u64().unwrap();
     let judged = labels.column("n_judged").unwrap().u64().unwrap();
     let agree = labels.column("n_agree").unwrap().u64().unwrap();
-    let acc = labels.column("label_accuracy").unwrap().f64().unwrap();
+    let acc = labels.column("label_accuracy_pct").unwrap().f64().unwrap();
     for i in 0..3 {
         assert_eq!(n_pairs.get(i).unwrap() + dropped.get(i).unwrap(), 16);
         let (j, a) = (judged.get(i).unwrap(), agree.get(i).unwrap());
         assert!(a <= j && j <= n_pairs.get(i).unwrap());
         if j > 0 {
-            assert!((acc.get(i).unwrap() - a as f64 / j as f64).abs() < 1e-12);
+            assert!((acc.get(i).unwrap() - 100.0 * a as f64 / j as f64).abs() < 1e-9);
         }
     }
     // Rescored pairs keep the RLCD outputs: same pair count and drops.
@@ -230,7 +231,7 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
         l.u64().unwrap(),
         t.u64().unwrap(),
     );
-    let rate = col("win_rate");
+    let rate = col("win_rate_pct");
     let rate = rate.f64().unwrap();
     for i in 0..wr.height() {
         let (n, w, l, t) = (

@@ -271,26 +271,53 @@ fn override_of_wrong_type_is_located_at_the_override() {
 }
 
 #[test]
-fn unknown_env_key_is_named_with_a_suggestion() {
+fn unknown_env_key_is_ignored_with_a_suggestion() {
     let p = Project::new();
-    p.fails(
-        BASE,
-        &[],
-        &[("RLCD_SEEDS", "3")],
-        "unknown key `seeds` (env RLCD_SEEDS)",
-        "did you mean `seed`?",
-    );
+    let r = p
+        .check(BASE, &[], &[("RLCD_SEEDS", "3"), ("RLCD_SEED", "4")])
+        .expect("an unknown RLCD_ variable does not stop loading");
+    assert_eq!(r.recipe.seed, 4);
+    assert_eq!(r.sources["seed"], "env RLCD_SEED");
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    let warning = &r.warnings[0];
+    assert!(warning.contains("RLCD_SEEDS"), "{warning}");
+    assert!(warning.contains("did you mean RLCD_SEED?"), "{warning}");
 }
 
 #[test]
-fn malformed_env_name_is_rejected() {
+fn unrelated_env_variable_is_ignored_with_one_warning() {
+    let p = Project::new();
+    let r = p
+        .check(BASE, &[], &[("RLCD_HOME", "/x")])
+        .expect("RLCD_HOME does not stop loading");
+    assert_eq!(r.recipe.seed, 0);
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains("RLCD_HOME"), "{:?}", r.warnings);
+    assert!(!r.warnings[0].contains("did you mean"), "{:?}", r.warnings);
+    assert!(r.sources.values().all(|s| !s.contains("RLCD_HOME")));
+}
+
+#[test]
+fn malformed_env_name_is_ignored_with_a_warning() {
+    let p = Project::new();
+    let r = p
+        .check(BASE, &[], &[("RLCD_PPO____KL", "3")])
+        .expect("a malformed RLCD_ name does not stop loading");
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    let warning = &r.warnings[0];
+    assert!(warning.contains("RLCD_PPO____KL"), "{warning}");
+    assert!(warning.contains("RLCD_PPO__KL_COEF"), "{warning}");
+}
+
+#[test]
+fn env_value_of_a_recipe_key_is_still_checked() {
     let p = Project::new();
     p.fails(
         BASE,
         &[],
-        &[("RLCD_PPO____KL", "3")],
-        "environment variable RLCD_PPO____KL",
-        "RLCD_PPO__KL_COEF",
+        &[("RLCD_SEED", "abc"), ("RLCD_HOME", "/x")],
+        "wrong type for `seed`: expected u64, found string \"abc\" (env RLCD_SEED)",
+        "write `seed` as u64",
     );
 }
 

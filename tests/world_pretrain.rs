@@ -113,23 +113,23 @@ fn world_xs_pretrains_reports_caches_and_repeats_exactly() {
         assert_eq!(n.get(i), Some(6));
         assert_eq!(w.get(i).unwrap() + l.get(i).unwrap() + t.get(i).unwrap(), 6);
     }
-    assert!(table.markdown.contains("rlaif_accuracy"));
+    assert!(table.markdown.contains("rlaif_accuracy_pct"));
     // Labels averaged over both output orders: a rate over the same pairs that recomputes from
-    // its counts; the share of "A" labels is a fraction.
+    // its counts, in percent like the share of "A" labels.
     let col = |name: &str| table.frame.column(name).unwrap().clone();
     let (rn, both) = (col("rlaif_n"), col("rlaif2_agree"));
-    let (acc, share) = (col("rlaif2_accuracy"), col("rlaif_share_a"));
+    let (acc, share) = (col("rlaif2_accuracy_pct"), col("rlaif_share_a_pct"));
     for i in 0..3 {
         let n = rn.u64().unwrap().get(i).unwrap();
         let k = both.u64().unwrap().get(i).unwrap();
         assert!(n > 0 && k <= n, "{k}/{n}");
         let rate = acc.f64().unwrap().get(i).unwrap();
         assert!(
-            (rate - k as f64 / n as f64).abs() < 1e-12,
+            (rate - 100.0 * k as f64 / n as f64).abs() < 1e-9,
             "{rate} vs {k}/{n}"
         );
         let a = share.f64().unwrap().get(i).unwrap();
-        assert!((0.0..=1.0).contains(&a), "{a}");
+        assert!((0.0..=100.0).contains(&a), "{a}");
     }
 
     // A second run computes nothing.

@@ -3,7 +3,8 @@
 //! Win rates follow the AlpacaEval convention the paper reports (§4.2): a tie counts half a win,
 //! the rate is in percent, and every rate travels with its counts, its standard error and a
 //! Wilson 95% confidence interval so tables can be recomputed and compared. [`Rate`] is the same
-//! for plain accuracies (label accuracy, preference-model agreement, Appendix N), as a fraction.
+//! for plain accuracies (label accuracy, preference-model agreement, Appendix N), as a fraction;
+//! tables show it in percent too ([`Estimate::percent`]), so every table has one unit.
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,18 @@ pub struct Estimate {
     pub ci_low: f64,
     /// Upper end of the Wilson 95% interval.
     pub ci_high: f64,
+}
+
+impl Estimate {
+    /// The estimate of a fraction in percent: value, standard error and interval times 100.
+    pub fn percent(self) -> Self {
+        Self {
+            value: 100.0 * self.value,
+            stderr: 100.0 * self.stderr,
+            ci_low: 100.0 * self.ci_low,
+            ci_high: 100.0 * self.ci_high,
+        }
+    }
 }
 
 /// Wilson score interval for a proportion `p` observed over `n` trials (`n > 0`).

@@ -1,6 +1,7 @@
 //! Layered recipe loading through figment: the recipe file (TOML), then `RLCD_*` environment
 //! variables (`RLCD_PPO__KL_COEF` sets `ppo.kl_coef`), then `key=value` overrides, each later
-//! layer winning. Every leaf value remembers where it came from.
+//! layer winning. Every leaf value remembers where it came from. An `RLCD_*` variable that
+//! names no recipe key (another tool's `RLCD_HOME`, say) is ignored with a warning.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,9 @@ pub struct Resolved {
     /// Dotted leaf key → where its value came from: `recipes/x.toml:12`, `env RLCD_SEED`,
     /// `override seed=3` or `default`.
     pub sources: BTreeMap<String, String>,
+    /// Problems that did not stop loading, one line each, for the caller to show: the
+    /// `RLCD_*` environment variables ignored because they name no recipe key.
+    pub warnings: Vec<String>,
 }
 
 impl Resolved {
@@ -99,7 +103,8 @@ pub fn load(file: &Path, overrides: &[String]) -> Result<Resolved, RecipeError> 
 }
 
 /// Loads `file` with an explicit environment (`(name, value)` pairs; names without the
-/// `RLCD_` prefix are ignored) and `key=value` overrides.
+/// `RLCD_` prefix are ignored, and so are `RLCD_*` names of no recipe key, each with a line in
+/// [`Resolved::warnings`]) and `key=value` overrides.
 pub fn load_with_env(
     file: &Path,
     overrides: &[String],
@@ -142,14 +147,33 @@ pub fn load_with_env(
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .collect();
     env.sort();
+    let mut warnings = Vec::new();
+    let schema_keys = if env.is_empty() {
+        Vec::new()
+    } else {
+        schema_key_paths()
+    };
     for (name, raw) in env {
         let origin = format!("environment variable {name}");
-        let path = env_key(name).map_err(|(reason, fix)| RecipeError::Argument {
-            file: file.to_path_buf(),
-            origin: origin.clone(),
-            reason,
-            fix,
-        })?;
+        let path = match env_key(name) {
+            Some(path) if names_a_key(&path, &schema_keys) => path,
+            Some(path) => {
+                warnings.push(format!(
+                    "ignoring environment variable {name}: it names no recipe key{}",
+                    env_suggestion(&path, &schema_keys)
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default()
+                ));
+                continue;
+            }
+            None => {
+                warnings.push(format!(
+                    "ignoring environment variable {name}: it names no recipe key (recipe keys \
+                     are RLCD_<KEY>, with `__` between nesting levels, e.g. RLCD_PPO__KL_COEF)"
+                ));
+                continue;
+            }
+        };
         let value = parse_value(raw).map_err(|reason| RecipeError::Argument {
             file: file.to_path_buf(),
             origin: origin.clone(),
@@ -226,7 +250,64 @@ pub fn load_with_env(
         root: project_root(file),
         value,
         sources: leaf_sources,
+        warnings,
     })
+}
+
+/// Every key of the recipe schema as its path of names (`<name>` for an entry of a table of
+/// named entries, such as `tasks.<name>.prompts`), with whether it is a free-form table.
+fn schema_key_paths() -> Vec<(Vec<String>, bool)> {
+    super::reference::keys()
+        .into_iter()
+        .map(|k| {
+            let path = k.key.split('.').map(str::to_string).collect();
+            (path, k.kind == "table")
+        })
+        .collect()
+}
+
+/// Whether segment `name` of a variable fits segment `schema` of a schema key.
+fn segment_fits(name: &str, schema: &str) -> bool {
+    schema == "<name>" || schema == name
+}
+
+/// Whether `path` names a schema key or a table of them (or lies inside a free-form table).
+fn names_a_key(path: &[String], keys: &[(Vec<String>, bool)]) -> bool {
+    keys.iter().any(|(key, free_form)| {
+        let shared = path.len().min(key.len());
+        let fits = path[..shared]
+            .iter()
+            .zip(&key[..shared])
+            .all(|(p, k)| segment_fits(p, k));
+        fits && (path.len() <= key.len() || *free_form)
+    })
+}
+
+/// The variable of the recipe key closest to `path` (`RLCD_SEED` for `["seeds"]`): the longest
+/// prefix of `path` that names a table, then the closest name in that table.
+fn env_suggestion(path: &[String], keys: &[(Vec<String>, bool)]) -> Option<String> {
+    let depth = (0..path.len())
+        .rev()
+        .find(|&d| names_a_key(&path[..d], keys))?;
+    let names: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .filter(|(key, _)| {
+            key.len() > depth
+                && key[..depth]
+                    .iter()
+                    .zip(&path[..depth])
+                    .all(|(k, p)| segment_fits(p, k))
+        })
+        .map(|(key, _)| key[depth].as_str())
+        .filter(|name| *name != "<name>")
+        .collect();
+    let best = suggest(&path[depth], names)?;
+    let mut fixed = path[..depth].to_vec();
+    fixed.push(best);
+    Some(format!(
+        "{ENV_PREFIX}{}",
+        fixed.join("__").to_ascii_uppercase()
+    ))
 }
 
 /// The nearest ancestor of `file` holding `prompt-templates/`, else the working directory.
@@ -404,20 +485,12 @@ fn valid_segment(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-/// `RLCD_PPO__KL_COEF` → `["ppo", "kl_coef"]`.
-fn env_key(name: &str) -> Result<Vec<String>, (String, String)> {
+/// `RLCD_PPO__KL_COEF` → `["ppo", "kl_coef"]`; `None` when a part between `__` is empty or
+/// not a plain name.
+fn env_key(name: &str) -> Option<Vec<String>> {
     let rest = name.strip_prefix(ENV_PREFIX).unwrap_or(name);
     let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-    if path.iter().all(|s| valid_segment(s)) {
-        Ok(path)
-    } else {
-        Err((
-            format!("`{name}` does not name a recipe key (empty or invalid part between `__`)"),
-            format!(
-                "name keys as RLCD_<KEY>, with `__` between nesting levels, e.g. RLCD_SEED=3 or RLCD_PPO__KL_COEF=0.004 (unset {name})"
-            ),
-        ))
-    }
+    path.iter().all(|s| valid_segment(s)).then_some(path)
 }
 
 /// Parses `key=value` into a key path and a TOML value.
@@ -699,11 +772,43 @@ mod tests {
     }
 
     #[test]
+    fn env_variables_are_checked_against_the_schema() {
+        let keys = schema_key_paths();
+        let path = |name: &str| env_key(name).expect("well-formed name");
+        for name in [
+            "RLCD_SEED",
+            "RLCD_PPO__KL_COEF",
+            "RLCD_THEORY",
+            "RLCD_TASKS__HARMLESS__PROMPTS",
+            "RLCD_MODELS__SMALL__PRESET",
+        ] {
+            assert!(names_a_key(&path(name), &keys), "{name}");
+        }
+        for name in [
+            "RLCD_HOME",
+            "RLCD_SEEDS",
+            "RLCD_SEED__X",
+            "RLCD_PPO__KL_COEFF",
+        ] {
+            assert!(!names_a_key(&path(name), &keys), "{name}");
+        }
+        assert_eq!(
+            env_suggestion(&path("RLCD_SEEDS"), &keys).as_deref(),
+            Some("RLCD_SEED")
+        );
+        assert_eq!(
+            env_suggestion(&path("RLCD_PPO__KL_COEFF"), &keys).as_deref(),
+            Some("RLCD_PPO__KL_COEF")
+        );
+        assert_eq!(env_suggestion(&path("RLCD_HOME"), &keys), None);
+    }
+
+    #[test]
     fn env_names_map_to_dotted_keys() {
         assert_eq!(env_key("RLCD_PPO__KL_COEF").unwrap(), ["ppo", "kl_coef"]);
         assert_eq!(env_key("RLCD_SEED").unwrap(), ["seed"]);
-        assert!(env_key("RLCD_PPO____X").is_err());
-        assert!(env_key("RLCD_").is_err());
+        assert!(env_key("RLCD_PPO____X").is_none());
+        assert!(env_key("RLCD_").is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 mod schedule;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::DataFrame;
 
 use crate::error::IoError;
-use crate::plan::{Plan, PlanError};
+use crate::plan::{Plan, PlanError, stage_key};
 use crate::recipe::Resolved;
 use crate::stages::registry;
 use crate::stages::stage::StageError;
@@ -26,7 +27,9 @@ use crate::tables::{self, TableError, TableFiles};
 /// How a run reports progress.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
-    /// No progress bars, no stage lines on stderr, no tables on stdout.
+    /// No progress: no progress bars and no stage lines on stderr. The line naming the run
+    /// directory and the notes are printed either way; the tables are the caller's to print
+    /// ([`RunSummary::tables`]).
     pub quiet: bool,
     /// When another live process holds a stage's lock (e.g. a concurrent sweep shard computing
     /// the same shared stage), wait up to this long for it to finish and reuse its artifact;
@@ -138,7 +141,7 @@ pub struct RunSummary {
     pub tables: Vec<TableReport>,
 }
 
-/// The run's log: `run.log`, and stderr unless quiet.
+/// The run's log: `run.log`, and stderr.
 struct Log {
     path: PathBuf,
     file: fs::File,
@@ -146,10 +149,22 @@ struct Log {
 }
 
 impl Log {
+    /// A progress line (a stage computed or reused): `run.log`, and stderr unless quiet.
     fn line(&mut self, text: &str) -> Result<(), RunError> {
         if !self.quiet {
             crate::progress::println(text);
         }
+        self.file_line(text)
+    }
+
+    /// A line printed on stderr even when quiet (the run directory, notes), and `run.log`.
+    fn always(&mut self, text: &str) -> Result<(), RunError> {
+        crate::progress::println(text);
+        self.file_line(text)
+    }
+
+    /// A line of `run.log` only.
+    fn file_line(&mut self, text: &str) -> Result<(), RunError> {
         writeln!(self.file, "{text}").map_err(IoError::at(&self.path))?;
         self.file.flush().map_err(IoError::at(&self.path))?;
         Ok(())
@@ -162,8 +177,9 @@ impl Log {
 }
 
 /// Runs a resolved recipe: builds its plan, computes the stages missing from the store (reusing
-/// cached ones and saying so), writes `results/runs/<name>/<run-id>/` and its tables, and prints
-/// the tables (unless `opts.quiet`).
+/// cached ones and saying so on stderr unless `opts.quiet`), and writes
+/// `results/runs/<name>/<run-id>/` and its tables. The tables come back in the summary; the
+/// runner prints none of them.
 pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunError> {
     crate::preflight::check(resolved).map_err(Box::new)?;
     let plan = Plan::build(resolved).map_err(Box::new)?;
@@ -182,14 +198,17 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         path: log_path,
         quiet: opts.quiet,
     };
-    log.line(&format!(
+    log.always(&format!(
         "run {run_id} of `{}` ({} stages) in {}",
         plan.recipe,
         plan.stages.len(),
         run_dir.display()
     ))?;
+    for warning in &resolved.warnings {
+        log.file_line(&format!("warning: {warning}"))?;
+    }
     for (key, source) in plan.unread_keys(resolved) {
-        log.line(&format!(
+        log.always(&format!(
             "note: recipe key `{key}` ({source}) reaches no stage of this plan"
         ))?;
     }
@@ -202,10 +221,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
 
     let tables = write_tables(&plan, &store, &run_dir)?;
     for t in &tables {
-        log.line(&format!("table {}", t.files.markdown.display()))?;
-        if !opts.quiet {
-            println!("{}", t.markdown);
-        }
+        log.file_line(&format!("table {}", t.files.markdown.display()))?;
     }
     Ok(RunSummary {
         run_dir,
@@ -218,7 +234,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
 
 /// Rebuilds a finished run's tables from the store, following its `plan.json`, and rewrites
 /// them under its `tables/`. The store is the results root holding the run
-/// (`<results>/runs/<recipe>/<run-id>/`).
+/// (`<results>/runs/<recipe>/<run-id>/`). A table whose format changed since the run (its
+/// stage's version in `plan.json` is not this build's) is computed again from its inputs in
+/// the store, so the tables are always in this build's format.
 pub fn report(run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
     let plan_path = run_dir.join("plan.json");
     let text = crate::error::read_to_string(&plan_path)?;
@@ -232,7 +250,51 @@ pub fn report(run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let store = Store::open(root)?;
+    let plan = current_tables(plan, &store, run_dir)?;
     write_tables(&plan, &store, run_dir)
+}
+
+/// `plan` with every table stage of an older format re-keyed at this build's version, and
+/// computed from its inputs when the store does not hold it yet.
+fn current_tables(mut plan: Plan, store: &Store, run_dir: &Path) -> Result<Plan, RunError> {
+    let keys: BTreeMap<String, String> = plan
+        .stages
+        .iter()
+        .map(|s| (s.id.clone(), s.key.clone()))
+        .collect();
+    let missing = |stage: &str, key: &str| RunError::Missing {
+        stage: stage.to_string(),
+        key: key.to_string(),
+        root: store.root().to_path_buf(),
+        run_dir: run_dir.to_path_buf(),
+    };
+    let opts = RunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    for i in 0..plan.stages.len() {
+        let stage = &plan.stages[i];
+        let version = registry::version(stage.kind);
+        if registry::table(stage.kind).is_none() || version == stage.version {
+            continue;
+        }
+        let mut upstream = BTreeMap::new();
+        for dep in &stage.deps {
+            let key = keys.get(dep).cloned().unwrap_or_default();
+            if store.lookup(dep, &key).is_none() {
+                return Err(missing(dep, &key));
+            }
+            upstream.insert(dep.clone(), key);
+        }
+        let current = crate::plan::Stage {
+            key: stage_key(stage.kind, version, &stage.config, &upstream),
+            version,
+            ..stage.clone()
+        };
+        schedule::run_stage(&current, &plan, Path::new("."), store, &opts)?;
+        plan.stages[i] = current;
+    }
+    Ok(plan)
 }
 
 fn write_tables(plan: &Plan, store: &Store, run_dir: &Path) -> Result<Vec<TableReport>, RunError> {

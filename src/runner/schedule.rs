@@ -13,7 +13,7 @@ use crate::stages::stage::Ctx;
 use crate::store::{Slot, Store, StoreError};
 
 /// Computes or reuses one stage; returns whether it was cached and the store's notes.
-fn run_stage(
+pub(super) fn run_stage(
     stage: &Stage,
     plan: &Plan,
     root: &Path,
@@ -144,7 +144,7 @@ pub(super) fn execute_all(
         let result = run_stage(stage, plan, root, store, opts).and_then(|(cached, notes)| {
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
             for note in notes {
-                log.line(&format!("note: {note}"))?;
+                log.always(&format!("note: {note}"))?;
             }
             let seconds = t0.elapsed().as_secs_f64();
             log.line(&format!(

@@ -58,7 +58,8 @@ fn oracle_truth(world: &World, task: Task, pair: &Pair) -> Option<bool> {
 
 impl Stage for PairLabels {
     const KIND: StageKind = StageKind::PairLabels;
-    const VERSION: u32 = 1;
+    // 2: the label accuracy in percent (`*_pct`).
+    const VERSION: u32 = 2;
     const TABLE: Option<&'static str> = Some(STEM);
     type Config = Config;
 
@@ -136,7 +137,7 @@ pub struct PairLabelsRow {
 }
 
 /// The pair-label table: method, simulator, task, n_pairs, dropped, n_judged, n_agree,
-/// label_accuracy, stderr, ci_low, ci_high, mean_len_chosen, mean_len_rejected.
+/// label_accuracy_pct, stderr_pct, ci_low_pct, ci_high_pct, mean_len_chosen, mean_len_rejected.
 pub fn frame(rows: &[PairLabelsRow]) -> Result<DataFrame, TableError> {
     let mut cols = method_cols(rows.iter().map(|r| (&r.method, &r.simulator, &r.task)));
     cols.push(u64_col("n_pairs", rows.iter().map(|r| r.n_pairs).collect()));
@@ -146,10 +147,10 @@ pub fn frame(rows: &[PairLabelsRow]) -> Result<DataFrame, TableError> {
         [
             "n_judged",
             "n_agree",
-            "label_accuracy",
-            "stderr",
-            "ci_low",
-            "ci_high",
+            "label_accuracy_pct",
+            "stderr_pct",
+            "ci_low_pct",
+            "ci_high_pct",
         ],
         &rates,
     ));

@@ -31,6 +31,8 @@ impl Table for PmAgreement {
     const KIND: StageKind = StageKind::PmAgreement;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
+    // 2: agreement and held-out accuracy in percent (`*_pct`).
+    const VERSION: u32 = 2;
     type Row = PmAgreementRow;
 
     fn rows(input: &Artifact) -> Result<Vec<PmAgreementRow>, StageError> {
@@ -68,17 +70,25 @@ pub struct PmAgreementRow {
     pub mean_prob: Option<f64>,
     /// Final training loss of the PM (mean Bradley–Terry loss over the last tenth of steps).
     pub train_loss: f64,
-    /// Accuracy of the PM on its own held-out simulated pairs (their simulated labels).
+    /// Accuracy of the PM on its own held-out simulated pairs (their simulated labels), as a
+    /// fraction.
     pub heldout_accuracy: Option<f64>,
 }
 
-/// The PM agreement table: method, simulator, task, n, n_agree, accuracy, stderr, ci_low,
-/// ci_high, mean_prob, train_loss, heldout_accuracy.
+/// The PM agreement table: method, simulator, task, n, n_agree, accuracy_pct, stderr_pct,
+/// ci_low_pct, ci_high_pct, mean_prob (0–1), train_loss, heldout_accuracy_pct.
 pub fn frame(rows: &[PmAgreementRow]) -> Result<DataFrame, TableError> {
     let mut cols = method_cols(rows.iter().map(|r| (&r.method, &r.simulator, &r.task)));
     let rates: Vec<Option<Rate>> = rows.iter().map(|r| r.agreement).collect();
     cols.extend(rate_cols(
-        ["n", "n_agree", "accuracy", "stderr", "ci_low", "ci_high"],
+        [
+            "n",
+            "n_agree",
+            "accuracy_pct",
+            "stderr_pct",
+            "ci_low_pct",
+            "ci_high_pct",
+        ],
         &rates,
     ));
     cols.push(opt_col(
@@ -90,8 +100,10 @@ pub fn frame(rows: &[PmAgreementRow]) -> Result<DataFrame, TableError> {
         rows.iter().map(|r| r.train_loss).collect(),
     ));
     cols.push(opt_col(
-        "heldout_accuracy",
-        rows.iter().map(|r| r.heldout_accuracy).collect(),
+        "heldout_accuracy_pct",
+        rows.iter()
+            .map(|r| r.heldout_accuracy.map(|a| 100.0 * a))
+            .collect(),
     ));
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
 }

@@ -38,7 +38,8 @@ pub fn row(r: PolicyRecord) -> PolicyTrainingRow {
         final_kl: None,
         final_len: None,
         final_loss: f64::NAN,
-        extra: None,
+        dpo_margin: None,
+        sft_nll_before: None,
         seconds: 0.0,
     };
     if let Some(log) = &r.ppo {
@@ -54,12 +55,12 @@ pub fn row(r: PolicyRecord) -> PolicyTrainingRow {
     } else if let Some(log) = &r.dpo {
         row.steps = log.steps as u64;
         row.final_loss = log.after.loss;
-        row.extra = Some(log.after.margin);
+        row.dpo_margin = Some(log.after.margin);
         row.seconds = log.seconds;
     } else if let Some(log) = &r.sft {
         row.steps = log.steps as u64;
         row.final_loss = log.nll_after;
-        row.extra = Some(log.nll_before);
+        row.sft_nll_before = Some(log.nll_before);
         row.seconds = log.seconds;
     }
     row
@@ -69,6 +70,8 @@ impl Table for PolicyTraining {
     const KIND: StageKind = StageKind::PolicyTraining;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
+    // 2: `extra` split into `dpo_margin` and `sft_nll_before`.
+    const VERSION: u32 = 2;
     type Row = PolicyTrainingRow;
 
     fn rows(input: &Artifact) -> Result<Vec<PolicyTrainingRow>, StageError> {
@@ -105,15 +108,18 @@ pub struct PolicyTrainingRow {
     /// Training loss at the end (PPO: total loss of the last step; DPO: mean loss over all
     /// pairs; SFT: mean token NLL over all examples).
     pub final_loss: f64,
-    /// DPO: mean chosen-vs-rejected implicit-reward margin after training; SFT: NLL before.
-    pub extra: Option<f64>,
+    /// DPO: mean chosen-vs-rejected implicit-reward margin after training.
+    pub dpo_margin: Option<f64>,
+    /// SFT: mean token NLL over all examples before training (to compare with `final_loss`).
+    pub sft_nll_before: Option<f64>,
     /// Wall-clock seconds of training.
     pub seconds: f64,
 }
 
 /// The policy-training table: method, simulator, task, trainer, steps, initial_reward,
-/// final_reward, final_kl, final_len, final_loss, extra (DPO margin / SFT NLL before),
-/// seconds.
+/// final_reward, final_kl, final_len (PPO only), final_loss, dpo_margin (DPO only: mean
+/// implicit-reward margin of chosen over rejected after training), sft_nll_before (SFT only:
+/// mean token NLL before training), seconds. Columns of another trainer are empty.
 pub fn frame(rows: &[PolicyTrainingRow]) -> Result<DataFrame, TableError> {
     let mut cols = method_cols(rows.iter().map(|r| (&r.method, &r.simulator, &r.task)));
     cols.push(str_col(
@@ -136,7 +142,101 @@ pub fn frame(rows: &[PolicyTrainingRow]) -> Result<DataFrame, TableError> {
         "final_loss",
         rows.iter().map(|r| r.final_loss).collect(),
     ));
-    cols.push(opt_col("extra", rows.iter().map(|r| r.extra).collect()));
+    cols.push(opt_col(
+        "dpo_margin",
+        rows.iter().map(|r| r.dpo_margin).collect(),
+    ));
+    cols.push(opt_col(
+        "sft_nll_before",
+        rows.iter().map(|r| r.sft_nll_before).collect(),
+    ));
     cols.push(f64_col("seconds", rows.iter().map(|r| r.seconds).collect()));
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::policy::dpo::{DpoLog, DpoStats};
+    use crate::stages::policy::sft::SftLog;
+    use crate::tables::render_csv;
+
+    fn record(trainer: &str) -> PolicyRecord {
+        PolicyRecord {
+            method: format!("m-{trainer}"),
+            kind: "rlcd".into(),
+            trainer: trainer.into(),
+            simulator: "sim-s".into(),
+            task: "helpful".into(),
+            ppo: None,
+            dpo: None,
+            sft: None,
+        }
+    }
+
+    #[test]
+    fn each_trainer_fills_only_its_own_columns() {
+        let stats = |loss, margin| DpoStats {
+            loss,
+            margin,
+            accuracy: 0.5,
+        };
+        let dpo = PolicyRecord {
+            dpo: Some(DpoLog {
+                pairs: 8,
+                steps: 2,
+                losses: vec![0.7, 0.6],
+                before: stats(std::f64::consts::LN_2, 0.0),
+                after: stats(0.6, 0.25),
+                seconds: 1.5,
+            }),
+            ..record("dpo")
+        };
+        let sft = PolicyRecord {
+            sft: Some(SftLog {
+                examples: 8,
+                steps: 3,
+                losses: vec![2.0, 1.5, 1.2],
+                nll_before: 2.5,
+                nll_after: 1.25,
+                seconds: 2.0,
+            }),
+            ..record("sft")
+        };
+        let rows = [row(dpo), row(sft), row(record("ppo"))];
+        assert_eq!(rows[0].dpo_margin, Some(0.25));
+        assert_eq!(rows[0].sft_nll_before, None);
+        assert_eq!(rows[1].dpo_margin, None);
+        assert_eq!(rows[1].sft_nll_before, Some(2.5));
+        let df = frame(&rows).expect("frame");
+        let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "method",
+                "simulator",
+                "task",
+                "trainer",
+                "steps",
+                "initial_reward",
+                "final_reward",
+                "final_kl",
+                "final_len",
+                "final_loss",
+                "dpo_margin",
+                "sft_nll_before",
+                "seconds"
+            ]
+        );
+        let csv = String::from_utf8(render_csv(&df).expect("csv")).expect("utf-8");
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(
+            lines[1],
+            "m-dpo,sim-s,helpful,dpo,2,,,,,0.6000,0.2500,,1.5000"
+        );
+        assert_eq!(
+            lines[2],
+            "m-sft,sim-s,helpful,sft,3,,,,,1.2500,,2.5000,2.0000"
+        );
+    }
 }

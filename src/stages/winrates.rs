@@ -31,6 +31,8 @@ impl Table for Winrates {
     const KIND: StageKind = StageKind::Winrates;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
+    // 2: columns in percent are named `*_pct`.
+    const VERSION: u32 = 2;
     type Row = WinRateRow;
 
     fn rows(input: &Artifact) -> Result<Vec<WinRateRow>, StageError> {
@@ -80,8 +82,8 @@ pub struct WinRateRow {
 }
 
 /// The win-rate table: task, axis, method_a, method_b, simulator, judge, n_total, n_wins,
-/// n_losses, n_ties, win_rate (%, ties ½), stderr, ci_low, ci_high, lc_win_rate (%,
-/// length-controlled), avg_len_a, avg_len_b.
+/// n_losses, n_ties, win_rate_pct (ties ½), stderr_pct, ci_low_pct, ci_high_pct,
+/// lc_win_rate_pct (length-controlled), avg_len_a, avg_len_b.
 pub fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
     let est: Vec<Option<Estimate>> = rows.iter().map(|r| r.counts.estimate().ok()).collect();
     let s = |f: fn(&WinRateRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
@@ -98,10 +100,14 @@ pub fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
         u64_col("n_ties", rows.iter().map(|r| r.counts.ties).collect()),
     ];
     cols.extend(estimate_cols(
-        "win_rate", "stderr", "ci_low", "ci_high", &est,
+        "win_rate_pct",
+        "stderr_pct",
+        "ci_low_pct",
+        "ci_high_pct",
+        &est,
     ));
     cols.push(opt_col(
-        "lc_win_rate",
+        "lc_win_rate_pct",
         rows.iter().map(|r| r.lc_win_rate).collect(),
     ));
     cols.push(f64_col(
@@ -147,7 +153,11 @@ pub fn rows_of_frame(df: &DataFrame) -> Result<Vec<WinRateRow>, TableError> {
     );
     let (sim, judge) = (text("simulator")?, text("judge")?);
     let (w, l, t) = (count("n_wins")?, count("n_losses")?, count("n_ties")?);
-    let (lc, la, lb) = (real("lc_win_rate")?, real("avg_len_a")?, real("avg_len_b")?);
+    let (lc, la, lb) = (
+        real("lc_win_rate_pct")?,
+        real("avg_len_a")?,
+        real("avg_len_b")?,
+    );
     Ok((0..df.height())
         .map(|i| WinRateRow {
             task: task[i].clone(),
@@ -198,16 +208,16 @@ mod tests {
                 "n_wins",
                 "n_losses",
                 "n_ties",
-                "win_rate",
-                "stderr",
-                "ci_low",
-                "ci_high",
-                "lc_win_rate",
+                "win_rate_pct",
+                "stderr_pct",
+                "ci_low_pct",
+                "ci_high_pct",
+                "lc_win_rate_pct",
                 "avg_len_a",
                 "avg_len_b"
             ]
         );
         let md = render_markdown(&df).expect("md");
-        assert!(md.contains(" 75.0000 | 13.4371 |"), "{md}");
+        assert!(md.contains(" 75.0000 |    13.4371 |"), "{md}");
     }
 }

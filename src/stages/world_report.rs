@@ -30,6 +30,8 @@ impl Table for WorldReport {
     const KIND: StageKind = StageKind::WorldReport;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
+    // 2: RLAIF agreement and the share of "A" labels in percent (`*_pct`).
+    const VERSION: u32 = 2;
     type Row = WorldReportRow;
 
     fn rows(input: &Artifact) -> Result<Vec<WorldReportRow>, StageError> {
@@ -75,12 +77,16 @@ pub struct WorldReportRow {
 }
 
 /// The world report: preset, task, params, perplexity, descriptor win rate of p+ over p−
-/// (counts, %, stderr, Wilson CI), mean oracle scores of p+ / p / p−, RLAIF agreement with the
-/// oracle (n, agreeing, rate, stderr, CI, mean probability), the share of "A" labels, the
-/// agreement of labels averaged over both output orders (`rlaif2_*`), training speed.
+/// (counts, `pos_win_rate_pct`, stderr, Wilson CI), mean oracle scores of p+ / p / p−, RLAIF
+/// agreement with the oracle (n, agreeing, `rlaif_accuracy_pct`, stderr, CI, mean probability
+/// in 0–1), the share of "A" labels (`rlaif_share_a_pct`), the agreement of labels averaged over
+/// both output orders (`rlaif2_*`), training speed. Rates, their stderrs and CIs are in percent.
 pub fn frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableError> {
     let desc: Vec<Option<Estimate>> = rows.iter().map(|r| r.descriptor.estimate().ok()).collect();
-    let agree: Vec<Option<Estimate>> = rows.iter().map(|r| r.rlaif.estimate().ok()).collect();
+    let agree: Vec<Option<Estimate>> = rows
+        .iter()
+        .map(|r| r.rlaif.estimate().ok().map(Estimate::percent))
+        .collect();
     let f = |g: fn(&WorldReportRow) -> f64| rows.iter().map(g).collect::<Vec<_>>();
     let mut cols = vec![
         str_col("preset", rows.iter().map(|r| r.preset.clone()).collect()),
@@ -99,10 +105,10 @@ pub fn frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableError> {
         u64_col("pos_ties", rows.iter().map(|r| r.descriptor.ties).collect()),
     ];
     cols.extend(estimate_cols(
-        "pos_win_rate",
-        "pos_stderr",
-        "pos_ci_low",
-        "pos_ci_high",
+        "pos_win_rate_pct",
+        "pos_stderr_pct",
+        "pos_ci_low_pct",
+        "pos_ci_high_pct",
         &desc,
     ));
     cols.push(f64_col("score_pos", f(|r| r.score_positive)));
@@ -114,27 +120,27 @@ pub fn frame(rows: &[WorldReportRow]) -> Result<DataFrame, TableError> {
         rows.iter().map(|r| r.rlaif.successes).collect(),
     ));
     cols.extend(estimate_cols(
-        "rlaif_accuracy",
-        "rlaif_stderr",
-        "rlaif_ci_low",
-        "rlaif_ci_high",
+        "rlaif_accuracy_pct",
+        "rlaif_stderr_pct",
+        "rlaif_ci_low_pct",
+        "rlaif_ci_high_pct",
         &agree,
     ));
     cols.push(f64_col("rlaif_mean_prob", f(|r| r.rlaif_mean_prob)));
-    cols.push(f64_col("rlaif_share_a", f(|r| r.rlaif_share_a)));
+    cols.push(f64_col("rlaif_share_a_pct", f(|r| 100.0 * r.rlaif_share_a)));
     let both: Vec<Option<Estimate>> = rows
         .iter()
-        .map(|r| r.rlaif_both_orders.estimate().ok())
+        .map(|r| r.rlaif_both_orders.estimate().ok().map(Estimate::percent))
         .collect();
     cols.push(u64_col(
         "rlaif2_agree",
         rows.iter().map(|r| r.rlaif_both_orders.successes).collect(),
     ));
     cols.extend(estimate_cols(
-        "rlaif2_accuracy",
-        "rlaif2_stderr",
-        "rlaif2_ci_low",
-        "rlaif2_ci_high",
+        "rlaif2_accuracy_pct",
+        "rlaif2_stderr_pct",
+        "rlaif2_ci_low_pct",
+        "rlaif2_ci_high_pct",
         &both,
     ));
     cols.push(f64_col("train_tok_per_s", f(|r| r.train_tokens_per_s)));

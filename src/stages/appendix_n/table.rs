@@ -28,6 +28,8 @@ impl crate::stages::table::Table for Table {
     const KIND: StageKind = StageKind::AppendixNTable;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
+    // 2: accuracies in percent (`*_pct`).
+    const VERSION: u32 = 2;
     type Row = TheoryRow;
 
     fn rows(input: &Artifact) -> Result<Vec<TheoryRow>, StageError> {
@@ -40,17 +42,24 @@ impl crate::stages::table::Table for Table {
     }
 }
 
-/// The Appendix N table: method, delta, sigma_g, sigma_d, n_trials, n_correct, accuracy,
-/// accuracy_stderr, accuracy_ci_low, accuracy_ci_high, n_hard, n_hard_correct, hard_accuracy,
-/// hard_stderr, hard_ci_low, hard_ci_high. `delta` is null for RLAIF, `sigma_d` for RLCD.
+/// The Appendix N table: method, delta, sigma_g, sigma_d, n_trials, n_correct, accuracy_pct,
+/// accuracy_stderr_pct, accuracy_ci_low_pct, accuracy_ci_high_pct, n_hard, n_hard_correct,
+/// hard_accuracy_pct, hard_stderr_pct, hard_ci_low_pct, hard_ci_high_pct. `delta` is null for
+/// RLAIF, `sigma_d` for RLCD.
 pub fn frame(rows: &[TheoryRow]) -> Result<DataFrame, TableError> {
     let acc: Vec<Option<Estimate>> = rows
         .iter()
-        .map(|r| r.counts.accuracy().estimate().ok())
+        .map(|r| r.counts.accuracy().estimate().ok().map(Estimate::percent))
         .collect();
     let hard: Vec<Option<Estimate>> = rows
         .iter()
-        .map(|r| r.counts.hard_accuracy().estimate().ok())
+        .map(|r| {
+            r.counts
+                .hard_accuracy()
+                .estimate()
+                .ok()
+                .map(Estimate::percent)
+        })
         .collect();
     let mut cols = vec![
         str_col(
@@ -64,10 +73,10 @@ pub fn frame(rows: &[TheoryRow]) -> Result<DataFrame, TableError> {
         u64_col("n_correct", rows.iter().map(|r| r.counts.correct).collect()),
     ];
     cols.extend(estimate_cols(
-        "accuracy",
-        "accuracy_stderr",
-        "accuracy_ci_low",
-        "accuracy_ci_high",
+        "accuracy_pct",
+        "accuracy_stderr_pct",
+        "accuracy_ci_low_pct",
+        "accuracy_ci_high_pct",
         &acc,
     ));
     cols.push(u64_col(
@@ -79,10 +88,10 @@ pub fn frame(rows: &[TheoryRow]) -> Result<DataFrame, TableError> {
         rows.iter().map(|r| r.counts.hard_correct).collect(),
     ));
     cols.extend(estimate_cols(
-        "hard_accuracy",
-        "hard_stderr",
-        "hard_ci_low",
-        "hard_ci_high",
+        "hard_accuracy_pct",
+        "hard_stderr_pct",
+        "hard_ci_low_pct",
+        "hard_ci_high_pct",
         &hard,
     ));
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
@@ -130,14 +139,18 @@ mod tests {
         let md = render_markdown(&df).expect("md");
         assert_eq!(md.lines().count(), 4);
         let csv = String::from_utf8(render_csv(&df).expect("csv")).expect("utf8");
-        assert!(csv.starts_with("method,delta,sigma_g,sigma_d,n_trials,n_correct,accuracy,"));
+        assert!(csv.starts_with("method,delta,sigma_g,sigma_d,n_trials,n_correct,accuracy_pct,"));
         assert!(
-            csv.contains("\nrlaif,,1.0000,1.0000,1000,750,0.7500,"),
+            csv.contains("\nrlaif,,1.0000,1.0000,1000,750,75.0000,1.3693,"),
             "{csv}"
         );
         assert!(
-            csv.contains("\nrlcd,3.0000,1.0000,,1000,983,0.9830,"),
+            csv.contains("\nrlcd,3.0000,1.0000,,1000,983,98.3000,"),
             "{csv}"
+        );
+        assert!(
+            csv.contains(",100,53,53.0000,4.9910,"),
+            "hard accuracy and its stderr in percent: {csv}"
         );
         assert!(
             csv.ends_with("0,0,,,,\n"),
