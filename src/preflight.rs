@@ -266,9 +266,15 @@ fn check_splits(resolved: &Resolved, out: &mut Vec<Problem>) {
                         "prompt set `{}` of `{key}` has no {split}-split prompts ({train} train, {test} test), but {why}",
                         task.prompts
                     ),
-                    format!(
-                        "mark some records `\"split\": \"{split}\"`, or drop the `split` fields to divide the set 80/20"
-                    ),
+                    if task.prompts.ends_with(".txt") {
+                        "add prompts (a `.txt` set goes 80/20 to train and test by a seeded hash of \
+                         each line), or write a `.jsonl` set whose records name their `split`"
+                            .to_string()
+                    } else {
+                        format!(
+                            "mark some records `\"split\": \"{split}\"`, or drop the `split` fields to divide the set 80/20"
+                        )
+                    },
                 ));
             }
         };

@@ -330,11 +330,14 @@ fn world_task(spec: &str, name: &str) -> Result<Task, PromptError> {
 
 /// The dialogues of a prompt file's bytes.
 fn parse_file(path: PathBuf, bytes: Vec<u8>, seed: u64) -> Result<Vec<Dialogue>, PromptError> {
-    let text = String::from_utf8(bytes).map_err(|_| PromptError::Record {
-        path: path.clone(),
-        line: 1,
-        message: "not UTF-8 text".to_string(),
-        fix: "save the prompt file as UTF-8".to_string(),
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let before = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        PromptError::Record {
+            path: path.clone(),
+            line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+            message: "not UTF-8 text".to_string(),
+            fix: "save the prompt file as UTF-8".to_string(),
+        }
     })?;
     let stem = path
         .file_stem()

@@ -373,6 +373,8 @@ cases! {
     override_of_an_unknown_key => Case::new(BASE, "ppo.kl_coeff", "did you mean `kl_coef`")
         .overrides(&["ppo.kl_coeff=0.1"]);
     non_utf8_recipe_line => Case::new(non_utf8_on_line_3(), "line 3", "UTF-8");
+    non_utf8_prompt_line => Case::new(BASE, "harmless.jsonl:4", "UTF-8")
+        .file("prompts/harmless.jsonl", [PROMPTS.as_bytes(), b"{\"id\": \"d\", \"turns\": [\"caf\xe9\"]}\n"].concat());
 }
 
 #[test]
