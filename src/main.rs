@@ -78,6 +78,10 @@ enum Command {
         /// How many prompts to render.
         #[arg(long, default_value_t = 3)]
         n: usize,
+        /// Which split: `train` (the prompts `simulate` renders) or `test` (the evaluation
+        /// prompts).
+        #[arg(long, value_enum, default_value = "train")]
+        split: SplitArg,
         /// `key=value` overrides.
         overrides: Vec<String>,
     },
@@ -133,6 +137,14 @@ enum AssetsCommand {
         /// Asset name, `all`, or `prompts`.
         name: String,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    /// The train split.
+    Train,
+    /// The test split.
+    Test,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -257,8 +269,15 @@ fn dispatch(command: Command) -> Result<()> {
             recipe,
             task,
             n,
+            split,
             overrides,
-        } => render(&recipe, &task, n, &overrides),
+        } => {
+            let split = match split {
+                SplitArg::Train => rlcd::world::format::Split::Train,
+                SplitArg::Test => rlcd::world::format::Split::Test,
+            };
+            render(&recipe, &task, n, split, &overrides)
+        }
         Command::Run {
             recipe,
             overrides,
@@ -433,7 +452,13 @@ fn show(resolved: &rlcd::recipe::Resolved) -> String {
     out
 }
 
-fn render(recipe: &Path, task: &str, n: usize, overrides: &[String]) -> Result<()> {
+fn render(
+    recipe: &Path,
+    task: &str,
+    n: usize,
+    split: rlcd::world::format::Split,
+    overrides: &[String],
+) -> Result<()> {
     let resolved = load(recipe, overrides)?;
     let Some(spec) = resolved.recipe.tasks.get(task) else {
         let known: Vec<&str> = resolved.recipe.tasks.keys().map(String::as_str).collect();
@@ -446,7 +471,18 @@ fn render(recipe: &Path, task: &str, n: usize, overrides: &[String]) -> Result<(
     let templates =
         rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
     let dialogues = load_prompts(&resolved, &spec.prompts)?;
-    let take: Vec<_> = dialogues.into_iter().take(n).collect();
+    let take: Vec<_> = dialogues
+        .into_iter()
+        .filter(|d| d.split == split)
+        .take(n)
+        .collect();
+    if take.is_empty() {
+        bail!(
+            "{}: task `{task}` has no {} prompts; `rlcd validate` names the fix",
+            recipe.display(),
+            format!("{split:?}").to_lowercase()
+        );
+    }
     let prompts =
         rlcd::prompts::contrast_prompts(&templates, &spec.templates, &take, resolved.recipe.seed)?;
     for p in prompts {

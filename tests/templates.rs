@@ -322,9 +322,16 @@ fn task_sources_list_every_dependency_sorted() {
             "harmless/positive.j2",
         ]
     );
+    // Stages carry the canonical text: the same TOML without its comments.
+    let raw = t.source("affixes/harmless.toml").expect("source");
     assert_eq!(
         sources[0].1,
-        t.source("affixes/harmless.toml").expect("source")
+        rlcd::templates::canonical("affixes/harmless.toml", raw.clone())
+    );
+    assert!(!sources[0].1.contains('#'));
+    assert_eq!(
+        toml::from_str::<toml::Table>(&sources[0].1).expect("canonical parses"),
+        toml::from_str::<toml::Table>(&raw).expect("raw parses")
     );
     assert!(t.task_sources("no-such-family").is_err());
     assert!(t.source("../Cargo.toml").is_err());
