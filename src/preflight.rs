@@ -74,6 +74,9 @@ pub fn problems(resolved: &Resolved) -> Vec<Problem> {
     if out.is_empty() {
         check_lengths(resolved, &models, &mut out);
     }
+    // Methods sharing a model find its problems once each.
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|p| seen.insert((p.key.clone(), p.message.clone())));
     out
 }
 

@@ -153,6 +153,7 @@ impl<'a> Case<'a> {
         args.extend(&self.overrides);
         let out = p.rlcd(&args);
         let first = first_error_line(&out, "validate");
+        eprintln!("first line: {first}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             first.starts_with(&format!("{recipe_arg}: ")),
