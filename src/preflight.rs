@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::LlamaConfig;
 use crate::model::gguf::GgufFile;
 use crate::model::tokenizer::Tokenizer;
-use crate::recipe::{BackendKind, Located, ModelSpec, Problem, RecipeError, Resolved};
+use crate::recipe::{BackendKind, ModelSpec, Problem, RecipeError, Resolved};
 use crate::templates::Templates;
 use crate::world::format::{BOS, Dialogue, EOS, PAD, Split};
 
@@ -28,20 +28,7 @@ pub const CHECKSUMS: &str = "checksums.json";
 /// located where its key was set.
 pub fn check(resolved: &Resolved) -> Result<(), RecipeError> {
     crate::recipe::validate(resolved)?;
-    let problems = problems(resolved);
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(RecipeError::Invalid {
-        file: resolved.file.clone(),
-        problems: problems
-            .into_iter()
-            .map(|problem| {
-                let at = resolved.location(&problem.key);
-                Located { problem, at }
-            })
-            .collect(),
-    })
+    crate::recipe::located(resolved, problems(resolved))
 }
 
 /// The problems of a recipe that passes [`crate::recipe::validate`], found by reading the files

@@ -1,6 +1,8 @@
 //! Appendix N Monte-Carlo against its closed forms, and the runner and sweeps end to end on the
 //! Appendix N recipe (resume, full caching, shards + merge).
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -546,7 +548,7 @@ fn contrast_stages_write_prompts_and_key_on_templates() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = tempfile::tempdir().unwrap();
     let templates = tmp.path().join("prompt-templates");
-    copy_dir(&repo.join("prompt-templates"), &templates);
+    common::copy_dir(&repo.join("prompt-templates"), &templates);
     let recipe = tmp.path().join("contrast.toml");
     fs::write(
         &recipe,
@@ -599,19 +601,6 @@ fn contrast_stages_write_prompts_and_key_on_templates() {
     let edited = runner::run(&resolved, &quiet()).unwrap();
     let cached: Vec<bool> = edited.stages.iter().map(|s| s.cached).collect();
     assert_eq!(cached, [false, true]);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).unwrap();
-        }
-    }
 }
 
 #[test]

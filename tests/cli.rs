@@ -1,5 +1,7 @@
 //! The `rlcd` binary end to end: exit codes, one-line-first error messages, no panics, caching.
 
+mod common;
+
 use std::fs;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -53,26 +55,13 @@ fn assert_clean_failure(out: &Output, needles: &[&str]) {
 /// A scratch project: a copy of the recipe and the real templates, with its own results/.
 fn scratch(recipe: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(
+    common::copy_dir(
         &root().join("prompt-templates"),
         &dir.path().join("prompt-templates"),
     );
     let path = dir.path().join("recipe.toml");
     fs::write(&path, recipe).expect("write recipe");
     (dir, path)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for entry in fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 /// The first artifact directory (one holding `manifest.json`) under `dir`, depth first.

@@ -3,6 +3,8 @@
 //! the stage reads (it survives a typed round trip) and changing it changes the key; a recipe
 //! key no stage reads changes no key, and `unread_keys` names it.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -368,24 +370,12 @@ fn shipped_recipes_set_no_key_that_reaches_no_stage() {
 
 /// A copy of the project's template directory and example prompts under a temporary root.
 fn project_copy() -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).expect("mkdir");
-        for entry in std::fs::read_dir(from).expect("read_dir") {
-            let entry = entry.expect("entry");
-            let target = to.join(entry.file_name());
-            if entry.path().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).expect("copy");
-            }
-        }
-    }
     let dir = tempfile::tempdir().expect("tempdir");
-    copy(
+    common::copy_dir(
         &root().join("prompt-templates"),
         &dir.path().join("prompt-templates"),
     );
-    copy(
+    common::copy_dir(
         &root().join("recipes/examples/prompts"),
         &dir.path().join("recipes/examples/prompts"),
     );

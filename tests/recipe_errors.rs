@@ -2,6 +2,8 @@
 //! (and its line where known) on the first line, and a fix; independent problems are reported
 //! together.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use rlcd::recipe::{self, RecipeError, Resolved};
@@ -46,24 +48,11 @@ struct Project {
     dir: tempfile::TempDir,
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 impl Project {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("prompt-templates");
-        copy_dir(&src, &dir.path().join("prompt-templates"));
+        common::copy_dir(&src, &dir.path().join("prompt-templates"));
         std::fs::create_dir_all(dir.path().join("prompts")).expect("mkdir");
         std::fs::create_dir_all(dir.path().join("recipes")).expect("mkdir");
         std::fs::write(dir.path().join("prompts/harmless.jsonl"), PROMPTS).expect("write");

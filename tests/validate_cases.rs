@@ -46,19 +46,6 @@ const PROMPTS: &str = r#"{"id": "a", "split": "train", "turns": ["How do I bake 
 {"id": "c", "split": "test", "turns": ["What is a good book?"]}
 "#;
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for entry in fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), target).expect("copy");
-        }
-    }
-}
-
 /// A throwaway project: the templates, `prompts/harmless.jsonl`, a recipe and extra files.
 struct Project {
     dir: tempfile::TempDir,
@@ -67,7 +54,7 @@ struct Project {
 impl Project {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        copy_dir(
+        common::copy_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("prompt-templates"),
             &dir.path().join("prompt-templates"),
         );

@@ -23,5 +23,5 @@ pub use pretrain::{PretrainConfig, PretrainSettings, ReportConfig};
 pub use schema::*;
 pub use theory::{TheoryConfig, TheoryMethod};
 pub use training::{DistillConfig, DpoConfig, PpoConfig, RewardConfig, SimulateConfig};
-pub use validate::{WORLD_PROMPT_SETS, problems, validate};
+pub use validate::{WORLD_PROMPT_SETS, located, problems, validate};
 pub use world::{DescriptorLists, Descriptors, TaskMix, WorldConfig};

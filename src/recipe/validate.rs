@@ -15,7 +15,12 @@ pub const WORLD_PROMPT_SETS: &[&str] = &["harmless", "helpful", "outlining"];
 
 /// Validates a loaded recipe; the error lists every problem, each located where its key was set.
 pub fn validate(resolved: &Resolved) -> Result<(), RecipeError> {
-    let problems = problems(resolved);
+    located(resolved, problems(resolved))
+}
+
+/// `problems` of `resolved` as one error, each located where its key was set; `Ok` when there
+/// are none.
+pub fn located(resolved: &Resolved, problems: Vec<Problem>) -> Result<(), RecipeError> {
     if problems.is_empty() {
         return Ok(());
     }

@@ -18,6 +18,21 @@ use rlcd::templates::Templates;
 use rlcd::world::grammar::join;
 use rlcd::world::{Task, World};
 
+/// Copies directory `from` to `to`, recursively (for throwaway project roots).
+#[allow(dead_code)]
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
 /// The project's prompt templates.
 #[allow(dead_code)]
 pub fn templates() -> Templates {
