@@ -389,6 +389,61 @@ fn check_lengths(resolved: &Resolved, models: &BTreeMap<&str, ModelFacts>, out: 
                 );
             }
         }
+        if !r.comparisons().is_empty() {
+            for judge in r.eval.judges.iter().filter_map(|j| j.strip_prefix("lm:")) {
+                if let Some(facts) = models.get(judge) {
+                    judge_lengths(out, resolved, &templates, spec, &test, judge, facts);
+                }
+            }
+        }
+    }
+}
+
+/// A problem when a judge prompt of `lm:<judge>` on the longest test dialogue, with two
+/// outputs of `eval.max_new_tokens` tokens each, could overflow the judge's context.
+fn judge_lengths(
+    out: &mut Vec<Problem>,
+    resolved: &Resolved,
+    templates: &Templates,
+    spec: &crate::recipe::TaskSpec,
+    test: &[Dialogue],
+    judge: &str,
+    facts: &ModelFacts,
+) {
+    let outputs = 2 * resolved.recipe.eval.max_new_tokens;
+    for axis in &spec.axes {
+        let Some(template) = crate::templates::judge_template(&spec.axes, axis) else {
+            continue;
+        };
+        let longest = test
+            .iter()
+            .filter_map(|d| {
+                let ctx = minijinja::context! { turns => d.turns, output_a => "", output_b => "" };
+                let text = templates.render(template, ctx).ok()?;
+                Some((
+                    facts.count(&format!("{text}{}", crate::eval::judge::ANSWER_LEAD)),
+                    &d.id,
+                ))
+            })
+            .max();
+        if let Some((tokens, id)) = longest
+            && tokens + outputs > facts.context
+        {
+            out.push(Problem::new(
+                "eval.max_new_tokens",
+                format!(
+                    "the `{template}` prompt of judge `lm:{judge}` on prompt `{id}` takes {tokens} tokens before the two outputs; with two outputs of `eval.max_new_tokens` = {} it can reach {} tokens, past the {} of `{}`'s context",
+                    resolved.recipe.eval.max_new_tokens,
+                    tokens + outputs,
+                    facts.context,
+                    facts.key
+                ),
+                format!(
+                    "lower `eval.max_new_tokens` to at most {}, or judge with a model of a longer context",
+                    facts.context.saturating_sub(tokens) / 2
+                ),
+            ));
+        }
     }
 }
 

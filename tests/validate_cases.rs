@@ -279,6 +279,8 @@ cases! {
         .overrides(&["simulate.max_new_tokens=5000"]);
     eval_max_new_tokens_past_the_context => Case::new(BASE, "eval.max_new_tokens", "below 1024")
         .overrides(&["eval.max_new_tokens=1024"]);
+    judge_prompt_past_the_context => Case::new(BASE, "eval.max_new_tokens", "lower `eval.max_new_tokens` to at most")
+        .overrides(&["eval.max_new_tokens=500"]);
     ppo_lengths_past_the_context => Case::new(BASE, "ppo.max_response_tokens", "below 1024")
         .overrides(&["ppo.max_query_tokens=1000", "ppo.max_response_tokens=100"]);
     prompt_longer_than_the_context => Case::new(BASE, "tasks.harmless.prompts", "shorten or drop prompt `long`")
