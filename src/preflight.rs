@@ -8,7 +8,7 @@
 //! context against the prompts it reads (as its tokenizer encodes them) plus the tokens it
 //! generates, and the train and test splits every task needs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::LlamaConfig;
 use crate::model::gguf::GgufFile;
 use crate::model::tokenizer::Tokenizer;
+use crate::prompts::contrast_prompts;
 use crate::recipe::{BackendKind, ModelSpec, Problem, RecipeError, Resolved};
 use crate::templates::Templates;
 use crate::world::format::{BOS, Dialogue, EOS, PAD, Split};
@@ -57,12 +58,23 @@ pub fn problems(resolved: &Resolved) -> Vec<Problem> {
         }
     }
     checksums.save();
-    check_splits(resolved, &mut out);
+    // Each task's prompt set is read once (one that does not load is the recipe check's
+    // problem, reported already).
+    let tasks: BTreeMap<&str, Vec<Dialogue>> = r
+        .tasks
+        .iter()
+        .filter_map(|(name, t)| {
+            crate::prompts::load_prompt_set(&t.prompts, &resolved.root, &r.world, r.seed)
+                .ok()
+                .map(|d| (name.as_str(), d))
+        })
+        .collect();
+    check_splits(resolved, &tasks, &mut out);
     if out.is_empty() {
-        check_lengths(resolved, &models, &mut out);
+        check_lengths(resolved, &tasks, &models, &mut out);
     }
     // Methods sharing a model find its problems once each.
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     out.retain(|p| seen.insert((p.key.clone(), p.message.clone())));
     out
 }
@@ -70,7 +82,7 @@ pub fn problems(resolved: &Resolved) -> Vec<Problem> {
 /// Names of the models some method or judge uses, in name order.
 fn used_models(resolved: &Resolved) -> Vec<&str> {
     let r = &resolved.recipe;
-    let mut names: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
     for m in r.methods.values() {
         names.insert(m.policy.as_str());
         if let Some(s) = &m.simulator {
@@ -235,15 +247,17 @@ fn first_line(e: &dyn std::fmt::Display) -> String {
 
 /// Every task has the splits its stages read: train prompts where a method simulates pairs,
 /// test prompts where a policy is evaluated or a preference model measured.
-fn check_splits(resolved: &Resolved, out: &mut Vec<Problem>) {
+fn check_splits(
+    resolved: &Resolved,
+    tasks: &BTreeMap<&str, Vec<Dialogue>>,
+    out: &mut Vec<Problem>,
+) {
     let r = &resolved.recipe;
     let simulates = r.methods.values().any(|m| m.kind.needs_simulator());
     let evaluates = !r.comparisons().is_empty();
     for (name, task) in &r.tasks {
         let key = format!("tasks.{name}.prompts");
-        let Ok(dialogues) =
-            crate::prompts::load_prompt_set(&task.prompts, &resolved.root, &r.world, r.seed)
-        else {
+        let Some(dialogues) = tasks.get(name.as_str()) else {
             continue;
         };
         let count = |split| dialogues.iter().filter(|d| d.split == split).count();
@@ -282,7 +296,12 @@ fn check_splits(resolved: &Resolved, out: &mut Vec<Problem>) {
 }
 
 /// Every model's context holds what it reads plus what it writes.
-fn check_lengths(resolved: &Resolved, models: &BTreeMap<&str, ModelFacts>, out: &mut Vec<Problem>) {
+fn check_lengths(
+    resolved: &Resolved,
+    tasks: &BTreeMap<&str, Vec<Dialogue>>,
+    models: &BTreeMap<&str, ModelFacts>,
+    out: &mut Vec<Problem>,
+) {
     let r = &resolved.recipe;
     let mut generation = |model: &str, key: &str, tokens: usize, what: &str| {
         if let Some(facts) = models.get(model)
@@ -328,37 +347,32 @@ fn check_lengths(resolved: &Resolved, models: &BTreeMap<&str, ModelFacts>, out: 
     let Ok(templates) = Templates::open(&resolved.resolve_path(&r.templates_dir)) else {
         return;
     };
+    let simulators: BTreeSet<&str> = r
+        .methods
+        .values()
+        .filter_map(|m| m.simulator.as_deref())
+        .collect();
+    let policies: BTreeSet<&str> = r.methods.values().map(|m| m.policy.as_str()).collect();
     for (task, spec) in &r.tasks {
-        let Ok(dialogues) =
-            crate::prompts::load_prompt_set(&spec.prompts, &resolved.root, &r.world, r.seed)
-        else {
+        let Some(dialogues) = tasks.get(task.as_str()) else {
             continue;
         };
-        let train: Vec<Dialogue> = select(
-            &dialogues,
+        let train = select(
+            dialogues,
             Split::Train,
             spec.n_prompts.or(r.simulate.n_prompts),
         );
-        let test: Vec<Dialogue> =
-            select(&dialogues, Split::Test, spec.n_prompts.or(r.eval.n_prompts));
+        let test = select(dialogues, Split::Test, spec.n_prompts.or(r.eval.n_prompts));
         let key = format!("tasks.{task}.prompts");
-        for m in r.methods.values() {
-            if let Some(sim) = m.simulator.as_deref().and_then(|s| models.get(s)) {
-                let Ok(prompts) =
-                    crate::prompts::contrast_prompts(&templates, &spec.templates, &train, r.seed)
-                else {
-                    continue;
-                };
+        // Each split is rendered once and each model counts it once, however many methods
+        // share the model.
+        if let Ok(prompts) = contrast_prompts(&templates, &spec.templates, &train, r.seed) {
+            for sim in simulators.iter().filter_map(|s| models.get(s)) {
                 let longest = prompts
                     .iter()
                     .flat_map(|p| {
-                        [
-                            (&p.id, &p.positive),
-                            (&p.id, &p.negative),
-                            (&p.id, &p.plain),
-                        ]
+                        [&p.positive, &p.negative, &p.plain].map(|text| (sim.count(text), &p.id))
                     })
-                    .map(|(id, text)| (sim.count(text), id))
                     .max();
                 too_long(
                     out,
@@ -369,12 +383,9 @@ fn check_lengths(resolved: &Resolved, models: &BTreeMap<&str, ModelFacts>, out: 
                     "simulate.max_new_tokens",
                 );
             }
-            if let Some(policy) = models.get(m.policy.as_str()) {
-                let Ok(prompts) =
-                    crate::prompts::contrast_prompts(&templates, &spec.templates, &test, r.seed)
-                else {
-                    continue;
-                };
+        }
+        if let Ok(prompts) = contrast_prompts(&templates, &spec.templates, &test, r.seed) {
+            for policy in policies.iter().filter_map(|s| models.get(s)) {
                 let longest = prompts
                     .iter()
                     .map(|p| (policy.count(&p.plain), &p.id))

@@ -128,6 +128,16 @@ pub enum PlanError {
     },
 }
 
+impl PlanError {
+    /// Wraps a template error met while planning `context` (a task, `world`, …).
+    pub fn templates(context: &str) -> impl FnOnce(TemplateError) -> PlanError + '_ {
+        move |source| PlanError::Templates {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
 /// Reads a resolved recipe for the stages' `configure` functions, recording every recipe key
 /// that reaches some stage.
 pub struct Planner<'r> {
@@ -262,10 +272,7 @@ impl<'r> Planner<'r> {
             return Ok(t);
         }
         let dir = self.resolved.resolve_path(&self.recipe().templates_dir);
-        let t = Templates::open(&dir).map_err(|source| PlanError::Templates {
-            context: "templates_dir".into(),
-            source: Box::new(source),
-        })?;
+        let t = Templates::open(&dir).map_err(PlanError::templates("templates_dir"))?;
         Ok(self.templates.get_or_init(|| t))
     }
 
@@ -277,10 +284,7 @@ impl<'r> Planner<'r> {
     ) -> Result<TemplateSet, PlanError> {
         self.templates()?
             .set_of(names)
-            .map_err(|source| PlanError::Templates {
-                context: context.into(),
-                source: Box::new(source),
-            })
+            .map_err(PlanError::templates(context))
     }
 
     /// The principles of template families `families` (only theirs: principles added for
@@ -292,20 +296,14 @@ impl<'r> Planner<'r> {
     ) -> Result<TemplateSet, PlanError> {
         self.templates()?
             .principles_set(families)
-            .map_err(|source| PlanError::Templates {
-                context: context.into(),
-                source: Box::new(source),
-            })
+            .map_err(PlanError::templates(context))
     }
 
     /// The texts of every file template family `family` renders.
     pub fn family_files(&self, context: &str, family: &str) -> Result<TemplateSet, PlanError> {
         self.templates()?
             .task_set(family)
-            .map_err(|source| PlanError::Templates {
-                context: context.into(),
-                source: Box::new(source),
-            })
+            .map_err(PlanError::templates(context))
     }
 
     /// The template family of task `name` and the texts of its files.

@@ -217,12 +217,8 @@ pub fn plan(p: &Planner<'_>, preset: &str) -> Result<Planned, PlanError> {
         train: recipe.pretrain.config_for(preset).ok_or_else(unknown)?,
         heldout_documents: recipe.pretrain.heldout_documents,
         templates: corpus_templates(p)?,
-        vocabulary_words: vocabulary_words(p.templates()?).map_err(|source| {
-            PlanError::Templates {
-                context: "world".into(),
-                source: Box::new(source),
-            }
-        })?,
+        vocabulary_words: vocabulary_words(p.templates()?)
+            .map_err(PlanError::templates("world"))?,
         backend: p.backend(),
         seed: p.seed(&["pretrain", preset]),
     };
