@@ -319,6 +319,39 @@ fn writer_output_reads_back_equal() {
 }
 
 #[test]
+fn header_only_reads_agree_with_whole_reads_and_refuse_tensor_data() {
+    let (mut w, _) = sample_writer();
+    // Metadata larger than the first read (16 MiB), so the header is read in a second pass
+    // (32 MiB), which still ends inside the tensor data (16 MiB more).
+    w.meta("t.big", MetaValue::String("x".repeat(20 << 20)));
+    w.tensor("big", &[4 << 20], GgmlType::F32, &vec![0.5; 4 << 20])
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big-header.gguf");
+    w.write(&path).unwrap();
+    let whole = GgufFile::open(&path).unwrap();
+    let header = GgufFile::open_header(&path).unwrap();
+    assert_eq!(header.metadata, whole.metadata);
+    assert_eq!(header.tensors, whole.tensors);
+    assert_eq!(
+        (header.data_start(), header.file_len()),
+        (whole.data_start(), whole.file_len())
+    );
+    assert!(whole.file_len() > 32 << 20);
+    let err = header.tensor_data(SAMPLE_TENSORS[0].0).unwrap_err();
+    assert!(err.to_string().contains("header only"), "{err}");
+    // A file cut inside its tensor data fails on the header read as on the whole read.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    let (a, b) = (
+        GgufFile::open(&path).unwrap_err().to_string(),
+        GgufFile::open_header(&path).unwrap_err().to_string(),
+    );
+    assert_eq!(a, b);
+    assert!(a.contains("past the end") || a.contains("truncated"), "{a}");
+}
+
+#[test]
 fn default_alignment_is_32_and_version_2_is_accepted() {
     let mut w = GgufWriter::new();
     w.meta("general.architecture", MetaValue::String("qwen2".into()));

@@ -41,6 +41,14 @@ pub enum GgufError {
         /// The version, byte-swapped back.
         version: u32,
     },
+    /// Tensor data asked of a file opened for its header only.
+    #[error(
+        "'{file}' was opened for its header only; open it with `GgufFile::open` to read tensor data"
+    )]
+    HeaderOnly {
+        /// The file.
+        file: String,
+    },
     /// A header, metadata or tensor-directory field runs past the end of the file.
     #[error(
         "'{file}' is truncated or corrupt: {what} needs {needed} bytes at offset {offset}, but the file is {len} bytes; download the file again"

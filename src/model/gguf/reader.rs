@@ -26,7 +26,11 @@ const MAX_ALIGNMENT: u64 = 1 << 20;
 const MAX_TENSORS: u64 = 1 << 20;
 const MAX_METADATA: u64 = 1 << 20;
 
-/// A parsed GGUF file, held in memory.
+/// Bytes of a file [`GgufFile::open_header`] reads first; it reads twice as many until the
+/// header, metadata and tensor directory fit.
+const HEADER_PREFIX: u64 = 16 << 20;
+
+/// A parsed GGUF file, held in memory (or only its header: [`GgufFile::open_header`]).
 #[derive(Clone)]
 pub struct GgufFile {
     /// GGUF version (2 or 3).
@@ -36,6 +40,8 @@ pub struct GgufFile {
     /// The tensor directory, in file order.
     pub tensors: Vec<TensorInfo>,
     bytes: Vec<u8>,
+    /// Size of the whole file (more than `bytes` when only the header was read).
+    file_len: u64,
     data_start: u64,
     alignment: u64,
     source: String,
@@ -47,6 +53,7 @@ impl fmt::Debug for GgufFile {
             .field("source", &self.source)
             .field("version", &self.version)
             .field("bytes", &self.bytes.len())
+            .field("file_len", &self.file_len)
             .field("alignment", &self.alignment)
             .field("data_start", &self.data_start)
             .field("metadata", &self.metadata.len())
@@ -80,10 +87,41 @@ impl GgufFile {
         Self::from_bytes(bytes, &path.display().to_string())
     }
 
+    /// Reads and parses the header, metadata and tensor directory of the file at `path`, and
+    /// checks every tensor's extent against the file's size, without reading tensor data:
+    /// what [`GgufFile::open`] checks, at the cost of the header. [`GgufFile::tensor_data`]
+    /// of the result is an error.
+    pub fn open_header(path: &Path) -> Result<Self, GgufError> {
+        use std::io::Read;
+        let source = path.display().to_string();
+        let io = |e: std::io::Error| GgufError::Read(crate::error::IoError::new(path, e));
+        let file_len = std::fs::metadata(path).map_err(io)?.len();
+        let mut want = HEADER_PREFIX.min(file_len);
+        loop {
+            let mut bytes = Vec::with_capacity(want as usize);
+            std::fs::File::open(path)
+                .map_err(io)?
+                .take(want)
+                .read_to_end(&mut bytes)
+                .map_err(io)?;
+            match Self::parse(bytes, file_len, &source) {
+                Err(GgufError::Truncated { .. }) if want < file_len => {
+                    want = want.saturating_mul(2).min(file_len);
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Parses a GGUF file held in `bytes`; `source` labels it in error messages.
     pub fn from_bytes(bytes: Vec<u8>, source: &str) -> Result<Self, GgufError> {
-        let file = source;
         let len = bytes.len() as u64;
+        Self::parse(bytes, len, source)
+    }
+
+    /// Parses `bytes`, the first bytes of a file of `len` bytes (all of it, or its header).
+    fn parse(bytes: Vec<u8>, len: u64, source: &str) -> Result<Self, GgufError> {
+        let file = source;
         let mut r = Cursor {
             bytes: &bytes,
             pos: 0,
@@ -242,6 +280,7 @@ impl GgufFile {
             metadata,
             tensors,
             bytes,
+            file_len: len,
             data_start,
             alignment,
             source: source.to_string(),
@@ -265,7 +304,7 @@ impl GgufFile {
 
     /// Size of the whole file in bytes.
     pub fn file_len(&self) -> u64 {
-        self.bytes.len() as u64
+        self.file_len
     }
 
     /// A metadata value.
@@ -383,6 +422,11 @@ impl GgufFile {
                 block: ty.block_size(),
             });
         };
+        if (self.bytes.len() as u64) < self.file_len {
+            return Err(GgufError::HeaderOnly {
+                file: self.source.clone(),
+            });
+        }
         let len = self.bytes.len() as u64;
         let start = self.data_start.checked_add(info.offset);
         let end = start.and_then(|s| s.checked_add(size as u64));
