@@ -155,6 +155,15 @@ enum BackendArg {
     Cuda,
 }
 
+/// What `rlcd lm generate` does with a prompt longer than the context leaves it.
+#[derive(Clone, Copy, ValueEnum)]
+enum TruncateArg {
+    /// Drop the prompt's oldest tokens (a leading BOS stays), saying so on stderr.
+    Left,
+    /// Fail, with the prompt's length.
+    Error,
+}
+
 #[derive(Subcommand)]
 enum LmCommand {
     /// Token ids, per-token and mean negative log-likelihood of a text.
@@ -192,6 +201,9 @@ enum LmCommand {
         /// Sampling seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// A prompt longer than the context leaves beside `--max-new-tokens`.
+        #[arg(long, value_enum, default_value = "left")]
+        truncate: TruncateArg,
         /// Compute backend.
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
@@ -320,7 +332,9 @@ fn dispatch(command: Command) -> Result<()> {
 
 fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
     let resolved = load(recipe, overrides)?;
-    rlcd::preflight::check(&resolved)?;
+    for note in rlcd::preflight::check(&resolved)? {
+        eprintln!("note: {note}");
+    }
     let templates =
         rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
     outln!("templates ({}):", templates.dir().display());
@@ -556,6 +570,7 @@ fn lm(command: LmCommand) -> Result<()> {
             temperature,
             top_p,
             seed,
+            truncate,
             backend,
         } => {
             let path = rlcd::assets::resolve_model(&root, &model)?;
@@ -563,6 +578,10 @@ fn lm(command: LmCommand) -> Result<()> {
                 max_new_tokens,
                 temperature,
                 top_p,
+                truncate: match truncate {
+                    TruncateArg::Left => rlcd::model::Truncate::Left,
+                    TruncateArg::Error => rlcd::model::Truncate::Error,
+                },
                 ..Default::default()
             };
             match backend {
@@ -637,6 +656,19 @@ fn lm_generate<B: burn::tensor::backend::Backend>(
     } else {
         prompt.to_string()
     };
+    let tokens = lm.encode(&prompt)?.len();
+    let room = lm
+        .model
+        .config()
+        .max_seq_len
+        .saturating_sub(opts.max_new_tokens);
+    if tokens > room && opts.truncate == rlcd::model::Truncate::Left && room > 0 {
+        eprintln!(
+            "note: the prompt takes {tokens} tokens and the context leaves {room} beside --max-new-tokens {}; its oldest {} tokens are dropped (--truncate error refuses instead)",
+            opts.max_new_tokens,
+            tokens - room
+        );
+    }
     let started = std::time::Instant::now();
     let request = rlcd::model::GenerationRequest { prompt, seed };
     let out = lm.generate(std::slice::from_ref(&request), opts)?;

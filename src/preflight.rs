@@ -14,9 +14,9 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::LlamaConfig;
 use crate::model::gguf::GgufFile;
 use crate::model::tokenizer::Tokenizer;
+use crate::model::{LlamaConfig, Truncate};
 use crate::prompts::contrast_prompts;
 use crate::recipe::{BackendKind, ModelSpec, Problem, RecipeError, Resolved};
 use crate::templates::Templates;
@@ -25,18 +25,31 @@ use crate::world::format::{BOS, Dialogue, EOS, PAD, Split};
 /// File under the results root remembering model-file SHA-256s by size and modification time.
 pub const CHECKSUMS: &str = "checksums.json";
 
-/// Checks `resolved` and everything it names; the error lists every problem found, each
-/// located where its key was set.
-pub fn check(resolved: &Resolved) -> Result<(), RecipeError> {
-    crate::recipe::validate(resolved)?;
-    crate::recipe::located(resolved, problems(resolved))
+/// What preflight found.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// What stops the recipe from running.
+    pub problems: Vec<Problem>,
+    /// What a run will do that the user may not expect (prompts cut by `truncate = "left"`),
+    /// one line each.
+    pub notes: Vec<String>,
 }
 
-/// The problems of a recipe that passes [`crate::recipe::validate`], found by reading the files
-/// and models it names.
-pub fn problems(resolved: &Resolved) -> Vec<Problem> {
+/// Checks `resolved` and everything it names; the error lists every problem found, each
+/// located where its key was set. Returns the notes.
+pub fn check(resolved: &Resolved) -> Result<Vec<String>, RecipeError> {
+    crate::recipe::validate(resolved)?;
+    let found = findings(resolved);
+    crate::recipe::located(resolved, found.problems)?;
+    Ok(found.notes)
+}
+
+/// The problems and notes of a recipe that passes [`crate::recipe::validate`], found by
+/// reading the files and models it names.
+pub fn findings(resolved: &Resolved) -> Findings {
     let r = &resolved.recipe;
     let mut out = Vec::new();
+    let mut notes = Vec::new();
     if r.backend == BackendKind::Cuda && !cfg!(feature = "cuda") {
         out.push(Problem::new(
             "backend",
@@ -71,12 +84,15 @@ pub fn problems(resolved: &Resolved) -> Vec<Problem> {
         .collect();
     check_splits(resolved, &tasks, &mut out);
     if out.is_empty() {
-        check_lengths(resolved, &tasks, &models, &mut out);
+        check_lengths(resolved, &tasks, &models, &mut out, &mut notes);
     }
     // Methods sharing a model find its problems once each.
     let mut seen = BTreeSet::new();
     out.retain(|p| seen.insert((p.key.clone(), p.message.clone())));
-    out
+    Findings {
+        problems: out,
+        notes,
+    }
 }
 
 /// Names of the models some method or judge uses, in name order.
@@ -197,7 +213,7 @@ impl ModelFacts {
                 ));
             }
         }
-        let gguf = GgufFile::open(&path).map_err(|e| {
+        let gguf = GgufFile::open_header(&path).map_err(|e| {
             Problem::new(
                 &file_key,
                 format!("model file {} is not a usable GGUF file: {}", path.display(), first_line(&e)),
@@ -295,12 +311,58 @@ fn check_splits(
     }
 }
 
+/// Prompts that overflow a model's context: problems under `truncate = "error"`, notes under
+/// `"left"` (which drops their oldest tokens at run time).
+struct Overflow<'o> {
+    mode: Truncate,
+    out: &'o mut Vec<Problem>,
+    notes: &'o mut Vec<String>,
+}
+
+impl Overflow<'_> {
+    /// `counts` (tokens, prompt id) of the `what` that `model` reads, each followed by `extra`
+    /// tokens: `problem(tokens, id)` for the longest one that overflows under `"error"`, one
+    /// note counting them under `"left"`.
+    fn check(
+        &mut self,
+        model: &ModelFacts,
+        what: &str,
+        counts: &[(usize, &String)],
+        extra: usize,
+        problem: impl FnOnce(usize, &str) -> Problem,
+    ) {
+        let over: Vec<&(usize, &String)> = counts
+            .iter()
+            .filter(|(tokens, _)| tokens + extra > model.context)
+            .collect();
+        let Some(&&(tokens, id)) = over.iter().max() else {
+            return;
+        };
+        match self.mode {
+            Truncate::Error => self.out.push(problem(tokens, id)),
+            Truncate::Left => self.notes.push(format!(
+                "{} of {} {what} can overflow the {} tokens of `{}`'s context (longest: `{id}`, {tokens} tokens + {extra}); `truncate = \"left\"` drops their oldest tokens",
+                over.len(),
+                counts.len(),
+                model.context,
+                model.key
+            )),
+        }
+    }
+}
+
+/// The fix of an over-long prompt under `truncate = "error"`.
+fn or_truncate(fix: String) -> String {
+    format!("{fix}, or set `truncate = \"left\"` to drop the oldest tokens")
+}
+
 /// Every model's context holds what it reads plus what it writes.
 fn check_lengths(
     resolved: &Resolved,
     tasks: &BTreeMap<&str, Vec<Dialogue>>,
     models: &BTreeMap<&str, ModelFacts>,
     out: &mut Vec<Problem>,
+    notes: &mut Vec<String>,
 ) {
     let r = &resolved.recipe;
     let mut generation = |model: &str, key: &str, tokens: usize, what: &str| {
@@ -347,9 +409,20 @@ fn check_lengths(
     let Ok(templates) = Templates::open(&resolved.resolve_path(&r.templates_dir)) else {
         return;
     };
+    let mut overflow = Overflow {
+        mode: r.truncate,
+        out,
+        notes,
+    };
     let simulators: BTreeSet<&str> = r
         .methods
         .values()
+        .filter_map(|m| m.simulator.as_deref())
+        .collect();
+    let labellers: BTreeSet<&str> = r
+        .methods
+        .values()
+        .filter(|m| m.kind.uses_scoring_prompt())
         .filter_map(|m| m.simulator.as_deref())
         .collect();
     let policies: BTreeSet<&str> = r.methods.values().map(|m| m.policy.as_str()).collect();
@@ -364,56 +437,160 @@ fn check_lengths(
         );
         let test = select(dialogues, Split::Test, spec.n_prompts.or(r.eval.n_prompts));
         let key = format!("tasks.{task}.prompts");
+        let prompt_problem = |model: &ModelFacts, new: usize, new_key: &'static str| {
+            let key = key.clone();
+            let model_key = model.key.clone();
+            let context = model.context;
+            move |tokens: usize, id: &str| {
+                Problem::new(
+                    &key,
+                    format!(
+                        "prompt `{id}` of `{key}` takes {tokens} tokens; with `{new_key}` = {new} it overflows the {context} tokens of `{model_key}`'s context"
+                    ),
+                    or_truncate(format!(
+                        "shorten or drop prompt `{id}`, lower `{new_key}`, use a model with a longer context"
+                    )),
+                )
+            }
+        };
         // Each split is rendered once and each model counts it once, however many methods
         // share the model.
         if let Ok(prompts) = contrast_prompts(&templates, &spec.templates, &train, r.seed) {
             for sim in simulators.iter().filter_map(|s| models.get(s)) {
-                let longest = prompts
+                let counts: Vec<(usize, &String)> = prompts
                     .iter()
-                    .flat_map(|p| {
-                        [&p.positive, &p.negative, &p.plain].map(|text| (sim.count(text), &p.id))
+                    .map(|p| {
+                        [&p.positive, &p.negative, &p.plain]
+                            .map(|text| sim.count(text))
+                            .into_iter()
+                            .max()
+                            .map_or((0, &p.id), |t| (t, &p.id))
                     })
-                    .max();
-                too_long(
-                    out,
-                    &key,
+                    .collect();
+                overflow.check(
                     sim,
-                    longest,
+                    &format!("train prompts of `{key}` (p+, p− or p)"),
+                    &counts,
                     r.simulate.max_new_tokens,
-                    "simulate.max_new_tokens",
+                    prompt_problem(sim, r.simulate.max_new_tokens, "simulate.max_new_tokens"),
                 );
             }
         }
         if let Ok(prompts) = contrast_prompts(&templates, &spec.templates, &test, r.seed) {
             for policy in policies.iter().filter_map(|s| models.get(s)) {
-                let longest = prompts
+                let counts: Vec<(usize, &String)> = prompts
                     .iter()
                     .map(|p| (policy.count(&p.plain), &p.id))
-                    .max();
-                too_long(
-                    out,
-                    &key,
+                    .collect();
+                overflow.check(
                     policy,
-                    longest,
+                    &format!("test prompts of `{key}`"),
+                    &counts,
                     r.eval.max_new_tokens,
-                    "eval.max_new_tokens",
+                    prompt_problem(policy, r.eval.max_new_tokens, "eval.max_new_tokens"),
                 );
             }
+        }
+        for labeller in labellers.iter().filter_map(|s| models.get(s)) {
+            scoring_lengths(&mut overflow, resolved, &templates, spec, &train, labeller);
         }
         if !r.comparisons().is_empty() {
             for judge in r.eval.judges.iter().filter_map(|j| j.strip_prefix("lm:")) {
                 if let Some(facts) = models.get(judge) {
-                    judge_lengths(out, resolved, &templates, spec, &test, judge, facts);
+                    judge_lengths(
+                        &mut overflow,
+                        resolved,
+                        &templates,
+                        spec,
+                        &test,
+                        judge,
+                        facts,
+                    );
                 }
             }
         }
     }
 }
 
-/// A problem when a judge prompt of `lm:<judge>` on the longest test dialogue, with two
-/// outputs of `eval.max_new_tokens` tokens each, could overflow the judge's context.
+/// The longest rendering of `template` over `dialogues` with empty outputs and `principle`,
+/// plus `lead`, as `model` counts it: (tokens, dialogue id) per dialogue.
+fn question_counts<'d>(
+    templates: &Templates,
+    template: &str,
+    dialogues: &'d [Dialogue],
+    principle: &str,
+    lead: &str,
+    model: &ModelFacts,
+) -> Vec<(usize, &'d String)> {
+    dialogues
+        .iter()
+        .filter_map(|d| {
+            let ctx = minijinja::context! {
+                turns => d.turns, principle => principle, output_a => "", output_b => ""
+            };
+            let text = templates.render(template, ctx).ok()?;
+            Some((model.count(&format!("{text}{lead}")), &d.id))
+        })
+        .collect()
+}
+
+/// The RLAIF scoring prompt (`score.j2`, with the family's longest principle) on the train
+/// dialogues, with two outputs of `simulate.max_new_tokens` tokens each, against the
+/// labelling simulator's context.
+fn scoring_lengths(
+    overflow: &mut Overflow<'_>,
+    resolved: &Resolved,
+    templates: &Templates,
+    spec: &crate::recipe::TaskSpec,
+    train: &[Dialogue],
+    model: &ModelFacts,
+) {
+    let Ok(principles) = templates.principles(&spec.templates) else {
+        return;
+    };
+    let principle = principles
+        .iter()
+        .max_by_key(|p| model.count(p))
+        .cloned()
+        .unwrap_or_default();
+    let new = resolved.recipe.simulate.max_new_tokens;
+    let counts = question_counts(
+        templates,
+        crate::templates::SCORE_TEMPLATE,
+        train,
+        &principle,
+        "",
+        model,
+    );
+    overflow.check(
+        model,
+        &format!("`{}` scoring prompts", crate::templates::SCORE_TEMPLATE),
+        &counts,
+        2 * new,
+        |tokens, id| {
+            Problem::new(
+                "simulate.max_new_tokens",
+                format!(
+                    "the `{}` scoring prompt of `{}` on train prompt `{id}` takes {tokens} tokens before the two outputs; with two outputs of `simulate.max_new_tokens` = {new} it can reach {} tokens, past the {} of `{}`'s context",
+                    crate::templates::SCORE_TEMPLATE,
+                    model.key,
+                    tokens + 2 * new,
+                    model.context,
+                    model.key
+                ),
+                or_truncate(format!(
+                    "lower `simulate.max_new_tokens` to at most {}, label with a model of a longer context",
+                    model.context.saturating_sub(tokens) / 2
+                )),
+            )
+        },
+    );
+}
+
+/// A judge prompt of `lm:<judge>` on each test dialogue, with two outputs of
+/// `eval.max_new_tokens` tokens each, against the judge's context.
 fn judge_lengths(
-    out: &mut Vec<Problem>,
+    overflow: &mut Overflow<'_>,
     resolved: &Resolved,
     templates: &Templates,
     spec: &crate::recipe::TaskSpec,
@@ -421,40 +598,40 @@ fn judge_lengths(
     judge: &str,
     facts: &ModelFacts,
 ) {
-    let outputs = 2 * resolved.recipe.eval.max_new_tokens;
+    let new = resolved.recipe.eval.max_new_tokens;
     for axis in &spec.axes {
         let Some(template) = crate::templates::judge_template(&spec.axes, axis) else {
             continue;
         };
-        let longest = test
-            .iter()
-            .filter_map(|d| {
-                let ctx = minijinja::context! { turns => d.turns, output_a => "", output_b => "" };
-                let text = templates.render(template, ctx).ok()?;
-                Some((
-                    facts.count(&format!("{text}{}", crate::eval::judge::ANSWER_LEAD)),
-                    &d.id,
-                ))
-            })
-            .max();
-        if let Some((tokens, id)) = longest
-            && tokens + outputs > facts.context
-        {
-            out.push(Problem::new(
-                "eval.max_new_tokens",
-                format!(
-                    "the `{template}` prompt of judge `lm:{judge}` on prompt `{id}` takes {tokens} tokens before the two outputs; with two outputs of `eval.max_new_tokens` = {} it can reach {} tokens, past the {} of `{}`'s context",
-                    resolved.recipe.eval.max_new_tokens,
-                    tokens + outputs,
-                    facts.context,
-                    facts.key
-                ),
-                format!(
-                    "lower `eval.max_new_tokens` to at most {}, or judge with a model of a longer context",
-                    facts.context.saturating_sub(tokens) / 2
-                ),
-            ));
-        }
+        let counts = question_counts(
+            templates,
+            template,
+            test,
+            "",
+            crate::eval::judge::ANSWER_LEAD,
+            facts,
+        );
+        overflow.check(
+            facts,
+            &format!("`{template}` questions of judge `lm:{judge}`"),
+            &counts,
+            2 * new,
+            |tokens, id| {
+                Problem::new(
+                    "eval.max_new_tokens",
+                    format!(
+                        "the `{template}` prompt of judge `lm:{judge}` on prompt `{id}` takes {tokens} tokens before the two outputs; with two outputs of `eval.max_new_tokens` = {new} it can reach {} tokens, past the {} of `{}`'s context",
+                        tokens + 2 * new,
+                        facts.context,
+                        facts.key
+                    ),
+                    or_truncate(format!(
+                        "lower `eval.max_new_tokens` to at most {}, judge with a model of a longer context",
+                        facts.context.saturating_sub(tokens) / 2
+                    )),
+                )
+            },
+        );
     }
 }
 
@@ -466,32 +643,6 @@ fn select(dialogues: &[Dialogue], split: Split, n: Option<usize>) -> Vec<Dialogu
         .take(n.unwrap_or(usize::MAX))
         .cloned()
         .collect()
-}
-
-/// A problem when the longest prompt (`tokens`, `id`) and `new_tokens` more overflow `model`.
-fn too_long(
-    out: &mut Vec<Problem>,
-    key: &str,
-    model: &ModelFacts,
-    longest: Option<(usize, &String)>,
-    new_tokens: usize,
-    new_key: &str,
-) {
-    let Some((tokens, id)) = longest else {
-        return;
-    };
-    if tokens + new_tokens > model.context {
-        out.push(Problem::new(
-            key,
-            format!(
-                "prompt `{id}` of `{key}` takes {tokens} tokens; with `{new_key}` = {new_tokens} it overflows the {} tokens of `{}`'s context",
-                model.context, model.key
-            ),
-            format!(
-                "shorten or drop prompt `{id}`, lower `{new_key}`, or use a model with a longer context"
-            ),
-        ));
-    }
 }
 
 /// Model-file SHA-256s remembered by path, size and modification time.

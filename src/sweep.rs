@@ -311,7 +311,7 @@ pub fn sweep_with(
         let mut args = opts.overrides.clone();
         args.extend(overrides.iter().map(|(k, v)| format!("{k}={v}")));
         let resolved = recipe::load(recipe_path, &args)
-            .and_then(|r| crate::preflight::check(&r).map(|()| r))
+            .and_then(|r| crate::preflight::check(&r).map(|_notes| r))
             .map_err(|source| SweepError::Recipe {
                 index,
                 overrides: label.clone(),

@@ -487,3 +487,22 @@ fn evaluation_only_keys_change_only_evaluation_stages() {
     }
     assert!(changed.iter().any(|id| id.starts_with("pm_eval/")));
 }
+
+#[test]
+fn the_truncation_mode_reaches_generating_stages_but_no_key() {
+    let left = Plan::build(&load_text(ALL_KINDS, &[])).expect("plan");
+    let strict = Plan::build(&load_text(ALL_KINDS, &["truncate=\"error\"".into()])).expect("plan");
+    assert_eq!(keys(&left), keys(&strict));
+    let mut carried = BTreeSet::new();
+    for stage in &strict.stages {
+        if let Some(mode) = stage.config.pointer("/unkeyed/truncate") {
+            assert_eq!(mode, "error", "{}", stage.id);
+            carried.insert(stage.id.split('/').next().unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(
+        carried,
+        BTreeSet::from(["generate", "judge", "simulate"].map(String::from)),
+        "the stages that feed prompts to a model carry the mode"
+    );
+}

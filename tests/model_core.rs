@@ -14,6 +14,8 @@ use rlcd::model::load::{load_checkpoint, load_llama, load_llama_with_style, save
 use rlcd::model::sampling::{
     FinishReason, GenerateOptions, continuation_logprob, generate_ids, next_token_logits, pad_batch,
 };
+use rlcd::model::tokenizer::Tokenizer;
+use rlcd::model::{GenerationRequest, Lm, Truncate};
 
 fn model<B: Backend>(config: LlamaConfig) -> Llama<B> {
     let device = Default::default();
@@ -526,6 +528,46 @@ fn gradients_reach_every_parameter<B: AutodiffBackend>() {
     }
 }
 
+/// A prompt longer than the context leaves it: `Left` generates exactly what the prompt's
+/// BOS and last tokens generate; `Error` refuses with the lengths.
+fn left_truncation_keeps_bos_and_the_end<B: Backend>() {
+    let m = model::<B>(LlamaConfig {
+        max_seq_len: 24,
+        ..LlamaConfig::tiny()
+    });
+    let words: Vec<String> = (0..80).map(|i| format!("w{i}")).collect();
+    let tokenizer = Tokenizer::word_level(&words, &["<|bos|>", "<|eos|>", "<|pad|>"]).unwrap();
+    let lm = Lm::new(m, tokenizer).unwrap();
+    let long: Vec<&str> = words.iter().take(30).map(String::as_str).collect();
+    let request = |prompt: String| GenerationRequest { prompt, seed: 5 };
+    let opts = GenerateOptions {
+        max_new_tokens: 8,
+        temperature: 0.0,
+        ..GenerateOptions::default()
+    };
+    let full = format!("<|bos|> {}", long.join(" "));
+    // 16 tokens of room: BOS and the last 15 words.
+    let kept = format!("<|bos|> {}", long[15..].join(" "));
+    assert_eq!(
+        lm.encode_prompt(&full, 16, Truncate::Left).unwrap(),
+        lm.encode(&kept).unwrap()
+    );
+    let cut = lm.generate(&[request(full.clone())], &opts).unwrap();
+    let by_hand = lm.generate(&[request(kept)], &opts).unwrap();
+    assert_eq!(cut[0].token_ids, by_hand[0].token_ids);
+    assert_eq!(cut[0].token_ids.len(), 8);
+    let strict = GenerateOptions {
+        truncate: Truncate::Error,
+        ..opts
+    };
+    let err = lm.generate(&[request(full)], &strict).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("sequence of 39 tokens exceeds the model's max_seq_len 24"),
+        "{err}"
+    );
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod flex {
@@ -558,6 +600,7 @@ backend_tests!(
     qkv_bias_is_applied,
     scalar_head_reads_last_real_token,
     checkpoint_round_trip,
+    left_truncation_keeps_bos_and_the_end,
     stop_eos_and_banned,
 );
 

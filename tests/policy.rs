@@ -16,7 +16,7 @@ use rlcd::eval::pm_agreement::sample_heldout_pairs;
 use rlcd::eval::sampling::Sampling;
 use rlcd::eval::winrate::WinCounts;
 use rlcd::model::pm::{Pm, PmFormat, score_outputs};
-use rlcd::model::{Cpu, Lm};
+use rlcd::model::{Cpu, Lm, Truncate};
 use rlcd::prompts::{Dialogue, Split, contrast_prompts};
 use rlcd::recipe::WorldConfig;
 use rlcd::recipe::{DistillConfig, DpoConfig, JudgeOrder, PpoConfig, RewardConfig};
@@ -176,6 +176,7 @@ fn evaluate(f: &Fixture, lm: &Lm<Cpu>) -> (f64, f64, f64) {
         &f.test,
         &f.test_prompts,
         &settings,
+        Truncate::Error,
         11,
         &mut |_| {},
     )
@@ -442,17 +443,17 @@ fn the_lm_judge_reads_answers_in_the_unswapped_order() {
             output_b: &p.output_b,
         })
         .collect();
-    let ask = |items: &[JudgeItem<'_>], order, batch| {
-        judge::judge_lm(
-            &lm,
-            "<|bos|>",
-            &templates,
-            "judge/harm.j2",
-            items,
-            3,
+    let ask = |items: &[JudgeItem<'_>], order, batch_size| {
+        judge::LmJudge {
+            lm: &lm,
+            prefix: "<|bos|>",
+            templates: &templates,
             order,
-            batch,
-        )
+            seed: 3,
+            batch_size,
+            truncate: Truncate::Error,
+        }
+        .verdicts("judge/harm.j2", items)
         .expect("verdicts")
     };
     let v = ask(&items, JudgeOrder::Coin, 16);

@@ -198,6 +198,19 @@ fn edit(old: &str, new: &str) -> String {
     BASE.replacen(old, new, 1)
 }
 
+/// `BASE` refusing over-long prompts rather than cutting them.
+fn strict() -> String {
+    format!("truncate = \"error\"\n{BASE}")
+}
+
+/// A prompt set whose train prompt `long` (20,000 words) overflows every world preset.
+fn long_prompt_set() -> String {
+    format!(
+        "{PROMPTS}{{\"id\": \"long\", \"split\": \"train\", \"turns\": [\"{}\"]}}\n",
+        "word ".repeat(20_000)
+    )
+}
+
 /// `BASE` with the small model replaced by model table `model`.
 fn with_model(model: &str) -> String {
     edit("[models.small]\npreset = \"world-xs\"\n", model)
@@ -279,18 +292,15 @@ cases! {
         .overrides(&["simulate.max_new_tokens=5000"]);
     eval_max_new_tokens_past_the_context => Case::new(BASE, "eval.max_new_tokens", "below 1024")
         .overrides(&["eval.max_new_tokens=1024"]);
-    judge_prompt_past_the_context => Case::new(BASE, "eval.max_new_tokens", "lower `eval.max_new_tokens` to at most")
+    judge_prompt_past_the_context => Case::new(strict(), "eval.max_new_tokens", "lower `eval.max_new_tokens` to at most")
         .overrides(&["eval.max_new_tokens=500"]);
+    scoring_prompt_past_the_context => Case::new(strict(), "simulate.max_new_tokens", "lower `simulate.max_new_tokens` to at most")
+        .overrides(&["simulate.max_new_tokens=500"]);
     ppo_lengths_past_the_context => Case::new(BASE, "ppo.max_response_tokens", "below 1024")
         .overrides(&["ppo.max_query_tokens=1000", "ppo.max_response_tokens=100"]);
-    prompt_longer_than_the_context => Case::new(BASE, "tasks.harmless.prompts", "shorten or drop prompt `long`")
-        .file(
-            "prompts/harmless.jsonl",
-            format!(
-                "{PROMPTS}{{\"id\": \"long\", \"split\": \"train\", \"turns\": [\"{}\"]}}\n",
-                "word ".repeat(20_000)
-            ),
-        );
+    prompt_longer_than_the_context => Case::new(strict(), "tasks.harmless.prompts", "shorten or drop prompt `long`")
+        .file("prompts/harmless.jsonl", long_prompt_set());
+    unknown_truncate_mode => Case::new(format!("truncate = \"right\"\n{BASE}"), "truncate", "expected one of `left`, `error`");
     prompt_set_without_test_prompts => Case::new(BASE, "tasks.harmless.prompts", "\"split\": \"test\"")
         .file(
             "prompts/harmless.jsonl",
@@ -370,6 +380,28 @@ cases! {
 #[test]
 fn at_least_thirty_cases() {
     assert!(CASES.len() >= 30, "{} cases", CASES.len());
+}
+
+#[test]
+fn over_long_prompts_are_cut_by_default_and_validate_says_so() {
+    let p = Project::new();
+    p.write("prompts/harmless.jsonl", long_prompt_set().as_bytes());
+    p.write("recipe.toml", BASE.as_bytes());
+    let out = p.rlcd(&["validate", "recipe.toml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let note = err
+        .lines()
+        .find(|l| l.starts_with("note: "))
+        .unwrap_or_else(|| panic!("no note on stderr:\n{err}"));
+    for part in [
+        "1 of 3 train prompts of `tasks.harmless.prompts`",
+        "`models.small`",
+        "longest: `long`",
+        "`truncate = \"left\"` drops their oldest tokens",
+    ] {
+        assert!(note.contains(part), "{part:?} not in {note}");
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::pm::{Pm, PmError, score_outputs};
 use crate::model::sampling::next_token_logits;
-use crate::model::{Lm, ModelError};
+use crate::model::{Lm, ModelError, Truncate};
 use crate::recipe::eval::JudgeOrder;
 use crate::seed;
 use crate::templates::{TemplateError, Templates};
@@ -173,90 +173,105 @@ fn letter_id<B: Backend>(lm: &Lm<B>, letter: &'static str) -> Result<u32, JudgeE
     }
 }
 
-/// LM-judge verdicts: `template` (a `judge/*.j2`) rendered after `prefix` with each item's
-/// outputs, followed by [`ANSWER_LEAD`]. With [`JudgeOrder::Coin`] each item is asked once,
-/// swapped where [`swapped`] says; with [`JudgeOrder::Both`] it is asked in both orders and
-/// the two answers combine by [`Verdict::agreed`]. Verdicts are in the unswapped order.
-#[allow(clippy::too_many_arguments)]
-pub fn judge_lm<B: Backend>(
-    lm: &Lm<B>,
-    prefix: &str,
-    templates: &Templates,
-    template: &str,
-    items: &[JudgeItem<'_>],
-    seed: u64,
-    order: JudgeOrder,
-    batch_size: usize,
-) -> Result<Vec<Verdict>, JudgeError> {
-    let ask =
-        |flips: &[bool]| letter_verdicts(lm, prefix, templates, template, items, flips, batch_size);
-    match order {
-        JudgeOrder::Coin => {
-            let flips: Vec<bool> = items.iter().map(|it| swapped(seed, it.prompt_id)).collect();
-            ask(&flips)
-        }
-        JudgeOrder::Both => {
-            let first = ask(&vec![false; items.len()])?;
-            let second = ask(&vec![true; items.len()])?;
-            Ok(first
-                .into_iter()
-                .zip(second)
-                .map(|(x, y)| Verdict::agreed(x, y))
-                .collect())
-        }
-    }
+/// An LM judge: the axis's judge question (a `judge/*.j2`) rendered after `prefix` with each
+/// item's outputs, followed by [`ANSWER_LEAD`]. With [`JudgeOrder::Coin`] each item is asked
+/// once, swapped where [`swapped`] says; with [`JudgeOrder::Both`] it is asked in both orders
+/// and the two answers combine by [`Verdict::agreed`].
+pub struct LmJudge<'a, B: Backend> {
+    /// The judge model.
+    pub lm: &'a Lm<B>,
+    /// Text put before every question (the world's BOS for a world model).
+    pub prefix: &'a str,
+    /// The templates holding the judge questions.
+    pub templates: &'a Templates,
+    /// One seeded order per item, or both orders.
+    pub order: JudgeOrder,
+    /// Seed of the order coin.
+    pub seed: u64,
+    /// Questions scored together.
+    pub batch_size: usize,
+    /// What happens to a question longer than the judge's context.
+    pub truncate: Truncate,
 }
 
-/// One LM-judge answer per item, asked with the outputs swapped where `flips` says, mapped
-/// back to the unswapped order.
-fn letter_verdicts<B: Backend>(
-    lm: &Lm<B>,
-    prefix: &str,
-    templates: &Templates,
-    template: &str,
-    items: &[JudgeItem<'_>],
-    flips: &[bool],
-    batch_size: usize,
-) -> Result<Vec<Verdict>, JudgeError> {
-    let ids = [letter_id(lm, "A")?, letter_id(lm, "B")?];
-    let device = lm.model.device();
-    let pick = Tensor::<B, 1, Int>::from_data(
-        TensorData::new(vec![i64::from(ids[0]), i64::from(ids[1])], [2]),
-        &device,
-    );
-    let mut out = Vec::with_capacity(items.len());
-    let size = batch_size.max(1);
-    for (chunk, flips) in items.chunks(size).zip(flips.chunks(size)) {
-        let prompts = chunk
-            .iter()
-            .zip(flips)
-            .map(|(it, &flip)| {
-                let (first, second) = if flip {
-                    (it.output_b, it.output_a)
-                } else {
-                    (it.output_a, it.output_b)
-                };
-                let text = templates.render(
-                    template,
-                    minijinja::context! {
-                        turns => it.turns,
-                        output_a => first,
-                        output_b => second,
-                    },
-                )?;
-                Ok(lm.encode(&format!("{prefix}{text}{ANSWER_LEAD}"))?)
-            })
-            .collect::<Result<Vec<_>, JudgeError>>()?;
-        let logits = next_token_logits(&lm.model, &prompts)?.select(1, pick.clone());
-        let host = logits
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|e| ModelError::Data(format!("{e:?}")))?;
-        for (ab, &flip) in host.chunks(2).zip(flips) {
-            let v = verdict_from_logits(f64::from(ab[0]), f64::from(ab[1]));
-            out.push(if flip { v.swapped() } else { v });
+impl<B: Backend> LmJudge<'_, B> {
+    /// The verdicts of question `template` on `items`, in the unswapped order.
+    pub fn verdicts(
+        &self,
+        template: &str,
+        items: &[JudgeItem<'_>],
+    ) -> Result<Vec<Verdict>, JudgeError> {
+        match self.order {
+            JudgeOrder::Coin => {
+                let flips: Vec<bool> = items
+                    .iter()
+                    .map(|it| swapped(self.seed, it.prompt_id))
+                    .collect();
+                self.letters(template, items, &flips)
+            }
+            JudgeOrder::Both => {
+                let first = self.letters(template, items, &vec![false; items.len()])?;
+                let second = self.letters(template, items, &vec![true; items.len()])?;
+                Ok(first
+                    .into_iter()
+                    .zip(second)
+                    .map(|(x, y)| Verdict::agreed(x, y))
+                    .collect())
+            }
         }
     }
-    Ok(out)
+
+    /// One answer per item, asked with the outputs swapped where `flips` says, mapped back to
+    /// the unswapped order.
+    fn letters(
+        &self,
+        template: &str,
+        items: &[JudgeItem<'_>],
+        flips: &[bool],
+    ) -> Result<Vec<Verdict>, JudgeError> {
+        let lm = self.lm;
+        let ids = [letter_id(lm, "A")?, letter_id(lm, "B")?];
+        let device = lm.model.device();
+        let pick = Tensor::<B, 1, Int>::from_data(
+            TensorData::new(vec![i64::from(ids[0]), i64::from(ids[1])], [2]),
+            &device,
+        );
+        let room = lm.model.config().max_seq_len;
+        let mut out = Vec::with_capacity(items.len());
+        let size = self.batch_size.max(1);
+        for (chunk, flips) in items.chunks(size).zip(flips.chunks(size)) {
+            let prompts = chunk
+                .iter()
+                .zip(flips)
+                .map(|(it, &flip)| {
+                    let (first, second) = if flip {
+                        (it.output_b, it.output_a)
+                    } else {
+                        (it.output_a, it.output_b)
+                    };
+                    let text = self.templates.render(
+                        template,
+                        minijinja::context! {
+                            turns => it.turns,
+                            output_a => first,
+                            output_b => second,
+                        },
+                    )?;
+                    let question = format!("{}{text}{ANSWER_LEAD}", self.prefix);
+                    Ok(lm.encode_prompt(&question, room, self.truncate)?)
+                })
+                .collect::<Result<Vec<_>, JudgeError>>()?;
+            let logits = next_token_logits(&lm.model, &prompts)?.select(1, pick.clone());
+            let host = logits
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| ModelError::Data(format!("{e:?}")))?;
+            for (ab, &flip) in host.chunks(2).zip(flips) {
+                let v = verdict_from_logits(f64::from(ab[0]), f64::from(ab[1]));
+                out.push(if flip { v.swapped() } else { v });
+            }
+        }
+        Ok(out)
+    }
 }

@@ -5,7 +5,7 @@
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError};
+use crate::model::{FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError, Truncate};
 use crate::seed;
 use crate::world::format::{BOS, stop_strings};
 
@@ -49,6 +49,9 @@ pub fn sample<B: Backend>(
         temperature: settings.temperature,
         top_p: settings.top_p,
         stop: stop_strings(),
+        // The world's prompts are short by construction: one that does not fit is a fault to
+        // report, never a prompt to cut.
+        truncate: Truncate::Error,
         ..GenerateOptions::default()
     };
     let size = settings.batch_size.max(1);

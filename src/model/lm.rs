@@ -16,6 +16,7 @@ use super::llama::Llama;
 use super::load::load_llama;
 use super::sampling::{GenerateOptions, Generation, GenerationRequest, generate_ids, pad_batch};
 use super::tokenizer::Tokenizer;
+use super::truncate::{self, Truncate};
 
 /// Per-token scores of one text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,17 +126,39 @@ impl<B: Backend> Lm<B> {
         })
     }
 
+    /// Token ids of the prompt `text` fitted into `room` tokens as `mode` says (see
+    /// [`truncate::fit`]; the tokenizer's BOS is kept when the text starts with it).
+    pub fn encode_prompt(
+        &self,
+        text: &str,
+        room: usize,
+        mode: Truncate,
+    ) -> Result<Vec<u32>, ModelError> {
+        truncate::fit(self.encode(text)?, room, self.tokenizer.bos_id(), mode)
+    }
+
     /// Generates a continuation for every request. The tokenizer's EOS is added to
     /// `opts.eos_ids` and its pad id (or EOS) used as `pad_id` when the options leave them empty
-    /// / at 0.
+    /// / at 0. A prompt leaving fewer than `opts.max_new_tokens` of the context free is
+    /// handled as `opts.truncate` says.
     pub fn generate(
         &self,
         requests: &[GenerationRequest],
         opts: &GenerateOptions,
     ) -> Result<Vec<Generation>, ModelError> {
+        let room = self
+            .model
+            .config()
+            .max_seq_len
+            .saturating_sub(opts.max_new_tokens);
+        // Under `Error` (or with no room at all) an over-long prompt reaches `generate_ids`,
+        // whose error counts the prompt and the new tokens against the whole context.
         let prompts = requests
             .iter()
-            .map(|r| self.encode(&r.prompt))
+            .map(|r| match opts.truncate {
+                Truncate::Left if room > 0 => self.encode_prompt(&r.prompt, room, Truncate::Left),
+                _ => self.encode(&r.prompt),
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let seeds: Vec<u64> = requests.iter().map(|r| r.seed).collect();
         let mut opts = opts.clone();

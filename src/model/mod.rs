@@ -12,6 +12,7 @@ mod rope;
 pub mod sampling;
 pub mod tokenizer;
 pub mod train;
+pub mod truncate;
 
 /// The default CPU backend.
 pub type Cpu = burn::backend::Flex;
@@ -22,6 +23,7 @@ pub type CudaBackend = burn::backend::Cuda;
 pub use llama::{KvCache, Llama, LlamaConfig, RopeStyle, ScalarHead};
 pub use lm::{Lm, ScoreReport};
 pub use sampling::{FinishReason, GenerateOptions, Generation, GenerationRequest};
+pub use truncate::Truncate;
 
 /// Keeps CUDA kernels compiled by cubecl on disk (`target/` of the project, or the user cache
 /// directory outside a project) so a second process skips the JIT compilation of shapes it has

@@ -44,6 +44,9 @@ pub struct GenerateOptions {
     pub use_cache: bool,
     /// Token id written into padding slots (masked, never attended to).
     pub pad_id: u32,
+    /// What [`super::Lm::generate`] does with a prompt that leaves fewer than
+    /// `max_new_tokens` of the model's context free.
+    pub truncate: super::Truncate,
 }
 
 impl Default for GenerateOptions {
@@ -57,6 +60,7 @@ impl Default for GenerateOptions {
             banned_ids: Vec::new(),
             use_cache: true,
             pad_id: 0,
+            truncate: super::Truncate::default(),
         }
     }
 }

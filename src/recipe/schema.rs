@@ -18,6 +18,7 @@ use super::pretrain::PretrainSettings;
 use super::theory::TheoryConfig;
 use super::training::{DistillConfig, DpoConfig, PpoConfig, RewardConfig, SimulateConfig};
 use super::world::WorldConfig;
+use crate::model::Truncate;
 
 /// Built-in model presets a `[models.<name>]` table may name with `preset = "…"`.
 pub const PRESETS: &[&str] = &["tiny", "world-xs", "world-s", "world-m"];
@@ -43,6 +44,11 @@ pub struct Recipe {
     /// Prompt-template directory, relative to the project root.
     #[serde(default = "default_templates_dir")]
     pub templates_dir: PathBuf,
+    /// A prompt longer than a model's context leaves for it (the simulator's, a policy's or an
+    /// LM judge's): `"left"` drops its oldest tokens, keeping the end it answers; `"error"` makes
+    /// `rlcd validate` fail naming the prompt and its token count.
+    #[serde(default)]
+    pub truncate: Truncate,
     /// Models by name: simulators, policies, judges. Each holds exactly one of `preset`, `gguf`
     /// or `asset`.
     #[serde(default)]

@@ -181,7 +181,7 @@ impl Log {
 /// `results/runs/<name>/<run-id>/` and its tables. The tables come back in the summary; the
 /// runner prints none of them.
 pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunError> {
-    crate::preflight::check(resolved).map_err(Box::new)?;
+    let notes = crate::preflight::check(resolved).map_err(Box::new)?;
     let plan = Plan::build(resolved).map_err(Box::new)?;
     let store = Store::open(&resolved.resolve_path(&resolved.recipe.results))?;
     let (run_id, run_dir) = store.create_run(&plan.recipe, &plan.short_key())?;
@@ -206,6 +206,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
     ))?;
     for warning in &resolved.warnings {
         log.file_line(&format!("warning: {warning}"))?;
+    }
+    for note in &notes {
+        log.always(&format!("note: {note}"))?;
     }
     for (key, source) in plan.unread_keys(resolved) {
         log.always(&format!(

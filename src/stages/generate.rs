@@ -7,11 +7,12 @@ use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::inputs::ModelRef;
+use super::key::Unkeyed;
 use super::planning::{PlanError, Planned, Planner};
 use super::policy::{PolicyFormat, load_policy};
 use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
 use crate::model::sampling::{FinishReason, GenerateOptions, GenerationRequest};
-use crate::model::{Lm, ModelError};
+use crate::model::{Lm, ModelError, Truncate};
 use crate::prompts::{Dialogue, PromptSet, contrast_prompts};
 use crate::recipe::BackendKind;
 use crate::seed;
@@ -53,13 +54,16 @@ pub struct SampleSettings {
 }
 
 /// One sample of `lm` per prompt: `prompts[i]` is the plain prompt of `dialogues[i]`, sampled
-/// with seed `seed::derive_index(seed, "sample", i)`.
+/// with seed `seed::derive_index(seed, "sample", i)`; over-long prompts are handled as
+/// `truncate` says.
+#[allow(clippy::too_many_arguments)]
 pub fn generate_samples<B: Backend>(
     lm: &Lm<B>,
     format: &PolicyFormat,
     dialogues: &[Dialogue],
     prompts: &[String],
     settings: &SampleSettings,
+    truncate: Truncate,
     seed: u64,
     on_batch: &mut dyn FnMut(usize),
 ) -> Result<Vec<Sample>, ModelError> {
@@ -67,6 +71,7 @@ pub fn generate_samples<B: Backend>(
         max_new_tokens: settings.max_new_tokens,
         temperature: settings.temperature,
         stop: format.stop.clone(),
+        truncate,
         ..GenerateOptions::default()
     };
     let mut out = Vec::with_capacity(prompts.len());
@@ -124,6 +129,9 @@ pub struct Config {
     pub backend: BackendKind,
     /// Seed of the samples (the same for every policy of the task).
     pub seed: u64,
+    /// Settings outside the key (over-long prompts).
+    #[serde(default)]
+    pub unkeyed: Unkeyed,
 }
 
 /// Which policy is sampled.
@@ -177,6 +185,7 @@ pub fn plan(
         },
         backend: p.backend(),
         seed: p.seed(&["generate", task]),
+        unkeyed: p.unkeyed(),
     };
     Planned::new::<Generate>(id(method, task), &config)
 }
@@ -223,7 +232,8 @@ impl Stage for Generate {
                 }
             };
             generate_samples(
-                &lm, &format, &test, &prompts, &config.settings, config.seed,
+                &lm, &format, &test, &prompts, &config.settings, config.unkeyed.truncate,
+                config.seed,
                 &mut |n| pb.set_position(n as u64),
             )
             .map_err(StageError::from)

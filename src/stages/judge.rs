@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::generate::{SAMPLES, Sample};
 use super::inputs::ModelRef;
+use super::key::Unkeyed;
 use super::planning::{PlanError, Planned, Planner};
 use super::stage::{Ctx, Stage, StageError, StageKind, read_json, with_backend};
 use super::winrates::WinRateRow;
-use crate::eval::judge::{JudgeError, JudgeItem, Verdict, judge_lm, judge_oracle, judge_rm};
+use crate::eval::judge::{JudgeError, JudgeItem, LmJudge, Verdict, judge_oracle, judge_rm};
 use crate::eval::winrate::{WinCounts, length_controlled};
 use crate::model::pm::load_pm;
 use crate::recipe::{BackendKind, JudgeOrder};
@@ -40,6 +41,9 @@ pub struct Config {
     pub axes: Vec<String>,
     /// The comparisons, in row order.
     pub comparisons: Vec<Comparison>,
+    /// Settings outside the key (over-long judge questions).
+    #[serde(default)]
+    pub unkeyed: Unkeyed,
 }
 
 /// One comparison: method A's samples against method B's.
@@ -173,6 +177,7 @@ pub fn plan(
         task: task.to_string(),
         axes: spec.axes.clone(),
         comparisons,
+        unkeyed: p.unkeyed(),
     };
     Planned::new::<Judge>(id(judge, task), &config)
 }
@@ -194,6 +199,7 @@ enum Loaded<B: burn::tensor::backend::Backend> {
         order: JudgeOrder,
         seed: u64,
         batch_size: usize,
+        truncate: crate::model::Truncate,
     },
 }
 
@@ -214,22 +220,23 @@ impl<B: burn::tensor::backend::Backend> Loaded<B> {
                 order,
                 seed,
                 batch_size,
+                truncate,
             } => {
                 let template =
                     judge_template(axes, axis).ok_or_else(|| StageError::BadArtifact {
                         path: "tasks.<task>.axes".into(),
                         detail: format!("no judge question for axis `{axis}`"),
                     })?;
-                judge_lm(
+                LmJudge {
                     lm,
                     prefix,
                     templates,
-                    template,
-                    items,
-                    *seed,
-                    *order,
-                    *batch_size,
-                )?
+                    order: *order,
+                    seed: *seed,
+                    batch_size: *batch_size,
+                    truncate: *truncate,
+                }
+                .verdicts(template, items)?
             }
         })
     }
@@ -334,6 +341,7 @@ impl Stage for Judge {
                     order: *order,
                     seed: *seed,
                     batch_size: *batch_size,
+                    truncate: config.unkeyed.truncate,
                 },
             };
             rows(ctx, config, &loaded)

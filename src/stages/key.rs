@@ -5,7 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::stage::StageKind;
+use crate::model::Truncate;
 
 /// Version of the key derivation and of the plan format; bumping it invalidates every cached
 /// artifact.
@@ -49,14 +52,34 @@ pub fn canonical_json(v: &serde_json::Value) -> String {
     out
 }
 
-/// The key of a stage of `kind` at `version` with `config` whose inputs have `upstream`
-/// keys (id → key).
+/// The field of a stage configuration left out of its key (an [`Unkeyed`]).
+pub const UNKEYED: &str = "unkeyed";
+
+/// Settings a stage reads that never change an output it produces: two configurations that
+/// differ only here give the same output whenever the stage succeeds, so changing them re-runs
+/// nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unkeyed {
+    /// Over-long prompts (the recipe's `truncate`). A prompt that fits gets the same tokens
+    /// under both modes; where `left` would cut one, `error` fails, and preflight refuses that
+    /// recipe before any stage runs, so an output cut under `left` is never reused under
+    /// `error`.
+    pub truncate: Truncate,
+}
+
+/// The key of a stage of `kind` at `version` with `config` (less its [`UNKEYED`] field)
+/// whose inputs have `upstream` keys (id → key).
 pub fn stage_key(
     kind: StageKind,
     version: u32,
     config: &serde_json::Value,
     upstream: &BTreeMap<String, String>,
 ) -> String {
+    let mut config = config.clone();
+    if let Some(fields) = config.as_object_mut() {
+        fields.remove(UNKEYED);
+    }
     let input = serde_json::json!({
         "format": FORMAT_VERSION,
         "kind": kind.name(),
@@ -94,5 +117,18 @@ mod tests {
         assert_ne!(base, stage_key(StageKind::Simulate, 1, &other, &up));
         let up2 = BTreeMap::from([("x/y".to_string(), "k2".to_string())]);
         assert_ne!(base, stage_key(StageKind::Simulate, 1, &config, &up2));
+    }
+
+    #[test]
+    fn unkeyed_settings_leave_the_key() {
+        let up = BTreeMap::new();
+        let bare = serde_json::json!({ "a": 1 });
+        for truncate in [Truncate::Left, Truncate::Error] {
+            let config = serde_json::json!({ "a": 1, UNKEYED: Unkeyed { truncate } });
+            assert_eq!(
+                stage_key(StageKind::Generate, 1, &config, &up),
+                stage_key(StageKind::Generate, 1, &bare, &up)
+            );
+        }
     }
 }

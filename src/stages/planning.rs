@@ -6,6 +6,7 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::BTreeSet;
 
 use super::inputs::{Checksum, ModelRef, ModelSource, file_blake3, resolve};
+use super::key::Unkeyed;
 use super::stage::{Stage, StageKind};
 use crate::prompts::{PromptError, PromptSet, PromptSource};
 use crate::recipe::{BackendKind, MethodSpec, Recipe, Resolved, TaskSpec};
@@ -182,6 +183,14 @@ impl<'r> Planner<'r> {
     pub fn seed(&self, labels: &[&str]) -> u64 {
         self.read("seed");
         crate::seed::derive(self.recipe().seed, labels)
+    }
+
+    /// The recipe's settings that reach a stage but not its key.
+    pub fn unkeyed(&self) -> Unkeyed {
+        self.read("truncate");
+        Unkeyed {
+            truncate: self.recipe().truncate,
+        }
     }
 
     /// The recipe's compute backend.

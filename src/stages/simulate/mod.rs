@@ -19,6 +19,7 @@ pub use simulator::{
 };
 
 use super::inputs::ModelRef;
+use super::key::Unkeyed;
 use super::planning::{PlanError, Planned, Planner};
 use super::stage::{Ctx, Stage, StageError, StageKind, read_json, with_backend};
 use crate::prompts::PromptSet;
@@ -54,6 +55,9 @@ pub struct Config {
     pub job: Job,
     /// The compute backend.
     pub backend: BackendKind,
+    /// Settings outside the key (over-long prompts).
+    #[serde(default)]
+    pub unkeyed: Unkeyed,
 }
 
 /// How one family's pairs are made.
@@ -170,6 +174,7 @@ pub fn plan(
         templates,
         job,
         backend: p.backend(),
+        unkeyed: p.unkeyed(),
     };
     Planned::new::<Simulate>(id(simulator, task, method), &config)
 }
@@ -233,7 +238,9 @@ impl Stage for Simulate {
             } else {
                 Simulator::pretrained(&lm)
             };
-            let sim = base.with_progress(|done, _| pb.set_position(done as u64));
+            let sim = base
+                .with_truncate(config.unkeyed.truncate)
+                .with_progress(|done, _| pb.set_position(done as u64));
             let family = &config.family;
             let out = match (&config.job, &upstream) {
                 (Job::Rlcd { sampling, seed, .. }, _) => {

@@ -23,7 +23,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::pairs::{Method, Pair, Slot};
 use crate::model::sampling::next_token_logits;
-use crate::model::{FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError};
+use crate::model::{FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError, Truncate};
 use crate::prompts::{ContrastPrompt, Dialogue, Split, contrast_prompts};
 use crate::recipe::SimulateConfig;
 use crate::seed;
@@ -216,6 +216,7 @@ pub struct Simulator<'a, B: Backend> {
     lm: &'a Lm<B>,
     prefix: String,
     stop: Vec<String>,
+    truncate: Truncate,
     progress: RefCell<Option<Progress<'a>>>,
 }
 
@@ -226,6 +227,7 @@ impl<'a, B: Backend> Simulator<'a, B> {
             lm,
             prefix: prefix.into(),
             stop,
+            truncate: Truncate::default(),
             progress: RefCell::new(None),
         }
     }
@@ -244,6 +246,13 @@ impl<'a, B: Backend> Simulator<'a, B> {
     /// (sampled or dropped; for labelling, scored).
     pub fn with_progress(self, f: impl FnMut(usize, usize) + 'a) -> Self {
         *self.progress.borrow_mut() = Some(Box::new(f));
+        self
+    }
+
+    /// Handles prompts longer than the simulator's context leaves them as `mode` says
+    /// (default [`Truncate::Left`]).
+    pub fn with_truncate(mut self, mode: Truncate) -> Self {
+        self.truncate = mode;
         self
     }
 
@@ -282,7 +291,10 @@ impl<'a, B: Backend> Simulator<'a, B> {
         seed: u64,
     ) -> Result<(Vec<Option<Drawn>>, usize), SimulateError> {
         check_config(cfg)?;
-        let opts = generate_options(cfg, &self.stop);
+        let opts = GenerateOptions {
+            truncate: self.truncate,
+            ..generate_options(cfg, &self.stop)
+        };
         let n = prompts.len();
         let mut queue: VecDeque<Job> = (0..n)
             .flat_map(|prompt| {
@@ -392,7 +404,9 @@ impl<'a, B: Backend> Simulator<'a, B> {
                             output_b => it.output_b,
                         },
                     )?;
-                    Ok(self.lm.encode(&format!("{}{text}", self.prefix))?)
+                    let prompt = format!("{}{text}", self.prefix);
+                    let room = self.lm.model.config().max_seq_len;
+                    Ok(self.lm.encode_prompt(&prompt, room, self.truncate)?)
                 })
                 .collect::<Result<Vec<_>, SimulateError>>()?;
             let logits = next_token_logits(&self.lm.model, &prompts)?.select(1, pick.clone());
