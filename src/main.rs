@@ -101,6 +101,10 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         jobs: usize,
     },
+    /// Run a recipe over the cartesian product of `--grid key=v1,v2` overrides (sharing cached
+    /// stages), or one shard of it, and merge every cell's tables into one summary with the
+    /// swept keys as columns.
+    Sweep(rlcd::sweep::args::SweepArgs),
     /// Print the recipe-key reference generated from the schema: every key with its type,
     /// default and meaning.
     Schema {
@@ -269,6 +273,33 @@ fn print_table(table: &rlcd::runner::TableReport) -> Result<()> {
     Ok(())
 }
 
+/// Prints a sweep's summary tables on stdout, each under `## <stem> (<its Markdown file>)`;
+/// a shard says where its cells went and how to merge them.
+fn print_sweep(run: &rlcd::sweep::args::SweepRun) -> Result<()> {
+    match run.shard {
+        Some((i, n)) => eprintln!(
+            "shard {i}/{n}: {} cells run; merge all shards with `rlcd sweep --merge {}`",
+            run.cells,
+            run.out.display()
+        ),
+        None if run.cells > 0 => {
+            eprintln!("{} cells run; output in {}", run.cells, run.out.display())
+        }
+        None => {}
+    }
+    for files in &run.tables {
+        let md = std::fs::read_to_string(&files.markdown)
+            .with_context(|| format!("cannot read {}", files.markdown.display()))?;
+        let stem = files
+            .markdown
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        outln!("## {stem} ({})\n\n{md}", files.markdown.display());
+    }
+    Ok(())
+}
+
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Validate { recipe, overrides } => validate(&recipe, &overrides),
@@ -307,6 +338,12 @@ fn dispatch(command: Command) -> Result<()> {
                 print_table(table)?;
             }
             Ok(())
+        }
+        Command::Sweep(args) => {
+            let run = rlcd::sweep::args::execute(&args, &project_root()?, &|name| {
+                std::env::var(name).ok()
+            })?;
+            print_sweep(&run)
         }
         Command::Schema { json, .. } => {
             if json {

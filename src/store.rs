@@ -2,12 +2,19 @@
 //!
 //! Layout under the recipe's results root:
 //! - `cache/<stage>/<key>/`: one stage's output for one key, with `manifest.json` listing every
-//!   file's size and blake3. It is written into `cache/<stage>/.tmp-<key>-<pid>/`, each file and
-//!   the manifest (last) are fsynced, then the directory is renamed into place, so a reader
-//!   either sees a complete artifact or none. A killed writer leaves only a temp dir, removed by
-//!   the next writer of that key.
-//! - `cache/<stage>/<key>.lock`: held (an OS file lock) while a process computes that key; it
-//!   holds the writer's pid. A lock whose process died is reclaimed with a note.
+//!   file's size and blake3. It is written into `cache/<stage>/.tmp-<key>-<host>-<pid>-<nonce>/`,
+//!   each file and the manifest (last) are fsynced, then the directory is renamed into place,
+//!   so a reader either sees a complete artifact or none. A killed writer leaves only a temp
+//!   dir, which the next writer of that key removes when it knows the owner is gone (same host,
+//!   no such process); a temp dir of another host, or of a live process, is left with a note.
+//!   A rename that finds the key already committed (by a process another host ran) verifies
+//!   that artifact and keeps it.
+//! - `cache/<stage>/<key>.lock`: held (an OS file lock; on a shared filesystem it must be
+//!   coherent across hosts) while a process computes that key; it holds the writer's pid and
+//!   host. A lock whose process died is reclaimed with a note.
+//! - A directory at an artifact's place that is not a complete artifact is moved aside to
+//!   `.aside-<key>-<host>-<pid>-<nonce>`, never deleted: a lookup can miss what another host
+//!   just wrote.
 //! - `runs/<recipe-name>/<run-id>/`: one run (`resolved.toml`, `run.log`, `plan.json`, `tables/`).
 
 use std::fs::{self, File, OpenOptions};
@@ -82,6 +89,99 @@ pub enum StoreError {
         /// What it names.
         what: &'static str,
     },
+}
+
+/// A writer of the store: host, process and a random nonce, which name its temp directories
+/// and fill its lock files, so processes of several hosts sharing one store never take each
+/// other's names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The host name (letters, digits, `.`, `_` and `-` only).
+    pub host: String,
+    /// The process id.
+    pub pid: u32,
+    /// Random hex digits, fresh per process.
+    pub nonce: String,
+}
+
+impl Owner {
+    /// This process.
+    pub fn current() -> &'static Owner {
+        static CURRENT: std::sync::OnceLock<Owner> = std::sync::OnceLock::new();
+        CURRENT.get_or_init(|| Owner {
+            host: host_name(),
+            pid: std::process::id(),
+            nonce: format!("{:08x}", rand::random::<u32>()),
+        })
+    }
+
+    /// `<host>-<pid>-<nonce>`, the tail of its temp-directory names.
+    pub fn tag(&self) -> String {
+        format!("{}-{}-{}", self.host, self.pid, self.nonce)
+    }
+
+    /// The owner named by a temp directory's tail `<host>-<pid>-<nonce>` (or `<pid>`, as
+    /// written before names carried hosts, taken as this host's).
+    pub fn parse_tag(tail: &str) -> Option<Owner> {
+        if let Ok(pid) = tail.parse() {
+            return Some(Owner {
+                host: Owner::current().host.clone(),
+                pid,
+                nonce: String::new(),
+            });
+        }
+        let (rest, nonce) = tail.rsplit_once('-')?;
+        let (host, pid) = rest.rsplit_once('-')?;
+        Some(Owner {
+            host: host.to_string(),
+            pid: pid.parse().ok()?,
+            nonce: nonce.to_string(),
+        })
+    }
+
+    /// Whether this owner is known to have exited: a process of this host that no longer
+    /// exists. A process of another host is never known to be gone.
+    pub fn is_gone(&self) -> bool {
+        let me = Owner::current();
+        self.host == me.host && self.pid != me.pid && !process_exists(self.pid)
+    }
+
+    /// `process <pid>`, with ` on <host>` when that is not this host.
+    pub fn describe(&self) -> String {
+        if self.host == Owner::current().host {
+            format!("process {}", self.pid)
+        } else {
+            format!("process {} on {}", self.pid, self.host)
+        }
+    }
+}
+
+/// This host's name, reduced to letters, digits, `.`, `_` and `-`.
+fn host_name() -> String {
+    let raw = fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
+}
+
+/// Whether process `pid` exists on this host (without a process table to ask, it is taken to
+/// exist, so nothing of it is ever removed).
+fn process_exists(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new("/proc").join(pid.to_string()).exists()
+    } else {
+        true
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -241,19 +341,7 @@ impl Store {
     pub fn lookup(&self, stage: &str, key: &str) -> Option<Artifact> {
         check_name(stage, "a stage id", true).ok()?;
         check_name(key, "a key", false).ok()?;
-        let dir = self.artifact_dir(stage, key);
-        let text = fs::read(dir.join(MANIFEST)).ok()?;
-        let manifest: Manifest = serde_json::from_slice(&text).ok()?;
-        if manifest.stage != stage || manifest.key != key || manifest.format != STORE_FORMAT {
-            return None;
-        }
-        for f in &manifest.files {
-            let meta = fs::metadata(dir.join(&f.name)).ok()?;
-            if !meta.is_file() || meta.len() != f.bytes {
-                return None;
-            }
-        }
-        Some(Artifact { dir, manifest })
+        complete(self.artifact_dir(stage, key), stage, key)
     }
 
     /// Deletes the artifact of `stage` / `key` if present (forces recomputation).
@@ -282,28 +370,46 @@ impl Store {
             return Ok(Slot::Ready(a));
         }
         let mut notes = lock.note.iter().cloned().collect::<Vec<_>>();
+        let me = Owner::current();
         let prefix = format!(".tmp-{key}-");
         for entry in fs::read_dir(&sdir).map_err(io(&sdir))? {
             let entry = entry.map_err(io(&sdir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&prefix) {
-                let p = entry.path();
-                fs::remove_dir_all(&p).map_err(io(&p))?;
-                notes.push(format!(
-                    "removed {} left by an interrupted run",
+            let Some(tail) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let p = entry.path();
+            match Owner::parse_tag(tail) {
+                Some(owner) if owner.is_gone() || owner == *me => {
+                    fs::remove_dir_all(&p).map_err(io(&p))?;
+                    notes.push(format!(
+                        "removed {} left by an interrupted run ({}, no longer running)",
+                        p.display(),
+                        owner.describe()
+                    ));
+                }
+                Some(owner) => notes.push(format!(
+                    "left {} of {} in place: it may still be running",
+                    p.display(),
+                    owner.describe()
+                )),
+                None => notes.push(format!(
+                    "left {} in place: its name does not say which process wrote it",
                     p.display()
-                ));
+                )),
             }
         }
         let final_dir = sdir.join(key);
         if final_dir.exists() {
-            fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+            let aside = sdir.join(format!(".aside-{key}-{}", me.tag()));
+            fs::rename(&final_dir, &aside).map_err(io(&final_dir))?;
             notes.push(format!(
-                "removed incomplete artifact {}",
-                final_dir.display()
+                "moved {}, which is not a complete artifact, aside to {}",
+                final_dir.display(),
+                aside.display()
             ));
         }
-        let tmp = sdir.join(format!("{prefix}{}", std::process::id()));
+        let tmp = sdir.join(format!("{prefix}{}", me.tag()));
         fs::create_dir(&tmp).map_err(io(&tmp))?;
         Ok(Slot::Open(Pending {
             stage: stage.to_string(),
@@ -460,7 +566,15 @@ impl Pending {
         f.sync_all().map_err(io(&mp))?;
         drop(f);
         sync_dir(&self.tmp);
-        fs::rename(&self.tmp, &self.final_dir).map_err(io(&self.final_dir))?;
+        if let Err(e) = fs::rename(&self.tmp, &self.final_dir) {
+            // Another process (on another host, past an incoherent lock) committed the key
+            // first: keep its artifact if it is complete and sound.
+            let Some(theirs) = complete(self.final_dir.clone(), &self.stage, &self.key) else {
+                return Err(io(&self.final_dir)(e));
+            };
+            theirs.verify()?;
+            return Ok(theirs);
+        }
         if let Some(parent) = self.final_dir.parent() {
             sync_dir(parent);
         }
@@ -480,6 +594,23 @@ impl Drop for Pending {
     }
 }
 
+/// The complete artifact of `stage` / `key` in `dir`: its manifest parses, names this stage
+/// and key, and every listed file exists with the listed size.
+fn complete(dir: PathBuf, stage: &str, key: &str) -> Option<Artifact> {
+    let text = fs::read(dir.join(MANIFEST)).ok()?;
+    let manifest: Manifest = serde_json::from_slice(&text).ok()?;
+    if manifest.stage != stage || manifest.key != key || manifest.format != STORE_FORMAT {
+        return None;
+    }
+    for f in &manifest.files {
+        let meta = fs::metadata(dir.join(&f.name)).ok()?;
+        if !meta.is_file() || meta.len() != f.bytes {
+            return None;
+        }
+    }
+    Some(Artifact { dir, manifest })
+}
+
 /// Fsyncs a directory so a rename into it is durable (best effort where unsupported).
 fn sync_dir(dir: &Path) {
     if let Ok(f) = File::open(dir) {
@@ -487,7 +618,17 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// The per-key lock: an OS lock on `<key>.lock`, which holds the owner's pid.
+/// The holder a lock file's text `<pid> <host>` (or `<pid>`) names, for messages.
+fn holder(text: &str) -> String {
+    let mut parts = text.split_whitespace();
+    match (parts.next(), parts.next()) {
+        (None, _) => "unknown".into(),
+        (Some(pid), Some(host)) if host != Owner::current().host => format!("{pid} on {host}"),
+        (Some(pid), _) => pid.to_string(),
+    }
+}
+
+/// The per-key lock: an OS lock on `<key>.lock`, which holds `<pid> <host>` of its owner.
 #[derive(Debug)]
 struct KeyLock {
     file: File,
@@ -510,15 +651,10 @@ impl KeyLock {
                 Err(fs::TryLockError::WouldBlock) => {
                     let mut s = String::new();
                     let _ = file.read_to_string(&mut s);
-                    let pid = s.trim();
                     return Err(StoreError::Locked {
                         stage: stage.to_string(),
                         key: key.to_string(),
-                        pid: if pid.is_empty() {
-                            "unknown".into()
-                        } else {
-                            pid.to_string()
-                        },
+                        pid: holder(&s),
                         path: path.to_path_buf(),
                     });
                 }
@@ -532,11 +668,13 @@ impl KeyLock {
             let mut previous = String::new();
             let _ = file.read_to_string(&mut previous);
             let previous = previous.trim().to_string();
-            let me = std::process::id().to_string();
+            let owner = Owner::current();
+            let me = format!("{} {}", owner.pid, owner.host);
             let note = (!previous.is_empty() && previous != me).then(|| {
                 format!(
-                    "reclaimed lock {} left by process {previous}, which is no longer running",
-                    path.display()
+                    "reclaimed lock {} left by process {}, which is no longer running",
+                    path.display(),
+                    holder(&previous)
                 )
             });
             file.set_len(0).map_err(io(path))?;

@@ -273,12 +273,13 @@ pub fn render_parquet(df: &DataFrame) -> Result<Vec<u8>, TableError> {
     Ok(buf)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through a temporary file (named for this host, process and nonce,
+/// so writers on hosts sharing the directory never collide) and a rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TableError> {
     let tmp = path.with_extension(format!(
         "{}.tmp-{}",
         path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
+        crate::store::Owner::current().tag()
     ));
     let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
     f.write_all(bytes).map_err(io_err(&tmp))?;

@@ -415,6 +415,9 @@ fn assert_quiet_when_stdout_closes(dir: &Path, args: &[&str], reader: Reader) {
 fn every_command_ends_quietly_when_stdout_is_closed() {
     let (dir, recipe) = scratch(SMALL_THEORY);
     let recipe = recipe.to_str().unwrap();
+    // Sweeps write runs of their own, kept apart from the two counted below.
+    let (sweep_dir, sweep_recipe) = scratch(SMALL_THEORY);
+    let sweep_recipe = sweep_recipe.to_str().unwrap();
     let results = format!("results={}", dir.path().join("results").display());
     let root = root();
     let cases: Vec<(&Path, Vec<&str>)> = vec![
@@ -435,6 +438,16 @@ fn every_command_ends_quietly_when_stdout_is_closed() {
         (dir.path(), vec!["schema"]),
         (dir.path(), vec!["schema", "--json"]),
         (dir.path(), vec!["assets", "list"]),
+        (
+            sweep_dir.path(),
+            vec![
+                "sweep",
+                sweep_recipe,
+                "--grid",
+                "theory.delta=0,1",
+                "--quiet",
+            ],
+        ),
         // The first run computes its stages, the second finds them in the cache.
         (dir.path(), vec!["run", recipe]),
     ];
@@ -537,4 +550,111 @@ fn rlcd_variables_of_no_recipe_key_are_ignored_with_one_warning_each() {
         log.contains("warning: ignoring environment variable RLCD_HOME"),
         "{log}"
     );
+}
+
+/// `rlcd sweep` in one process, and as a two-task Slurm array (`--shard auto` reading the
+/// array's variables) merged afterwards, give byte-identical summaries; a shard outside an
+/// array is refused naming the variables.
+#[test]
+fn sweep_shards_from_a_slurm_array_merge_to_the_single_process_summary() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let recipe = recipe.to_str().unwrap();
+    let sweep = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["sweep", recipe, "--grid", "theory.delta=0,1,2", "--quiet"])
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("rlcd sweep runs")
+    };
+    let whole = sweep(&["--out", "whole"], &[]);
+    assert!(whole.status.success(), "{}", stderr(&whole));
+    assert!(
+        stdout(&whole).starts_with("## summary ("),
+        "{}",
+        stdout(&whole)
+    );
+    for task in ["0", "1"] {
+        let out = sweep(
+            &["--out", &format!("array/task-{task}"), "--shard", "auto"],
+            &[
+                ("SLURM_ARRAY_TASK_ID", task),
+                ("SLURM_ARRAY_TASK_COUNT", "2"),
+                ("SLURM_ARRAY_TASK_MIN", "0"),
+                ("SLURM_ARRAY_TASK_STEP", "1"),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("shard {task}/2:")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let merged = rlcd(dir.path(), &["sweep", "--merge", "array"]);
+    assert!(merged.status.success(), "{}", stderr(&merged));
+    assert_eq!(
+        fs::read(dir.path().join("array/summary.csv")).unwrap(),
+        fs::read(dir.path().join("whole/summary.csv")).unwrap()
+    );
+    let alone = sweep(&["--out", "alone", "--shard", "auto"], &[]);
+    assert_clean_failure(&alone, &["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"]);
+}
+
+/// A shard that needs a stage another process is computing waits for it, saying who holds it,
+/// and computes it once the lock is free; `--lock-timeout` bounds the wait.
+#[test]
+fn a_sweep_waits_for_a_stage_another_process_holds() {
+    let (dir, recipe) = scratch(SMALL_THEORY);
+    let resolved = rlcd::recipe::load(&recipe, &[]).expect("recipe");
+    let plan = rlcd::plan::Plan::build(&resolved).expect("plan");
+    let stage = &plan.stages[0];
+    let store = rlcd::store::Store::open(&dir.path().join("results")).expect("store");
+    let held = match store.begin(&stage.id, &stage.key).expect("lock") {
+        rlcd::store::Slot::Open(p) => p,
+        rlcd::store::Slot::Ready(_) => panic!("nothing is computed yet"),
+    };
+    let sweep = |timeout: &str| {
+        let mut cmd = Command::new(BIN);
+        cmd.args([
+            "sweep",
+            recipe.to_str().unwrap(),
+            "--grid",
+            "theory.trials=20000",
+            "--quiet",
+        ])
+        .args(["--lock-timeout", timeout])
+        .current_dir(dir.path())
+        .env_remove("RUST_BACKTRACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        cmd
+    };
+    // Bounded: gives up after the timeout, naming the holder.
+    let out = sweep("1").output().expect("rlcd sweep runs");
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    let me = std::process::id().to_string();
+    assert!(
+        err.contains(&format!("waiting for stage `{}`: process {me}", stage.id)),
+        "{err}"
+    );
+    assert!(err.contains("is being computed by process"), "{err}");
+    // Released while a shard waits: the shard computes the stage and finishes.
+    let child = sweep("600").spawn().expect("rlcd sweep starts");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    drop(held);
+    let out = child.wait_with_output().expect("rlcd sweep ends");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("waiting for stage"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(store.lookup(&stage.id, &stage.key).is_some());
 }

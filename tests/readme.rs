@@ -12,6 +12,8 @@
 //! validate`) are references, not examples. `cargo xtask readme`'s output is checked by
 //! `tests/cli.rs` (the key reference equals a fresh `rlcd schema --markdown`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -111,6 +113,35 @@ fn rlcd(args: &[String], env: &[(&str, &str)]) -> Output {
     cmd.output().expect("the rlcd binary runs")
 }
 
+/// Runs a sweep example in `dir`. A `--shard auto` sweep runs as both tasks of a two-task
+/// Slurm array, as a cluster would run it; the merge example that follows merges them.
+fn sweep(args: &[String], dir: &Path) -> Output {
+    let tasks: &[&str] = if args.iter().any(|a| a == "auto") {
+        &["0", "1"]
+    } else {
+        &[""]
+    };
+    let mut last = None;
+    for task in tasks {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .current_dir(dir)
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env_remove("JOB_COMPLETION_INDEX");
+        if !task.is_empty() {
+            cmd.env("SLURM_ARRAY_TASK_ID", task)
+                .env("SLURM_ARRAY_TASK_COUNT", tasks.len().to_string());
+        }
+        let out = cmd.output().expect("the rlcd binary runs");
+        if !out.status.success() {
+            return out;
+        }
+        last = Some(out);
+    }
+    last.expect("at least one task")
+}
+
 /// Overrides that shrink a run of `recipe` to seconds while every stage still runs.
 fn smoke_scale(recipe: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(recipe).expect("recipe");
@@ -163,6 +194,13 @@ fn every_command_example_runs() {
     let ex = examples();
     let results = tempfile::tempdir().expect("tempdir");
     let results_arg = format!("results={}", results.path().display());
+    // Sweeps write under `results/sweeps/` of their working directory: a copy of the recipes.
+    let cluster = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&root().join("recipes"), &cluster.path().join("recipes"));
+    common::copy_dir(
+        &root().join("prompt-templates"),
+        &cluster.path().join("prompt-templates"),
+    );
     let mut ran = Vec::new();
     for line in command_lines(&ex) {
         let Some(args) = rlcd_args(&line) else {
@@ -173,14 +211,20 @@ fn every_command_example_runs() {
         }
         let mut run_args = args.clone();
         let takes_recipe = ["run", "validate", "show", "render"].contains(&args[0].as_str());
-        if args[0] == "run" {
+        let sweeps = args[0] == "sweep";
+        let merges = args.iter().any(|a| a == "--merge");
+        if args[0] == "run" || (sweeps && !merges) {
             run_args.extend(smoke_scale(&root().join(&args[1])));
         }
-        if takes_recipe {
+        if takes_recipe || (sweeps && !merges) {
             run_args.push(results_arg.clone());
         }
         let t0 = std::time::Instant::now();
-        let out = rlcd(&run_args, &[]);
+        let out = if sweeps {
+            sweep(&run_args, cluster.path())
+        } else {
+            rlcd(&run_args, &[])
+        };
         eprintln!(
             "{:6.1} s  rlcd {}",
             t0.elapsed().as_secs_f64(),
@@ -195,7 +239,11 @@ fn every_command_example_runs() {
             "README example `{line}` failed (as `rlcd {}`):\n{stderr}",
             run_args.join(" ")
         );
-        assert!(!stdout.trim().is_empty(), "`{line}` printed nothing");
+        if args.iter().any(|a| a == "--shard") {
+            assert!(stderr.contains("shard 1/2: "), "`{line}`: {stderr}");
+        } else {
+            assert!(!stdout.trim().is_empty(), "`{line}` printed nothing");
+        }
         if args[0] == "run" {
             assert!(
                 stdout.lines().any(|l| l.starts_with("## ")),
@@ -212,6 +260,7 @@ fn every_command_example_runs() {
         "run recipes/paper/pairs.toml",
         "assets list",
         "schema --markdown",
+        "sweep --merge results/sweeps/delta",
     ] {
         assert!(
             ran.iter().any(|r| r == expected),

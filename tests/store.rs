@@ -3,7 +3,7 @@
 use std::fs;
 use std::io::Write;
 
-use rlcd::store::{MANIFEST, Slot, Store, StoreError};
+use rlcd::store::{MANIFEST, Owner, Slot, Store, StoreError};
 
 fn open_slot(store: &Store, stage: &str, key: &str) -> rlcd::store::Pending {
     match store.begin(stage, key).expect("begin") {
@@ -78,10 +78,12 @@ fn incomplete_or_inconsistent_artifacts_are_not_found() {
     // Garbage manifest.
     fs::write(a.path(MANIFEST), b"not json").unwrap();
     assert!(store.lookup("s", "k").is_none());
-    // begin replaces the incomplete directory.
+    // begin moves the incomplete directory aside and writes afresh.
     let p = open_slot(&store, "s", "k");
     assert!(
-        p.notes().iter().any(|n| n.contains("incomplete artifact")),
+        p.notes()
+            .iter()
+            .any(|n| n.contains("not a complete artifact")),
         "{:?}",
         p.notes()
     );
@@ -131,9 +133,10 @@ fn a_live_lock_is_an_error_naming_pid_and_path() {
     let store = Store::open(tmp.path()).unwrap();
     let p = open_slot(&store, "appendix_n/rlcd", "kk");
     let lock_path = tmp.path().join("cache/appendix_n/rlcd/kk.lock");
+    let me = Owner::current();
     assert_eq!(
         fs::read_to_string(&lock_path).unwrap(),
-        std::process::id().to_string()
+        format!("{} {}", me.pid, me.host)
     );
     let err = store.begin("appendix_n/rlcd", "kk").unwrap_err();
     assert!(matches!(err, StoreError::Locked { .. }));
@@ -202,4 +205,68 @@ fn run_dirs_are_unique_and_timestamped() {
     assert!(a.ends_with("Z-abcd1234") && a.as_bytes()[8] == b'T', "{a}");
     let (c, _) = store.create_run("../evil name", "k").unwrap();
     assert!(tmp.path().join("runs/-evil-name").join(c).is_dir());
+}
+
+/// Processes of several hosts share one store: names carry host, pid and nonce; only temp dirs
+/// whose owner is known gone are removed; a key committed by another host while this process
+/// wrote is verified and kept; a directory that is not a complete artifact is moved aside.
+#[test]
+fn a_store_shared_between_hosts_removes_only_what_it_knows_is_dead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    let dir = tmp.path().join("cache/s");
+    fs::create_dir_all(&dir).unwrap();
+    let me = Owner::current();
+    // A writer on another host, maybe alive; a dead writer of this host; a live one of this
+    // host (pid 1 always runs).
+    let foreign = dir.join(format!(".tmp-k-{}x-{}-0badf00d", me.host, me.pid));
+    let dead = dir.join(format!(".tmp-k-{}-999999-12345678", me.host));
+    let live = dir.join(format!(".tmp-k-{}-1-87654321", me.host));
+    for d in [&foreign, &dead, &live] {
+        fs::create_dir_all(d).unwrap();
+        fs::write(d.join("part.bin"), b"partial").unwrap();
+    }
+    let p = open_slot(&store, "s", "k");
+    let tail = p.dir().file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(tail, format!(".tmp-k-{}", me.tag()));
+    assert_eq!(Owner::parse_tag(&me.tag()).as_ref(), Some(me));
+    assert!(foreign.exists(), "a temp dir of another host is left alone");
+    assert!(live.exists(), "a temp dir of a live process is left alone");
+    assert!(
+        !dead.exists(),
+        "a temp dir of a dead process of this host is removed"
+    );
+    let notes = p.notes().join("\n");
+    assert!(notes.contains(&format!("on {}x", me.host)), "{notes}");
+    assert!(notes.contains("999999, no longer running"), "{notes}");
+    // Meanwhile another host commits the same key (its lock was not coherent with ours).
+    let other = Store::open(&tmp.path().join("elsewhere")).unwrap();
+    let q = open_slot(&other, "s", "k");
+    q.write_file("a.txt", b"same output").unwrap();
+    let theirs = q.commit(serde_json::json!({"host": "other"})).unwrap();
+    common_copy(&theirs.dir, &dir.join("k"));
+    p.write_file("a.txt", b"same output").unwrap();
+    let kept = p.commit(serde_json::json!({"host": "this"})).unwrap();
+    assert_eq!(kept.manifest.meta, serde_json::json!({"host": "other"}));
+    kept.verify().unwrap();
+    // A directory at the artifact's place that is not complete is moved aside, not deleted.
+    fs::remove_file(dir.join("k").join(MANIFEST)).unwrap();
+    let p = open_slot(&store, "s", "k");
+    let notes = p.notes().join("\n");
+    assert!(notes.contains("aside"), "{notes}");
+    let aside: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".aside-k-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(dir.join(&aside[0]).join("a.txt").exists());
+}
+
+fn common_copy(from: &std::path::Path, to: &std::path::Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Log, RunError, RunOptions, StageOutcome};
 use crate::plan::{Plan, Stage};
@@ -57,18 +57,32 @@ pub(super) fn run_stage(
     }
 }
 
+/// How often a stage waiting for another process's lock says so again.
+const WAITING_LINE_EVERY: Duration = Duration::from_secs(300);
+
 /// [`Store::begin`], polling while another live process holds the key (up to
-/// `opts.wait_for_locks`).
+/// `opts.wait_for_locks`), with a line on stderr naming the holder when the wait starts and
+/// every [`WAITING_LINE_EVERY`] after.
 fn begin_waiting(store: &Store, stage: &Stage, opts: &RunOptions) -> Result<Slot, StoreError> {
     let t0 = Instant::now();
+    let mut said: Option<Instant> = None;
     loop {
         match store.begin(&stage.id, &stage.key) {
-            Err(StoreError::Locked { .. })
+            Err(StoreError::Locked { pid, path, .. })
                 if opts
                     .wait_for_locks
                     .is_some_and(|limit| t0.elapsed() < limit) =>
             {
-                std::thread::sleep(std::time::Duration::from_millis(200));
+                if said.is_none_or(|at| at.elapsed() >= WAITING_LINE_EVERY) {
+                    eprintln!(
+                        "waiting for stage `{}`: process {pid} is computing it (lock {}; {:.0} s so far)",
+                        stage.id,
+                        path.display(),
+                        t0.elapsed().as_secs_f64()
+                    );
+                    said = Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(200));
             }
             other => return other,
         }

@@ -1,7 +1,7 @@
 //! `cargo xtask`: project automation — sweeps over recipe grids, benchmarks, asset fetching,
 //! and regenerating README.md's recipe-key reference from the schema.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -15,25 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a recipe over the cartesian product of `--grid key=v1,v2` overrides (sharing cached
-    /// stages) and merge every cell's tables into one summary with the swept keys as columns.
-    Sweep {
-        /// The recipe file (omit with `--merge`).
-        recipe: Option<PathBuf>,
-        /// A swept key and its values: `theory.delta=0,1,2,3`. Repeat for more axes.
-        #[arg(long = "grid", value_name = "KEY=V1,V2,…")]
-        grid: Vec<String>,
-        /// Run only shard `i` of `n`: cells whose index ≡ i (mod n), i counting from 0
-        /// (a Slurm `--array=0-(n-1)` job passes `$SLURM_ARRAY_TASK_ID/n`).
-        #[arg(long, value_name = "I/N")]
-        shard: Option<String>,
-        /// Output directory (default: results/sweeps/<recipe file stem>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Merge the shard outputs found under this directory instead of running.
-        #[arg(long, value_name = "DIR", conflicts_with_all = ["recipe", "grid", "shard"])]
-        merge: Option<PathBuf>,
-    },
+    /// Same as `rlcd sweep`: a recipe over a grid of overrides, one shard of it, or a merge.
+    Sweep(rlcd::sweep::args::SweepArgs),
     /// Generation and training throughput of the model core on the CPU; writes results/bench/.
     Bench {
         /// Also benchmark this model: an asset name (`smollm2-135m`) or a GGUF path.
@@ -66,42 +49,16 @@ fn print_tables(files: &[rlcd::tables::TableFiles]) -> Result<()> {
     Ok(())
 }
 
-fn default_out(recipe: &Path) -> PathBuf {
-    let stem = recipe
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sweep".into());
-    PathBuf::from("results/sweeps").join(stem)
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = std::env::current_dir()?;
     match cli.command {
-        Command::Sweep {
-            recipe,
-            grid,
-            shard,
-            out,
-            merge,
-        } => {
-            if let Some(dir) = merge {
-                return print_tables(&rlcd::sweep::merge(&dir)?);
+        Command::Sweep(args) => {
+            let run = rlcd::sweep::args::execute(&args, &root, &|name| std::env::var(name).ok())?;
+            if run.cells > 0 {
+                eprintln!("{} cells run; output in {}", run.cells, run.out.display());
             }
-            let recipe = recipe.context("a recipe file is required (or use --merge DIR)")?;
-            let grid = grid
-                .iter()
-                .map(|g| rlcd::sweep::parse_axis(g))
-                .collect::<Result<Vec<_>, _>>()?;
-            let shard = shard.as_deref().map(rlcd::sweep::parse_shard).transpose()?;
-            let out = out.unwrap_or_else(|| default_out(&recipe));
-            let outcome = rlcd::sweep::sweep(&recipe, &grid, shard, &out)?;
-            eprintln!(
-                "{} cells run; output in {}",
-                outcome.cells.len(),
-                out.display()
-            );
-            print_tables(&outcome.summary)?;
+            print_tables(&run.tables)?;
         }
         Command::Bench {
             model,

@@ -9,9 +9,14 @@
 //! `summary-<stem>.*`.
 //!
 //! Sharding for job arrays: `--shard i/n` (0-based, `0 ≤ i < n`, like a Slurm array
-//! `--array=0-(n-1)`) runs the cells whose index `% n == i`; [`merge`] then reads every
+//! `--array=0-(n-1)`) runs the cells whose index `% n == i`, and `--shard auto` reads `i` and
+//! `n` from the array's environment ([`shard`]); [`merge`] then reads every
 //! `cells/*/cell.json` under a directory (all shards' outputs) and writes the same summary a
-//! single full sweep writes.
+//! single full sweep writes. Shards share the store: a stage another shard is computing is
+//! waited for, then reused. [`args`] is the command line of `rlcd sweep`.
+
+pub mod args;
+pub mod shard;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -48,12 +53,25 @@ pub enum SweepError {
         /// The key.
         key: String,
     },
-    /// A shard is not `i/n` with `0 ≤ i < n`.
-    #[error("shard `{text}` is not `i/n` with 0 ≤ i < n (0-based: shards of 4 are 0/4 … 3/4)")]
+    /// A shard is not `i/n` with `0 ≤ i < n`, `auto` or `auto/N`.
+    #[error(
+        "shard `{text}` is not `i/n` with 0 ≤ i < n (0-based: shards of 4 are 0/4 … 3/4), `auto` or `auto/N`"
+    )]
     BadShard {
         /// The shard as given.
         text: String,
     },
+    /// `--shard auto` found no usable job-array variables.
+    #[error("{message}\n  fix: {fix}")]
+    ShardEnv {
+        /// What the environment says.
+        message: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// A sweep without a recipe (and without `--merge`).
+    #[error("a sweep needs a recipe file: `rlcd sweep RECIPE --grid key=v1,v2`, or `--merge DIR`")]
+    NoRecipe,
     /// A cell's recipe did not load or failed its checks (the recipe's message comes first,
     /// as `rlcd run` prints it).
     #[error("{source}\n  in sweep cell {index} ({overrides})")]
@@ -93,7 +111,7 @@ pub enum SweepError {
     },
     /// No finished cells under a directory.
     #[error(
-        "no finished sweep cells (cells/*/cell.json) under {dir}; run `cargo xtask sweep` with --out pointing there first"
+        "no finished sweep cells (cells/*/cell.json) under {dir}; run `rlcd sweep` with --out pointing there first"
     )]
     NoCells {
         /// The directory searched.
@@ -172,18 +190,6 @@ pub struct SweepOutcome {
     pub cells: Vec<CellOutcome>,
     /// Summary files written in `out` (none for a shard: merge the shards instead).
     pub summary: Vec<TableFiles>,
-}
-
-/// Parses `i/n` (0-based).
-pub fn parse_shard(text: &str) -> Result<(usize, usize), SweepError> {
-    let bad = || SweepError::BadShard {
-        text: text.to_string(),
-    };
-    let (i, n) = text.split_once('/').ok_or_else(bad)?;
-    let i: usize = i.trim().parse().map_err(|_| bad())?;
-    let n: usize = n.trim().parse().map_err(|_| bad())?;
-    check_shard(i, n).map_err(|_| bad())?;
-    Ok((i, n))
 }
 
 fn check_shard(i: usize, n: usize) -> Result<(), SweepError> {
@@ -551,12 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn shards_and_axes_parse() {
-        assert_eq!(parse_shard("0/2").expect("0/2"), (0, 2));
-        assert_eq!(parse_shard(" 3 / 4 ").expect("3/4"), (3, 4));
-        for bad in ["2/2", "1/0", "x/2", "1", "-1/2"] {
-            assert!(parse_shard(bad).is_err(), "{bad}");
-        }
+    fn axes_parse() {
         assert_eq!(
             parse_axis("theory.delta=0, 1,3").expect("axis"),
             (

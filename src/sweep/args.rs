@@ -1,0 +1,107 @@
+//! The sweep command line, shared by `rlcd sweep` and `cargo xtask sweep`: a recipe, its
+//! overrides, grid axes, a shard, an output directory; or `--merge DIR`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::shard::ShardSpec;
+use super::{SweepError, SweepOptions, merge, parse_axis, sweep_with};
+use crate::tables::TableFiles;
+
+/// Arguments of a sweep.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct SweepArgs {
+    /// The recipe file (omit with `--merge`).
+    pub recipe: Option<PathBuf>,
+    /// Overrides applied to every cell before its grid values: `key=value`.
+    #[arg(value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// A swept key and its values: `theory.delta=0,1,2,3`. Repeat for more axes; cells are
+    /// their cartesian product, the last axis varying fastest.
+    #[arg(long = "grid", value_name = "KEY=V1,V2,…")]
+    pub grid: Vec<String>,
+    /// Run only shard `i` of `n` (cells whose index ≡ i mod n, i from 0); `auto` reads a
+    /// Slurm array's task id and count, `auto/N` a Kubernetes Indexed Job's index with N
+    /// shards.
+    #[arg(long, value_name = "I/N|auto|auto/N")]
+    pub shard: Option<String>,
+    /// Output directory (default: results/sweeps/<recipe file stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Merge the shard outputs found under this directory instead of running.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["recipe", "grid", "shard", "overrides"])]
+    pub merge: Option<PathBuf>,
+    /// Longest wait, in seconds, for a stage another process (another shard) is computing;
+    /// without it a shard waits as long as that process runs.
+    #[arg(long, value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+    /// No line per cell and no progress bars or stage lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// What a sweep command produced.
+#[derive(Debug)]
+pub struct SweepRun {
+    /// The output directory.
+    pub out: PathBuf,
+    /// Cells this process ran (0 for a merge).
+    pub cells: usize,
+    /// The shard run, when sharded.
+    pub shard: Option<(usize, usize)>,
+    /// The summary tables (none for a shard: merge the shards' outputs to get them).
+    pub tables: Vec<TableFiles>,
+}
+
+/// The default output directory of a sweep of `recipe`, under `root`.
+pub fn default_out(root: &Path, recipe: &Path) -> PathBuf {
+    let stem = recipe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sweep".into());
+    root.join("results/sweeps").join(stem)
+}
+
+/// Runs (or merges) the sweep `args` describe, from project root `root`, reading a job
+/// array's shard through `var` (the process environment in the binaries).
+pub fn execute(
+    args: &SweepArgs,
+    root: &Path,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<SweepRun, SweepError> {
+    if let Some(dir) = &args.merge {
+        return Ok(SweepRun {
+            out: dir.clone(),
+            cells: 0,
+            shard: None,
+            tables: merge(dir)?,
+        });
+    }
+    let recipe = args.recipe.as_ref().ok_or(SweepError::NoRecipe)?;
+    let grid = args
+        .grid
+        .iter()
+        .map(|g| parse_axis(g))
+        .collect::<Result<Vec<_>, _>>()?;
+    let shard = args
+        .shard
+        .as_deref()
+        .map(|s| ShardSpec::parse(s)?.resolve(var))
+        .transpose()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(root, recipe));
+    let opts = SweepOptions {
+        overrides: args.overrides.clone(),
+        quiet: args.quiet,
+        wait_for_locks: Some(args.lock_timeout.map_or(Duration::MAX, Duration::from_secs)),
+    };
+    let outcome = sweep_with(recipe, &grid, shard, &out, &opts)?;
+    Ok(SweepRun {
+        out,
+        cells: outcome.cells.len(),
+        shard,
+        tables: outcome.summary,
+    })
+}
