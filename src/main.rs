@@ -104,7 +104,7 @@ enum Command {
     /// Run a recipe over the cartesian product of `--grid key=v1,v2` overrides (sharing cached
     /// stages), or one shard of it, and merge every cell's tables into one summary with the
     /// swept keys as columns.
-    Sweep(rlcd::sweep::args::SweepArgs),
+    Sweep(Box<rlcd::sweep::args::SweepArgs>),
     /// Print the recipe-key reference generated from the schema: every key with its type,
     /// default and meaning.
     Schema {
@@ -276,6 +276,22 @@ fn print_table(table: &rlcd::runner::TableReport) -> Result<()> {
 /// Prints a sweep's summary tables on stdout, each under `## <stem> (<its Markdown file>)`;
 /// a shard says where its cells went and how to merge them.
 fn print_sweep(run: &rlcd::sweep::args::SweepRun) -> Result<()> {
+    if let Some(jobs) = &run.emitted {
+        outln!(
+            "{}\n{}\n{}",
+            jobs.array.display(),
+            jobs.merge.display(),
+            jobs.submit.display()
+        );
+        eprintln!(
+            "a {}-task array and its merge into {}; submit both with `sh {}` (logs in {})",
+            jobs.tasks,
+            run.out.display(),
+            jobs.submit.display(),
+            jobs.logs.display()
+        );
+        return Ok(());
+    }
     match run.shard {
         Some((i, n)) => eprintln!(
             "shard {i}/{n}: {} cells run; merge all shards with `rlcd sweep --merge {}`",

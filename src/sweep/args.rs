@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::emit::{self, SlurmOptions, SlurmScripts, SweepJob};
 use super::shard::ShardSpec;
-use super::{SweepError, SweepOptions, merge, parse_axis, sweep_with};
+use super::{SweepError, SweepOptions, check_cells, merge, parse_axis, sweep_with};
 use crate::tables::TableFiles;
 
 /// Arguments of a sweep.
@@ -38,6 +39,13 @@ pub struct SweepArgs {
     /// No line per cell and no progress bars or stage lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Check every cell, then write job scripts into DIR instead of running: `slurm` (a job
+    /// array of `--shard auto` tasks, a merge job and `submit.sh`).
+    #[arg(long, num_args = 2, value_names = ["KIND", "DIR"], conflicts_with_all = ["merge", "shard"])]
+    pub emit: Vec<String>,
+    /// Options of the emitted jobs.
+    #[command(flatten)]
+    pub slurm: SlurmOptions,
 }
 
 /// What a sweep command produced.
@@ -51,6 +59,8 @@ pub struct SweepRun {
     pub shard: Option<(usize, usize)>,
     /// The summary tables (none for a shard: merge the shards' outputs to get them).
     pub tables: Vec<TableFiles>,
+    /// The job scripts written by `--emit slurm`.
+    pub emitted: Option<SlurmScripts>,
 }
 
 /// The default output directory of a sweep of `recipe`, under `root`.
@@ -75,6 +85,7 @@ pub fn execute(
             cells: 0,
             shard: None,
             tables: merge(dir)?,
+            emitted: None,
         });
     }
     let recipe = args.recipe.as_ref().ok_or(SweepError::NoRecipe)?;
@@ -92,6 +103,9 @@ pub fn execute(
         .out
         .clone()
         .unwrap_or_else(|| default_out(root, recipe));
+    if let [kind, dir] = args.emit.as_slice() {
+        return emit(args, root, recipe, &grid, &out, kind, Path::new(dir));
+    }
     let opts = SweepOptions {
         overrides: args.overrides.clone(),
         quiet: args.quiet,
@@ -103,5 +117,55 @@ pub fn execute(
         cells: outcome.cells.len(),
         shard,
         tables: outcome.summary,
+        emitted: None,
+    })
+}
+
+/// Checks every cell of the sweep, then writes the jobs of `kind` into `dir`.
+fn emit(
+    args: &SweepArgs,
+    root: &Path,
+    recipe: &Path,
+    grid: &[(String, Vec<String>)],
+    out: &Path,
+    kind: &str,
+    dir: &Path,
+) -> Result<SweepRun, SweepError> {
+    if kind != "slurm" {
+        return Err(SweepError::Emit {
+            detail: format!("unknown job kind `{kind}`; write `--emit slurm DIR`"),
+        });
+    }
+    let cells = check_cells(recipe, grid, &args.overrides)?;
+    let absolute = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            root.join(p)
+        }
+    };
+    let rlcd = match &args.slurm.rlcd {
+        Some(p) => absolute(p),
+        None => std::env::current_exe().map_err(|e| SweepError::Emit {
+            detail: format!("cannot tell where this rlcd binary is ({e}); pass --rlcd PATH"),
+        })?,
+    };
+    let job = SweepJob {
+        workdir: root.to_path_buf(),
+        rlcd,
+        recipe: absolute(recipe),
+        overrides: args.overrides.clone(),
+        grid: args.grid.clone(),
+        out: absolute(out),
+        cells,
+        lock_timeout: args.lock_timeout,
+    };
+    let scripts = emit::slurm(&job, &args.slurm, &absolute(dir))?;
+    Ok(SweepRun {
+        out: job.out,
+        cells: 0,
+        shard: None,
+        tables: Vec::new(),
+        emitted: Some(scripts),
     })
 }

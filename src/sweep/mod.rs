@@ -16,6 +16,7 @@
 //! waited for, then reused. [`args`] is the command line of `rlcd sweep`.
 
 pub mod args;
+pub mod emit;
 pub mod shard;
 
 use std::collections::BTreeMap;
@@ -68,6 +69,12 @@ pub enum SweepError {
         message: String,
         /// How to fix it.
         fix: String,
+    },
+    /// Job scripts cannot be written as asked.
+    #[error("cannot emit the sweep's jobs: {detail}")]
+    Emit {
+        /// What is wrong.
+        detail: String,
     },
     /// A sweep without a recipe (and without `--merge`).
     #[error("a sweep needs a recipe file: `rlcd sweep RECIPE --grid key=v1,v2`, or `--merge DIR`")]
@@ -284,6 +291,42 @@ fn cell_dir_name(index: usize, overrides: &[(String, String)]) -> String {
     }
 }
 
+/// A cell of a grid: index, overrides, label, and the recipe resolved with them.
+type Checked = (usize, Vec<(String, String)>, String, recipe::Resolved);
+
+/// Every cell of `grid` over the recipe at `recipe_path` (after `overrides`), resolved and
+/// checked as `rlcd validate` checks a recipe; the first cell with a problem is the error.
+fn checked_cells(
+    recipe_path: &Path,
+    grid: &[(String, Vec<String>)],
+    overrides: &[String],
+) -> Result<Vec<Checked>, SweepError> {
+    let mut checked = Vec::new();
+    for (index, cell) in cells(grid)?.into_iter().enumerate() {
+        let label = describe(&cell);
+        let mut args = overrides.to_vec();
+        args.extend(cell.iter().map(|(k, v)| format!("{k}={v}")));
+        let resolved = recipe::load(recipe_path, &args)
+            .and_then(|r| crate::preflight::check(&r).map(|_notes| r))
+            .map_err(|source| SweepError::Recipe {
+                index,
+                overrides: label.clone(),
+                source: Box::new(source),
+            })?;
+        checked.push((index, cell, label, resolved));
+    }
+    Ok(checked)
+}
+
+/// Checks every cell of `grid` as a sweep does before running any; returns how many there are.
+pub fn check_cells(
+    recipe_path: &Path,
+    grid: &[(String, Vec<String>)],
+    overrides: &[String],
+) -> Result<usize, SweepError> {
+    Ok(checked_cells(recipe_path, grid, overrides)?.len())
+}
+
 /// Runs the sweep with default options; see [`sweep_with`].
 pub fn sweep(
     recipe_path: &Path,
@@ -306,25 +349,11 @@ pub fn sweep_with(
     if let Some((i, n)) = shard {
         check_shard(i, n)?;
     }
-    let all = cells(grid)?;
-    let total = all.len();
+    // Every cell of the grid is resolved and checked before any runs.
+    let checked = checked_cells(recipe_path, grid, &opts.overrides)?;
+    let total = checked.len();
     let cells_dir = out.join("cells");
     fs::create_dir_all(&cells_dir).map_err(io(&cells_dir))?;
-    // Every cell of the grid is resolved and checked before any runs.
-    let mut checked = Vec::new();
-    for (index, overrides) in all.into_iter().enumerate() {
-        let label = describe(&overrides);
-        let mut args = opts.overrides.clone();
-        args.extend(overrides.iter().map(|(k, v)| format!("{k}={v}")));
-        let resolved = recipe::load(recipe_path, &args)
-            .and_then(|r| crate::preflight::check(&r).map(|_notes| r))
-            .map_err(|source| SweepError::Recipe {
-                index,
-                overrides: label.clone(),
-                source: Box::new(source),
-            })?;
-        checked.push((index, overrides, label, resolved));
-    }
     let mut outcomes = Vec::new();
     let mut records = Vec::new();
     for (index, overrides, label, resolved) in checked {

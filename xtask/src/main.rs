@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Same as `rlcd sweep`: a recipe over a grid of overrides, one shard of it, or a merge.
-    Sweep(rlcd::sweep::args::SweepArgs),
+    Sweep(Box<rlcd::sweep::args::SweepArgs>),
     /// Generation and training throughput of the model core on the CPU; writes results/bench/.
     Bench {
         /// Also benchmark this model: an asset name (`smollm2-135m`) or a GGUF path.
@@ -55,6 +55,9 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Sweep(args) => {
             let run = rlcd::sweep::args::execute(&args, &root, &|name| std::env::var(name).ok())?;
+            if let Some(jobs) = &run.emitted {
+                eprintln!("submit the jobs with `sh {}`", jobs.submit.display());
+            }
             if run.cells > 0 {
                 eprintln!("{} cells run; output in {}", run.cells, run.out.display());
             }
