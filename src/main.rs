@@ -277,18 +277,18 @@ fn print_table(table: &rlcd::runner::TableReport) -> Result<()> {
 /// a shard says where its cells went and how to merge them.
 fn print_sweep(run: &rlcd::sweep::args::SweepRun) -> Result<()> {
     if let Some(jobs) = &run.emitted {
-        outln!(
-            "{}\n{}\n{}",
-            jobs.array.display(),
-            jobs.merge.display(),
-            jobs.submit.display()
-        );
+        let files = jobs.files();
+        for f in &files {
+            outln!("{}", f.display());
+        }
         eprintln!(
-            "a {}-task array and its merge into {}; submit both with `sh {}` (logs in {})",
-            jobs.tasks,
+            "{} shards and their merge into {}; submit them with `sh {}`",
+            jobs.tasks(),
             run.out.display(),
-            jobs.submit.display(),
-            jobs.logs.display()
+            files
+                .last()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default()
         );
         return Ok(());
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::emit::{self, SlurmOptions, SlurmScripts, SweepJob};
+use super::k8s::{self, K8sManifests, K8sOptions};
 use super::shard::ShardSpec;
 use super::{SweepError, SweepOptions, check_cells, merge, parse_axis, sweep_with};
 use crate::tables::TableFiles;
@@ -40,12 +41,16 @@ pub struct SweepArgs {
     #[arg(long)]
     pub quiet: bool,
     /// Check every cell, then write job scripts into DIR instead of running: `slurm` (a job
-    /// array of `--shard auto` tasks, a merge job and `submit.sh`).
+    /// array of `--shard auto` tasks, a merge job and `submit.sh`) or `k8s` (an Indexed Job of
+    /// `--shard auto/N` pods, a merge Job and `submit.sh`).
     #[arg(long, num_args = 2, value_names = ["KIND", "DIR"], conflicts_with_all = ["merge", "shard"])]
     pub emit: Vec<String>,
     /// Options of the emitted jobs.
     #[command(flatten)]
     pub slurm: SlurmOptions,
+    /// Options of the emitted Kubernetes Jobs.
+    #[command(flatten)]
+    pub k8s: K8sOptions,
 }
 
 /// What a sweep command produced.
@@ -59,8 +64,35 @@ pub struct SweepRun {
     pub shard: Option<(usize, usize)>,
     /// The summary tables (none for a shard: merge the shards' outputs to get them).
     pub tables: Vec<TableFiles>,
-    /// The job scripts written by `--emit slurm`.
-    pub emitted: Option<SlurmScripts>,
+    /// The job files written by `--emit`.
+    pub emitted: Option<Emitted>,
+}
+
+/// The files `--emit` wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Emitted {
+    /// A Slurm job array, its merge job and `submit.sh`.
+    Slurm(SlurmScripts),
+    /// An Indexed Job, its merge Job and `submit.sh`.
+    K8s(K8sManifests),
+}
+
+impl Emitted {
+    /// The files, `submit.sh` last.
+    pub fn files(&self) -> Vec<&Path> {
+        match self {
+            Emitted::Slurm(s) => vec![&s.array, &s.merge, &s.submit],
+            Emitted::K8s(k) => vec![&k.shards, &k.merge, &k.submit],
+        }
+    }
+
+    /// Shards.
+    pub fn tasks(&self) -> usize {
+        match self {
+            Emitted::Slurm(s) => s.tasks,
+            Emitted::K8s(k) => k.tasks,
+        }
+    }
 }
 
 /// The default output directory of a sweep of `recipe`, under `root`.
@@ -131,9 +163,11 @@ fn emit(
     kind: &str,
     dir: &Path,
 ) -> Result<SweepRun, SweepError> {
-    if kind != "slurm" {
+    if kind != "slurm" && kind != "k8s" {
         return Err(SweepError::Emit {
-            detail: format!("unknown job kind `{kind}`; write `--emit slurm DIR`"),
+            detail: format!(
+                "unknown job kind `{kind}`; write `--emit slurm DIR` or `--emit k8s DIR`"
+            ),
         });
     }
     let cells = check_cells(recipe, grid, &args.overrides)?;
@@ -160,12 +194,16 @@ fn emit(
         cells,
         lock_timeout: args.lock_timeout,
     };
-    let scripts = emit::slurm(&job, &args.slurm, &absolute(dir))?;
+    let emitted = if kind == "slurm" {
+        Emitted::Slurm(emit::slurm(&job, &args.slurm, &absolute(dir))?)
+    } else {
+        Emitted::K8s(k8s::write(&job, &args.slurm, &args.k8s, &absolute(dir))?)
+    };
     Ok(SweepRun {
         out: job.out,
         cells: 0,
         shard: None,
         tables: Vec::new(),
-        emitted: Some(scripts),
+        emitted: Some(emitted),
     })
 }

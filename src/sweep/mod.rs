@@ -17,6 +17,7 @@
 
 pub mod args;
 pub mod emit;
+pub mod k8s;
 pub mod shard;
 
 use std::collections::BTreeMap;

@@ -56,7 +56,9 @@ fn main() -> Result<()> {
         Command::Sweep(args) => {
             let run = rlcd::sweep::args::execute(&args, &root, &|name| std::env::var(name).ok())?;
             if let Some(jobs) = &run.emitted {
-                eprintln!("submit the jobs with `sh {}`", jobs.submit.display());
+                for f in jobs.files() {
+                    println!("{}", f.display());
+                }
             }
             if run.cells > 0 {
                 eprintln!("{} cells run; output in {}", run.cells, run.out.display());
