@@ -307,7 +307,7 @@ impl Store {
         }
         let probe = results_root
             .join("cache")
-            .join(format!(".probe-{}", std::process::id()));
+            .join(format!(".probe-{}", Owner::current().tag()));
         File::create(&probe).map_err(not_writable)?;
         fs::remove_file(&probe).map_err(not_writable)?;
         Ok(Store {

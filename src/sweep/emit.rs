@@ -57,6 +57,27 @@ pub struct SweepJob {
     pub lock_timeout: Option<u64>,
 }
 
+impl SweepJob {
+    /// The shards the jobs run: `--tasks` (default one per cell), at most one per cell;
+    /// `--tasks`, `--throttle` and `--cpus-per-task` of 0 are errors.
+    pub fn tasks(&self, opts: &SlurmOptions) -> Result<usize, SweepError> {
+        if opts.tasks == Some(0) || opts.throttle == Some(0) || opts.cpus_per_task == Some(0) {
+            return Err(SweepError::Emit {
+                detail: "--tasks, --throttle and --cpus-per-task must be at least 1".into(),
+            });
+        }
+        Ok(opts.tasks.unwrap_or(self.cells).min(self.cells).max(1))
+    }
+
+    /// The recipe file's stem, which names the jobs.
+    pub fn stem(&self) -> String {
+        self.recipe
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "sweep".into())
+    }
+}
+
 /// The files of an emitted Slurm sweep.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlurmScripts {
@@ -106,19 +127,10 @@ fn header(out: &mut String, name: &str, log: &Path, opts: &SlurmOptions) -> Resu
 /// Writes `array.sbatch`, `merge.sbatch` and `submit.sh` for `job` into `dir` (and creates
 /// `dir/logs`, which Slurm does not create).
 pub fn slurm(job: &SweepJob, opts: &SlurmOptions, dir: &Path) -> Result<SlurmScripts, SweepError> {
-    let tasks = opts.tasks.unwrap_or(job.cells).min(job.cells).max(1);
-    if opts.tasks == Some(0) || opts.throttle == Some(0) || opts.cpus_per_task == Some(0) {
-        return Err(SweepError::Emit {
-            detail: "--tasks, --throttle and --cpus-per-task must be at least 1".into(),
-        });
-    }
+    let tasks = job.tasks(opts)?;
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(IoError::at(&logs))?;
-    let stem = job
-        .recipe
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sweep".into());
+    let stem = job.stem();
     let rlcd = quote_path(&job.rlcd)?;
     let workdir = quote_path(&job.workdir)?;
 

@@ -204,13 +204,8 @@ pub fn jobs(
     };
     let image = k8s.image.clone().ok_or_else(|| missing("--image IMAGE"))?;
     let claim = k8s.pvc.clone().ok_or_else(|| missing("--pvc CLAIM"))?;
-    let tasks = slurm.tasks.unwrap_or(job.cells).min(job.cells).max(1);
-    let stem = job
-        .recipe
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sweep".into());
-    let name = format!("rlcd-{}", dns_name(&stem));
+    let tasks = job.tasks(slurm)?;
+    let name = format!("rlcd-{}", dns_name(&job.stem()));
     let rlcd = slurm
         .rlcd
         .as_ref()
