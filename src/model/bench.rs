@@ -87,7 +87,8 @@ pub struct BenchRow {
     pub warmup_s: f64,
 }
 
-fn random_rows(n: usize, len: usize, vocab: usize, seed: u64) -> Vec<Vec<u32>> {
+/// `n` rows of `len` token ids drawn uniformly from `0..vocab` with `seed`.
+pub fn random_rows(n: usize, len: usize, vocab: usize, seed: u64) -> Vec<Vec<u32>> {
     let mut rng = seed::rng(seed);
     (0..n)
         .map(|_| {
@@ -98,82 +99,128 @@ fn random_rows(n: usize, len: usize, vocab: usize, seed: u64) -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn bench_generation<B: Backend>(
-    name: &str,
-    model: &Llama<B>,
-    opts: &BenchOptions,
-    full_recompute_batches: usize,
-    rows: &mut Vec<BenchRow>,
-) -> Result<(), ModelError> {
-    let vocab = model.config().vocab_size;
-    let decode = |_: &[u32]| String::new();
-    for &batch in &opts.batches {
-        for use_cache in [true, false] {
-            if !use_cache && batch > full_recompute_batches {
-                continue;
-            }
-            let prompts = random_rows(batch, opts.prompt_len, vocab, opts.seed);
-            let seeds: Vec<u64> = (0..batch as u64)
-                .map(|i| seed::derive_index(opts.seed, "bench", i))
-                .collect();
-            let gen_opts = GenerateOptions {
-                max_new_tokens: opts.new_tokens,
-                temperature: 1.0,
-                use_cache,
-                ..GenerateOptions::default()
-            };
-            let warm = GenerateOptions {
-                max_new_tokens: opts.new_tokens.min(4),
-                ..gen_opts.clone()
-            };
-            let t0 = Instant::now();
-            generate_ids(model, &prompts, &seeds, &warm, &decode)?;
-            let warmup_s = t0.elapsed().as_secs_f64();
-            let t1 = Instant::now();
-            let out = generate_ids(model, &prompts, &seeds, &gen_opts, &decode)?;
-            let seconds = t1.elapsed().as_secs_f64();
-            let tokens: usize = out.iter().map(|g| g.token_ids.len()).sum();
-            rows.push(BenchRow {
-                model: name.into(),
-                backend: opts.backend.clone(),
-                task: if use_cache {
-                    "generate-cache"
-                } else {
-                    "generate-recompute"
-                }
-                .into(),
-                batch,
-                seq: opts.prompt_len,
-                tokens,
-                seconds,
-                tokens_per_s: tokens as f64 / seconds.max(1e-9),
-                warmup_s,
-            });
-        }
-    }
-    Ok(())
+/// Tokens processed in a timed run, and its seconds and the warm-up's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// Tokens produced, scored or trained on in the timed run.
+    pub tokens: usize,
+    /// Seconds of the timed run.
+    pub seconds: f64,
+    /// Seconds of the warm-up run before it (allocation, caches, compilation).
+    pub warmup_s: f64,
 }
 
-fn bench_training<B: Backend>(
-    name: &str,
+impl Timing {
+    /// `tokens / seconds`.
+    pub fn tokens_per_s(&self) -> f64 {
+        self.tokens as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Generation of `new_tokens` tokens (at `temperature`, 0 = greedy; never stopping early)
+/// after `prompt_len` random prompt tokens for each of `batch` rows; the warm-up generates 4
+/// tokens.
+pub fn generation_rate<B: Backend>(
+    model: &Llama<B>,
+    [batch, prompt_len, new_tokens]: [usize; 3],
+    temperature: f64,
+    use_cache: bool,
+    seed: u64,
+) -> Result<Timing, ModelError> {
+    let vocab = model.config().vocab_size;
+    let decode = |_: &[u32]| String::new();
+    let prompts = random_rows(batch, prompt_len, vocab, seed);
+    let seeds: Vec<u64> = (0..batch as u64)
+        .map(|i| seed::derive_index(seed, "bench", i))
+        .collect();
+    let opts = GenerateOptions {
+        max_new_tokens: new_tokens,
+        temperature,
+        use_cache,
+        ..GenerateOptions::default()
+    };
+    let warm = GenerateOptions {
+        max_new_tokens: new_tokens.min(4),
+        ..opts.clone()
+    };
+    let t0 = Instant::now();
+    generate_ids(model, &prompts, &seeds, &warm, &decode)?;
+    let warmup_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let out = generate_ids(model, &prompts, &seeds, &opts, &decode)?;
+    Ok(Timing {
+        tokens: out.iter().map(|g| g.token_ids.len()).sum(),
+        seconds: t1.elapsed().as_secs_f64(),
+        warmup_s,
+    })
+}
+
+/// Scoring one random sequence of `seq` tokens: a forward pass, log-softmax over the
+/// vocabulary and the log-probability of every next token, read back to the host.
+pub fn scoring_rate<B: Backend>(
+    model: &Llama<B>,
+    seq: usize,
+    seed: u64,
+) -> Result<Timing, ModelError> {
+    let device = model.device();
+    let data: Vec<i64> = random_rows(1, seq, model.config().vocab_size, seed)
+        .into_iter()
+        .flatten()
+        .map(i64::from)
+        .collect();
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(data, [1, seq]), &device);
+    let score = || -> Result<Vec<f32>, ModelError> {
+        let mask = tokens.clone().greater_equal_elem(0);
+        let logp = log_softmax(model.forward(tokens.clone(), mask), 2).narrow(1, 0, seq - 1);
+        let next = tokens
+            .clone()
+            .narrow(1, 1, seq - 1)
+            .reshape([1, seq - 1, 1]);
+        logp.gather(2, next)
+            .into_data()
+            .to_vec::<f32>()
+            .map_err(|e| ModelError::Data(format!("{e:?}")))
+    };
+    if seq < 2 {
+        return Err(ModelError::Request(
+            "scoring needs at least 2 tokens".into(),
+        ));
+    }
+    let t0 = Instant::now();
+    score()?;
+    let warmup_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    score()?;
+    Ok(Timing {
+        tokens: seq,
+        seconds: t1.elapsed().as_secs_f64(),
+        warmup_s,
+    })
+}
+
+/// Training steps of next-token cross-entropy on random `[batch, seq]` rows: forward,
+/// backward and an AdamW step (lr 1e-4); one warm-up step, then `steps` timed ones.
+pub fn training_rate<B: Backend>(
     model: Llama<Autodiff<B>>,
-    opts: &BenchOptions,
-    device: &B::Device,
-    rows: &mut Vec<BenchRow>,
-) -> Result<(), ModelError> {
+    batch: usize,
+    seq: usize,
+    steps: usize,
+    seed: u64,
+) -> Result<Timing, ModelError> {
     let cfg = model.config().clone();
-    let (b, s) = (opts.train_batch, opts.train_seq.min(cfg.max_seq_len));
+    let (b, s) = (batch, seq.min(cfg.max_seq_len));
     if b == 0 || s < 2 {
         return Err(ModelError::Request(
             "training benchmark needs train_batch ≥ 1 and train_seq ≥ 2".into(),
         ));
     }
-    let data: Vec<i64> = random_rows(b, s, cfg.vocab_size, opts.seed ^ 1)
+    let device = model.device();
+    let data: Vec<i64> = random_rows(b, s, cfg.vocab_size, seed)
         .into_iter()
         .flatten()
         .map(i64::from)
         .collect();
-    let tokens = Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(data, [b, s]), device);
+    let tokens = Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(data, [b, s]), &device);
     let inputs = tokens.clone().narrow(1, 0, s - 1);
     let targets = tokens.narrow(1, 1, s - 1).reshape([b, s - 1, 1]);
     let mask = inputs.clone().greater_equal_elem(0);
@@ -189,23 +236,78 @@ fn bench_training<B: Backend>(
     model = step(model);
     let warmup_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    for _ in 0..opts.train_steps {
+    for _ in 0..steps {
         model = step(model);
     }
-    let _ = model;
-    let seconds = t1.elapsed().as_secs_f64();
-    let tokens = opts.train_steps * b * (s - 1);
-    rows.push(BenchRow {
+    drop(model);
+    Ok(Timing {
+        tokens: steps * b * (s - 1),
+        seconds: t1.elapsed().as_secs_f64(),
+        warmup_s,
+    })
+}
+
+fn row(
+    name: &str,
+    opts: &BenchOptions,
+    task: &str,
+    batch: usize,
+    seq: usize,
+    t: Timing,
+) -> BenchRow {
+    BenchRow {
         model: name.into(),
         backend: opts.backend.clone(),
-        task: "train".into(),
-        batch: b,
-        seq: s,
-        tokens,
-        seconds,
-        tokens_per_s: tokens as f64 / seconds.max(1e-9),
-        warmup_s,
-    });
+        task: task.into(),
+        batch,
+        seq,
+        tokens: t.tokens,
+        seconds: t.seconds,
+        tokens_per_s: t.tokens_per_s(),
+        warmup_s: t.warmup_s,
+    }
+}
+
+fn bench_generation<B: Backend>(
+    name: &str,
+    model: &Llama<B>,
+    opts: &BenchOptions,
+    full_recompute_batches: usize,
+    rows: &mut Vec<BenchRow>,
+) -> Result<(), ModelError> {
+    for &batch in &opts.batches {
+        for use_cache in [true, false] {
+            if !use_cache && batch > full_recompute_batches {
+                continue;
+            }
+            let shape = [batch, opts.prompt_len, opts.new_tokens];
+            let t = generation_rate(model, shape, 1.0, use_cache, opts.seed)?;
+            let task = if use_cache {
+                "generate-cache"
+            } else {
+                "generate-recompute"
+            };
+            rows.push(row(name, opts, task, batch, opts.prompt_len, t));
+        }
+    }
+    Ok(())
+}
+
+fn bench_training<B: Backend>(
+    name: &str,
+    model: Llama<Autodiff<B>>,
+    opts: &BenchOptions,
+    rows: &mut Vec<BenchRow>,
+) -> Result<(), ModelError> {
+    let seq = opts.train_seq.min(model.config().max_seq_len);
+    let t = training_rate::<B>(
+        model,
+        opts.train_batch,
+        seq,
+        opts.train_steps,
+        opts.seed ^ 1,
+    )?;
+    rows.push(row(name, opts, "train", opts.train_batch, seq, t));
     Ok(())
 }
 
@@ -220,7 +322,7 @@ pub fn run_bench<B: Backend>(
     let tiny = tiny_cfg.init::<B>(device)?;
     bench_generation("tiny", &tiny, opts, usize::MAX, &mut rows)?;
     let tiny_ad = tiny_cfg.init::<Autodiff<B>>(device)?;
-    bench_training::<B>("tiny", tiny_ad, opts, device, &mut rows)?;
+    bench_training::<B>("tiny", tiny_ad, opts, &mut rows)?;
     if let Some(path) = opts.smollm2.as_ref().filter(|p| p.exists()) {
         let smol = load_llama_path::<B>(path, device)?;
         bench_generation(
@@ -232,7 +334,7 @@ pub fn run_bench<B: Backend>(
         )?;
         drop(smol);
         let smol_ad = load_llama_path::<Autodiff<B>>(path, device)?;
-        bench_training::<B>("smollm2-135m", smol_ad, opts, device, &mut rows)?;
+        bench_training::<B>("smollm2-135m", smol_ad, opts, &mut rows)?;
     }
     Ok(rows)
 }

@@ -20,8 +20,10 @@ use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
+use super::kernels;
 pub use super::kv_cache::{KV_BUCKET, KvCache};
 use super::kv_cache::{LayerCache, Step};
+use super::quant::{BlockQ8, Q8Matrix, Q8Weights};
 use super::rope::{apply_rope, rope_tables};
 
 /// Additive attention bias for keys that must not be attended to. Finite, so a row whose keys
@@ -380,6 +382,10 @@ pub struct Llama<B: Backend> {
     /// The configuration the module was built from.
     #[module(skip)]
     config: LlamaConfig,
+    /// Q8_0 copies of the projection and head weights that forward passes use instead of the
+    /// `f32` ones ([`Llama::quantize_q8`]); `None` for full precision.
+    #[module(skip)]
+    q8: Option<std::sync::Arc<Q8Weights>>,
 }
 
 /// Per-forward attention inputs shared by all layers.
@@ -431,6 +437,7 @@ impl<B: Backend> Llama<B> {
             rope_cos,
             rope_sin,
             config,
+            q8: None,
         })
     }
 
@@ -468,6 +475,7 @@ impl<B: Backend> Llama<B> {
             rope_cos,
             rope_sin,
             config,
+            q8: None,
         })
     }
 
@@ -485,6 +493,7 @@ impl<B: Backend> Llama<B> {
     /// RoPE tables.
     pub fn set_rope_style(mut self, style: RopeStyle) -> Self {
         self.config.rope_style = style;
+        self.q8 = None;
         let (cos, sin) = rope_tables::<B>(&self.config, &self.device());
         self.rope_cos = cos;
         self.rope_sin = sin;
@@ -502,8 +511,8 @@ impl<B: Backend> Llama<B> {
         let bias = key_bias.reshape([b, 1, 1, s]) + causal_bias::<B>(s, s, 0, &device);
         let ctx = self.ctx(positions, bias);
         let mut x = self.embed.forward(tokens);
-        for layer in &self.layers {
-            x = layer.forward(x, &ctx, &self.config, None, 0, s);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &ctx, &self.config, None, [0, s], self.block_q8(i));
         }
         self.norm.forward(x)
     }
@@ -521,8 +530,8 @@ impl<B: Backend> Llama<B> {
         let s = tokens.dims()[1];
         let ctx = self.ctx(positions, bias);
         let mut x = self.embed.forward(tokens);
-        for layer in &self.layers {
-            x = layer.forward(x, &ctx, &self.config, None, 0, s);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &ctx, &self.config, None, [0, s], self.block_q8(i));
         }
         self.head(self.norm.forward(x))
     }
@@ -537,8 +546,9 @@ impl<B: Backend> Llama<B> {
 
     /// Applies the output head to hidden states `[b, s, d]`.
     pub fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        let q8 = self.q8.as_deref().map(|q| &q.head);
         match &self.lm_head {
-            Some(head) => project(head, hidden),
+            Some(head) => project(head, hidden, q8),
             None => {
                 let [b, s, d] = hidden.dims();
                 let v = self.config.vocab_size;
@@ -546,7 +556,12 @@ impl<B: Backend> Llama<B> {
                 let e = self.embed.weight.val();
                 // Few rows (decoding): E·hᵀ keeps the large operand contiguous, which is
                 // several times faster on CPU; many rows (training, prefill): h·Eᵀ.
-                let logits = if b * s <= 64 {
+                let quantized = q8.and_then(|q| kernels::q8_product(&h, q));
+                let logits = if let Some(logits) = quantized {
+                    logits
+                } else if let Some(logits) = kernels::product(&h, &e, true) {
+                    logits
+                } else if b * s <= 64 {
                     e.matmul(h.transpose()).transpose()
                 } else {
                     h.matmul(e.transpose())
@@ -583,11 +598,79 @@ impl<B: Backend> Llama<B> {
         let bias = key_bias.reshape([b, 1, 1, span]) + causal_bias::<B>(s, span, start, &device);
         let ctx = self.ctx(positions, bias);
         let mut x = self.embed.forward(tokens);
-        for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = layer.forward(x, &ctx, &self.config, Some(lc), start, span);
+        for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            x = layer.forward(
+                x,
+                &ctx,
+                &self.config,
+                Some(lc),
+                [start, span],
+                self.block_q8(i),
+            );
         }
         cache.commit(end);
         Ok(self.norm.forward(x))
+    }
+
+    /// This model with Q8_0 copies of its projection and output-head weights, which every
+    /// later forward pass uses instead of the `f32` ones: for frozen models on the CPU
+    /// (generation, scoring, judging), streaming a quarter of the bytes per step. The `f32`
+    /// weights stay (the embedding lookup reads them). The copies are not updated: a model
+    /// whose weights change afterwards (a loaded record, an optimiser step) keeps computing
+    /// with the old ones until it is quantized again.
+    ///
+    /// # Errors
+    /// On a backend other than the CPU's, or when a weight's input width is not a multiple of
+    /// 32.
+    pub fn quantize_q8(mut self) -> Result<Self, ModelError> {
+        if !kernels::is_flex::<B>() {
+            return Err(ModelError::Request(
+                "Q8_0 weights run on the CPU backend only; use f32 weights on this backend".into(),
+            ));
+        }
+        let q = |w: Tensor<B, 2>, transposed: bool| -> Result<Q8Matrix, ModelError> {
+            let [r, c] = w.dims();
+            let (k, n) = if transposed { (c, r) } else { (r, c) };
+            let data = w
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| ModelError::Data(format!("{e:?}")))?;
+            Q8Matrix::quantize(&data, k, n, transposed).ok_or_else(|| {
+                ModelError::Config(format!(
+                    "a [{k}, {n}] weight cannot be stored in Q8_0: its input width must be a multiple of 32"
+                ))
+            })
+        };
+        let blocks = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(BlockQ8 {
+                    wq: q(l.attn.wq.weight.val(), false)?,
+                    wk: q(l.attn.wk.weight.val(), false)?,
+                    wv: q(l.attn.wv.weight.val(), false)?,
+                    wo: q(l.attn.wo.weight.val(), false)?,
+                    gate: q(l.mlp.gate.weight.val(), false)?,
+                    up: q(l.mlp.up.weight.val(), false)?,
+                    down: q(l.mlp.down.weight.val(), false)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let head = match &self.lm_head {
+            Some(h) => q(h.weight.val(), false)?,
+            None => q(self.embed.weight.val(), true)?,
+        };
+        self.q8 = Some(std::sync::Arc::new(Q8Weights { blocks, head }));
+        Ok(self)
+    }
+
+    /// Whether forward passes use Q8_0 weights.
+    pub fn is_q8(&self) -> bool {
+        self.q8.is_some()
+    }
+
+    fn block_q8(&self, i: usize) -> Option<&BlockQ8> {
+        self.q8.as_deref().map(|q| &q.blocks[i])
     }
 
     fn ctx(&self, positions: Tensor<B, 2, Int>, bias: Tensor<B, 4>) -> AttnCtx<B> {
@@ -605,12 +688,17 @@ impl<B: Backend> Llama<B> {
 }
 
 /// `x·W + b` through a 2-D matmul (burn-flex's fused `linear` is several times slower than its
-/// matmul at decoding shapes).
-fn project<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+/// matmul at decoding shapes), split over all cores at decoding shapes on the CPU, or with the
+/// weight's Q8_0 copy `q8` when given (CPU only).
+fn project<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>, q8: Option<&Q8Matrix>) -> Tensor<B, 3> {
     let [b, s, d_in] = x.dims();
     let w = l.weight.val();
     let d_out = w.dims()[1];
-    let y = x.reshape([b * s, d_in]).matmul(w);
+    let x = x.reshape([b * s, d_in]);
+    let y = q8
+        .and_then(|q| kernels::q8_product(&x, q))
+        .or_else(|| kernels::product(&x, &w, false))
+        .unwrap_or_else(|| x.matmul(w));
     let y = match &l.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
         None => y,
@@ -646,22 +734,23 @@ impl<B: Backend> Block<B> {
         ctx: &AttnCtx<B>,
         c: &LlamaConfig,
         cache: Option<&mut LayerCache<B>>,
-        start: usize,
-        span: usize,
+        slots: [usize; 2],
+        q8: Option<&BlockQ8>,
     ) -> Tensor<B, 3> {
         let h = x.clone()
             + self
                 .attn
-                .forward(self.attn_norm.forward(x), ctx, c, cache, start, span);
-        let m = self.mlp.forward(self.ffn_norm.forward(h.clone()));
+                .forward(self.attn_norm.forward(x), ctx, c, cache, slots, q8);
+        let m = self.mlp.forward(self.ffn_norm.forward(h.clone()), q8);
         h + m
     }
 }
 
 impl<B: Backend> Mlp<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(project(&self.gate, x.clone()));
-        project(&self.down, gate * project(&self.up, x))
+    fn forward(&self, x: Tensor<B, 3>, q8: Option<&BlockQ8>) -> Tensor<B, 3> {
+        let gate = silu(project(&self.gate, x.clone(), q8.map(|q| &q.gate)));
+        let up = project(&self.up, x, q8.map(|q| &q.up));
+        project(&self.down, gate * up, q8.map(|q| &q.down))
     }
 }
 
@@ -672,19 +761,21 @@ impl<B: Backend> Attention<B> {
         ctx: &AttnCtx<B>,
         c: &LlamaConfig,
         cache: Option<&mut LayerCache<B>>,
-        start: usize,
-        span: usize,
+        [start, span]: [usize; 2],
+        q8: Option<&BlockQ8>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let g = h / kv;
-        let q = project(&self.wq, x.clone())
+        let q = project(&self.wq, x.clone(), q8.map(|q| &q.wq))
             .reshape([b, s, h, hd])
             .swap_dims(1, 2);
-        let k = project(&self.wk, x.clone())
+        let k = project(&self.wk, x.clone(), q8.map(|q| &q.wk))
             .reshape([b, s, kv, hd])
             .swap_dims(1, 2);
-        let v = project(&self.wv, x).reshape([b, s, kv, hd]).swap_dims(1, 2);
+        let v = project(&self.wv, x, q8.map(|q| &q.wv))
+            .reshape([b, s, kv, hd])
+            .swap_dims(1, 2);
         let q = apply_rope(q, ctx.cos.clone(), ctx.sin.clone(), c.rope_style);
         let k = apply_rope(k, ctx.cos.clone(), ctx.sin.clone(), c.rope_style);
         let (k, v) = match cache {
@@ -703,7 +794,7 @@ impl<B: Backend> Attention<B> {
             .reshape([b, h, s, hd])
             .swap_dims(1, 2)
             .reshape([b, s, h * hd]);
-        project(&self.wo, out)
+        project(&self.wo, out, q8.map(|q| &q.wo))
     }
 }
 
@@ -736,7 +827,7 @@ impl<B: Backend> ScalarHead<B> {
         let last = (idx * mask.int()).max_dim(1); // [b, 1]
         let last = last.reshape([b, 1, 1]).expand([b, 1, d]);
         let h = hidden.gather(1, last); // [b, 1, d]
-        project(&self.score, h).reshape([b])
+        project(&self.score, h, None).reshape([b])
     }
 
     /// One scalar per position, `[b, len]`, for the `len` positions from `start` on (the
@@ -750,6 +841,6 @@ impl<B: Backend> ScalarHead<B> {
     ) -> Tensor<B, 2> {
         let b = tokens.dims()[0];
         let hidden = self.trunk.hidden(tokens, mask).narrow(1, start, len);
-        project(&self.score, hidden).reshape([b, len])
+        project(&self.score, hidden, None).reshape([b, len])
     }
 }

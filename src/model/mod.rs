@@ -3,11 +3,13 @@
 
 pub mod bench;
 pub mod gguf;
+mod kernels;
 pub mod kv_cache;
 pub mod llama;
 pub mod lm;
 pub mod load;
 pub mod pm;
+pub mod quant;
 mod rope;
 pub mod sampling;
 pub mod tokenizer;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod peers;
+
 #[derive(Parser)]
 #[command(name = "xtask", about = "rlcd project automation")]
 struct Cli {
@@ -23,11 +25,32 @@ enum Command {
         #[arg(long, default_value = "smollm2-135m")]
         model: String,
         /// Only the tiny preset.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "peers")]
         tiny_only: bool,
+        /// Run the peer workloads (decoding, scoring, training, world-s pretraining) for rlcd,
+        /// PyTorch eager and llama.cpp side by side; writes peers.md and peers.json. Creates a
+        /// Python virtual environment under the user cache directory on first use.
+        #[arg(long)]
+        peers: bool,
+        /// Repetitions of every peer measurement.
+        #[arg(long, default_value_t = 3, requires = "peers")]
+        reps: usize,
         /// Output directory.
         #[arg(long, default_value = "results/bench")]
         out: PathBuf,
+    },
+    /// One rlcd measurement of a peer workload in this process (run by `bench --peers`).
+    #[command(hide = true)]
+    BenchWorker {
+        /// The workload.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(peers::WORKLOADS))]
+        workload: String,
+        /// The SmolLM2-135M GGUF.
+        #[arg(long)]
+        gguf: PathBuf,
+        /// Seed of the random inputs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Rewrite README.md's recipe-key reference from the recipe schema (`rlcd schema
     /// --markdown`).
@@ -67,8 +90,27 @@ fn main() -> Result<()> {
         }
         Command::Bench {
             model,
+            peers: true,
+            reps,
+            out,
+            ..
+        } => {
+            let gguf = rlcd::assets::resolve_model(&root, &model)?;
+            println!("{}", peers::run(&root, &gguf, reps, &root.join(out))?);
+        }
+        Command::BenchWorker {
+            workload,
+            gguf,
+            seed,
+        } => {
+            let m = peers::run_rlcd(&workload, &gguf, seed)?;
+            println!("{}", serde_json::to_string(&m)?);
+        }
+        Command::Bench {
+            model,
             tiny_only,
             out,
+            ..
         } => {
             let smollm2 = if tiny_only {
                 None

@@ -1,0 +1,177 @@
+//! `x · W` for the row counts of decoding (one row per sequence of a batch) spread over all
+//! cores: the output's columns are cut into fixed-width blocks, each computed by `gemm` on one
+//! core. Block widths depend only on the shapes, so results do not depend on the thread count.
+
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+use super::Out;
+
+/// Output columns one task computes.
+const COLS_PER_TASK: usize = 128;
+/// Flex already runs products of at least this many multiply-adds on all cores (rows above
+/// [`FEW_ROWS`] only: gemm's own split leaves cores idle on fewer rows).
+const FLEX_PARALLEL: usize = 192 * 192 * 192;
+/// Rows up to which gemm's own parallel split is replaced.
+const FEW_ROWS: usize = 64;
+/// Products smaller than this many multiply-adds stay on one core.
+const MIN_WORK: usize = 1 << 16;
+/// A single row (batch-1 decoding) is bound by memory bandwidth, which a second core does
+/// not raise on the machines measured; it stays on gemm's one-core matrix-vector kernel.
+const MIN_ROWS: usize = 2;
+
+/// Whether an `[m, k] · [k, n]` product is better split over cores by columns here.
+pub(super) fn worth_it(m: usize, k: usize, n: usize) -> bool {
+    let work = m.saturating_mul(k).saturating_mul(n);
+    m >= MIN_ROWS
+        && n >= 2 * COLS_PER_TASK
+        && work >= MIN_WORK
+        && (m <= FEW_ROWS || work < FLEX_PARALLEL)
+}
+
+/// The right operand of a product: a `[k, n]` matrix read from `data` with strides.
+#[derive(Clone, Copy)]
+pub(super) struct Operand<'a> {
+    data: &'a [f32],
+    /// Step between rows (along `k`).
+    rs: isize,
+    /// Step between columns (along `n`).
+    cs: isize,
+    k: usize,
+    n: usize,
+}
+
+impl<'a> Operand<'a> {
+    /// `data` holds `W` `[k, n]` row-major.
+    pub(super) fn rows(data: &'a [f32], n: usize) -> Self {
+        let k = data.len() / n.max(1);
+        Self {
+            data,
+            rs: n as isize,
+            cs: 1,
+            k,
+            n,
+        }
+    }
+
+    /// `data` holds the `[n, k]` matrix `E` row-major, and the operand is `Eᵀ` (a tied output
+    /// head: logits are `x · Eᵀ`).
+    pub(super) fn transposed(data: &'a [f32], k: usize) -> Self {
+        let n = data.len() / k.max(1);
+        Self {
+            data,
+            rs: 1,
+            cs: k as isize,
+            k,
+            n,
+        }
+    }
+}
+
+/// `x · W` for `x` `[m, k]` row-major and `w` `[k, n]`: `[m, n]` row-major.
+///
+/// # Panics
+/// When the operands' sizes disagree with `m`, `k` and `n` (a bug of the caller).
+pub(super) fn matmul_rows(x: &[f32], m: usize, k: usize, w: Operand<'_>, n: usize) -> Vec<f32> {
+    assert!(
+        x.len() == m * k && w.k == k && w.n == n && w.data.len() == k * n,
+        "matmul_rows: [{m}, {k}] · [{}, {}] with {} and {} elements",
+        w.k,
+        w.n,
+        x.len(),
+        w.data.len()
+    );
+    let mut out = vec![0.0f32; m * n];
+    let dst = Out(out.as_mut_ptr());
+    (0..n.div_ceil(COLS_PER_TASK))
+        .into_par_iter()
+        .for_each(|task| {
+            let j0 = task * COLS_PER_TASK;
+            let cols = COLS_PER_TASK.min(n - j0);
+            // SAFETY: rows `0..m` and columns `j0..j0 + cols` of `dst` (row stride n) lie in
+            // `out`; column `j0` of `w` starts at `j0·cs`, and every element the kernel reads,
+            // `(i, j0 + c)` for `i < k`, `c < cols`, lies in `w.data` (checked sizes above);
+            // no two tasks write the same element.
+            unsafe {
+                gemm(
+                    m,
+                    cols,
+                    k,
+                    dst.at(j0),
+                    1,
+                    n as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    w.data.as_ptr().offset(j0 as isize * w.cs),
+                    w.cs,
+                    w.rs,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &[f32], m: usize, k: usize, w: &Operand<'_>, n: usize) -> Vec<f32> {
+        let mut out = vec![0.0f32; m * n];
+        for r in 0..m {
+            for j in 0..n {
+                out[r * n + j] = (0..k)
+                    .map(|i| {
+                        x[r * k + i] * w.data[(i as isize * w.rs + j as isize * w.cs) as usize]
+                    })
+                    .sum();
+            }
+        }
+        out
+    }
+
+    fn values(len: usize, salt: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ salt) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn column_blocks_equal_the_plain_product_in_both_layouts() {
+        // n is not a multiple of the block width, so the last block is narrower.
+        for (m, k, n) in [(1, 96, 300), (5, 64, 257), (16, 33, 640)] {
+            let x = values(m * k, 7);
+            let w = values(k * n, 11);
+            for op in [Operand::rows(&w, n), Operand::transposed(&w, k)] {
+                let got = matmul_rows(&x, m, k, op, n);
+                let want = naive(&x, m, k, &op, n);
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{g} vs {w} at {m}×{k}×{n}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decoding_shapes_are_split_and_tiny_or_large_ones_are_not() {
+        assert!(worth_it(2, 576, 1536));
+        assert!(worth_it(16, 576, 49_152));
+        assert!(
+            !worth_it(1, 576, 1536),
+            "one row stays on gemm's vector kernel"
+        );
+        assert!(!worth_it(4, 8, 64), "too little work");
+        assert!(!worth_it(512, 576, 1536), "flex splits this itself");
+        assert!(worth_it(128, 128, 384), "flex would run this on one core");
+    }
+}

@@ -1,0 +1,243 @@
+//! Q8_0 weights for forward passes that need no gradient: blocks of 32 consecutive inputs of
+//! one output column share an `f32` scale and store `i8` values (GGUF's Q8_0 layout with a
+//! full-precision scale), a quarter of the bytes of `f32`. The product dequantizes each block
+//! in registers and multiplies it with the `f32` activations; output columns are split over
+//! all cores in fixed-width blocks, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::Out;
+
+/// Inputs per block.
+pub const BLOCK: usize = 32;
+/// Lanes of the block dot product (one AVX2 register of `f32`).
+const LANES: usize = 8;
+/// Output columns one task computes.
+const COLS_PER_TASK: usize = 64;
+
+/// A `[k, n]` weight matrix in Q8_0, stored by output column.
+#[derive(Clone, Debug)]
+pub struct Q8Matrix {
+    k: usize,
+    n: usize,
+    /// `n × k / BLOCK` scales, column by column.
+    scales: Vec<f32>,
+    /// `n × k` values, column by column.
+    quants: Vec<i8>,
+}
+
+impl Q8Matrix {
+    /// Quantizes `W` `[k, n]` held row-major in `data`, or, when `transposed`, `Eᵀ` for `E`
+    /// `[n, k]` held row-major (a tied output head). `None` when `k` is not a multiple of
+    /// [`BLOCK`] or `data` does not hold `k·n` values.
+    pub fn quantize(data: &[f32], k: usize, n: usize, transposed: bool) -> Option<Self> {
+        if k == 0 || !k.is_multiple_of(BLOCK) || data.len() != k * n {
+            return None;
+        }
+        let blocks = k / BLOCK;
+        let mut scales = Vec::with_capacity(n * blocks);
+        let mut quants = Vec::with_capacity(n * k);
+        let mut column = vec![0.0f32; k];
+        for j in 0..n {
+            if transposed {
+                column.copy_from_slice(&data[j * k..(j + 1) * k]);
+            } else {
+                for (i, c) in column.iter_mut().enumerate() {
+                    *c = data[i * n + j];
+                }
+            }
+            for block in column.chunks_exact(BLOCK) {
+                let amax = block.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                let scale = amax / 127.0;
+                let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+                scales.push(scale);
+                quants.extend(block.iter().map(|v| (v * inv).round() as i8));
+            }
+        }
+        Some(Self {
+            k,
+            n,
+            scales,
+            quants,
+        })
+    }
+
+    /// Inputs (rows of `W`).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Outputs (columns of `W`).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `x · W` for `x` `[m, k]` row-major: `[m, n]` row-major.
+    ///
+    /// # Panics
+    /// When `x` does not hold `m·k` values (a bug of the caller).
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (k, n) = (self.k, self.n);
+        assert_eq!(x.len(), m * k, "Q8 matmul: x is not [{m}, {k}]");
+        let blocks = k / BLOCK;
+        let mut out = vec![0.0f32; m * n];
+        let dst = Out(out.as_mut_ptr());
+        let avx2 = has_avx2_fma();
+        (0..n.div_ceil(COLS_PER_TASK))
+            .into_par_iter()
+            .for_each(|task| {
+                let j0 = task * COLS_PER_TASK;
+                for j in j0..(j0 + COLS_PER_TASK).min(n) {
+                    let scales = &self.scales[j * blocks..(j + 1) * blocks];
+                    let quants = &self.quants[j * k..(j + 1) * k];
+                    for r in 0..m {
+                        let xr = &x[r * k..(r + 1) * k];
+                        let v = if avx2 {
+                            // SAFETY: the CPU has AVX2 and FMA (checked above).
+                            unsafe { dot_avx2(scales, quants, xr) }
+                        } else {
+                            dot(scales, quants, xr)
+                        };
+                        // SAFETY: `r < m`, `j < n`: inside `out`; column `j` belongs to this
+                        // task only.
+                        unsafe { *dst.at(r * n + j) = v };
+                    }
+                }
+            });
+        out
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has_avx2_fma() -> bool {
+    false
+}
+
+/// [`dot`] compiled for AVX2 (the same operations in the same order, so the same result).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(scales: &[f32], quants: &[i8], x: &[f32]) -> f32 {
+    dot(scales, quants, x)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dot_avx2(scales: &[f32], quants: &[i8], x: &[f32]) -> f32 {
+    dot(scales, quants, x)
+}
+
+/// `Σ_b scale_b · Σ_i q_bi · x_bi` with [`LANES`] independent partial sums, so the compiler
+/// keeps them in one vector register.
+#[inline(always)]
+fn dot(scales: &[f32], quants: &[i8], x: &[f32]) -> f32 {
+    let mut total = [0.0f32; LANES];
+    for ((qs, xs), &scale) in quants
+        .chunks_exact(BLOCK)
+        .zip(x.chunks_exact(BLOCK))
+        .zip(scales)
+    {
+        let mut acc = [0.0f32; LANES];
+        for (q, v) in qs.chunks_exact(LANES).zip(xs.chunks_exact(LANES)) {
+            for l in 0..LANES {
+                acc[l] += f32::from(q[l]) * v[l];
+            }
+        }
+        for l in 0..LANES {
+            total[l] += scale * acc[l];
+        }
+    }
+    total.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, salt: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ salt) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    fn exact(x: &[f32], w: &[f32], m: usize, k: usize, n: usize, transposed: bool) -> Vec<f32> {
+        let at = |i: usize, j: usize| {
+            if transposed {
+                w[j * k + i]
+            } else {
+                w[i * n + j]
+            }
+        };
+        (0..m * n)
+            .map(|o| (0..k).map(|i| x[(o / n) * k + i] * at(i, o % n)).sum())
+            .collect()
+    }
+
+    #[test]
+    fn products_match_f32_within_the_quantization_error() {
+        let (m, k, n) = (3, 96, 130);
+        let x = values(m * k, 3);
+        let w = values(k * n, 5);
+        for transposed in [false, true] {
+            let q = Q8Matrix::quantize(&w, k, n, transposed).unwrap();
+            let got = q.matmul(&x, m);
+            let want = exact(&x, &w, m, k, n, transposed);
+            // Each weight is off by at most half a step (amax/254 ≤ 1/254); |x| ≤ 1.
+            let bound = k as f32 / 254.0;
+            let worst = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < bound, "transposed {transposed}: {worst} ≥ {bound}");
+            let mean = got
+                .iter()
+                .zip(&want)
+                .map(|(g, w)| (g - w).abs())
+                .sum::<f32>()
+                / got.len() as f32;
+            assert!(mean < 0.05, "transposed {transposed}: mean error {mean}");
+        }
+    }
+
+    #[test]
+    fn zero_blocks_stay_zero_and_steps_of_the_scale_are_exact() {
+        let k = 2 * BLOCK;
+        // Column 0: zeros. Column 1: 96/127 ..= 127/127 in every block, so the scale is 1/127
+        // and every value is a whole number of steps.
+        let mut w = vec![0.0f32; k * 2];
+        for i in 0..k {
+            w[i * 2 + 1] = (96 + i % BLOCK) as f32 / 127.0;
+        }
+        let q = Q8Matrix::quantize(&w, k, 2, false).unwrap();
+        assert_eq!(&q.quants[..k], &[0i8; 2 * BLOCK][..]);
+        let steps: Vec<i8> = (0..k).map(|i| (96 + i % BLOCK) as i8).collect();
+        assert_eq!(&q.quants[k..], &steps[..]);
+        let mut x = vec![0.0f32; k];
+        x[5] = 1.0;
+        let y = q.matmul(&x, 1);
+        assert_eq!(y[0], 0.0);
+        assert!((y[1] - 101.0 / 127.0).abs() < 1e-6, "{}", y[1]);
+        assert!(
+            Q8Matrix::quantize(&w[..k], k / 2 + 1, 2, false).is_none(),
+            "k not a multiple of 32"
+        );
+    }
+
+    #[test]
+    fn the_vector_path_equals_the_plain_one() {
+        let k = 4 * BLOCK;
+        let w = values(k, 9);
+        let x = values(k, 13);
+        let q = Q8Matrix::quantize(&w, k, 1, false).unwrap();
+        let plain = dot(&q.scales, &q.quants, &x);
+        if has_avx2_fma() {
+            // SAFETY: checked just above.
+            assert_eq!(unsafe { dot_avx2(&q.scales, &q.quants, &x) }, plain);
+        }
+        assert_eq!(q.matmul(&x, 1), vec![plain]);
+    }
+}
