@@ -175,11 +175,17 @@ fn venv_dir() -> Result<PathBuf> {
 }
 
 /// The peers' Python: a virtual environment holding `xtask/peers/requirements.txt`, created or
-/// refreshed when the requirements changed since it was built.
+/// refreshed when its requirement lines (comments aside) changed since it was built.
 fn peers_python(root: &Path) -> Result<PathBuf> {
     let reqs = root.join("xtask/peers/requirements.txt");
-    let wanted = std::fs::read_to_string(&reqs)
+    let text = std::fs::read_to_string(&reqs)
         .with_context(|| format!("cannot read {}", reqs.display()))?;
+    let wanted: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let venv = venv_dir()?;
     let stamp = venv.join("rlcd-requirements.txt");
     let python = venv.join("bin/python");
