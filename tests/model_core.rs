@@ -581,11 +581,19 @@ fn flex_kernels_match_burn_matmul() {
             tied_embeddings: tied,
             ..LlamaConfig::tiny()
         };
-        let trained: Llama<Ad> = model(config);
+        let mut trained: Llama<Ad> = model(config);
+        // Sharpen the head (as `sharp` does) so greedy choices are far from ties.
+        match trained.lm_head.as_mut() {
+            Some(head) => head.weight = Param::from_tensor((head.weight.val() * 30.0).detach()),
+            None => {
+                trained.embed.weight =
+                    Param::from_tensor((trained.embed.weight.val() * 30.0).detach())
+            }
+        }
         let plain: Llama<burn::backend::Flex> = trained.valid();
         let rows = prompts();
         let (a, b) = (logits(&trained, &rows), logits(&plain, &rows));
-        assert!(max_diff(&a, &b) < 1e-4, "tied {tied}: {}", max_diff(&a, &b));
+        assert!(max_diff(&a, &b) < 1e-3, "tied {tied}: {}", max_diff(&a, &b));
         let greedy = GenerateOptions {
             max_new_tokens: 5,
             temperature: 0.0,
