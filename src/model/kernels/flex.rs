@@ -30,6 +30,21 @@ fn flex_f32<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> 
     (flex.dtype() == DType::F32).then_some(flex)
 }
 
+/// `t` laid out contiguously (a copy only when it is a strided view).
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    if t.is_contiguous() {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// The `len` values of a contiguous `f32` tensor; `None` when it is strided.
+fn rows(t: &FlexTensor, len: usize) -> Option<&[f32]> {
+    let (start, _) = t.layout().contiguous_offsets()?;
+    t.storage::<f32>().get(start..start + len)
+}
+
 /// A tensor of backend `B` (which is Flex) holding `data` `[rows, cols]`.
 fn from_rows<B: Backend>(data: Vec<f32>, rows: usize, cols: usize) -> Option<Tensor<B, 2>> {
     let flex = FlexTensor::from_data(TensorData::new(data, [rows, cols]));
@@ -61,14 +76,8 @@ pub(crate) fn q8_product<B: Backend>(x: &Tensor<B, 2>, w: &Q8Matrix) -> Option<T
     if k != w.k() {
         return None;
     }
-    let xf = flex_f32(x)?;
-    let xf = if xf.is_contiguous() {
-        xf
-    } else {
-        xf.to_contiguous()
-    };
-    let (xs, _) = xf.layout().contiguous_offsets()?;
-    let out = w.matmul(&xf.storage::<f32>()[xs..xs + m * k], m);
+    let xf = contiguous(flex_f32(x)?);
+    let out = w.matmul(rows(&xf, m * k)?, m);
     from_rows::<B>(out, m, w.n())
 }
 
@@ -83,20 +92,13 @@ fn flex_product<B: Backend>(
     if inner != k {
         return None;
     }
-    let (xf, wf) = (flex_f32(x)?, flex_f32(w)?);
-    let xf = if xf.is_contiguous() {
-        xf
-    } else {
-        xf.to_contiguous()
-    };
-    let (xs, _) = xf.layout().contiguous_offsets()?;
-    let (ws, _) = wf.layout().contiguous_offsets()?;
-    let wdata = &wf.storage::<f32>()[ws..ws + r * c];
+    let (xf, wf) = (contiguous(flex_f32(x)?), flex_f32(w)?);
+    let wdata = rows(&wf, r * c)?;
     let rhs = if transposed {
         Operand::transposed(wdata, k)
     } else {
         Operand::rows(wdata, n)
     };
-    let out = matmul_rows(&xf.storage::<f32>()[xs..xs + m * k], m, k, rhs, n);
+    let out = matmul_rows(rows(&xf, m * k)?, m, k, rhs, n);
     from_rows::<B>(out, m, n)
 }
