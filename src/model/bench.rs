@@ -99,6 +99,21 @@ pub fn random_rows(n: usize, len: usize, vocab: usize, seed: u64) -> Vec<Vec<u32
         .collect()
 }
 
+/// A `[rows, len]` tensor of [`random_rows`].
+fn random_tokens<B: Backend>(
+    [rows, len]: [usize; 2],
+    vocab: usize,
+    seed: u64,
+    device: &B::Device,
+) -> Tensor<B, 2, Int> {
+    let data: Vec<i64> = random_rows(rows, len, vocab, seed)
+        .into_iter()
+        .flatten()
+        .map(i64::from)
+        .collect();
+    Tensor::from_data(TensorData::new(data, [rows, len]), device)
+}
+
 /// Tokens processed in a timed run, and its seconds and the warm-up's.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Timing {
@@ -162,13 +177,12 @@ pub fn scoring_rate<B: Backend>(
     seq: usize,
     seed: u64,
 ) -> Result<Timing, ModelError> {
-    let device = model.device();
-    let data: Vec<i64> = random_rows(1, seq, model.config().vocab_size, seed)
-        .into_iter()
-        .flatten()
-        .map(i64::from)
-        .collect();
-    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(data, [1, seq]), &device);
+    if seq < 2 {
+        return Err(ModelError::Request(
+            "scoring needs at least 2 tokens".into(),
+        ));
+    }
+    let tokens = random_tokens::<B>([1, seq], model.config().vocab_size, seed, &model.device());
     let score = || -> Result<Vec<f32>, ModelError> {
         let mask = tokens.clone().greater_equal_elem(0);
         let logp = log_softmax(model.forward(tokens.clone(), mask), 2).narrow(1, 0, seq - 1);
@@ -181,11 +195,6 @@ pub fn scoring_rate<B: Backend>(
             .to_vec::<f32>()
             .map_err(|e| ModelError::Data(format!("{e:?}")))
     };
-    if seq < 2 {
-        return Err(ModelError::Request(
-            "scoring needs at least 2 tokens".into(),
-        ));
-    }
     let t0 = Instant::now();
     score()?;
     let warmup_s = t0.elapsed().as_secs_f64();
@@ -214,13 +223,7 @@ pub fn training_rate<B: Backend>(
             "training benchmark needs train_batch ≥ 1 and train_seq ≥ 2".into(),
         ));
     }
-    let device = model.device();
-    let data: Vec<i64> = random_rows(b, s, cfg.vocab_size, seed)
-        .into_iter()
-        .flatten()
-        .map(i64::from)
-        .collect();
-    let tokens = Tensor::<Autodiff<B>, 2, Int>::from_data(TensorData::new(data, [b, s]), &device);
+    let tokens = random_tokens::<Autodiff<B>>([b, s], cfg.vocab_size, seed, &model.device());
     let inputs = tokens.clone().narrow(1, 0, s - 1);
     let targets = tokens.narrow(1, 1, s - 1).reshape([b, s - 1, 1]);
     let mask = inputs.clone().greater_equal_elem(0);

@@ -110,7 +110,7 @@ pub fn run_rlcd(workload: &str, gguf: &Path, seed: u64) -> Result<Measurement> {
         seconds: timing.seconds,
         warmup_s: timing.warmup_s,
         peak_rss_mb: peak_rss_mb(),
-        threads: rayon_threads(),
+        threads: cores(),
     })
 }
 
@@ -143,7 +143,7 @@ fn world_pretrain(seed: u64) -> Result<Timing> {
     })
 }
 
-fn rayon_threads() -> usize {
+fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
@@ -224,7 +224,7 @@ fn measure(
     python: &Path,
     seed: u64,
 ) -> Result<Option<Measurement>> {
-    let threads = rayon_threads();
+    let threads = cores();
     let mut cmd = if tool == "rlcd" {
         let mut c = Command::new(std::env::current_exe()?);
         c.arg("bench-worker");
@@ -288,7 +288,7 @@ pub fn machine() -> String {
     format!(
         "{}, {} cores, SIMD: {}",
         field("model name"),
-        rayon_threads(),
+        cores(),
         if simd.is_empty() {
             "none of avx2/avx512".to_string()
         } else {
@@ -357,7 +357,7 @@ fn table(all: &[Measurement], reps: usize) -> String {
          | workload | rlcd tok/s | PyTorch tok/s | llama.cpp tok/s | rlcd / PyTorch | rlcd / llama.cpp | rlcd peak RSS MiB | PyTorch peak RSS MiB | llama.cpp peak RSS MiB |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         machine(),
-        rayon_threads(),
+        cores(),
         versions.join("; ")
     );
     for w in WORKLOADS {
