@@ -10,6 +10,7 @@
 pub mod assets;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod model;
 pub mod plan;
 pub mod plots;

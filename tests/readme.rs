@@ -399,6 +399,7 @@ fn prompt_record_examples_load() {
         dir.path(),
         &Default::default(),
         0,
+        rlcd::recipe::OnMalformed::Error,
     )
     .unwrap_or_else(|e| panic!("README's record shapes do not load: {e}"));
     assert_eq!(set.len(), records.len());

@@ -773,9 +773,14 @@ fn example_recipe_is_valid() {
     );
     assert!(text.contains("2307.12950"), "the header cites the paper");
     for (name, task) in &r.recipe.tasks {
-        let d =
-            rlcd::prompts::load_prompt_set(&task.prompts, &r.root, &r.recipe.world, r.recipe.seed)
-                .expect("prompts load");
+        let d = rlcd::prompts::load_prompt_set(
+            &task.prompts,
+            &r.root,
+            &r.recipe.world,
+            r.recipe.seed,
+            task.malformed_prompts,
+        )
+        .expect("prompts load");
         assert!(d.len() >= 3, "{name}");
         assert!(
             d.iter().any(|d| d.turns.len() > 1) || name == "outlining",

@@ -436,3 +436,95 @@ fn positive_and_negative_prompts_differ_only_in_the_affixes() {
         );
     }
 }
+
+/// Anthropic-HH transcripts (`tests/fixtures/hh_transcripts.jsonl`: two multi-turn
+/// transcripts and an HH `chosen` / `rejected` row) become dialogues whose earlier assistant
+/// turns carry the opposite-polarity descriptor in p+ and p−, as in the paper's prompts.
+#[test]
+fn hh_transcripts_render_with_opposite_descriptors_on_earlier_turns() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dialogues = rlcd::prompts::load_prompt_set(
+        "tests/fixtures/hh_transcripts.jsonl",
+        root,
+        &Default::default(),
+        0,
+        rlcd::recipe::OnMalformed::Error,
+    )
+    .expect("fixture loads");
+    let lens: Vec<usize> = dialogues.iter().map(|d| d.turns.len()).collect();
+    assert_eq!(lens, [3, 5, 1]);
+    assert_eq!(dialogues[2].turns, ["What is a good way to store basil?"]);
+    assert_eq!(dialogues[2].split, Split::Test);
+    let t = templates();
+    let affixes = t.affixes("harmless").expect("affixes");
+    let contrast = contrast_prompts(&t, "harmless", &dialogues, 0).expect("renders");
+    let mut text = String::new();
+    for (d, c) in dialogues.iter().zip(&contrast) {
+        let pair = &affixes[c.affix_index];
+        let earlier = d.turns.len() / 2;
+        let opposite = format!("Assistant ({}):", pair.negative);
+        assert_eq!(
+            c.positive.matches(&opposite).count(),
+            earlier,
+            "{}",
+            c.positive
+        );
+        let opposite = format!("Assistant ({}):", pair.positive);
+        assert_eq!(
+            c.negative.matches(&opposite).count(),
+            earlier,
+            "{}",
+            c.negative
+        );
+        assert!(
+            c.positive
+                .ends_with(&format!("\n\nAssistant ({}):", pair.positive))
+        );
+        text.push_str(&format!(
+            "## {}\n### p+\n{}\n### p-\n{}\n### p\n{}\n\n",
+            d.id, c.positive, c.negative, c.plain
+        ));
+    }
+    insta::assert_snapshot!(text);
+}
+
+/// Malformed transcripts are refused naming their line, or skipped one by one with
+/// `malformed_prompts = "skip"`.
+#[test]
+fn malformed_transcripts_are_reported_by_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let load = |on| {
+        rlcd::prompts::PromptSource::resolve(
+            "tests/fixtures/hh_transcripts_bad.jsonl",
+            root,
+            &Default::default(),
+            0,
+            on,
+        )
+        .and_then(|s| s.load_reporting(root))
+    };
+    let err = load(rlcd::recipe::OnMalformed::Error)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("hh_transcripts_bad.jsonl:2:"), "{err}");
+    assert!(err.contains("no `Human:` turn"), "{err}");
+    let (kept, skipped) = load(rlcd::recipe::OnMalformed::Skip).expect("skips");
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].turns, ["Hello there."]);
+    let found: Vec<(usize, &str)> = skipped
+        .iter()
+        .map(|s| (s.line, s.message.as_str()))
+        .collect();
+    let expect = [
+        (2, "no `Human:` turn"),
+        (3, "starts with an Assistant turn"),
+        (4, "turn 2 is a Human turn after a Human turn"),
+        (5, "turn 2 (Assistant) is empty"),
+        (6, "ends with an Assistant reply"),
+    ];
+    assert_eq!(found.len(), expect.len(), "{found:?}");
+    for ((line, message), (want_line, says)) in found.iter().zip(expect) {
+        assert_eq!(*line, want_line);
+        assert!(message.contains(says), "line {line}: {message}");
+    }
+}

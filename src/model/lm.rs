@@ -63,6 +63,23 @@ impl<B: Backend> Lm<B> {
         Self::new(model, tokenizer)
     }
 
+    /// Loads weights and tokenizer from a Hugging Face checkpoint directory (`config.json`,
+    /// safetensors, `tokenizer.json` and, when present, `tokenizer_config.json`).
+    pub fn from_hf_dir(dir: &Path, device: &B::Device) -> Result<Self, ModelError> {
+        let model = super::hf::load_hf(dir, device)?;
+        let tokenizer = Tokenizer::from_file(&dir.join(super::hf::TOKENIZER_FILE))?;
+        Self::new(model, tokenizer)
+    }
+
+    /// Loads a model from a GGUF file or a Hugging Face checkpoint directory.
+    pub fn from_path(path: &Path, device: &B::Device) -> Result<Self, ModelError> {
+        if path.is_dir() {
+            Self::from_hf_dir(path, device)
+        } else {
+            Self::from_gguf_path(path, device)
+        }
+    }
+
     /// Token ids of `text` (special-token strings map to their ids; no BOS/EOS added).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, ModelError> {
         self.tokenizer.encode(text, false).map_err(ModelError::from)

@@ -152,7 +152,7 @@ fn reorder_rows(
 }
 
 /// Transposes a row-major `[rows, cols]` matrix.
-fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; w.len()];
     for r in 0..rows {
         for c in 0..cols {
@@ -162,53 +162,127 @@ fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-struct Reader<'a, B: Backend> {
-    g: &'a GgufFile,
-    device: &'a B::Device,
+/// A tensor of a decoder, by role; each file format names it its own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Token embedding `[vocab, d_model]`.
+    Embed,
+    /// RMSNorm before attention.
+    AttnNorm,
+    /// Query projection.
+    Q,
+    /// Key projection.
+    K,
+    /// Value projection.
+    V,
+    /// Attention output projection.
+    O,
+    /// RMSNorm before the MLP.
+    FfnNorm,
+    /// SwiGLU gate projection.
+    Gate,
+    /// SwiGLU up projection.
+    Up,
+    /// SwiGLU down projection.
+    Down,
+    /// Final RMSNorm.
+    Norm,
+    /// Output head `[vocab, d_model]` (absent when tied to the embedding).
+    Head,
 }
 
-impl<B: Backend> Reader<'_, B> {
-    fn raw(&self, name: &str, expect: &[usize]) -> Result<Vec<f32>, ModelError> {
-        let (values, shape) = self.g.tensor_f32(name)?;
+/// A file format's decoder weights, as [`assemble`] reads them. Projections are `[out, in]`
+/// row-major, as both GGUF and Hugging Face store them.
+pub(crate) trait WeightSource {
+    /// The file's name of `part` (of block `layer` for per-block parts; its bias when `bias`).
+    fn name(&self, part: Part, layer: usize, bias: bool) -> String;
+    /// Whether the files hold tensor `name`.
+    fn has(&self, name: &str) -> bool;
+    /// Row-major f32 values of tensor `name`, whose shape must be `expect`.
+    fn values(&self, name: &str, expect: &[usize]) -> Result<Vec<f32>, ModelError>;
+}
+
+/// llama.cpp's tensor names.
+fn gguf_name(part: Part, layer: usize, bias: bool) -> String {
+    let suffix = if bias { "bias" } else { "weight" };
+    let block = |n: &str| format!("blk.{layer}.{n}.{suffix}");
+    match part {
+        Part::Embed => format!("token_embd.{suffix}"),
+        Part::AttnNorm => block("attn_norm"),
+        Part::Q => block("attn_q"),
+        Part::K => block("attn_k"),
+        Part::V => block("attn_v"),
+        Part::O => block("attn_output"),
+        Part::FfnNorm => block("ffn_norm"),
+        Part::Gate => block("ffn_gate"),
+        Part::Up => block("ffn_up"),
+        Part::Down => block("ffn_down"),
+        Part::Norm => format!("output_norm.{suffix}"),
+        Part::Head => format!("output.{suffix}"),
+    }
+}
+
+impl WeightSource for GgufFile {
+    fn name(&self, part: Part, layer: usize, bias: bool) -> String {
+        gguf_name(part, layer, bias)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.tensor_info(name).is_some()
+    }
+
+    fn values(&self, name: &str, expect: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let (values, shape) = self.tensor_f32(name)?;
         if shape != expect {
             return Err(gguf_err(
-                self.g,
+                self,
                 format!("tensor '{name}' has shape {shape:?}, but the metadata implies {expect:?}"),
             ));
         }
         Ok(values)
     }
+}
 
+/// Builds burn modules from a [`WeightSource`].
+struct Builder<'a, S, B: Backend> {
+    src: &'a S,
+    device: &'a B::Device,
+}
+
+impl<S: WeightSource, B: Backend> Builder<'_, S, B> {
     fn vector(&self, name: &str, n: usize) -> Result<Tensor<B, 1>, ModelError> {
-        let v = self.raw(name, &[n])?;
+        let v = self.src.values(name, &[n])?;
         Ok(Tensor::from_data(TensorData::new(v, [n]), self.device))
     }
 
-    fn norm(&self, name: &str, n: usize, eps: f64) -> Result<RmsNorm<B>, ModelError> {
+    fn norm(&self, part: Part, layer: usize, c: &LlamaConfig) -> Result<RmsNorm<B>, ModelError> {
+        let name = self.src.name(part, layer, false);
         Ok(RmsNorm {
-            gamma: Param::from_tensor(self.vector(name, n)?),
-            epsilon: eps,
+            gamma: Param::from_tensor(self.vector(&name, c.d_model)?),
+            epsilon: c.rms_eps,
         })
     }
 
-    /// A projection `[out, in]` (optionally with bias `[out]`), with Q/K rows optionally
-    /// un-permuted (`heads` = Some((n_heads, head_dim))).
+    /// Projection `part` of block `layer`, `[out, in]` in the file (with bias `[out]` when
+    /// `bias`), with Q/K rows optionally un-permuted (`heads` = Some((n_heads, head_dim))).
     fn linear(
         &self,
-        name: &str,
+        (part, layer): (Part, usize),
         out: usize,
         inp: usize,
         bias: bool,
         unpermute: Option<(usize, usize)>,
     ) -> Result<Linear<B>, ModelError> {
-        let mut w = self.raw(&format!("{name}.weight"), &[out, inp])?;
+        let mut w = self
+            .src
+            .values(&self.src.name(part, layer, false), &[out, inp])?;
         if let Some((h, hd)) = unpermute {
             w = unpermute_qk(&w, h, hd, inp);
         }
         let w = transpose(&w, out, inp);
         let weight = Tensor::from_data(TensorData::new(w, [inp, out]), self.device);
         let bias = if bias {
-            let mut b = self.raw(&format!("{name}.bias"), &[out])?;
+            let mut b = self.src.values(&self.src.name(part, layer, true), &[out])?;
             if let Some((h, hd)) = unpermute {
                 b = unpermute_qk(&b, h, hd, 1);
             }
@@ -224,6 +298,53 @@ impl<B: Backend> Reader<'_, B> {
             bias,
         })
     }
+}
+
+/// Assembles a decoder of shape `config` from `src`, un-permuting Q and K rows from
+/// llama.cpp's adjacent-pair layout to the half-split one when `unpermute`.
+pub(crate) fn assemble<B: Backend>(
+    src: &impl WeightSource,
+    config: LlamaConfig,
+    unpermute: bool,
+    device: &B::Device,
+) -> Result<Llama<B>, ModelError> {
+    let c = &config;
+    let r = Builder::<_, B> { src, device };
+    let embd = src.values(&src.name(Part::Embed, 0, false), &[c.vocab_size, c.d_model])?;
+    let embed = Embedding {
+        weight: Param::from_tensor(Tensor::from_data(
+            TensorData::new(embd, [c.vocab_size, c.d_model]),
+            device,
+        )),
+    };
+    let q_perm = unpermute.then_some((c.n_heads, c.head_dim));
+    let k_perm = unpermute.then_some((c.n_kv_heads, c.head_dim));
+    let mut layers = Vec::with_capacity(c.n_layers);
+    for i in 0..c.n_layers {
+        let (d, q, kv, ff, bias) = (c.d_model, c.q_dim(), c.kv_dim(), c.d_ff, c.qkv_bias);
+        layers.push(Block {
+            attn_norm: r.norm(Part::AttnNorm, i, c)?,
+            attn: Attention {
+                wq: r.linear((Part::Q, i), q, d, bias, q_perm)?,
+                wk: r.linear((Part::K, i), kv, d, bias, k_perm)?,
+                wv: r.linear((Part::V, i), kv, d, bias, None)?,
+                wo: r.linear((Part::O, i), d, q, false, None)?,
+            },
+            ffn_norm: r.norm(Part::FfnNorm, i, c)?,
+            mlp: Mlp {
+                gate: r.linear((Part::Gate, i), ff, d, false, None)?,
+                up: r.linear((Part::Up, i), ff, d, false, None)?,
+                down: r.linear((Part::Down, i), d, ff, false, None)?,
+            },
+        });
+    }
+    let norm = r.norm(Part::Norm, 0, c)?;
+    let lm_head = if c.tied_embeddings {
+        None
+    } else {
+        Some(r.linear((Part::Head, 0), c.vocab_size, c.d_model, false, None)?)
+    };
+    Llama::from_parts(config, embed, layers, norm, lm_head)
 }
 
 /// Loads a `llama` or `qwen2` GGUF with the RoPE convention its weights are stored in.
@@ -254,67 +375,7 @@ pub fn load_llama_with_style<B: Backend>(
     };
     let mut config = stored;
     config.rope_style = style;
-    let c = &config;
-    let r = Reader::<B> { g, device };
-    let embd = r.raw("token_embd.weight", &[c.vocab_size, c.d_model])?;
-    let embed = Embedding {
-        weight: Param::from_tensor(Tensor::from_data(
-            TensorData::new(embd, [c.vocab_size, c.d_model]),
-            device,
-        )),
-    };
-    let q_perm = unpermute.then_some((c.n_heads, c.head_dim));
-    let k_perm = unpermute.then_some((c.n_kv_heads, c.head_dim));
-    let mut layers = Vec::with_capacity(c.n_layers);
-    for i in 0..c.n_layers {
-        let p = format!("blk.{i}");
-        layers.push(Block {
-            attn_norm: r.norm(&format!("{p}.attn_norm.weight"), c.d_model, c.rms_eps)?,
-            attn: Attention {
-                wq: r.linear(
-                    &format!("{p}.attn_q"),
-                    c.q_dim(),
-                    c.d_model,
-                    c.qkv_bias,
-                    q_perm,
-                )?,
-                wk: r.linear(
-                    &format!("{p}.attn_k"),
-                    c.kv_dim(),
-                    c.d_model,
-                    c.qkv_bias,
-                    k_perm,
-                )?,
-                wv: r.linear(
-                    &format!("{p}.attn_v"),
-                    c.kv_dim(),
-                    c.d_model,
-                    c.qkv_bias,
-                    None,
-                )?,
-                wo: r.linear(
-                    &format!("{p}.attn_output"),
-                    c.d_model,
-                    c.q_dim(),
-                    false,
-                    None,
-                )?,
-            },
-            ffn_norm: r.norm(&format!("{p}.ffn_norm.weight"), c.d_model, c.rms_eps)?,
-            mlp: Mlp {
-                gate: r.linear(&format!("{p}.ffn_gate"), c.d_ff, c.d_model, false, None)?,
-                up: r.linear(&format!("{p}.ffn_up"), c.d_ff, c.d_model, false, None)?,
-                down: r.linear(&format!("{p}.ffn_down"), c.d_model, c.d_ff, false, None)?,
-            },
-        });
-    }
-    let norm = r.norm("output_norm.weight", c.d_model, c.rms_eps)?;
-    let lm_head = if c.tied_embeddings {
-        None
-    } else {
-        Some(r.linear("output", c.vocab_size, c.d_model, false, None)?)
-    };
-    Llama::from_parts(config.clone(), embed, layers, norm, lm_head)
+    assemble(g, config, unpermute, device)
 }
 
 /// Opens `path` and loads it with [`load_llama`].

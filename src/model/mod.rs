@@ -1,8 +1,9 @@
-//! The language-model engine on burn: decoder, KV cache, GGUF loading, tokenizers, sampling,
-//! scoring, the preference model and the learning-rate schedule every trainer uses.
+//! The language-model engine on burn: decoder, KV cache, GGUF and Hugging Face loading,
+//! tokenizers, sampling, scoring, the preference model and the learning-rate schedule every trainer uses.
 
 pub mod bench;
 pub mod gguf;
+pub mod hf;
 mod kernels;
 pub mod kv_cache;
 pub mod llama;
@@ -155,6 +156,15 @@ pub enum ModelError {
         /// The underlying error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// A Hugging Face checkpoint that is readable but does not describe a decoder the loader
+    /// builds (unsupported architecture, missing tensor, shape disagreeing with `config.json`).
+    #[error("{}: {message}", path.display())]
+    HfCheckpoint {
+        /// The checkpoint directory or the file at fault.
+        path: std::path::PathBuf,
+        /// What is wrong (naming the key or tensor) and how to fix it.
+        message: String,
     },
     /// Reading a tensor back from the device failed.
     #[error("reading tensor data: {0}")]

@@ -49,8 +49,8 @@ pub struct Recipe {
     /// `rlcd validate` fail naming the prompt and its token count.
     #[serde(default)]
     pub truncate: Truncate,
-    /// Models by name: simulators, policies, judges. Each holds exactly one of `preset`, `gguf`
-    /// or `asset`.
+    /// Models by name: simulators, policies, judges. Each holds exactly one of `preset`, `gguf`,
+    /// `hf` or `asset`.
     #[serde(default)]
     pub models: BTreeMap<String, ModelSpec>,
     /// Tasks by name (paper §4.1: harmlessness, helpfulness, outlining).
@@ -108,7 +108,8 @@ pub enum BackendKind {
     Cuda,
 }
 
-/// A model: a built-in preset, a local GGUF file or a fetched asset (exactly one).
+/// A model: a built-in preset, a local GGUF file, a Hugging Face checkpoint directory or a
+/// fetched asset (exactly one).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
@@ -119,11 +120,17 @@ pub struct ModelSpec {
     /// Path of a GGUF file, relative to the project root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf: Option<PathBuf>,
+    /// Path of a Hugging Face checkpoint directory (`config.json`, `model.safetensors` or
+    /// shards with `model.safetensors.index.json`, `tokenizer.json`) of a `LlamaForCausalLM`
+    /// or `Qwen2ForCausalLM`, relative to the project root; f32, f16 and bf16 weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf: Option<PathBuf>,
     /// A downloadable GGUF model fetched with `rlcd assets fetch` (`rlcd assets list` names
     /// them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asset: Option<String>,
-    /// Expected SHA-256 of the model file (64 hex digits); checked before use when given.
+    /// Expected SHA-256 of the model file (64 hex digits); checked before use when given (GGUF
+    /// files and assets; a checkpoint directory is identified by the blake3 of its files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
@@ -141,6 +148,14 @@ impl ModelSpec {
     pub fn gguf(path: impl Into<PathBuf>) -> Self {
         Self {
             gguf: Some(path.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A Hugging Face checkpoint directory.
+    pub fn hf(path: impl Into<PathBuf>) -> Self {
+        Self {
+            hf: Some(path.into()),
             ..Self::default()
         }
     }
@@ -171,6 +186,29 @@ pub struct TaskSpec {
     /// Use at most this many prompts of the set (all when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n_prompts: Option<usize>,
+    /// A malformed record of the prompt file (a bad transcript, an empty turn, a record that is
+    /// not JSON): `"error"` stops `rlcd validate` naming its line; `"skip"` leaves it out, and
+    /// `rlcd validate` lists every skipped line.
+    #[serde(default, skip_serializing_if = "OnMalformed::is_error")]
+    pub malformed_prompts: OnMalformed,
+}
+
+/// What a malformed record of a prompt file does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMalformed {
+    /// Refuse the prompt file, naming the line.
+    #[default]
+    Error,
+    /// Leave the record out (listed by `rlcd validate`).
+    Skip,
+}
+
+impl OnMalformed {
+    /// Whether it is [`OnMalformed::Error`] (the default, left out of stage keys).
+    pub fn is_error(&self) -> bool {
+        *self == Self::Error
+    }
 }
 
 /// How a method's policy learns from its preference pairs.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::error::{Located, Problem, RecipeError};
 use super::load::Resolved;
-use super::schema::{AXES, PRESETS, Recipe, Trainer};
+use super::schema::{AXES, PRESETS, Recipe, TaskSpec, Trainer};
 use crate::error::suggest;
 use crate::prompts::load_prompt_set;
 use crate::templates::{SCORE_TEMPLATE, TASK_TEMPLATES, Templates, judge_template};
@@ -115,6 +115,7 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
         let set: Vec<&str> = [
             m.preset.as_ref().map(|_| "preset"),
             m.gguf.as_ref().map(|_| "gguf"),
+            m.hf.as_ref().map(|_| "hf"),
             m.asset.as_ref().map(|_| "asset"),
         ]
         .into_iter()
@@ -131,9 +132,9 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
             };
             out.push(Problem::new(
                 &key,
-                format!("model `{key}` must set exactly one of `preset`, `gguf`, `asset`; found {found}"),
+                format!("model `{key}` must set exactly one of `preset`, `gguf`, `hf`, `asset`; found {found}"),
                 format!(
-                    "keep one, e.g. `preset = \"world-s\"`, `gguf = \"assets/models/x.gguf\"` or `asset = \"smollm2-135m\"` under [{key}]"
+                    "keep one, e.g. `preset = \"world-s\"`, `gguf = \"assets/models/x.gguf\"`, `hf = \"models/my-llama\"` or `asset = \"smollm2-135m\"` under [{key}]"
                 ),
             ));
         }
@@ -175,6 +176,27 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
                     format!("{key}.gguf"),
                     format!("GGUF file {} of `{key}.gguf` does not exist", path.display()),
                     "run `rlcd assets fetch` to download the models, or correct the path (relative to the project root)",
+                ));
+            }
+        }
+        if let Some(h) = &m.hf {
+            let path = resolved.resolve_path(h);
+            if !crate::model::hf::is_checkpoint_dir(&path) {
+                out.push(Problem::new(
+                    format!("{key}.hf"),
+                    format!(
+                        "`{key}.hf` = {} is not a Hugging Face checkpoint directory (no {})",
+                        path.display(),
+                        path.join(crate::model::hf::CONFIG_FILE).display()
+                    ),
+                    "point it at the directory `save_pretrained` wrote (config.json, *.safetensors, tokenizer.json), relative to the project root",
+                ));
+            }
+            if m.sha256.is_some() {
+                out.push(Problem::new(
+                    format!("{key}.sha256"),
+                    format!("`{key}.sha256` applies to one model file, not to the checkpoint directory `{key}.hf`"),
+                    "remove the key; a checkpoint directory is identified by the blake3 of its files",
                 ));
             }
         }
@@ -249,7 +271,7 @@ fn check_tasks(resolved: &Resolved, out: &mut Vec<Problem>) {
                 ));
             }
         }
-        check_prompts(resolved, &key, &task.prompts, out);
+        check_prompts(resolved, &key, task, out);
         let Some(templates) = &templates else {
             continue;
         };
@@ -325,7 +347,8 @@ fn check_tasks(resolved: &Resolved, out: &mut Vec<Problem>) {
     }
 }
 
-fn check_prompts(resolved: &Resolved, key: &str, spec: &str, out: &mut Vec<Problem>) {
+fn check_prompts(resolved: &Resolved, key: &str, task: &TaskSpec, out: &mut Vec<Problem>) {
+    let spec = task.prompts.as_str();
     let pkey = format!("{key}.prompts");
     if let Some(family) = spec.strip_prefix("world:") {
         if !WORLD_PROMPT_SETS.contains(&family) {
@@ -342,7 +365,13 @@ fn check_prompts(resolved: &Resolved, key: &str, spec: &str, out: &mut Vec<Probl
         return;
     }
     let r = &resolved.recipe;
-    if let Err(e) = load_prompt_set(spec, &resolved.root, &r.world, r.seed) {
+    if let Err(e) = load_prompt_set(
+        spec,
+        &resolved.root,
+        &r.world,
+        r.seed,
+        task.malformed_prompts,
+    ) {
         out.push(problem_from(&pkey, &e));
     }
 }

@@ -241,6 +241,14 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
 /// stage's version in `plan.json` is not this build's) is computed again from its inputs in
 /// the store, so the tables are always in this build's format.
 pub fn report(run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
+    let (plan, store) = open_run(run_dir)?;
+    let plan = current_tables(plan, &store, run_dir)?;
+    write_tables(&plan, &store, run_dir)
+}
+
+/// The plan of run directory `run_dir` (`results/runs/<recipe>/<run-id>/`) and the store of
+/// the results root above it.
+pub fn open_run(run_dir: &Path) -> Result<(Plan, Store), RunError> {
     let plan_path = run_dir.join("plan.json");
     let text = crate::error::read_to_string(&plan_path)?;
     let plan: Plan = serde_json::from_str(&text).map_err(|source| RunError::PlanFile {
@@ -253,8 +261,7 @@ pub fn report(run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let store = Store::open(root)?;
-    let plan = current_tables(plan, &store, run_dir)?;
-    write_tables(&plan, &store, run_dir)
+    Ok((plan, store))
 }
 
 /// `plan` with every table stage of an older format re-keyed at this build's version, and

@@ -1,5 +1,6 @@
 //! The models stages run, as their configurations name them: a built-in world preset (the
-//! artifact of its pretraining stage), a GGUF file identified by its checksum, or a fetched
+//! artifact of its pretraining stage), a GGUF file identified by its checksum, a Hugging Face
+//! checkpoint directory identified by the blake3 of its files, or a fetched
 //! asset identified by its registry SHA-256 — so a model's identity and checksum are part of
 //! every key that reads it (ARCHITECTURE.md, "Stages").
 
@@ -47,6 +48,14 @@ pub enum ModelSource {
         path: String,
         /// Its content checksum.
         checksum: Checksum,
+    },
+    /// A Hugging Face checkpoint directory.
+    Hf {
+        /// Its path as the recipe writes it (relative to the project root, or absolute).
+        path: String,
+        /// blake3 over the names and contents of the files a load reads (config, weights,
+        /// index, tokenizer), taken when the plan was made and verified before every load.
+        blake3: String,
     },
     /// A model fetched with `rlcd assets fetch`.
     Asset {
@@ -120,6 +129,20 @@ impl ModelRef {
                 }
                 Ok(Lm::from_gguf_path(&file, device)?)
             }
+            ModelSource::Hf { path, blake3 } => {
+                let dir = resolve(ctx.root, path);
+                let found = checkpoint_blake3(&dir)?;
+                if &found != blake3 {
+                    return Err(StageError::BadArtifact {
+                        path: dir,
+                        detail: format!(
+                            "the checkpoint's files changed since the plan was made (blake3 \
+                             {found}, planned {blake3}); run again to plan with them"
+                        ),
+                    });
+                }
+                Ok(Lm::from_hf_dir(&dir, device)?)
+            }
             ModelSource::Asset {
                 asset,
                 sha256,
@@ -148,6 +171,26 @@ pub fn resolve(root: &Path, path: &str) -> PathBuf {
     } else {
         root.join(p)
     }
+}
+
+/// blake3 (hex) over the names and blake3s of the files loading checkpoint `dir` reads.
+pub fn checkpoint_blake3(dir: &Path) -> Result<String, StageError> {
+    let files = crate::model::hf::checkpoint_files(dir).map_err(|e| StageError::BadArtifact {
+        path: dir.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let mut hasher = blake3::Hasher::new();
+    for file in files {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        hasher.update(name.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(file_blake3(&file)?.as_bytes());
+        hasher.update(b"\n");
+    }
+    Ok(hasher.finalize().to_hex().to_string())
 }
 
 /// blake3 (hex) of a file's bytes, remembered per path, length and modification time so a

@@ -118,6 +118,14 @@ pub enum PlanError {
         #[source]
         source: crate::error::IoError,
     },
+    /// A model's checkpoint directory cannot be read to checksum it.
+    #[error("model `{model}`: {detail}")]
+    ModelDir {
+        /// The model.
+        model: String,
+        /// What is wrong with the directory.
+        detail: String,
+    },
     /// A stage configuration cannot be serialized.
     #[error("stage `{stage}`: its configuration cannot be serialized")]
     Config {
@@ -252,12 +260,14 @@ impl<'r> Planner<'r> {
     ) -> Result<PromptSet, PlanError> {
         let task = self.task(name)?;
         self.read(format!("tasks.{name}.prompts"));
+        self.read(format!("tasks.{name}.malformed_prompts"));
         let recipe = self.recipe();
         let source = PromptSource::resolve(
             &task.prompts,
             &self.resolved.root,
             &recipe.world,
             recipe.seed,
+            task.malformed_prompts,
         )
         .map_err(|source| PlanError::Prompts {
             task: name.into(),
@@ -360,6 +370,14 @@ impl<'r> Planner<'r> {
                 }
             };
             ModelSource::Gguf { path, checksum }
+        } else if let Some(path) = &spec.hf {
+            let path = path.display().to_string();
+            let blake3 = super::inputs::checkpoint_blake3(&resolve(&self.resolved.root, &path))
+                .map_err(|e| PlanError::ModelDir {
+                    model: name.into(),
+                    detail: e.to_string(),
+                })?;
+            ModelSource::Hf { path, blake3 }
         } else {
             let asset = spec.asset.clone().unwrap_or_default();
             let registry = crate::assets::find_model(&asset).ok_or_else(|| PlanError::Unknown {

@@ -108,6 +108,30 @@ impl Tokenizer {
             })?;
         crate::error::write(path, json).map_err(TokenizerError::Save)
     }
+
+    /// Writes `tokenizer_config.json` into `dir`: the special-token roles, the chat template
+    /// (ChatML when the tokenizer has none, as [`Tokenizer::render_chat`] uses) and
+    /// `model_max_length`, so `transformers.AutoTokenizer` loads `tokenizer.json` with them.
+    pub fn save_hf_config(
+        &self,
+        dir: &Path,
+        model_max_length: usize,
+    ) -> Result<(), TokenizerError> {
+        let token = |id: Option<u32>| id.and_then(|i| self.id_to_token(i));
+        let config = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": token(self.bos_id()),
+            "eos_token": token(self.eos_id()),
+            "pad_token": token(self.pad_id()),
+            "unk_token": token(self.unk_id()),
+            "chat_template": self.chat_template().unwrap_or(super::CHATML_TEMPLATE),
+            "model_max_length": model_max_length,
+            "clean_up_tokenization_spaces": false,
+        });
+        let path = dir.join("tokenizer_config.json");
+        let text = serde_json::to_string_pretty(&config).unwrap_or_else(|_| config.to_string());
+        crate::error::write(&path, text + "\n").map_err(TokenizerError::Save)
+    }
 }
 
 #[cfg(test)]

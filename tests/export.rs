@@ -1,0 +1,329 @@
+//! `rlcd export`: a small world-xs run's trained policy and preference model leave as Hugging
+//! Face checkpoints that load back with the same logits, and its simulated pairs as TRL rows
+//! (JSON Lines, plain and conversational, and Parquet) holding exactly the stored pairs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::tensor::Tensor;
+use rlcd::model::sampling::pad_batch;
+use rlcd::model::{Cpu, Lm};
+use rlcd::stages::simulate::read_pairs;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rlcd");
+
+/// Runs a small recipe (an RLCD PPO method, an RLAIF DPO method, the base) to the end; returns
+/// the temporary project and the run directory.
+fn run() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompt-templates");
+    let recipe = tmp.path().join("export.toml");
+    fs::write(
+        &recipe,
+        format!(
+            "name = \"export-test\"\nseed = 3\ntemplates_dir = {:?}\n\n\
+             [models.sim]\npreset = \"world-xs\"\n\n\
+             [world]\ndocuments = 400\nprompts_train = 24\nprompts_test = 8\n\n\
+             [pretrain]\nsteps = 40\nheldout_documents = 20\n\n\
+             [pretrain.report]\nprompts = 4\npairs = 4\nmax_new_tokens = 8\n\n\
+             [tasks.helpful]\nprompts = \"world:helpful\"\ntemplates = \"helpful\"\naxes = [\"help\"]\n\n\
+             [simulate]\nn_prompts = 16\nmax_new_tokens = 16\nretries = 1\nbatch_size = 8\n\n\
+             [reward]\nepochs = 1\nlr = 1e-3\nbatch_size = 4\nmax_len = 256\nheldout_pairs = 4\n\n\
+             [ppo]\nsteps = 2\nrollouts = 4\nstep_batch = 4\nlr = 1e-4\nmax_response_tokens = 12\n\n\
+             [dpo]\nepochs = 1\n\n\
+             [methods.rlcd]\nkind = \"rlcd\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
+             [methods.rlaif]\nkind = \"rlaif\"\nsimulator = \"sim\"\npolicy = \"sim\"\ntrainer = \"dpo\"\n\n\
+             [methods.base]\nkind = \"base\"\npolicy = \"sim\"\n\n\
+             [eval]\nn_prompts = 4\nmax_new_tokens = 12\n",
+            templates.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--quiet"])
+        .arg(&recipe)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs = tmp.path().join("results/runs/export-test");
+    let run = fs::read_dir(&runs).unwrap().next().unwrap().unwrap().path();
+    (tmp, run)
+}
+
+/// `rlcd export …` in `dir`; its stdout on success, stderr on failure.
+fn export(dir: &Path, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(BIN)
+        .arg("export")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    if out.status.success() {
+        Ok(text(&out.stdout))
+    } else {
+        Err(text(&out.stderr))
+    }
+}
+
+/// `rlcd ARGS` in `dir`, which must succeed; its stdout.
+fn rlcd_ok(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rlcd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn logits(lm: &Lm<Cpu>, text: &str) -> Vec<f32> {
+    let ids = lm.encode(text).unwrap();
+    let device = Default::default();
+    let (tokens, mask) = pad_batch::<Cpu>(std::slice::from_ref(&ids), ids.len(), false, 0, &device);
+    let out: Tensor<Cpu, 3> = lm.model.forward(tokens, mask);
+    out.into_data().convert::<f32>().to_vec::<f32>().unwrap()
+}
+
+/// The artifact directory of stage `id` in the run.
+fn artifact(run: &Path, id: &str) -> rlcd::store::Artifact {
+    let (plan, store) = rlcd::runner::open_run(run).unwrap();
+    let stage = plan.stages.iter().find(|s| s.id == id).unwrap();
+    store.lookup(&stage.id, &stage.key).unwrap()
+}
+
+#[test]
+fn a_run_exports_models_and_pairs() {
+    let (tmp, run) = run();
+    let dir = tmp.path();
+    let run_arg = run.to_str().unwrap();
+
+    // The policy, as a checkpoint that loads with the logits of the stored policy.
+    let out = dir.join("policy-hf");
+    let said = export(
+        dir,
+        &["model", run_arg, "--method", "rlcd", out.to_str().unwrap()],
+    )
+    .unwrap();
+    assert!(said.contains("policy/rlcd/helpful"), "{said}");
+    let device = Default::default();
+    let (stored, format) = rlcd::stages::policy::load_policy::<Cpu>(
+        &artifact(&run, "policy/rlcd/helpful").dir,
+        &device,
+    )
+    .unwrap();
+    let exported = Lm::<Cpu>::from_path(&out, &device).unwrap();
+    let text = format!(
+        "{}\n\nHuman: where is the cat?\n\nAssistant: here.",
+        format.prefix
+    );
+    assert_eq!(logits(&exported, &text), logits(&stored, &text));
+    let provenance: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("rlcd_export.json")).unwrap()).unwrap();
+    assert_eq!(provenance["stage"], "policy/rlcd/helpful");
+    assert_eq!(provenance["format"]["prefix"], format.prefix.as_str());
+
+    // The exported checkpoint runs as a recipe's `hf` model; its cache keys follow the files a
+    // load reads and nothing else in the directory.
+    let recipe = dir.join("hf.toml");
+    let text = fs::read_to_string(dir.join("export.toml"))
+        .unwrap()
+        .replace("name = \"export-test\"", "name = \"hf-test\"")
+        .replace("preset = \"world-xs\"", "hf = \"policy-hf\"");
+    fs::write(&recipe, text).unwrap();
+    rlcd_ok(dir, &["run", "--quiet", "hf.toml"]);
+    // (stage id, cached) of every stage `rlcd validate` lists.
+    let states = |dir: &Path| -> Vec<(String, bool)> {
+        rlcd_ok(dir, &["validate", "hf.toml"])
+            .lines()
+            .filter(|l| {
+                l.ends_with("cached") || l.contains("cached  ←") || l.contains("to compute")
+            })
+            .map(|l| {
+                let id = l.split_whitespace().nth(1).unwrap_or_default().to_string();
+                (id, !l.contains("to compute"))
+            })
+            .collect()
+    };
+    let before = states(dir);
+    assert!(
+        before.len() > 10 && before.iter().all(|(_, c)| *c),
+        "{before:?}"
+    );
+    fs::write(out.join("NOTES.md"), "not part of the model").unwrap();
+    fs::write(out.join("rlcd_export.json"), "{}").unwrap();
+    assert_eq!(
+        states(dir),
+        before,
+        "files a load does not read changed a key"
+    );
+    let tc = out.join("tokenizer_config.json");
+    let edited = fs::read_to_string(&tc).unwrap().replace(
+        "\"model_max_length\"",
+        "\"padding_side\": \"left\",\n  \"model_max_length\"",
+    );
+    fs::write(&tc, edited).unwrap();
+    let after = states(dir);
+    for id in ["simulate/sim/helpful/rlcd", "policy/rlcd/helpful"] {
+        assert!(
+            after.contains(&(id.to_string(), false)),
+            "{id} kept its key after the tokenizer config changed: {after:?}"
+        );
+    }
+
+    // The preference model, as a sequence classifier.
+    let pm = dir.join("pm-hf");
+    export(
+        dir,
+        &[
+            "model",
+            run_arg,
+            "--method",
+            "rlcd",
+            "--what",
+            "pm",
+            pm.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(pm.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "LlamaForSequenceClassification");
+
+    // Untrained methods and unknown tasks are refused with what the run has.
+    let err = export(dir, &["model", run_arg, "--method", "base", "x"]).unwrap_err();
+    assert!(
+        err.contains("rlaif, rlcd") && err.contains("--method"),
+        "{err}"
+    );
+    let err = export(
+        dir,
+        &[
+            "model", run_arg, "--method", "rlcd", "--task", "harmless", "x",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("policy/rlcd/harmless") && err.contains("helpful"),
+        "{err}"
+    );
+
+    // Every simulation's pairs as TRL rows, labels turned into chosen / rejected.
+    let rlaif = read_pairs(&artifact(&run, "simulate/sim/helpful/rlaif")).unwrap();
+    let rlcd = read_pairs(&artifact(&run, "simulate/sim/helpful/rlcd")).unwrap();
+    assert!(!rlaif.is_empty() && !rlcd.is_empty());
+    let jsonl = dir.join("pairs.jsonl");
+    let said = export(dir, &["pairs", run_arg, jsonl.to_str().unwrap()]).unwrap();
+    assert!(
+        said.starts_with(&format!("{} pairs", rlaif.len() + rlcd.len())),
+        "{said}"
+    );
+    let rows: Vec<serde_json::Value> = fs::read_to_string(&jsonl)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), rlaif.len() + rlcd.len());
+    for row in &rows {
+        for key in [
+            "prompt",
+            "chosen",
+            "rejected",
+            "method",
+            "task",
+            "simulator",
+        ] {
+            assert!(row[key].is_string(), "{key}: {row}");
+        }
+        let p = row["p_chosen"].as_f64().unwrap();
+        assert!((0.5..=1.0).contains(&p), "{row}");
+        if row["family"] == "rlcd" {
+            assert_eq!(p, 1.0);
+        }
+    }
+    for pair in &rlcd {
+        let positive = match pair.positive_slot.unwrap() {
+            rlcd::stages::simulate::Slot::A => &pair.output_a,
+            rlcd::stages::simulate::Slot::B => &pair.output_b,
+        };
+        let row = rows
+            .iter()
+            .find(|r| r["family"] == "rlcd" && r["prompt_id"] == pair.prompt_id.as_str())
+            .unwrap();
+        assert_eq!(row["chosen"], positive.as_str(), "o+ is chosen");
+        assert_eq!(row["prompt"], pair.prompt.as_str());
+    }
+
+    // One method's pairs in the conversational form.
+    let conv = dir.join("conv.jsonl");
+    export(
+        dir,
+        &[
+            "pairs",
+            run_arg,
+            "--method",
+            "rlaif",
+            "--conversational",
+            conv.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let conv: Vec<serde_json::Value> = fs::read_to_string(&conv)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(conv.len(), rlaif.len());
+    for (row, pair) in conv.iter().zip(&rlaif) {
+        let turns = row["prompt"].as_array().unwrap();
+        assert_eq!(turns.len(), pair.turns.len());
+        assert_eq!(turns.last().unwrap()["role"], "user");
+        assert_eq!(row["chosen"][0]["role"], "assistant");
+        assert_eq!(row["method"], "rlaif");
+    }
+
+    // Parquet holds the same rows.
+    let parquet = dir.join("pairs.parquet");
+    export(
+        dir,
+        &[
+            "pairs",
+            run_arg,
+            "--format",
+            "parquet",
+            parquet.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let frame = rlcd::tables::read_parquet(&parquet).unwrap();
+    assert_eq!(frame.height(), rows.len());
+    let names: Vec<&str> = frame
+        .get_column_names()
+        .iter()
+        .map(|n| n.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "prompt",
+            "chosen",
+            "rejected",
+            "method",
+            "family",
+            "task",
+            "simulator",
+            "prompt_id",
+            "p_chosen"
+        ]
+    );
+}
