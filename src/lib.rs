@@ -25,4 +25,5 @@ pub mod store;
 pub mod sweep;
 pub mod tables;
 pub mod templates;
+pub mod trl;
 pub mod world;

@@ -18,8 +18,9 @@ pub use crate::stages::planning::{PlanError, Planned, Planner};
 use crate::stages::simulate::Method;
 use crate::stages::stage::StageKind;
 use crate::stages::{
-    appendix_n, contrast, generate, heldout_pairs, judge, pair_labels, pm_agreement, pm_eval,
-    policy, policy_training, pretrain, reward, simulate, winrates, world_eval, world_report,
+    appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, pair_labels, pm_agreement,
+    pm_eval, policy, policy_training, pretrain, reward, simulate, winrates, world_eval,
+    world_report,
 };
 use crate::store::Store;
 
@@ -310,14 +311,24 @@ fn preference_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
         };
         let mut heldout: BTreeSet<String> = BTreeSet::new();
         for (name, method) in &recipe.methods {
-            let (Some(family), Some(simulator)) = (pair_family(method.kind), &method.simulator)
-            else {
+            let Some(family) = pair_family(method.kind) else {
                 continue;
             };
-            if family == Method::RlcdRescore {
-                simulate(Method::Rlcd, simulator, &mut out)?;
-            }
-            let pairs = simulate(family, simulator, &mut out)?;
+            let pairs = match (&method.pairs, &method.simulator) {
+                (Some(_), _) => {
+                    let stage = import_pairs::plan(p, name, task, family)?;
+                    let id = stage.id.clone();
+                    out.push(stage);
+                    id
+                }
+                (None, Some(simulator)) => {
+                    if family == Method::RlcdRescore {
+                        simulate(Method::Rlcd, simulator, &mut out)?;
+                    }
+                    simulate(family, simulator, &mut out)?
+                }
+                (None, None) => continue,
+            };
             if method.kind == MethodKind::ContextDistillation {
                 continue;
             }

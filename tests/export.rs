@@ -292,6 +292,104 @@ fn a_run_exports_models_and_pairs() {
         assert_eq!(row["method"], "rlaif");
     }
 
+    // Pairs written by `export pairs` train a recipe's methods again: the RLCD pairs give the
+    // same preference model and PPO run as the simulated ones; conversational RLAIF rows train
+    // DPO, RLCD rows context distillation.
+    let rlcd_file = dir.join("rlcd-pairs.jsonl");
+    export(
+        dir,
+        &[
+            "pairs",
+            run_arg,
+            "--method",
+            "rlcd",
+            rlcd_file.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    let text = fs::read_to_string(dir.join("export.toml")).unwrap();
+    let (head, tail) = text.split_at(text.find("[methods.rlcd]").unwrap());
+    let tail = &tail[tail.find("[methods.base]").unwrap()..];
+    let methods = "[methods.rlcd]\nkind = \"rlcd\"\npolicy = \"sim\"\npairs = \"rlcd-pairs.jsonl\"\n\n\
+                   [methods.rlaif]\nkind = \"rlaif\"\npolicy = \"sim\"\ntrainer = \"dpo\"\npairs = \"conv.jsonl\"\n\n\
+                   [methods.cd]\nkind = \"context-distillation\"\npolicy = \"sim\"\npairs = \"rlcd-pairs.jsonl\"\n\n";
+    let import = format!("{head}{methods}{tail}").replace("export-test", "import-test");
+    fs::write(dir.join("import.toml"), import).unwrap();
+    rlcd_ok(dir, &["run", "--quiet", "import.toml"]);
+    let imported = fs::read_dir(dir.join("results/runs/import-test"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let (plan, _) = rlcd::runner::open_run(&imported).unwrap();
+    assert!(plan.stages.iter().all(|s| !s.id.starts_with("simulate/")));
+    let training = |run: &Path| -> Vec<String> {
+        let csv = fs::read_to_string(run.join("tables/policy_training.csv")).unwrap();
+        let header: Vec<String> = csv
+            .lines()
+            .next()
+            .unwrap()
+            .split(',')
+            .map(String::from)
+            .collect();
+        let row = csv
+            .lines()
+            .find(|l| l.starts_with("rlcd,"))
+            .unwrap()
+            .to_string();
+        let cells: Vec<&str> = row.split(',').collect();
+        ["initial_reward", "final_reward", "final_kl", "final_len"]
+            .iter()
+            .map(|c| cells[header.iter().position(|h| h == c).unwrap()].to_string())
+            .collect()
+    };
+    assert_eq!(training(&imported), training(&run));
+    let csv = fs::read_to_string(imported.join("tables/policy_training.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("cd,") && l.contains(",sft,")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("rlaif,") && l.contains(",dpo,")),
+        "{csv}"
+    );
+
+    // A pair file with a bad row, a simulator beside a pair file and a kind that cannot train
+    // on one are found by `rlcd validate`, each at its key.
+    fs::write(
+        dir.join("bad.jsonl"),
+        "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n{\"prompt\": \"p\", \"chosen\": \"a\"}\n",
+    )
+    .unwrap();
+    let bad = fs::read_to_string(dir.join("import.toml"))
+        .unwrap()
+        .replace(
+            "pairs = \"conv.jsonl\"",
+            "pairs = \"bad.jsonl\"\nsimulator = \"sim\"",
+        )
+        .replace(
+            "[methods.base]\nkind = \"base\"",
+            "[methods.base]\nkind = \"base\"\npairs = \"rlcd-pairs.jsonl\"",
+        );
+    fs::write(dir.join("bad.toml"), bad).unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "bad.toml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for says in [
+        "bad.jsonl:2:",
+        "methods.rlaif.simulator",
+        "method `base` (base) cannot train on a pair file",
+    ] {
+        assert!(err.contains(says), "{says}: {err}");
+    }
+
     // Parquet holds the same rows.
     let parquet = dir.join("pairs.parquet");
     export(
@@ -326,4 +424,73 @@ fn a_run_exports_models_and_pairs() {
             "p_chosen"
         ]
     );
+}
+
+/// `python tests/fixtures/hf/make_fixtures.py ARGS` with `TRANSFORMERS_PYTHON`; panics on failure.
+fn python_check(python: &str, args: &[&str]) {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/make_fixtures.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "make_fixtures.py {args:?}:\n{text}");
+}
+
+/// An exported world-xs policy loads in `transformers` with rlcd's NLL and logits (1e-3), and
+/// exported pairs load with `datasets.load_dataset("json", …)` in TRL's columns, plain and
+/// conversational. CI runs it when `TRANSFORMERS_PYTHON` names a Python with the packages of
+/// `tests/fixtures/hf/requirements.txt`.
+#[test]
+#[ignore = "needs TRANSFORMERS_PYTHON: a Python with the packages of tests/fixtures/hf/requirements.txt"]
+fn exports_load_in_transformers_and_datasets() {
+    let python = std::env::var("TRANSFORMERS_PYTHON")
+        .expect("TRANSFORMERS_PYTHON names a Python with torch, transformers and datasets");
+    let (tmp, run) = run();
+    let dir = tmp.path();
+    let run_arg = run.to_str().unwrap();
+    let out = dir.join("policy-hf");
+    export(
+        dir,
+        &["model", run_arg, "--method", "rlcd", out.to_str().unwrap()],
+    )
+    .unwrap();
+    let text = "<|bos|>\n\nHuman: where is the cat?\n\nAssistant: here it is.";
+    let score = rlcd_ok(
+        dir,
+        &[
+            "lm",
+            "score",
+            "--model",
+            out.to_str().unwrap(),
+            "--text",
+            text,
+            "--json",
+        ],
+    );
+    let score_file = dir.join("score.json");
+    fs::write(&score_file, score).unwrap();
+    python_check(
+        &python,
+        &[
+            "check-export",
+            out.to_str().unwrap(),
+            score_file.to_str().unwrap(),
+        ],
+    );
+    for extra in [None, Some("--conversational")] {
+        let file = dir.join("pairs.jsonl");
+        let mut args = vec!["pairs", run_arg];
+        args.extend(extra);
+        args.push(file.to_str().unwrap());
+        export(dir, &args).unwrap();
+        python_check(&python, &["check-pairs", file.to_str().unwrap()]);
+    }
 }

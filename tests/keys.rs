@@ -133,6 +133,7 @@ fn every_stage_kind_keys_exactly_its_typed_config() {
     let plans = [
         Plan::build(&load_text(ALL_KINDS, &[])).expect("plan"),
         Plan::build(&load_file("recipes/quickstart.toml", &[])).expect("plan"),
+        Plan::build(&load_file("recipes/examples/imported-pairs.toml", &[])).expect("plan"),
     ];
     let mut seen: BTreeSet<StageKind> = BTreeSet::new();
     let mut fields = 0usize;

@@ -335,4 +335,11 @@ pub struct MethodSpec {
     /// pair methods (`rlcd`, `rlaif`, `rlcd-rescore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trainer: Option<Trainer>,
+    /// A JSON Lines file of preference pairs in TRL's row shape (`prompt`, `chosen`,
+    /// `rejected`, optionally `p_chosen`, `prompt_id`, `task`; what `rlcd export pairs` writes),
+    /// relative to the project root, to train on instead of simulated pairs; the method then
+    /// takes no `simulator`. For `rlcd`, `rlaif` (soft labels from `p_chosen`) and
+    /// `context-distillation` (fine-tunes on `chosen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<String>,
 }

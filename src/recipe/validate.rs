@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use super::error::{Located, Problem, RecipeError};
 use super::load::Resolved;
-use super::schema::{AXES, PRESETS, Recipe, TaskSpec, Trainer};
+use super::schema::{AXES, MethodKind, PRESETS, Recipe, TaskSpec, Trainer};
 use crate::error::suggest;
 use crate::prompts::load_prompt_set;
 use crate::templates::{SCORE_TEMPLATE, TASK_TEMPLATES, Templates, judge_template};
@@ -63,6 +63,7 @@ pub fn problems(resolved: &Resolved) -> Vec<Problem> {
     check_tasks(resolved, &mut out);
     check_settings(r, &mut out);
     check_methods(r, &mut out);
+    check_pair_files(resolved, &mut out);
     check_eval(r, &mut out);
     if let Some(theory) = &r.theory {
         out.extend(theory.problems("theory"));
@@ -503,6 +504,43 @@ fn check_settings(r: &Recipe, out: &mut Vec<Problem>) {
     positive(out, "dpo.batch_size", o.batch_size);
 }
 
+/// Methods' `pairs` files: kinds that can train on them, no simulator beside them, and rows
+/// that read.
+fn check_pair_files(resolved: &Resolved, out: &mut Vec<Problem>) {
+    for (name, m) in &resolved.recipe.methods {
+        let Some(file) = &m.pairs else { continue };
+        let key = format!("methods.{name}.pairs");
+        if matches!(m.kind, MethodKind::Base | MethodKind::RlcdRescore) {
+            out.push(Problem::new(
+                &key,
+                format!(
+                    "method `{name}` ({}) cannot train on a pair file",
+                    m.kind.as_str()
+                ),
+                "use it with kind rlcd, rlaif or context-distillation, or remove the key",
+            ));
+            continue;
+        }
+        if m.simulator.is_some() {
+            out.push(Problem::new(
+                format!("methods.{name}.simulator"),
+                format!("method `{name}` trains on `{key}`, so nothing is simulated for it"),
+                format!("remove `simulator` from [methods.{name}]"),
+            ));
+        }
+        let path = resolved.resolve_path(std::path::Path::new(file));
+        if !path.is_file() {
+            out.push(Problem::new(
+                &key,
+                format!("pair file {} of `{key}` does not exist", path.display()),
+                "write it with `rlcd export pairs`, or correct the path (relative to the project root)",
+            ));
+        } else if let Err(e) = crate::trl::read_rows(&path) {
+            out.push(problem_from(&key, &e));
+        }
+    }
+}
+
 fn check_methods(r: &Recipe, out: &mut Vec<Problem>) {
     let models: Vec<&str> = r.models.keys().map(String::as_str).collect();
     for (name, m) in &r.methods {
@@ -517,7 +555,7 @@ fn check_methods(r: &Recipe, out: &mut Vec<Problem>) {
                     "models",
                 ));
             }
-            None if m.kind.needs_simulator() => out.push(Problem::new(
+            None if m.kind.needs_simulator() && m.pairs.is_none() => out.push(Problem::new(
                 format!("{key}.simulator"),
                 format!("method `{name}` ({}) has no `simulator`", m.kind.as_str()),
                 format!(

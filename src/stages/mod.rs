@@ -29,6 +29,7 @@ pub mod appendix_n;
 pub mod contrast;
 pub mod generate;
 pub mod heldout_pairs;
+pub mod import_pairs;
 pub mod judge;
 pub mod pair_labels;
 pub mod pm_agreement;

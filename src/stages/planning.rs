@@ -187,6 +187,11 @@ impl<'r> Planner<'r> {
         self.reads.borrow().clone()
     }
 
+    /// The project root relative paths of the recipe resolve against.
+    pub fn root(&self) -> &std::path::Path {
+        &self.resolved.root
+    }
+
     /// The seed derived from the recipe seed and `labels`.
     pub fn seed(&self, labels: &[&str]) -> u64 {
         self.read("seed");

@@ -3,8 +3,9 @@
 
 use super::stage::{Ctx, Stage, StageError, StageKind};
 use super::{
-    appendix_n, contrast, generate, heldout_pairs, judge, pair_labels, pm_agreement, pm_eval,
-    policy, policy_training, pretrain, reward, simulate, winrates, world_eval, world_report,
+    appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, pair_labels, pm_agreement,
+    pm_eval, policy, policy_training, pretrain, reward, simulate, winrates, world_eval,
+    world_report,
 };
 
 /// Runs `S` on its configuration deserialized from `config`.
@@ -89,6 +90,7 @@ registry! {
     WorldEval => world_eval::WorldEval,
     WorldReport => world_report::WorldReport,
     Simulate => simulate::Simulate,
+    ImportPairs => import_pairs::ImportPairs,
     HeldoutPairs => heldout_pairs::HeldoutPairs,
     Reward => reward::Reward,
     PmEval => pm_eval::PmEval,

@@ -32,6 +32,8 @@ pub enum StageKind {
     WorldReport,
     /// Simulated preference pairs of one family, simulator and task (`pairs.parquet`).
     Simulate,
+    /// Preference pairs of one method and task read from a TRL pair file (`pairs.parquet`).
+    ImportPairs,
     /// Held-out pairs of independent policy samples labelled by the oracle (`heldout.json`).
     HeldoutPairs,
     /// A preference model trained on one method's pairs (checkpoint, `reward.json`).
@@ -56,7 +58,7 @@ pub enum StageKind {
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 17] = [
+    pub const ALL: [StageKind; 18] = [
         StageKind::AppendixNCell,
         StageKind::AppendixNTable,
         StageKind::Contrast,
@@ -64,6 +66,7 @@ impl StageKind {
         StageKind::WorldEval,
         StageKind::WorldReport,
         StageKind::Simulate,
+        StageKind::ImportPairs,
         StageKind::HeldoutPairs,
         StageKind::Reward,
         StageKind::PmEval,
@@ -86,6 +89,7 @@ impl StageKind {
             StageKind::WorldEval => "world_eval",
             StageKind::WorldReport => "world_report",
             StageKind::Simulate => "simulate",
+            StageKind::ImportPairs => "import_pairs",
             StageKind::HeldoutPairs => "heldout_pairs",
             StageKind::Reward => "reward",
             StageKind::PmEval => "pm_eval",

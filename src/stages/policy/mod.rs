@@ -143,7 +143,10 @@ pub fn plan(p: &Planner<'_>, method: &str, task: &str) -> Result<Option<Planned>
     let recipe = p.recipe();
     let spec = p.method(method)?;
     let simulator = spec.simulator.clone().unwrap_or_default();
-    let pairs = |family: Method| super::simulate::id(&simulator, task, family);
+    let pairs = |family: Method| match &spec.pairs {
+        Some(_) => super::import_pairs::id(method, task),
+        None => super::simulate::id(&simulator, task, family),
+    };
     let trainer = match spec.kind {
         MethodKind::Base => return Ok(None),
         MethodKind::ContextDistillation => {
