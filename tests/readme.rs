@@ -96,6 +96,8 @@ fn is_example(args: &[String]) -> bool {
         &["render"],
         &["report"],
         &["assets", "fetch"],
+        &["export", "model"],
+        &["export", "pairs"],
         &["lm"],
     ];
     !args.is_empty() && !args.iter().any(|a| placeholder(a)) && !BARE.iter().any(|b| args == *b)
