@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensors};
 
 use super::hf_err;
@@ -18,9 +19,10 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 /// The memory-mapped weight files of one checkpoint.
 pub struct Shards {
     dir: PathBuf,
-    files: Vec<(PathBuf, memmap2::Mmap)>,
-    /// Tensor name → index into `files`.
-    owner: HashMap<String, usize>,
+    /// Each file with the offset of its data (after the header).
+    files: Vec<(PathBuf, memmap2::Mmap, usize)>,
+    /// Tensor name → index into `files` and the tensor's header entry.
+    owner: HashMap<String, (usize, TensorInfo)>,
 }
 
 fn io_err(path: &Path, message: &str) -> impl FnOnce(std::io::Error) -> ModelError {
@@ -40,12 +42,20 @@ fn map(path: &Path) -> Result<memmap2::Mmap, ModelError> {
     unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path, "cannot map the weights"))
 }
 
-fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, ModelError> {
-    SafeTensors::deserialize(bytes).map_err(|e| ModelError::Checkpoint {
+/// The header of a safetensors file (validated against its length): where the data starts and
+/// every tensor's entry.
+fn parse(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<(String, TensorInfo)>), ModelError> {
+    let (n, meta) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Checkpoint {
         path: path.to_path_buf(),
         message: "not a valid safetensors file".into(),
         source: Box::new(e),
-    })
+    })?;
+    let tensors = meta
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.clone()))
+        .collect();
+    Ok((8 + n, tensors))
 }
 
 impl Shards {
@@ -64,15 +74,16 @@ impl Shards {
                 ));
             }
             let mmap = map(&path)?;
-            for tensor in parse(&path, &mmap)?.names() {
-                if let Some(prev) = owner.insert(tensor.to_string(), i) {
+            let (start, tensors) = parse(&path, &mmap)?;
+            for (tensor, info) in tensors {
+                if let Some((prev, _)) = owner.insert(tensor.clone(), (i, info)) {
                     return Err(hf_err(
                         &path,
                         format!("tensor `{tensor}` is also in {}", names[prev]),
                     ));
                 }
             }
-            files.push((path, mmap));
+            files.push((path, mmap, start));
         }
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -188,8 +199,8 @@ impl WeightSource for Shards {
     }
 
     fn values(&self, name: &str, expect: &[usize]) -> Result<Vec<f32>, ModelError> {
-        let (path, view) = self.view(name, expect)?;
-        to_f32(view.dtype(), view.data()).ok_or_else(|| unreadable(path, name, view.dtype()))
+        let (path, dtype, bytes) = self.view(name, expect)?;
+        to_f32(dtype, bytes).ok_or_else(|| unreadable(path, name, dtype))
     }
 }
 
@@ -203,20 +214,16 @@ fn unreadable(path: &Path, name: &str, dtype: Dtype) -> ModelError {
 impl Shards {
     /// Checks that tensor `name` exists with shape `expect` and a dtype the loader reads.
     pub fn check(&self, name: &str, expect: &[usize]) -> Result<(), ModelError> {
-        let (path, view) = self.view(name, expect)?;
-        match view.dtype() {
+        let (path, dtype, _) = self.view(name, expect)?;
+        match dtype {
             Dtype::F32 | Dtype::F16 | Dtype::BF16 => Ok(()),
             other => Err(unreadable(path, name, other)),
         }
     }
 
-    /// The file holding tensor `name` and its view, whose shape must be `expect`.
-    fn view(
-        &self,
-        name: &str,
-        expect: &[usize],
-    ) -> Result<(&Path, safetensors::tensor::TensorView<'_>), ModelError> {
-        let Some(&i) = self.owner.get(name) else {
+    /// The file holding tensor `name`, its dtype and its bytes; its shape must be `expect`.
+    fn view(&self, name: &str, expect: &[usize]) -> Result<(&Path, Dtype, &[u8]), ModelError> {
+        let Some((i, info)) = self.owner.get(name) else {
             return Err(hf_err(
                 &self.dir,
                 format!(
@@ -225,24 +232,21 @@ impl Shards {
                 ),
             ));
         };
-        let (path, bytes) = &self.files[i];
-        let view = parse(path, bytes)?
-            .tensor(name)
-            .map_err(|e| ModelError::Checkpoint {
-                path: path.clone(),
-                message: format!("cannot read tensor `{name}`"),
-                source: Box::new(e),
-            })?;
-        if view.shape() != expect {
+        let (path, map, start) = &self.files[*i];
+        if info.shape != expect {
             return Err(hf_err(
                 path,
                 format!(
                     "tensor `{name}` has shape {:?}, but config.json implies {expect:?}",
-                    view.shape()
+                    info.shape
                 ),
             ));
         }
-        Ok((path, view))
+        let (a, b) = info.data_offsets;
+        let bytes = map
+            .get(start + a..start + b)
+            .ok_or_else(|| hf_err(path, format!("tensor `{name}` lies outside the file")))?;
+        Ok((path, info.dtype, bytes))
     }
 }
 
