@@ -399,7 +399,7 @@ pub const CHECKPOINT_WEIGHTS: &str = "model";
 type Recorder = NamedMpkFileRecorder<FullPrecisionSettings>;
 
 /// A checkpoint error on `path`: what went wrong (`message`) and why (`source`).
-fn ckpt_err<'a, E: std::error::Error + Send + Sync + 'static>(
+pub(crate) fn ckpt_err<'a, E: std::error::Error + Send + Sync + 'static>(
     path: &'a Path,
     message: &'a str,
 ) -> impl FnOnce(E) -> ModelError + 'a {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::hf_err;
 use crate::model::ModelError;
 use crate::model::llama::{LlamaConfig, RopeStyle};
+use crate::model::load::ckpt_err;
 
 /// Architectures (`config.json` key `architectures`) the loader understands.
 pub const SUPPORTED: [&str; 2] = ["LlamaForCausalLM", "Qwen2ForCausalLM"];
@@ -96,21 +97,19 @@ fn rope_scaling_type(v: &Value) -> Option<String> {
 impl HfConfig {
     /// Reads `config.json` at `path`.
     pub fn read(path: &Path) -> Result<Self, ModelError> {
-        let text = crate::error::read_to_string(path).map_err(|e| ModelError::Checkpoint {
-            path: path.to_path_buf(),
-            message: "cannot read the Hugging Face config; is the directory a checkpoint?".into(),
-            source: Box::new(e),
-        })?;
+        let text = crate::error::read_to_string(path).map_err(ckpt_err(
+            path,
+            "cannot read the Hugging Face config; is the directory a checkpoint?",
+        ))?;
         Self::parse(&text, path)
     }
 
     /// Parses the text of a `config.json` (`path` names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Self, ModelError> {
-        let raw: Raw = serde_json::from_str(text).map_err(|e| ModelError::Checkpoint {
-            path: path.to_path_buf(),
-            message: "not a LlamaForCausalLM or Qwen2ForCausalLM config".into(),
-            source: Box::new(e),
-        })?;
+        let raw: Raw = serde_json::from_str(text).map_err(ckpt_err(
+            path,
+            "not a LlamaForCausalLM or Qwen2ForCausalLM config",
+        ))?;
         let err = |key: &str, message: String| hf_err(path, format!("key `{key}`: {message}"));
         let family = match (raw.architectures.first(), raw.model_type.as_deref()) {
             (Some(a), _) if a == "LlamaForCausalLM" => Family::Llama,

@@ -16,7 +16,7 @@ use super::shards::{SINGLE_FILE, hf_name};
 use super::{CONFIG_FILE, TOKENIZER_FILE};
 use crate::model::ModelError;
 use crate::model::llama::{Llama, RopeStyle, ScalarHead};
-use crate::model::load::{Part, transpose, unpermute_qk};
+use crate::model::load::{Part, ckpt_err, transpose, unpermute_qk};
 use crate::model::tokenizer::Tokenizer;
 
 /// An f32 tensor ready for the safetensors writer.
@@ -132,42 +132,26 @@ impl Tensors {
             Some(meta),
             &path,
         )
-        .map_err(|e| ModelError::Checkpoint {
-            path,
-            message: "cannot write the weights".into(),
-            source: Box::new(e),
-        })
+        .map_err(ckpt_err(&path, "cannot write the weights"))
     }
 }
 
 fn write_json(path: &Path, v: &Value) -> Result<(), ModelError> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| ModelError::Checkpoint {
-        path: path.to_path_buf(),
-        message: "cannot serialise".into(),
-        source: Box::new(e),
-    })?;
-    crate::error::write(path, text + "\n").map_err(|e| ModelError::Checkpoint {
-        path: path.to_path_buf(),
-        message: "cannot write".into(),
-        source: Box::new(e),
-    })
+    let text = serde_json::to_string_pretty(v).map_err(ckpt_err(path, "cannot serialise"))?;
+    crate::error::write(path, text + "\n").map_err(ckpt_err(path, "cannot write"))
 }
 
-fn prepare(dir: &Path) -> Result<(), ModelError> {
-    std::fs::create_dir_all(dir).map_err(|e| ModelError::Checkpoint {
-        path: dir.to_path_buf(),
-        message: "cannot create the directory".into(),
-        source: Box::new(e),
-    })
-}
-
-/// Writes the tokenizer files and `config.json` beside the weights.
-fn write_meta(
+/// Writes `tensors` as the weights of `dir`, with the tokenizer files and `config.json` of a
+/// decoder `model` (as `…ForSequenceClassification` when `sequence_classification`).
+fn write_checkpoint(
     dir: &Path,
+    tensors: &Tensors,
     model: &Llama<impl Backend>,
     tokenizer: &Tokenizer,
     sequence_classification: bool,
 ) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(ckpt_err(dir, "cannot create the directory"))?;
+    tensors.write(dir)?;
     let c = model.config();
     tokenizer.save(&dir.join(TOKENIZER_FILE))?;
     tokenizer.save_hf_config(dir, c.max_seq_len)?;
@@ -185,11 +169,9 @@ pub fn save_hf<B: Backend>(
     tokenizer: &Tokenizer,
     dir: &Path,
 ) -> Result<(), ModelError> {
-    prepare(dir)?;
     let mut t = Tensors::default();
     t.decoder(model, true)?;
-    t.write(dir)?;
-    write_meta(dir, model, tokenizer, false)
+    write_checkpoint(dir, &t, model, tokenizer, false)
 }
 
 /// Writes a scalar-head model (a preference or value model) as a
@@ -202,14 +184,12 @@ pub fn save_hf_scalar<B: Backend>(
     tokenizer: &Tokenizer,
     dir: &Path,
 ) -> Result<(), ModelError> {
-    prepare(dir)?;
     let mut t = Tensors::default();
     t.decoder(&model.trunk, false)?;
     t.linear((Part::Head, 0), &model.score, None, |_, _, bias| {
         if bias { "score.bias" } else { "score.weight" }.to_string()
     })?;
-    t.write(dir)?;
-    write_meta(dir, &model.trunk, tokenizer, true)
+    write_checkpoint(dir, &t, &model.trunk, tokenizer, true)
 }
 
 /// A `Linear` from `[out, in]` values (for tests and importers).

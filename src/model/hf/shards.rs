@@ -9,7 +9,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use super::hf_err;
 use crate::model::ModelError;
-use crate::model::load::{Part, WeightSource};
+use crate::model::load::{Part, WeightSource, ckpt_err};
 
 /// File holding an unsharded checkpoint's weights.
 pub const SINGLE_FILE: &str = "model.safetensors";
@@ -25,31 +25,18 @@ pub struct Shards {
     owner: HashMap<String, (usize, TensorInfo)>,
 }
 
-fn io_err(path: &Path, message: &str) -> impl FnOnce(std::io::Error) -> ModelError {
-    let path = path.to_path_buf();
-    let message = message.to_string();
-    move |e| ModelError::Checkpoint {
-        path,
-        message,
-        source: Box::new(e),
-    }
-}
-
 fn map(path: &Path) -> Result<memmap2::Mmap, ModelError> {
-    let file = std::fs::File::open(path).map_err(io_err(path, "cannot open the weights"))?;
+    let file = std::fs::File::open(path).map_err(ckpt_err(path, "cannot open the weights"))?;
     // SAFETY: the map is read-only and private to this process; a checkpoint rewritten while it
     // is loaded is outside what any loader can guard against (transformers maps it the same way).
-    unsafe { memmap2::Mmap::map(&file) }.map_err(io_err(path, "cannot map the weights"))
+    unsafe { memmap2::Mmap::map(&file) }.map_err(ckpt_err(path, "cannot map the weights"))
 }
 
 /// The header of a safetensors file (validated against its length): where the data starts and
 /// every tensor's entry.
 fn parse(path: &Path, bytes: &[u8]) -> Result<(usize, Vec<(String, TensorInfo)>), ModelError> {
-    let (n, meta) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Checkpoint {
-        path: path.to_path_buf(),
-        message: "not a valid safetensors file".into(),
-        source: Box::new(e),
-    })?;
+    let (n, meta) = SafeTensors::read_metadata(bytes)
+        .map_err(ckpt_err(path, "not a valid safetensors file"))?;
     let tensors = meta
         .tensors()
         .into_iter()
@@ -96,18 +83,10 @@ impl Shards {
     pub fn file_names(dir: &Path) -> Result<Vec<String>, ModelError> {
         let index = dir.join(INDEX_FILE);
         if index.is_file() {
-            let text =
-                crate::error::read_to_string(&index).map_err(|e| ModelError::Checkpoint {
-                    path: index.clone(),
-                    message: "cannot read the shard index".into(),
-                    source: Box::new(e),
-                })?;
+            let text = crate::error::read_to_string(&index)
+                .map_err(ckpt_err(&index, "cannot read the shard index"))?;
             let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| ModelError::Checkpoint {
-                    path: index.clone(),
-                    message: "invalid JSON".into(),
-                    source: Box::new(e),
-                })?;
+                serde_json::from_str(&text).map_err(ckpt_err(&index, "invalid JSON"))?;
             let map = v
                 .get("weight_map")
                 .and_then(|m| m.as_object())
