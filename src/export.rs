@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::IoError;
-use crate::model::{Cpu, ModelError};
+use crate::model::gguf::MetaValue;
+use crate::model::{Cpu, GgufPrecision, ModelError};
 use crate::plan::{Plan, Stage};
 use crate::runner::RunError;
 use crate::stages::StageKind;
@@ -37,6 +38,14 @@ pub enum ExportError {
         /// What failed.
         #[source]
         source: Box<crate::stages::StageError>,
+    },
+    /// The model cannot be written in the format asked for.
+    #[error("{message}\n  fix: {fix}")]
+    Format {
+        /// Why not.
+        message: String,
+        /// What to ask for instead.
+        fix: String,
     },
     /// Loading or writing a model failed.
     #[error(transparent)]
@@ -169,7 +178,8 @@ impl Run {
     }
 }
 
-/// Provenance written beside an exported model (`rlcd_export.json`).
+/// Provenance of an exported model (`rlcd_export.json` beside a checkpoint, `rlcd.export.*`
+/// keys in a GGUF file).
 #[derive(Serialize)]
 struct Provenance<'a> {
     run_dir: String,
@@ -180,13 +190,25 @@ struct Provenance<'a> {
     format: serde_json::Value,
 }
 
-/// Writes the policy (or preference model) of `method` on `task` in run `run` to `out` as a
-/// Hugging Face checkpoint; returns the stage exported.
+/// The file format of an exported model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// A Hugging Face checkpoint directory (f32 safetensors, `config.json`, tokenizer files,
+    /// `rlcd_export.json`).
+    Hf,
+    /// One llama.cpp GGUF file, its matrices in the given precision; provenance goes into
+    /// `rlcd.export.*` metadata keys.
+    Gguf(GgufPrecision),
+}
+
+/// Writes the policy (or preference model) of `method` on `task` in run `run` to `out` in
+/// `format`; returns the stage exported.
 pub fn export_model(
     run: &Run,
     method: &str,
     task: Option<&str>,
     what: What,
+    format: ModelFormat,
     out: &Path,
 ) -> Result<String, ExportError> {
     let device = Default::default();
@@ -197,14 +219,61 @@ pub fn export_model(
             source: Box::new(e),
         }
     };
-    let (stage, format) = match what {
+    if what == What::Pm && format != ModelFormat::Hf {
+        return Err(ExportError::Format {
+            message: "a preference model has a scalar head, which llama.cpp's GGUF \
+                      architectures do not describe"
+                .into(),
+            fix: "export it with `--format hf` (a `…ForSequenceClassification` checkpoint)".into(),
+        });
+    }
+    let what_name = match what {
+        What::Policy => "policy",
+        What::Pm => "preference model",
+    };
+    fn provenance<'a>(
+        run: &Run,
+        stage: &'a Stage,
+        what: &'a str,
+        format: serde_json::Value,
+    ) -> Provenance<'a> {
+        Provenance {
+            run_dir: run.dir.display().to_string(),
+            stage: &stage.id,
+            key: &stage.key,
+            what,
+            format,
+        }
+    }
+    let stage = match what {
         What::Policy => {
             let stage = run.method_stage("policy", method, task)?;
             let artifact = run.artifact(stage)?;
-            let (lm, format) = crate::stages::policy::load_policy::<Cpu>(&artifact.dir, &device)
-                .map_err(|e| stage_err(stage)(e.into()))?;
-            crate::model::hf::save_hf(&lm.model, &lm.tokenizer, out)?;
-            (stage, serde_json::to_value(format).unwrap_or_default())
+            let (lm, text_format) =
+                crate::stages::policy::load_policy::<Cpu>(&artifact.dir, &device)
+                    .map_err(|e| stage_err(stage)(e.into()))?;
+            let text_format = serde_json::to_value(text_format).unwrap_or_default();
+            match format {
+                ModelFormat::Hf => {
+                    crate::model::hf::save_hf(&lm.model, &lm.tokenizer, out)?;
+                    write_provenance(out, &provenance(run, stage, what_name, text_format))?;
+                }
+                ModelFormat::Gguf(precision) => {
+                    let p = provenance(run, stage, what_name, text_format);
+                    let text = |v: &str| MetaValue::String(v.to_string());
+                    let meta = [
+                        ("general.name", text(&format!("rlcd {}", stage.id))),
+                        ("rlcd.export.run_dir", text(&p.run_dir)),
+                        ("rlcd.export.stage", text(p.stage)),
+                        ("rlcd.export.key", text(p.key)),
+                        ("rlcd.export.what", text(p.what)),
+                        ("rlcd.export.format", text(&p.format.to_string())),
+                    ]
+                    .map(|(k, v)| (k.to_string(), v));
+                    crate::model::save_gguf(&lm.model, &lm.tokenizer, out, precision, &meta)?;
+                }
+            }
+            stage
         }
         What::Pm => {
             let stage = run.method_stage("reward", method, task)?;
@@ -212,23 +281,20 @@ pub fn export_model(
             let pm = crate::model::pm::load_pm::<Cpu>(&artifact.dir, &device)
                 .map_err(|e| stage_err(stage)(crate::stages::StageError::failed(e)))?;
             crate::model::hf::save_hf_scalar(&pm.model, &pm.tokenizer, out)?;
-            (stage, serde_json::to_value(&pm.format).unwrap_or_default())
+            let text_format = serde_json::to_value(&pm.format).unwrap_or_default();
+            write_provenance(out, &provenance(run, stage, what_name, text_format))?;
+            stage
         }
     };
-    let provenance = Provenance {
-        run_dir: run.dir.display().to_string(),
-        stage: &stage.id,
-        key: &stage.key,
-        what: match what {
-            What::Policy => "policy",
-            What::Pm => "preference model",
-        },
-        format,
-    };
-    let path = out.join("rlcd_export.json");
-    let text = serde_json::to_string_pretty(&provenance).unwrap_or_default();
-    crate::error::write(&path, text + "\n")?;
     Ok(stage.id.clone())
+}
+
+/// Writes `rlcd_export.json` into checkpoint directory `dir`.
+fn write_provenance(dir: &Path, p: &Provenance<'_>) -> Result<(), ExportError> {
+    let path = dir.join("rlcd_export.json");
+    let text = serde_json::to_string_pretty(p).unwrap_or_default();
+    crate::error::write(&path, text + "\n")?;
+    Ok(())
 }
 
 /// How prompts and responses are written in exported pairs.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use rlcd::model::GgufPrecision;
 
 /// Standard output was closed by its reader (`rlcd … | head -1`): the command ends quietly
 /// with status 0, as other Unix tools do.
@@ -153,7 +154,8 @@ enum AssetsCommand {
 enum ExportCommand {
     /// Write a method's trained policy (or preference model) as a Hugging Face checkpoint
     /// (`config.json`, f32 `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`)
-    /// that `transformers` loads with `from_pretrained`.
+    /// that `transformers` loads with `from_pretrained`, or the policy as a GGUF file
+    /// llama.cpp loads.
     Model {
         /// A run directory, `results/runs/<recipe>/<run-id>/`.
         run_dir: PathBuf,
@@ -169,7 +171,11 @@ enum ExportCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "hf")]
         format: ModelFormatArg,
-        /// Output directory.
+        /// Precision of a GGUF file's matrices (norms and biases stay f32); checkpoints are
+        /// always f32.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        /// Output directory (`hf`) or file (`gguf`).
         out: PathBuf,
     },
     /// Write the run's simulated preference pairs as rows with `prompt`, `chosen` and
@@ -208,6 +214,16 @@ enum WhatArg {
 enum ModelFormatArg {
     /// A Hugging Face checkpoint directory.
     Hf,
+    /// A llama.cpp GGUF file (`llama`, or `qwen2` for a model with Q/K/V biases).
+    Gguf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DtypeArg {
+    /// 32-bit floats.
+    F32,
+    /// Half precision.
+    F16,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -247,7 +263,8 @@ enum TruncateArg {
 enum LmCommand {
     /// Token ids, per-token and mean negative log-likelihood of a text.
     Score {
-        /// An asset name (see `rlcd assets list`) or a GGUF path.
+        /// An asset name (see `rlcd assets list`), a GGUF path or a Hugging Face checkpoint
+        /// directory.
         #[arg(long)]
         model: String,
         /// The text to score.
@@ -263,7 +280,7 @@ enum LmCommand {
     },
     /// Generate a continuation of a prompt.
     Generate {
-        /// An asset name or a GGUF path.
+        /// An asset name, a GGUF path or a Hugging Face checkpoint directory.
         #[arg(long)]
         model: String,
         /// The prompt text (use `--chat` to wrap it in the model's chat template).
@@ -290,6 +307,22 @@ enum LmCommand {
         /// Compute backend.
         #[arg(long, value_enum, default_value = "cpu")]
         backend: BackendArg,
+    },
+    /// Convert a model to a Hugging Face checkpoint or a GGUF file (f32 or f16) that
+    /// llama.cpp loads.
+    Convert {
+        /// An asset name, a GGUF path or a Hugging Face checkpoint directory.
+        #[arg(long)]
+        model: String,
+        /// Output format.
+        #[arg(long, value_enum)]
+        format: ModelFormatArg,
+        /// Precision of a GGUF file's matrices (norms and biases stay f32); checkpoints are
+        /// always f32.
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: DtypeArg,
+        /// Output directory (`hf`) or file (`gguf`).
+        out: PathBuf,
     },
     /// Generation and training throughput (same as `cargo xtask bench`); writes a table.
     Bench {
@@ -642,23 +675,39 @@ fn render(
     Ok(())
 }
 
+/// The GGUF precision `--dtype` asks for; f16 is refused for checkpoints, which are f32.
+fn gguf_precision(format: ModelFormatArg, dtype: DtypeArg) -> Result<GgufPrecision> {
+    match (format, dtype) {
+        (ModelFormatArg::Hf, DtypeArg::F16) => {
+            bail!("`--dtype f16` applies to `--format gguf`; checkpoints are written in f32")
+        }
+        (_, DtypeArg::F32) => Ok(GgufPrecision::F32),
+        (ModelFormatArg::Gguf, DtypeArg::F16) => Ok(GgufPrecision::F16),
+    }
+}
+
 fn export(command: ExportCommand) -> Result<()> {
-    use rlcd::export::{self, PairForm, Run, What};
+    use rlcd::export::{self, ModelFormat, PairForm, Run, What};
     match command {
         ExportCommand::Model {
             run_dir,
             method,
             task,
             what,
-            format: ModelFormatArg::Hf,
+            format,
+            dtype,
             out,
         } => {
+            let format = match (format, gguf_precision(format, dtype)?) {
+                (ModelFormatArg::Hf, _) => ModelFormat::Hf,
+                (ModelFormatArg::Gguf, precision) => ModelFormat::Gguf(precision),
+            };
             let run = Run::open(&run_dir)?;
             let what = match what {
                 WhatArg::Policy => What::Policy,
                 WhatArg::Pm => What::Pm,
             };
-            let stage = export::export_model(&run, &method, task.as_deref(), what, &out)?;
+            let stage = export::export_model(&run, &method, task.as_deref(), what, format, &out)?;
             outln!("{stage} → {}", out.display());
         }
         ExportCommand::Pairs {
@@ -769,6 +818,34 @@ fn lm(command: LmCommand) -> Result<()> {
                 }
                 BackendArg::Cuda => cuda::generate(&path, &prompt, chat, seed, &opts),
             }
+        }
+        LmCommand::Convert {
+            model,
+            format,
+            dtype,
+            out,
+        } => {
+            let path = rlcd::assets::resolve_model(&root, &model)?;
+            let device = Default::default();
+            let lm = rlcd::model::Lm::<rlcd::model::Cpu>::from_path(&path, &device)?;
+            match (format, gguf_precision(format, dtype)?) {
+                (ModelFormatArg::Hf, _) => {
+                    rlcd::model::hf::save_hf(&lm.model, &lm.tokenizer, &out)?
+                }
+                (ModelFormatArg::Gguf, precision) => {
+                    let name = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let meta = [(
+                        "general.name".to_string(),
+                        rlcd::model::gguf::MetaValue::String(name),
+                    )];
+                    rlcd::model::save_gguf(&lm.model, &lm.tokenizer, &out, precision, &meta)?;
+                }
+            }
+            outln!("{} → {}", path.display(), out.display());
+            Ok(())
         }
         LmCommand::Bench {
             backend,

@@ -8,7 +8,8 @@
 //! row of the HH dataset (`{"chosen", "rejected"}`, the prompt being `chosen` without its final
 //! reply) — the paper's multi-turn prompts, whose earlier assistant turns the templates tag with
 //! the opposite-polarity descriptor. A `.txt` file holds one single-turn prompt per non-empty
-//! line.
+//! line, or, when its first line starts with `Human:`, HH transcripts one after another, each
+//! ending with the empty `Assistant:` turn the model answers.
 //!
 //! Stage configurations name a prompt set by a [`PromptSet`]: its source identified by content
 //! (a file's blake3, or the world's settings and seed), its split and how many prompts to use.
@@ -475,6 +476,9 @@ fn parse_file(
     let mut skipped = Vec::new();
     let dialogues = match ext {
         "jsonl" => parse_jsonl(&path, &text, &stem, seed, malformed, &mut skipped)?,
+        "txt" if is_transcript_text(&text) => {
+            parse_transcript_text(&path, &text, &stem, seed, malformed, &mut skipped)?
+        }
         "txt" => text
             .lines()
             .map(str::trim)
@@ -498,6 +502,88 @@ fn parse_file(
         }
     }
     Ok((dialogues, skipped))
+}
+
+/// Whether a `.txt` file holds Anthropic-HH transcripts: its first non-blank line starts with
+/// `Human:`.
+fn is_transcript_text(text: &str) -> bool {
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| l.trim_start().starts_with("Human:"))
+}
+
+/// The transcripts of a plain-text HH file: transcripts one after another, each ending with an
+/// empty `Assistant:` line (after a blank line) that the next transcript's `Human:` line or the
+/// end of the file follows; the last one may end with its Human turn. A malformed transcript is
+/// reported at the line it starts on, and refused or skipped as `malformed` says.
+fn parse_transcript_text(
+    path: &Path,
+    text: &str,
+    stem: &str,
+    seed: u64,
+    malformed: OnMalformed,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Dialogue>, PromptError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let blank = |i: usize| lines[i].trim().is_empty();
+    let ends_transcript = |i: usize, start: usize| {
+        lines[i].trim() == "Assistant:"
+            && (i == start || blank(i - 1))
+            && lines[i + 1..]
+                .iter()
+                .find(|l| !l.trim().is_empty())
+                .is_none_or(|l| l.trim_start().starts_with("Human:"))
+    };
+    let mut blocks: Vec<(usize, String)> = Vec::new();
+    let mut start: Option<usize> = None;
+    for i in 0..lines.len() {
+        let Some(s) = start else {
+            if !blank(i) {
+                start = Some(i);
+                if ends_transcript(i, i) {
+                    blocks.push((i, lines[i].to_string()));
+                    start = None;
+                }
+            }
+            continue;
+        };
+        if ends_transcript(i, s) {
+            blocks.push((s, lines[s..=i].join("\n")));
+            start = None;
+        }
+    }
+    if let Some(s) = start {
+        blocks.push((s, lines[s..].join("\n")));
+    }
+    let mut out = Vec::new();
+    for (start, block) in blocks {
+        match parse_transcript(&block, false) {
+            Ok(turns) => {
+                let hashed = hashed_dialogue(stem, &turns.join("\n"), seed);
+                out.push(Dialogue {
+                    id: hashed.id,
+                    split: hashed.split,
+                    turns,
+                });
+            }
+            Err(m) if malformed == OnMalformed::Skip => skipped.push(Skipped {
+                path: path.to_path_buf(),
+                line: start + 1,
+                message: format!("malformed transcript: {m}"),
+            }),
+            Err(m) => {
+                return Err(PromptError::Record {
+                    path: path.to_path_buf(),
+                    line: start + 1,
+                    message: format!("malformed transcript starting here: {m}"),
+                    fix: "fix the transcript (each one ends with an empty `Assistant:` line), or \
+                          set the task's `malformed_prompts = \"skip\"` to leave such transcripts out"
+                        .to_string(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A single-turn dialogue whose id and split come from a hash of its text.

@@ -218,6 +218,40 @@ fn a_run_exports_models_and_pairs() {
         "{err}"
     );
 
+    // GGUF: the world's word-level vocabulary has no llama.cpp form, a preference model no
+    // GGUF architecture, and f16 belongs to GGUF files; each refusal says what to do instead.
+    let gguf = dir.join("policy.gguf");
+    let gguf_arg = gguf.to_str().unwrap();
+    let err = export(
+        dir,
+        &[
+            "model", run_arg, "--method", "rlcd", "--format", "gguf", gguf_arg,
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("WordLevel") && err.contains("--format hf"),
+        "{err}"
+    );
+    assert!(!gguf.exists());
+    let err = export(
+        dir,
+        &[
+            "model", run_arg, "--method", "rlcd", "--what", "pm", "--format", "gguf", gguf_arg,
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("scalar head") && err.contains("--format hf"),
+        "{err}"
+    );
+    let err = export(
+        dir,
+        &["model", run_arg, "--method", "rlcd", "--dtype", "f16", "x"],
+    )
+    .unwrap_err();
+    assert!(err.contains("--format gguf"), "{err}");
+
     // Every simulation's pairs as TRL rows, labels turned into chosen / rejected.
     let rlaif = read_pairs(&artifact(&run, "simulate/sim/helpful/rlaif")).unwrap();
     let rlcd = read_pairs(&artifact(&run, "simulate/sim/helpful/rlcd")).unwrap();
@@ -493,4 +527,53 @@ fn exports_load_in_transformers_and_datasets() {
         export(dir, &args).unwrap();
         python_check(&python, &["check-pairs", file.to_str().unwrap()]);
     }
+}
+
+/// `rlcd lm convert` turns a Hugging Face checkpoint into a GGUF file and that back into a
+/// checkpoint; all three score a text alike.
+#[test]
+fn lm_convert_moves_models_between_formats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf/qwen2-f32");
+    let gguf = dir.join("qwen2.gguf");
+    let back = dir.join("qwen2-hf");
+    let convert = |from: &Path, format: &str, to: &Path| {
+        rlcd_ok(
+            dir,
+            &[
+                "lm",
+                "convert",
+                "--model",
+                from.to_str().unwrap(),
+                "--format",
+                format,
+                to.to_str().unwrap(),
+            ],
+        )
+    };
+    assert!(convert(&fixture, "gguf", &gguf).contains("qwen2.gguf"));
+    convert(&gguf, "hf", &back);
+    let text = "<|im_start|>user\nthe cat sat on 12 mats<|im_end|>";
+    let score = |model: &Path| -> serde_json::Value {
+        let out = rlcd_ok(
+            dir,
+            &[
+                "lm",
+                "score",
+                "--model",
+                model.to_str().unwrap(),
+                "--text",
+                text,
+                "--json",
+            ],
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let (a, b, c) = (score(&fixture), score(&gguf), score(&back));
+    assert_eq!(a["ids"], b["ids"]);
+    assert_eq!(a["ids"], c["ids"]);
+    let nll = |v: &serde_json::Value| v["mean_nll"].as_f64().unwrap();
+    assert!((nll(&a) - nll(&b)).abs() < 1e-5, "{a} {b}");
+    assert_eq!(nll(&b), nll(&c));
 }

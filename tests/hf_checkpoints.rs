@@ -1,17 +1,19 @@
 //! Hugging Face checkpoints: the committed tiny `LlamaForCausalLM` / `Qwen2ForCausalLM`
 //! fixtures (made by `tests/fixtures/hf/make_fixtures.py` with transformers) load with the
 //! logits transformers computed, in f32, f16, bf16 and sharded form; exported decoders load
-//! back with the same logits; broken checkpoints are refused naming the file and key.
+//! back with the same logits, as checkpoints and as GGUF files; broken checkpoints are refused
+//! naming the file and key.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use rlcd::model::gguf::GgufFile;
 use rlcd::model::hf::{load_hf, save_hf, save_hf_scalar};
 use rlcd::model::llama::{Llama, LlamaConfig, RopeStyle, ScalarHead};
 use rlcd::model::sampling::pad_batch;
 use rlcd::model::tokenizer::Tokenizer;
-use rlcd::model::{Cpu, Lm};
+use rlcd::model::{Cpu, GgufPrecision, Lm, save_gguf};
 use serde::Deserialize;
 
 fn fixture(name: &str) -> PathBuf {
@@ -154,6 +156,87 @@ fn scalar_heads_export_as_sequence_classification() {
     assert!(st.tensor("model.layers.1.self_attn.k_proj.bias").is_ok());
 }
 
+/// The fixtures, written as GGUF files, load back through the GGUF reader with transformers'
+/// logits and the same tokenization; f16 files are the f32 models rounded; writing a loaded
+/// GGUF again gives the same bytes; a word-level vocabulary has no GGUF form.
+#[test]
+fn fixtures_export_to_gguf_and_load_back() {
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, arch) in [("llama-f32", "llama"), ("qwen2-f32", "qwen2")] {
+        let r = reference(name);
+        let lm = Lm::<Cpu>::from_path(&fixture(name), &device).unwrap();
+        let path = dir.path().join(format!("{name}.gguf"));
+        save_gguf(&lm.model, &lm.tokenizer, &path, GgufPrecision::F32, &[]).unwrap();
+        let g = GgufFile::open(&path).unwrap();
+        assert_eq!(g.architecture().unwrap(), arch);
+        assert_eq!(
+            g.tensor_info("blk.0.attn_q.bias").is_some(),
+            arch == "qwen2",
+            "{name}"
+        );
+        let back = Lm::<Cpu>::from_path(&path, &device).unwrap();
+        for text in [
+            r.text.as_str(),
+            "Digits 12345 and  two spaces,\n\nnew lines\ttabs; ünïcödé?",
+            "",
+        ] {
+            assert_eq!(
+                back.encode(text).unwrap(),
+                lm.encode(text).unwrap(),
+                "{name}: {text:?}"
+            );
+        }
+        let roles = |t: &Tokenizer| (t.bos_id(), t.eos_id(), t.pad_id(), t.special_ids());
+        assert_eq!(roles(&back.tokenizer), roles(&lm.tokenizer), "{name}");
+        let diff = max_diff(&logits(&back.model, &r.ids), &r.logits);
+        assert!(
+            diff <= 1e-4,
+            "{name}: GGUF max |Δlogit| vs transformers = {diff}"
+        );
+
+        let again = dir.path().join(format!("{name}-again.gguf"));
+        save_gguf(
+            &back.model,
+            &back.tokenizer,
+            &again,
+            GgufPrecision::F32,
+            &[],
+        )
+        .unwrap();
+        assert!(
+            std::fs::read(&again).unwrap() == std::fs::read(&path).unwrap(),
+            "{name}: a loaded GGUF wrote different bytes"
+        );
+
+        let half = dir.path().join(format!("{name}-f16.gguf"));
+        save_gguf(&lm.model, &lm.tokenizer, &half, GgufPrecision::F16, &[]).unwrap();
+        let h = Lm::<Cpu>::from_path(&half, &device).unwrap();
+        let diff = max_diff(&logits(&h.model, &r.ids), &logits(&back.model, &r.ids));
+        assert!(
+            diff > 0.0 && diff < 0.02,
+            "{name}: f16 max |Δlogit| = {diff}"
+        );
+    }
+    let words: Vec<String> = (0..90).map(|i| format!("w{i}")).collect();
+    let tokenizer = Tokenizer::word_level(&words, &["<|bos|>", "<|eos|>", "<|pad|>"]).unwrap();
+    let model = Llama::<Cpu>::new(LlamaConfig::tiny(), &device).unwrap();
+    let err = save_gguf(
+        &model,
+        &tokenizer,
+        &dir.path().join("world.gguf"),
+        GgufPrecision::F32,
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("WordLevel") && err.contains("--format hf"),
+        "{err}"
+    );
+    assert!(!dir.path().join("world.gguf").exists());
+}
+
 /// A copy of fixture `name` in a temporary directory, for breaking.
 fn copy(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -241,4 +324,39 @@ fn broken_checkpoints_name_the_file_and_key() {
     .unwrap();
     let err = load_err(d.path());
     assert!(err.contains("model.safetensors"), "{err}");
+}
+
+/// The fixtures written as GGUF files (f32 and f16) run in llama.cpp: its own tokenizer gives
+/// the reference ids and its logits match transformers'. CI runs it when `TRANSFORMERS_PYTHON`
+/// names a Python with the packages of `tests/fixtures/hf/requirements.txt`.
+#[test]
+#[ignore = "needs TRANSFORMERS_PYTHON: a Python with llama-cpp-python (tests/fixtures/hf/requirements.txt)"]
+fn gguf_exports_run_in_llama_cpp() {
+    let python = std::env::var("TRANSFORMERS_PYTHON")
+        .expect("TRANSFORMERS_PYTHON names a Python with llama-cpp-python");
+    let script = fixture("make_fixtures.py");
+    let device = Default::default();
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["llama-f32", "qwen2-f32"] {
+        let lm = Lm::<Cpu>::from_path(&fixture(name), &device).unwrap();
+        for (precision, tol) in [(GgufPrecision::F32, "1e-4"), (GgufPrecision::F16, "0.02")] {
+            let path = dir.path().join(format!("{name}-{precision:?}.gguf"));
+            save_gguf(&lm.model, &lm.tokenizer, &path, precision, &[]).unwrap();
+            let out = std::process::Command::new(&python)
+                .arg(&script)
+                .arg("check-gguf")
+                .arg(&path)
+                .arg(fixture(name).join("reference.json"))
+                .args(["--tol", tol])
+                .output()
+                .unwrap();
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("{name} {precision:?}:\n{text}");
+            assert!(out.status.success(), "{name} {precision:?}:\n{text}");
+        }
+    }
 }

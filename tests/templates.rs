@@ -528,3 +528,52 @@ fn malformed_transcripts_are_reported_by_line() {
         assert!(message.contains(says), "line {line}: {message}");
     }
 }
+
+/// The same transcripts as a plain-text file (each ending with an empty `Assistant:` line, the
+/// last one at the end of the file without it) give the JSONL fixture's dialogues; malformed
+/// transcripts are reported at the line they start on.
+#[test]
+fn hh_transcripts_read_from_plain_text() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let load = |file: &str, on| {
+        rlcd::prompts::PromptSource::resolve(file, root, &Default::default(), 0, on)
+            .and_then(|s| s.load_reporting(root))
+    };
+    let error = rlcd::recipe::OnMalformed::Error;
+    let (from_txt, skipped) = load("tests/fixtures/hh_transcripts.txt", error).expect("loads");
+    assert!(skipped.is_empty());
+    let (from_jsonl, _) = load("tests/fixtures/hh_transcripts.jsonl", error).expect("loads");
+    let turns = |d: &[Dialogue]| d.iter().map(|d| d.turns.clone()).collect::<Vec<_>>();
+    assert_eq!(turns(&from_txt), turns(&from_jsonl));
+    // The basil prompt has no id in either file, so both hash it alike.
+    assert_eq!(from_txt[2].id, from_jsonl[2].id);
+
+    let err = load("tests/fixtures/hh_transcripts_bad.txt", error)
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("hh_transcripts_bad.txt:5:"), "{err}");
+    assert!(
+        err.contains("turn 2 is a Human turn after a Human turn"),
+        "{err}"
+    );
+    let (kept, skipped) = load(
+        "tests/fixtures/hh_transcripts_bad.txt",
+        rlcd::recipe::OnMalformed::Skip,
+    )
+    .expect("skips");
+    assert_eq!(turns(&kept), [vec!["Hello there.".to_string()]]);
+    let found: Vec<(usize, &str)> = skipped
+        .iter()
+        .map(|s| (s.line, s.message.as_str()))
+        .collect();
+    let expect = [
+        (5, "turn 2 is a Human turn after a Human turn"),
+        (11, "turn 1 (Human) is empty"),
+        (15, "ends with an Assistant reply"),
+    ];
+    assert_eq!(found.len(), expect.len(), "{found:?}");
+    for ((line, message), (want_line, says)) in found.iter().zip(expect) {
+        assert_eq!(*line, want_line, "{message}");
+        assert!(message.contains(says), "line {line}: {message}");
+    }
+}

@@ -151,6 +151,16 @@ fn reorder_rows(
     out
 }
 
+/// Row-major f32 values of a tensor read back from its device.
+pub(crate) fn tensor_values<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+) -> Result<Vec<f32>, ModelError> {
+    t.into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|e| ModelError::Data(format!("{e:?}")))
+}
+
 /// Transposes a row-major `[rows, cols]` matrix.
 pub(crate) fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; w.len()];
@@ -203,7 +213,7 @@ pub(crate) trait WeightSource {
 }
 
 /// llama.cpp's tensor names.
-fn gguf_name(part: Part, layer: usize, bias: bool) -> String {
+pub(crate) fn gguf_name(part: Part, layer: usize, bias: bool) -> String {
     let suffix = if bias { "bias" } else { "weight" };
     let block = |n: &str| format!("blk.{layer}.{n}.{suffix}");
     match part {

@@ -13,6 +13,7 @@ pub mod pm;
 pub mod quant;
 mod rope;
 pub mod sampling;
+pub mod save_gguf;
 pub mod tokenizer;
 pub mod train;
 pub mod truncate;
@@ -26,6 +27,7 @@ pub type CudaBackend = burn::backend::Cuda;
 pub use llama::{KvCache, Llama, LlamaConfig, RopeStyle, ScalarHead};
 pub use lm::{Lm, ScoreReport};
 pub use sampling::{FinishReason, GenerateOptions, Generation, GenerationRequest};
+pub use save_gguf::{GgufPrecision, save_gguf};
 pub use truncate::Truncate;
 
 /// Keeps CUDA kernels compiled by cubecl on disk (`target/` of the project, or the user cache

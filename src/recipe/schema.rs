@@ -175,7 +175,8 @@ impl ModelSpec {
 pub struct TaskSpec {
     /// The prompt set: `"world:<task>"` (the built-in world), `"assets:<name>"`
     /// (`assets/prompts/<name>.jsonl`, from `rlcd assets fetch`) or a `.jsonl` / `.txt` path
-    /// relative to the project root. Required.
+    /// relative to the project root (a `.txt` file holds one prompt per line, or Anthropic-HH
+    /// transcripts when its first line starts with `Human:`). Required.
     pub prompts: String,
     /// Template family: a subdirectory of `templates_dir` holding `plain.j2`, `positive.j2` and
     /// `negative.j2`, with affix pairs in `affixes/<templates>.toml`. Required.

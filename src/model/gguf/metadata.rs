@@ -118,7 +118,7 @@ impl MetaValue {
     }
 
     /// The GGUF value type id of the value.
-    fn tag(&self) -> u32 {
+    pub(super) fn tag(&self) -> u32 {
         match self {
             MetaValue::U8(_) => tag::U8,
             MetaValue::I8(_) => tag::I8,

@@ -1,5 +1,5 @@
-//! GGUF model files (llama.cpp's format, versions 2 and 3): reading, and dequantization of
-//! ggml's tensor types to f32.
+//! GGUF model files (llama.cpp's format, versions 2 and 3): reading, dequantization of
+//! ggml's tensor types to f32, and writing f32 / f16 files.
 //!
 //! Pretrained checkpoints (SmolLM2, Qwen2.5) reach the project only as GGUF files with quantized
 //! weights, so the decoder loads them through this module: [`GgufFile`] parses the header, the
@@ -16,7 +16,8 @@
 //! Files: `reader` ([`GgufFile`]: opening and parsing, typed metadata and tensor access),
 //! `cursor` (bounds-checked reads of header fields and metadata payloads), `metadata`
 //! ([`MetaValue`]), `tensor` ([`TensorInfo`]), `types` ([`GgmlType`], ggml's type table),
-//! `dequant` ([`dequantize`]: float conversion and the typed quantized blocks) and `error`
+//! `dequant` ([`dequantize`]: float conversion and the typed quantized blocks), `writer`
+//! ([`GgufWriter`]: the same layout written back, for exported models) and `error`
 //! ([`GgufError`]).
 
 mod cursor;
@@ -26,6 +27,7 @@ mod metadata;
 mod reader;
 mod tensor;
 mod types;
+mod writer;
 
 pub use dequant::dequantize;
 pub use error::GgufError;
@@ -33,3 +35,4 @@ pub use metadata::MetaValue;
 pub use reader::{ALIGNMENT_KEY, DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufFile};
 pub use tensor::TensorInfo;
 pub use types::GgmlType;
+pub use writer::{GGUF_WRITE_VERSION, GgufWriter};

@@ -16,7 +16,7 @@ use super::shards::{SINGLE_FILE, hf_name};
 use super::{CONFIG_FILE, TOKENIZER_FILE};
 use crate::model::ModelError;
 use crate::model::llama::{Llama, RopeStyle, ScalarHead};
-use crate::model::load::{Part, ckpt_err, transpose, unpermute_qk};
+use crate::model::load::{Part, ckpt_err, tensor_values as values, transpose, unpermute_qk};
 use crate::model::tokenizer::Tokenizer;
 
 /// An f32 tensor ready for the safetensors writer.
@@ -41,13 +41,6 @@ impl View for &F32Tensor {
     fn data_len(&self) -> usize {
         self.bytes.len()
     }
-}
-
-fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<Vec<f32>, ModelError> {
-    t.into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|e| ModelError::Data(format!("{e:?}")))
 }
 
 /// Tensors by Hugging Face name.

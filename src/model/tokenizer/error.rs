@@ -134,6 +134,15 @@ pub enum TokenizerError {
         #[source]
         source: serde_json::Error,
     },
+    /// The tokenizer has no GGUF form llama.cpp reads.
+    #[error(
+        "the tokenizer cannot be written as GGUF metadata: {reason}; export the model with \
+         `--format hf` instead"
+    )]
+    NoGgufForm {
+        /// What llama.cpp's tokenizer models cannot express.
+        reason: String,
+    },
     /// The tokenizer cannot be serialised as a `tokenizer.json`.
     #[error("cannot save the tokenizer to {path}: {source}")]
     Serialize {

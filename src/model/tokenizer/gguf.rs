@@ -1,10 +1,10 @@
 //! The GGUF bridge: rebuilds a model's Hugging Face `tokenizers` tokenizer (byte-level BPE with
 //! its pre-tokenizer, added tokens, roles and post-processor) from the `tokenizer.ggml.*`
-//! metadata llama.cpp's converter writes.
+//! metadata llama.cpp's converter writes, and writes that metadata back for exported models.
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{BPE, Vocab};
-use tokenizers::normalizers::NFC;
+use tokenizers::normalizers::{NFC, NormalizerWrapper};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
@@ -21,15 +21,17 @@ use crate::model::gguf::{GgufFile, MetaValue};
 const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// `tokenizer.ggml.pre` values whose pre-tokenization is the GPT-2 regex alone.
-const PRE_GPT2: &[&str] = &["default", "gpt2", "mpt", "olmo", "jais"];
+const PRE_GPT2: &[&str] = &["default", "gpt-2", "gpt2", "mpt", "olmo", "jais"];
 /// `tokenizer.ggml.pre` values that split digits one by one before the GPT-2 regex.
 const PRE_DIGITS: &[&str] = &["smollm", "starcoder", "refact", "command-r", "codeshell"];
 /// `tokenizer.ggml.pre` values that use Qwen2's regex.
 const PRE_QWEN2: &[&str] = &["qwen2", "stablelm2"];
 
 /// GGUF token types (llama.cpp `llama_token_type`).
+const TOKEN_TYPE_NORMAL: u64 = 1;
 const TOKEN_TYPE_CONTROL: u64 = 3;
 const TOKEN_TYPE_USER_DEFINED: u64 = 4;
+const TOKEN_TYPE_UNUSED: u64 = 5;
 
 /// Which pre-tokenization a GGUF byte-level BPE vocabulary uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +39,48 @@ enum PreKind {
     Gpt2,
     DigitsThenGpt2,
     Qwen2,
+}
+
+impl PreKind {
+    const ALL: [PreKind; 3] = [PreKind::Gpt2, PreKind::DigitsThenGpt2, PreKind::Qwen2];
+
+    /// The `tokenizer.ggml.pre` value written for the kind, one llama.cpp maps to the same
+    /// regexes.
+    fn gguf_name(self) -> &'static str {
+        match self {
+            PreKind::Gpt2 => "gpt-2",
+            PreKind::DigitsThenGpt2 => "smollm",
+            PreKind::Qwen2 => "qwen2",
+        }
+    }
+
+    /// The normalizer and pre-tokenizer of the kind.
+    fn build(self) -> Result<(Option<NFC>, PreTokenizerWrapper), TokenizerError> {
+        let byte_level = ByteLevel::new(false, true, true);
+        Ok(match self {
+            PreKind::Gpt2 => (None, byte_level.into()),
+            PreKind::DigitsThenGpt2 => (
+                None,
+                Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
+            ),
+            PreKind::Qwen2 => {
+                let split = Split::new(
+                    SplitPattern::Regex(QWEN2_PATTERN.to_string()),
+                    SplitDelimiterBehavior::Isolated,
+                    false,
+                )
+                .map_err(|e| build_error("the qwen2 pre-tokenizer regex", e))?;
+                (
+                    Some(NFC),
+                    Sequence::new(vec![
+                        split.into(),
+                        ByteLevel::new(false, false, false).into(),
+                    ])
+                    .into(),
+                )
+            }
+        })
+    }
 }
 
 fn pre_kind(g: &GgufFile, pre: &str) -> Result<PreKind, TokenizerError> {
@@ -251,27 +295,10 @@ impl Tokenizer {
             .build()
             .map_err(|e| build_error(origin, e))?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
-        let byte_level = ByteLevel::new(false, true, true);
-        let pre_tokenizer: PreTokenizerWrapper = match pre {
-            PreKind::Gpt2 => byte_level.into(),
-            PreKind::DigitsThenGpt2 => {
-                Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()
-            }
-            PreKind::Qwen2 => {
-                let split = Split::new(
-                    SplitPattern::Regex(QWEN2_PATTERN.to_string()),
-                    SplitDelimiterBehavior::Isolated,
-                    false,
-                )
-                .map_err(|e| build_error("the qwen2 pre-tokenizer regex", e))?;
-                inner.with_normalizer(Some(NFC));
-                Sequence::new(vec![
-                    split.into(),
-                    ByteLevel::new(false, false, false).into(),
-                ])
-                .into()
-            }
-        };
+        let (normalizer, pre_tokenizer) = pre.build()?;
+        if let Some(n) = normalizer {
+            inner.with_normalizer(Some(n));
+        }
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
 
@@ -317,6 +344,131 @@ impl Tokenizer {
             chat_template,
             template_origin: format!("{}: GGUF key tokenizer.chat_template", g.source()),
         })
+    }
+}
+
+impl Tokenizer {
+    /// The `tokenizer.ggml.*` metadata (and `tokenizer.chat_template`) that
+    /// [`Tokenizer::from_gguf`] and llama.cpp read back as this tokenizer, for a model with
+    /// `n_vocab` embedding rows: ids without a token (rows past the tokenizer's vocabulary)
+    /// become unused `[PAD<id>]` tokens, as llama.cpp's converter writes them.
+    ///
+    /// Only byte-level BPE with one of the pre-tokenizers llama.cpp names
+    /// (GPT-2's, digits-then-GPT-2 as SmolLM2's, Qwen2's) has a GGUF form; a word-level
+    /// vocabulary, another model type or pre-tokenizer is [`TokenizerError::NoGgufForm`].
+    pub fn gguf_metadata(
+        &self,
+        n_vocab: usize,
+    ) -> Result<Vec<(String, MetaValue)>, TokenizerError> {
+        let no_form = |reason: String| TokenizerError::NoGgufForm { reason };
+        let model = serde_json::to_value(self.inner.get_model())
+            .map_err(|e| no_form(format!("its model does not serialise ({e})")))?;
+        let kind = model["type"].as_str().unwrap_or("unknown");
+        if kind != "BPE" {
+            return Err(no_form(format!(
+                "it is a {kind} tokenizer, and llama.cpp's GGUF tokenizers are byte-level BPE, \
+                 SentencePiece and WordPiece vocabularies"
+            )));
+        }
+        let pre = serde_json::to_value(self.inner.get_pre_tokenizer()).unwrap_or_default();
+        let normalizer = serde_json::to_value(self.inner.get_normalizer()).unwrap_or_default();
+        let mut found = None;
+        for k in PreKind::ALL {
+            let (n, p) = k.build()?;
+            let same = serde_json::to_value(Some(&p)).unwrap_or_default() == pre
+                && serde_json::to_value(n.map(NormalizerWrapper::from)).unwrap_or_default()
+                    == normalizer;
+            if same {
+                found = Some(k);
+                break;
+            }
+        }
+        let Some(pre_kind) = found else {
+            return Err(no_form(format!(
+                "its pre-tokenizer {pre} (normalizer {normalizer}) is none of those llama.cpp \
+                 names that this exporter knows (gpt-2, smollm, qwen2)"
+            )));
+        };
+        let merges = model["merges"]
+            .as_array()
+            .and_then(|list| {
+                list.iter()
+                    .map(|m| match m {
+                        serde_json::Value::String(s) => Some(s.clone()),
+                        serde_json::Value::Array(p) => match p.as_slice() {
+                            [a, b] => Some(format!("{} {}", a.as_str()?, b.as_str()?)),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<String>>>()
+            })
+            .ok_or_else(|| no_form("its BPE merges are not a list of token pairs".into()))?;
+        let added = self.inner.get_added_tokens_decoder();
+        let mut tokens = Vec::with_capacity(n_vocab);
+        let mut types = Vec::with_capacity(n_vocab);
+        for id in 0..n_vocab as u32 {
+            let (token, ty) = match (added.get(&id), self.inner.id_to_token(id)) {
+                (Some(a), _) if a.special => (a.content.clone(), TOKEN_TYPE_CONTROL),
+                (Some(a), _) => (a.content.clone(), TOKEN_TYPE_USER_DEFINED),
+                (None, Some(t)) => (t, TOKEN_TYPE_NORMAL),
+                (None, None) => (format!("[PAD{id}]"), TOKEN_TYPE_UNUSED),
+            };
+            tokens.push(MetaValue::String(token));
+            types.push(MetaValue::I32(ty as i32));
+        }
+        let probe = |with: bool| {
+            self.inner
+                .encode_fast("a", with)
+                .map(|e| e.get_ids().to_vec())
+                .map_err(TokenizerError::Encode)
+        };
+        let (plain, with) = (probe(false)?, probe(true)?);
+        let add_bos = self
+            .bos
+            .is_some_and(|b| with.first() == Some(&b) && plain.first() != Some(&b));
+        let add_eos = self
+            .eos
+            .is_some_and(|e| with.last() == Some(&e) && plain.last() != Some(&e));
+        let text = |v: &str| MetaValue::String(v.to_string());
+        let mut out = vec![
+            ("tokenizer.ggml.model".to_string(), text("gpt2")),
+            ("tokenizer.ggml.pre".to_string(), text(pre_kind.gguf_name())),
+            (
+                "tokenizer.ggml.tokens".to_string(),
+                MetaValue::Array(tokens),
+            ),
+            (
+                "tokenizer.ggml.token_type".to_string(),
+                MetaValue::Array(types),
+            ),
+            (
+                "tokenizer.ggml.merges".to_string(),
+                MetaValue::Array(merges.into_iter().map(MetaValue::String).collect()),
+            ),
+        ];
+        for (key, id) in [
+            ("bos_token_id", self.bos),
+            ("eos_token_id", self.eos),
+            ("padding_token_id", self.pad),
+            ("unknown_token_id", self.unk),
+        ] {
+            if let Some(id) = id {
+                out.push((format!("tokenizer.ggml.{key}"), MetaValue::U32(id)));
+            }
+        }
+        out.push((
+            "tokenizer.ggml.add_bos_token".into(),
+            MetaValue::Bool(add_bos),
+        ));
+        out.push((
+            "tokenizer.ggml.add_eos_token".into(),
+            MetaValue::Bool(add_eos),
+        ));
+        if let Some(t) = &self.chat_template {
+            out.push(("tokenizer.chat_template".into(), text(t)));
+        }
+        Ok(out)
     }
 }
 
