@@ -11,6 +11,7 @@ pub mod assets;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod machine;
 pub mod model;
 pub mod plan;
 pub mod plots;

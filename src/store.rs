@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::machine::Machine;
+
 /// Version of the artifact layout and manifest format.
 pub const STORE_FORMAT: u32 = 1;
 
@@ -234,6 +236,10 @@ pub struct Manifest {
     pub files: Vec<ManifestFile>,
     /// Stage-specific metadata (seconds taken, counts, …).
     pub meta: serde_json::Value,
+    /// The machine that computed the artifact (absent in artifacts written before it was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
 }
 
 /// A complete artifact in the store.
@@ -558,6 +564,7 @@ impl Pending {
             key: self.key.clone(),
             files,
             meta,
+            machine: Some(Machine::detect()),
         };
         let mp = self.tmp.join(MANIFEST);
         let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io(&mp)(e.into()))?;

@@ -507,3 +507,33 @@ fn the_truncation_mode_reaches_generating_stages_but_no_key() {
         "the stages that feed prompts to a model carry the mode"
     );
 }
+
+/// With `world.seed`, the recipe seed moves simulation, preference models, policies and
+/// evaluation but not the world's pretrained models; without it, pretraining moves too.
+#[test]
+fn a_world_seed_keeps_the_pretrained_world_across_recipe_seeds() {
+    let at = |overrides: &[&str]| {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        keys(&Plan::build(&load_text(ALL_KINDS, &o)).expect("plan"))
+    };
+    let same = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, prefix: &str| {
+        let ids: Vec<&String> = a.keys().filter(|id| id.starts_with(prefix)).collect();
+        assert!(!ids.is_empty(), "no {prefix} stage");
+        ids.iter().all(|id| a[*id] == b[*id])
+    };
+    let differ = |a: &BTreeMap<String, String>, b: &BTreeMap<String, String>, prefix: &str| {
+        let ids: Vec<&String> = a.keys().filter(|id| id.starts_with(prefix)).collect();
+        assert!(!ids.is_empty(), "no {prefix} stage");
+        ids.iter().all(|id| a[*id] != b[*id])
+    };
+    let (fixed0, fixed1) = (
+        at(&["world.seed=5", "seed=0"]),
+        at(&["world.seed=5", "seed=1"]),
+    );
+    assert!(same(&fixed0, &fixed1, "pretrain/"));
+    for prefix in ["simulate/", "reward/", "policy/", "generate/", "judge/"] {
+        assert!(differ(&fixed0, &fixed1, prefix), "{prefix}");
+    }
+    let (plain0, plain1) = (at(&["seed=0"]), at(&["seed=1"]));
+    assert!(differ(&plain0, &plain1, "pretrain/"));
+}

@@ -125,6 +125,10 @@ fn winrates_table_renders_stably() {
         lc_win_rate: Some(81.2),
         avg_len_a: 66.5,
         avg_len_b: 42.125,
+        distinct_a: 0.25,
+        distinct_b: 1.0,
+        collapsed_a: Some(a == "rlcd"),
+        collapsed_b: None,
     };
     let df = winrates_frame(&[
         row("rlcd", "rlaif", WinCounts::new(848, 140, 12)),
@@ -151,6 +155,10 @@ fn the_win_rate_plot_has_one_bar_and_one_interval_per_judged_comparison() {
         lc_win_rate: None,
         avg_len_a: 10.0,
         avg_len_b: 12.0,
+        distinct_a: 1.0,
+        distinct_b: 1.0,
+        collapsed_a: None,
+        collapsed_b: None,
     };
     let rows = [
         row("helpful", "rlaif", WinCounts::new(70, 20, 10)),

@@ -22,6 +22,6 @@ pub use load::{ENV_PREFIX, Resolved, load, load_with_env};
 pub use pretrain::{PretrainConfig, PretrainSettings, ReportConfig};
 pub use schema::*;
 pub use theory::{TheoryConfig, TheoryMethod};
-pub use training::{DistillConfig, DpoConfig, PpoConfig, RewardConfig, SimulateConfig};
+pub use training::{AdaptiveKl, DistillConfig, DpoConfig, PpoConfig, RewardConfig, SimulateConfig};
 pub use validate::{WORLD_PROMPT_SETS, located, problems, validate};
 pub use world::{DescriptorLists, Descriptors, TaskMix, WorldConfig};

@@ -19,7 +19,8 @@ pub struct SimulateConfig {
     /// Simulate pairs for at most this many training prompts per task (all when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_prompts: Option<usize>,
-    /// Re-samples of an output that never ends its turn before the prompt is dropped.
+    /// Re-samples of an output that never ends its turn, or is empty, before the prompt is
+    /// dropped.
     pub retries: u32,
     /// Sequences generated together (also the batch of evaluation sampling and judging).
     pub batch_size: usize,
@@ -81,9 +82,19 @@ impl Default for RewardConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PpoConfig {
-    /// Fixed KL-penalty coefficient against the initial policy, ≥ 0 (the paper used
-    /// 0.002–0.004).
+    /// KL-penalty coefficient against the initial policy, ≥ 0 (the paper used 0.002–0.004,
+    /// fixed); the starting value when `adaptive_kl` is set.
     pub kl_coef: f64,
+    /// Clamp each token's log π − log π_ref at 0 in the KL penalty, as AlpacaFarm's PPO (which
+    /// the paper's code runs) shapes its rewards; false penalises the signed difference.
+    pub kl_clamp: bool,
+    /// An adaptive KL coefficient (Ziegler et al. 2019) steering the rollouts' KL to a target.
+    /// Absent (the paper): the coefficient stays `kl_coef`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adaptive_kl: Option<AdaptiveKl>,
+    /// Optimiser updates of linear learning-rate warm-up from 0, counted as transformers'
+    /// constant-with-warm-up schedule counts them (AlpacaFarm's PPO script uses 5); 0: none.
+    pub warmup_steps: usize,
     /// PPO steps, each collecting `rollouts` responses (the paper used 40–80).
     pub steps: usize,
     /// Rollouts collected per step.
@@ -128,6 +139,9 @@ impl Default for PpoConfig {
     fn default() -> Self {
         Self {
             kl_coef: 0.003,
+            kl_clamp: true,
+            adaptive_kl: None,
+            warmup_steps: 5,
             steps: 60,
             rollouts: 512,
             step_batch: 256,
@@ -144,6 +158,27 @@ impl Default for PpoConfig {
             max_response_tokens: 300,
             checkpoint_every: 10,
             max_kl: None,
+        }
+    }
+}
+
+/// The adaptive KL controller of Ziegler et al. (2019): after each PPO step the coefficient is
+/// multiplied by 1 + clip(KL / `target` − 1, −0.2, 0.2) · rollouts / `horizon`, where KL is the
+/// step's mean KL to the initial policy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveKl {
+    /// Target KL to the initial policy, nats per response, > 0.
+    pub target: f64,
+    /// Horizon in rollouts, > 0: how slowly the coefficient moves.
+    pub horizon: f64,
+}
+
+impl Default for AdaptiveKl {
+    fn default() -> Self {
+        Self {
+            target: 6.0,
+            horizon: 10_000.0,
         }
     }
 }

@@ -468,6 +468,22 @@ fn check_settings(r: &Recipe, out: &mut Vec<Problem>) {
     if let Some(b) = p.max_kl {
         range(out, "ppo.max_kl", b, b > 0.0, "(0, ∞)");
     }
+    if let Some(a) = &p.adaptive_kl {
+        range(
+            out,
+            "ppo.adaptive_kl.target",
+            a.target,
+            a.target > 0.0,
+            "(0, ∞)",
+        );
+        range(
+            out,
+            "ppo.adaptive_kl.horizon",
+            a.horizon,
+            a.horizon > 0.0,
+            "(0, ∞)",
+        );
+    }
     range(
         out,
         "ppo.gamma",

@@ -159,6 +159,12 @@ pub struct WorldConfig {
     pub prompts_train: usize,
     /// Test prompts of each `world:<task>` prompt set (disjoint from training).
     pub prompts_test: usize,
+    /// The world's own seed: its lexicon, prompt sets, pretraining corpus and pretrained models
+    /// follow it instead of the recipe seed, so a sweep over `seed` keeps the world and its
+    /// models fixed while simulation, preference models, policies and evaluation vary.
+    /// Absent: the recipe seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Default for WorldConfig {
@@ -179,6 +185,7 @@ impl Default for WorldConfig {
             descriptors: DescriptorLists::default(),
             prompts_train: 1000,
             prompts_test: 300,
+            seed: None,
         }
     }
 }

@@ -192,6 +192,9 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         source,
     })?;
     crate::error::write(&plan_path, plan_json + "\n")?;
+    let machine = crate::machine::Machine::detect();
+    let machine_json = serde_json::to_string_pretty(&machine).unwrap_or_default();
+    crate::error::write(&run_dir.join("machine.json"), machine_json + "\n")?;
     let log_path = run_dir.join("run.log");
     let mut log = Log {
         file: fs::File::create(&log_path).map_err(IoError::at(&log_path))?,
@@ -204,6 +207,7 @@ pub fn run(resolved: &Resolved, opts: &RunOptions) -> Result<RunSummary, RunErro
         plan.stages.len(),
         run_dir.display()
     ))?;
+    log.file_line(&format!("machine: {}", machine.summary()))?;
     for warning in &resolved.warnings {
         log.file_line(&format!("warning: {warning}"))?;
     }

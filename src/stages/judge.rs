@@ -13,10 +13,11 @@ use super::key::Unkeyed;
 use super::planning::{PlanError, Planned, Planner};
 use super::stage::{Ctx, Stage, StageError, StageKind, read_json, with_backend};
 use super::winrates::WinRateRow;
+use crate::eval::collapse::OutputStats;
 use crate::eval::judge::{JudgeError, JudgeItem, LmJudge, Verdict, judge_oracle, judge_rm};
 use crate::eval::winrate::{WinCounts, length_controlled};
 use crate::model::pm::load_pm;
-use crate::recipe::{BackendKind, JudgeOrder};
+use crate::recipe::{BackendKind, JudgeOrder, MethodKind};
 use crate::templates::{TemplateSet, judge_template};
 use crate::world::format::BOS;
 use crate::world::{Task, WorldSpec};
@@ -60,6 +61,13 @@ pub struct Comparison {
     pub samples_b: String,
     /// The simulators of A and B, as the table shows them.
     pub simulator: String,
+    /// Samples of the base policy of A's policy model, which A's collapse is checked against
+    /// (absent when the recipe compares no `base` method of that model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_a: Option<String>,
+    /// The same for B.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_b: Option<String>,
 }
 
 /// How a judge decides.
@@ -161,6 +169,18 @@ pub fn plan(
             task: world_task,
         }
     };
+    // The base method compared in this recipe with the same policy model as `m`.
+    let compared: std::collections::BTreeSet<&String> = comparisons.iter().flatten().collect();
+    let base_of = |m: &str| {
+        let policy = &recipe.methods.get(m)?.policy;
+        recipe
+            .methods
+            .iter()
+            .find(|(name, spec)| {
+                spec.kind == MethodKind::Base && &spec.policy == policy && compared.contains(name)
+            })
+            .map(|(name, _)| super::generate::id(name, task))
+    };
     let comparisons = comparisons
         .iter()
         .map(|[a, b]| Comparison {
@@ -169,6 +189,8 @@ pub fn plan(
             samples_a: super::generate::id(a, task),
             samples_b: super::generate::id(b, task),
             simulator: simulator_label(p, a, b),
+            base_a: base_of(a),
+            base_b: base_of(b),
         })
         .collect();
     let config = Config {
@@ -249,6 +271,7 @@ fn rows<B: burn::tensor::backend::Backend>(
     judge: &Loaded<B>,
 ) -> Result<Vec<WinRateRow>, StageError> {
     let mut rows = Vec::new();
+    let mut base_cache: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
     for c in &config.comparisons {
         let sa: Vec<Sample> = read_json(&ctx.input(&c.samples_a)?, SAMPLES)?;
         let sb: Vec<Sample> = read_json(&ctx.input(&c.samples_b)?, SAMPLES)?;
@@ -281,6 +304,34 @@ fn rows<B: burn::tensor::backend::Backend>(
                 diffs.push(x.len as f64 - y.len as f64);
             }
             let n = matched.len().max(1) as f64;
+            let stats =
+                |side: &[&Sample]| OutputStats::of(side.iter().map(|s| (s.output.as_str(), s.len)));
+            let (side_a, side_b): (Vec<&Sample>, Vec<&Sample>) = matched.iter().copied().unzip();
+            let (stats_a, stats_b) = (stats(&side_a), stats(&side_b));
+            let mut collapsed = |base: &Option<String>, mine: Option<OutputStats>| {
+                let Some(base) = base else {
+                    return Ok(None);
+                };
+                let ids: std::collections::BTreeSet<&str> =
+                    matched.iter().map(|(x, _)| x.prompt_id.as_str()).collect();
+                if !base_cache.contains_key(base) {
+                    let v: Vec<Sample> = read_json(&ctx.input(base)?, SAMPLES)?;
+                    base_cache.insert(base.clone(), v);
+                }
+                let base_samples = &base_cache[base];
+                let base_stats = OutputStats::of(
+                    base_samples
+                        .iter()
+                        .filter(|s| ids.contains(s.prompt_id.as_str()))
+                        .map(|s| (s.output.as_str(), s.len)),
+                );
+                Ok::<_, StageError>(match (mine, base_stats) {
+                    (Some(m), Some(b)) => Some(m.collapsed_against(&b)),
+                    _ => None,
+                })
+            };
+            let collapsed_a = collapsed(&c.base_a, stats_a)?;
+            let collapsed_b = collapsed(&c.base_b, stats_b)?;
             rows.push(WinRateRow {
                 task: config.task.clone(),
                 axis: axis.clone(),
@@ -292,6 +343,10 @@ fn rows<B: burn::tensor::backend::Backend>(
                 lc_win_rate: length_controlled(&scores, &diffs),
                 avg_len_a: matched.iter().map(|(x, _)| x.len as f64).sum::<f64>() / n,
                 avg_len_b: matched.iter().map(|(_, y)| y.len as f64).sum::<f64>() / n,
+                distinct_a: stats_a.map_or(f64::NAN, |s| s.distinct),
+                distinct_b: stats_b.map_or(f64::NAN, |s| s.distinct),
+                collapsed_a,
+                collapsed_b,
             });
         }
     }
@@ -301,14 +356,15 @@ fn rows<B: burn::tensor::backend::Backend>(
 impl Stage for Judge {
     const KIND: StageKind = StageKind::Judge;
     /// Covers the judges' protocol, including the answer lead
-    /// ([`crate::eval::judge::ANSWER_LEAD`]).
-    const VERSION: u32 = 1;
+    /// ([`crate::eval::judge::ANSWER_LEAD`]); 2: rows carry distinct shares and collapse marks.
+    const VERSION: u32 = 2;
     type Config = Config;
 
     fn inputs(config: &Config) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for c in &config.comparisons {
-            for s in [&c.samples_a, &c.samples_b] {
+            let bases = c.base_a.iter().chain(&c.base_b);
+            for s in [&c.samples_a, &c.samples_b].into_iter().chain(bases) {
                 if !out.contains(s) {
                     out.push(s.clone());
                 }

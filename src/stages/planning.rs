@@ -214,9 +214,20 @@ impl<'r> Planner<'r> {
 
     /// The built-in world of the recipe.
     pub fn world(&self) -> WorldSpec {
+        WorldSpec::new(&self.recipe().world, self.world_seed_base())
+    }
+
+    /// The seed the world derives from: `world.seed`, else the recipe seed.
+    fn world_seed_base(&self) -> u64 {
         self.read("world");
         self.read("seed");
-        WorldSpec::new(&self.recipe().world, self.recipe().seed)
+        self.recipe().world.seed.unwrap_or(self.recipe().seed)
+    }
+
+    /// The seed derived from the world's seed ([`Planner::world`]) and `labels`, for stages
+    /// that belong to the world (pretraining its models).
+    pub fn world_seed(&self, labels: &[&str]) -> u64 {
+        crate::seed::derive(self.world_seed_base(), labels)
     }
 
     /// Task `name` of the recipe.

@@ -37,6 +37,8 @@ pub fn row(r: PolicyRecord) -> PolicyTrainingRow {
         final_reward: None,
         final_kl: None,
         final_len: None,
+        final_kl_coef: None,
+        final_identical: None,
         final_loss: f64::NAN,
         dpo_margin: None,
         sft_nll_before: None,
@@ -49,6 +51,8 @@ pub fn row(r: PolicyRecord) -> PolicyTrainingRow {
             row.final_reward = Some(last.score);
             row.final_kl = Some(last.kl);
             row.final_len = Some(last.response_len);
+            row.final_kl_coef = Some(last.kl_coef);
+            row.final_identical = Some(last.identical);
             row.final_loss = last.loss;
         }
         row.seconds = log.seconds;
@@ -70,8 +74,9 @@ impl Table for PolicyTraining {
     const KIND: StageKind = StageKind::PolicyTraining;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
-    // 2: `extra` split into `dpo_margin` and `sft_nll_before`.
-    const VERSION: u32 = 2;
+    // 2: `extra` split into `dpo_margin` and `sft_nll_before`; 3: PPO's final KL coefficient
+    // and share of identical rollouts.
+    const VERSION: u32 = 3;
     type Row = PolicyTrainingRow;
 
     fn rows(input: &Artifact) -> Result<Vec<PolicyTrainingRow>, StageError> {
@@ -105,6 +110,10 @@ pub struct PolicyTrainingRow {
     pub final_kl: Option<f64>,
     /// PPO: mean response length (tokens) at the last step.
     pub final_len: Option<f64>,
+    /// PPO: the KL coefficient of the last step (moves under `ppo.adaptive_kl`).
+    pub final_kl_coef: Option<f64>,
+    /// PPO: share of the last step's rollouts repeating another rollout token for token.
+    pub final_identical: Option<f64>,
     /// Training loss at the end (PPO: total loss of the last step; DPO: mean loss over all
     /// pairs; SFT: mean token NLL over all examples).
     pub final_loss: f64,
@@ -117,7 +126,7 @@ pub struct PolicyTrainingRow {
 }
 
 /// The policy-training table: method, simulator, task, trainer, steps, initial_reward,
-/// final_reward, final_kl, final_len (PPO only), final_loss, dpo_margin (DPO only: mean
+/// final_reward, final_kl, final_len, final_kl_coef, final_identical (PPO only), final_loss, dpo_margin (DPO only: mean
 /// implicit-reward margin of chosen over rejected after training), sft_nll_before (SFT only:
 /// mean token NLL before training), seconds. Columns of another trainer are empty.
 pub fn frame(rows: &[PolicyTrainingRow]) -> Result<DataFrame, TableError> {
@@ -135,6 +144,8 @@ pub fn frame(rows: &[PolicyTrainingRow]) -> Result<DataFrame, TableError> {
         ("final_reward", |r| r.final_reward),
         ("final_kl", |r| r.final_kl),
         ("final_len", |r| r.final_len),
+        ("final_kl_coef", |r| r.final_kl_coef),
+        ("final_identical", |r| r.final_identical),
     ] {
         cols.push(opt_col(name, rows.iter().map(f).collect()));
     }
@@ -222,6 +233,8 @@ mod tests {
                 "final_reward",
                 "final_kl",
                 "final_len",
+                "final_kl_coef",
+                "final_identical",
                 "final_loss",
                 "dpo_margin",
                 "sft_nll_before",
@@ -232,11 +245,11 @@ mod tests {
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(
             lines[1],
-            "m-dpo,sim-s,helpful,dpo,2,,,,,0.6000,0.2500,,1.5000"
+            "m-dpo,sim-s,helpful,dpo,2,,,,,,,0.6000,0.2500,,1.5000"
         );
         assert_eq!(
             lines[2],
-            "m-sft,sim-s,helpful,sft,3,,,,,1.2500,,2.5000,2.0000"
+            "m-sft,sim-s,helpful,sft,3,,,,,,,1.2500,,2.5000,2.0000"
         );
     }
 }

@@ -31,8 +31,8 @@ impl Table for Winrates {
     const KIND: StageKind = StageKind::Winrates;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
-    // 2: columns in percent are named `*_pct`.
-    const VERSION: u32 = 2;
+    // 2: columns in percent are named `*_pct`; 3: distinct shares and collapse marks.
+    const VERSION: u32 = 3;
     type Row = WinRateRow;
 
     fn rows(input: &Artifact) -> Result<Vec<WinRateRow>, StageError> {
@@ -79,26 +79,48 @@ pub struct WinRateRow {
     pub avg_len_a: f64,
     /// Mean output length of B, in tokens.
     pub avg_len_b: f64,
+    /// Share of A's outputs no other of its outputs repeats.
+    #[serde(default)]
+    pub distinct_a: f64,
+    /// Share of B's outputs no other of its outputs repeats.
+    #[serde(default)]
+    pub distinct_b: f64,
+    /// Whether A's outputs collapsed against the base policy's
+    /// ([`crate::eval::collapse`]); absent when the recipe compares no base method of A's
+    /// policy model.
+    #[serde(default)]
+    pub collapsed_a: Option<bool>,
+    /// The same for B.
+    #[serde(default)]
+    pub collapsed_b: Option<bool>,
 }
 
-/// The win-rate table: task, axis, method_a, method_b, simulator, judge, n_total, n_wins,
-/// n_losses, n_ties, win_rate_pct (ties ½), stderr_pct, ci_low_pct, ci_high_pct,
-/// lc_win_rate_pct (length-controlled), avg_len_a, avg_len_b.
-pub fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
-    let est: Vec<Option<Estimate>> = rows.iter().map(|r| r.counts.estimate().ok()).collect();
-    let s = |f: fn(&WinRateRow) -> &String| rows.iter().map(|r| f(r).clone()).collect::<Vec<_>>();
-    let mut cols = vec![
+/// The columns naming each row's comparison: task, axis, method_a, method_b, simulator, judge.
+pub fn comparison_cols<'a>(rows: impl Iterator<Item = &'a WinRateRow> + Clone) -> Vec<Column> {
+    let s = |f: fn(&WinRateRow) -> &String| rows.clone().map(|r| f(r).clone()).collect::<Vec<_>>();
+    vec![
         str_col("task", s(|r| &r.task)),
         str_col("axis", s(|r| &r.axis)),
         str_col("method_a", s(|r| &r.method_a)),
         str_col("method_b", s(|r| &r.method_b)),
         str_col("simulator", s(|r| &r.simulator)),
         str_col("judge", s(|r| &r.judge)),
+    ]
+}
+
+/// The win-rate table: task, axis, method_a, method_b, simulator, judge, n_total, n_wins,
+/// n_losses, n_ties, win_rate_pct (ties ½), stderr_pct, ci_low_pct, ci_high_pct,
+/// lc_win_rate_pct (length-controlled), avg_len_a, avg_len_b, distinct_a, distinct_b,
+/// collapsed_a, collapsed_b.
+pub fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
+    let est: Vec<Option<Estimate>> = rows.iter().map(|r| r.counts.estimate().ok()).collect();
+    let mut cols = comparison_cols(rows.iter());
+    cols.extend([
         u64_col("n_total", rows.iter().map(|r| r.counts.total()).collect()),
         u64_col("n_wins", rows.iter().map(|r| r.counts.wins).collect()),
         u64_col("n_losses", rows.iter().map(|r| r.counts.losses).collect()),
         u64_col("n_ties", rows.iter().map(|r| r.counts.ties).collect()),
-    ];
+    ]);
     cols.extend(estimate_cols(
         "win_rate_pct",
         "stderr_pct",
@@ -118,6 +140,23 @@ pub fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
         "avg_len_b",
         rows.iter().map(|r| r.avg_len_b).collect(),
     ));
+    cols.push(f64_col(
+        "distinct_a",
+        rows.iter().map(|r| r.distinct_a).collect(),
+    ));
+    cols.push(f64_col(
+        "distinct_b",
+        rows.iter().map(|r| r.distinct_b).collect(),
+    ));
+    for (name, v) in [
+        (
+            "collapsed_a",
+            rows.iter().map(|r| r.collapsed_a).collect::<Vec<_>>(),
+        ),
+        ("collapsed_b", rows.iter().map(|r| r.collapsed_b).collect()),
+    ] {
+        cols.push(Column::new(name.into(), v));
+    }
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
 }
 
@@ -158,6 +197,22 @@ pub fn rows_of_frame(df: &DataFrame) -> Result<Vec<WinRateRow>, TableError> {
         real("avg_len_a")?,
         real("avg_len_b")?,
     );
+    // Columns a table of an older format lacks read as their defaults.
+    let optional_real = |name: &str| -> Result<Vec<Option<f64>>, TableError> {
+        match df.column(name) {
+            Ok(_) => real(name),
+            Err(_) => Ok(vec![None; df.height()]),
+        }
+    };
+    let flag = |name: &str| -> Result<Vec<Option<bool>>, TableError> {
+        let Ok(c) = df.column(name) else {
+            return Ok(vec![None; df.height()]);
+        };
+        let c = c.bool().map_err(err)?;
+        Ok((0..c.len()).map(|i| c.get(i)).collect())
+    };
+    let (da, db) = (optional_real("distinct_a")?, optional_real("distinct_b")?);
+    let (ca, cb) = (flag("collapsed_a")?, flag("collapsed_b")?);
     Ok((0..df.height())
         .map(|i| WinRateRow {
             task: task[i].clone(),
@@ -170,6 +225,10 @@ pub fn rows_of_frame(df: &DataFrame) -> Result<Vec<WinRateRow>, TableError> {
             lc_win_rate: lc[i],
             avg_len_a: la[i].unwrap_or(f64::NAN),
             avg_len_b: lb[i].unwrap_or(f64::NAN),
+            distinct_a: da[i].unwrap_or(f64::NAN),
+            distinct_b: db[i].unwrap_or(f64::NAN),
+            collapsed_a: ca[i],
+            collapsed_b: cb[i],
         })
         .collect())
 }
@@ -192,6 +251,10 @@ mod tests {
             lc_win_rate: Some(81.2),
             avg_len_a: 66.5,
             avg_len_b: 42.1,
+            distinct_a: 1.0,
+            distinct_b: 0.9,
+            collapsed_a: Some(false),
+            collapsed_b: None,
         }])
         .expect("frame");
         let names: Vec<&str> = df.get_column_names().iter().map(|s| s.as_str()).collect();
@@ -214,7 +277,11 @@ mod tests {
                 "ci_high_pct",
                 "lc_win_rate_pct",
                 "avg_len_a",
-                "avg_len_b"
+                "avg_len_b",
+                "distinct_a",
+                "distinct_b",
+                "collapsed_a",
+                "collapsed_b"
             ]
         );
         let md = render_markdown(&df).expect("md");

@@ -22,6 +22,10 @@ pub struct SweepArgs {
     /// their cartesian product, the last axis varying fastest.
     #[arg(long = "grid", value_name = "KEY=V1,V2,…")]
     pub grid: Vec<String>,
+    /// Seeds as an axis: the same as `--grid seed=0,1,…,N−1`. The summary then also holds the
+    /// across-seed table and plot (`across-seeds.*`).
+    #[arg(long, value_name = "N", conflicts_with = "merge")]
+    pub seeds: Option<u32>,
     /// Run only shard `i` of `n` (cells whose index ≡ i mod n, i from 0); `auto` reads a
     /// Slurm array's task id and count, `auto/N` a Kubernetes Indexed Job's index with N
     /// shards.
@@ -121,8 +125,8 @@ pub fn execute(
         });
     }
     let recipe = args.recipe.as_ref().ok_or(SweepError::NoRecipe)?;
-    let grid = args
-        .grid
+    let grid_args = grid_args(args)?;
+    let grid = grid_args
         .iter()
         .map(|g| parse_axis(g))
         .collect::<Result<Vec<_>, _>>()?;
@@ -136,7 +140,12 @@ pub fn execute(
         .clone()
         .unwrap_or_else(|| default_out(root, recipe));
     if let [kind, dir] = args.emit.as_slice() {
-        return emit(args, root, recipe, &grid, &out, kind, Path::new(dir));
+        let args = SweepArgs {
+            grid: grid_args,
+            seeds: None,
+            ..args.clone()
+        };
+        return emit(&args, root, recipe, &grid, &out, kind, Path::new(dir));
     }
     let opts = SweepOptions {
         overrides: args.overrides.clone(),
@@ -151,6 +160,24 @@ pub fn execute(
         tables: outcome.summary,
         emitted: None,
     })
+}
+
+/// The grid axes of `args`: `--grid` as given, then `seed=0,…,N−1` for `--seeds N`.
+fn grid_args(args: &SweepArgs) -> Result<Vec<String>, SweepError> {
+    let mut grid = args.grid.clone();
+    match args.seeds {
+        None => {}
+        Some(0) => {
+            return Err(SweepError::EmptyAxis {
+                key: super::seeds::SEED_KEY.into(),
+            });
+        }
+        Some(n) => {
+            let values: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            grid.push(format!("{}={}", super::seeds::SEED_KEY, values.join(",")));
+        }
+    }
+    Ok(grid)
 }
 
 /// Checks every cell of the sweep, then writes the jobs of `kind` into `dir`.

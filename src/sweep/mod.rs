@@ -6,7 +6,8 @@
 //! `<out>/cells/<index>-<overrides>/` with its tables and `cell.json` (written last). The
 //! summary `summary.{parquet,csv,md}` stacks every cell's table in cell order with the swept
 //! keys as leading (string) columns; with several tables per cell each gets
-//! `summary-<stem>.*`.
+//! `summary-<stem>.*`. A sweep over `seed` (`--seeds N`) adds `across-seeds.*` ([`seeds`]):
+//! each comparison's win rates across the seeds with a t-interval over seeds, and its plot.
 //!
 //! Sharding for job arrays: `--shard i/n` (0-based, `0 ≤ i < n`, like a Slurm array
 //! `--array=0-(n-1)`) runs the cells whose index `% n == i`, and `--shard auto` reads `i` and
@@ -18,6 +19,7 @@
 pub mod args;
 pub mod emit;
 pub mod k8s;
+pub mod seeds;
 pub mod shard;
 
 use std::collections::BTreeMap;
@@ -109,6 +111,9 @@ pub enum SweepError {
     /// A file could not be written or read.
     #[error(transparent)]
     Io(#[from] crate::error::IoError),
+    /// The across-seed plot could not be drawn.
+    #[error(transparent)]
+    Plot(crate::plots::PlotError),
     /// A `cell.json` is unreadable or disagrees with the others.
     #[error("{path}: {detail}")]
     Cell {
@@ -554,6 +559,19 @@ fn write_summary(
         }
         let mut df = stacked.unwrap_or_default();
         df.rechunk_mut();
+        if stem == crate::stages::winrates::STEM {
+            let swept: Vec<String> = r0.overrides.iter().map(|(k, _)| k.clone()).collect();
+            if let Some(groups) = seeds::group(&df, &swept)? {
+                written.push(tables::write_table(
+                    out,
+                    seeds::STEM,
+                    &seeds::frame(&groups)?,
+                )?);
+                let svg = seeds::svg(&groups).map_err(SweepError::Plot)?;
+                let path = out.join(format!("{}.svg", seeds::STEM));
+                fs::write(&path, svg).map_err(io(&path))?;
+            }
+        }
         let name = if r0.tables.len() == 1 {
             "summary".to_string()
         } else {

@@ -63,11 +63,12 @@ pub struct WorldSpec {
 }
 
 impl WorldSpec {
-    /// The spec of the world of `config` under recipe seed `recipe_seed`.
+    /// The spec of the world of `config` under recipe seed `recipe_seed` (or under
+    /// `config.seed` when the world has its own).
     pub fn new(config: &WorldConfig, recipe_seed: u64) -> Self {
         Self {
             config: config.clone(),
-            seed: world_seed(recipe_seed),
+            seed: world_seed(config.seed.unwrap_or(recipe_seed)),
             version: WORLD_VERSION,
         }
     }

@@ -262,39 +262,9 @@ fn measure(
     Ok(Some(m))
 }
 
-/// The machine a table was measured on: CPU model, SIMD features, cores.
+/// The machine a table was measured on: CPU model, SIMD features, cores, threads.
 pub fn machine() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        cpuinfo
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let flags = field("flags");
-    let simd: Vec<&str> = [
-        "avx2",
-        "fma",
-        "avx512f",
-        "avx512_vnni",
-        "avx512_bf16",
-        "amx_tile",
-    ]
-    .into_iter()
-    .filter(|f| flags.split_whitespace().any(|x| x == *f))
-    .collect();
-    format!(
-        "{}, {} cores, SIMD: {}",
-        field("model name"),
-        cores(),
-        if simd.is_empty() {
-            "none of avx2/avx512".to_string()
-        } else {
-            simd.join(" ")
-        }
-    )
+    rlcd::machine::Machine::detect().summary()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -4,13 +4,16 @@
 //! Every step samples `rollouts` responses (temperature `temperature`, cut at the next speaker
 //! tag) to training prompts taken in a seeded order, and scores each with the PM; a response
 //! that never ends its turn, or is empty, gets −1 instead. Per-token rewards are
-//! −`kl_coef`·(log π − log π_ref) against the frozen initial policy, plus the score at the
-//! last token; rewards are whitened (scale only) when `whiten_rewards`, advantages come from
-//! GAE(γ, λ) on a value model initialised from the PM and are whitened. Then `epochs` passes in
-//! mini-batches of `step_batch` rollouts minimise the clipped surrogate plus `vf_coef` × the
-//! clipped value loss, with one AdamW (eps 1e-5, constant `lr`) for the policy and one for the
-//! value model. With a KL budget (`max_kl`) the run stops at the first step whose rollouts
-//! are further than that from the initial policy, before training on them.
+//! −β·max(0, log π − log π_ref) against the frozen initial policy (AlpacaFarm's clamp;
+//! `kl_clamp = false` drops it), plus the score at the last token; β is `kl_coef`, or with
+//! `adaptive_kl` follows Ziegler et al.'s (2019) proportional controller from it. Rewards are
+//! whitened (scale only) when `whiten_rewards`, advantages come from GAE(γ, λ) on a value model
+//! initialised from the PM and are whitened. Then `epochs` passes in mini-batches of
+//! `step_batch` rollouts minimise the clipped surrogate plus `vf_coef` × the clipped value
+//! loss, with one AdamW (eps 1e-5, `lr` after `warmup_steps` updates of linear warm-up) for
+//! the policy and one for the value model. With a KL budget (`max_kl`) the run stops at the
+//! first step whose rollouts are further than that from the initial policy, before training on
+//! them.
 //!
 //! All randomness is derived from the seed and the step number, so a checkpoint (policy, value
 //! model, both optimiser states, the step and the log so far) is all a resumed run needs to
@@ -35,9 +38,8 @@ use crate::model::load::{
 };
 use crate::model::pm::{Pm, score_outputs};
 use crate::model::sampling::{FinishReason, GenerateOptions, GenerationRequest};
-use crate::model::train::Schedule;
 use crate::model::{Llama, Lm, ScalarHead};
-use crate::recipe::PpoConfig;
+use crate::recipe::{AdaptiveKl, PpoConfig};
 use crate::seed;
 
 /// Reward of a response that never ends its turn or is empty (paper Appendix B).
@@ -67,6 +69,13 @@ pub struct PpoStepLog {
     pub policy_loss: f64,
     /// Mean total loss (policy + vf_coef × value) over the step's mini-batches.
     pub loss: f64,
+    /// The KL coefficient β the step's rewards were shaped with.
+    #[serde(default)]
+    pub kl_coef: f64,
+    /// Share of the step's rollouts whose response is token for token the same as another
+    /// rollout's: a policy collapsing onto one answer drives it to 1.
+    #[serde(default)]
+    pub identical: f64,
 }
 
 /// The log of a PPO run.
@@ -120,6 +129,8 @@ pub struct PpoCheckpoints {
 struct State {
     step: usize,
     log: PpoLog,
+    /// The KL coefficient the next step uses (it moves under `adaptive_kl`).
+    kl_coef: f64,
 }
 
 type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
@@ -212,6 +223,108 @@ pub fn gae(rewards: &[f32], values: &[f32], gamma: f64, lambda: f64) -> (Vec<f32
     }
     let ret = adv.iter().zip(values).map(|(a, v)| a + v).collect();
     (adv, ret)
+}
+
+/// Per-token rewards of one response: −β·(log π − log π_ref) for each token, the difference
+/// clamped at 0 when `clamp` (AlpacaFarm), plus `score` at the last token.
+pub fn shaped_rewards(
+    logp: &[f32],
+    ref_logp: &[f32],
+    score: f64,
+    beta: f64,
+    clamp: bool,
+) -> Vec<f32> {
+    let mut row: Vec<f32> = logp
+        .iter()
+        .zip(ref_logp)
+        .map(|(lp, rp)| {
+            let d = f64::from(lp - rp);
+            let d = if clamp { d.max(0.0) } else { d };
+            (-beta * d) as f32
+        })
+        .collect();
+    if let Some(last) = row.last_mut() {
+        *last += score as f32;
+    }
+    row
+}
+
+/// The adaptive controller's next coefficient (Ziegler et al. 2019): β·(1 + clip(kl/target − 1,
+/// −0.2, 0.2)·rollouts/horizon).
+pub fn adapt_kl_coef(beta: f64, kl: f64, rollouts: usize, a: &AdaptiveKl) -> f64 {
+    let error = (kl / a.target - 1.0).clamp(-0.2, 0.2);
+    beta * (1.0 + error * rollouts as f64 / a.horizon)
+}
+
+/// Learning-rate factor of optimiser update `update` (0-based) under `warmup` updates of linear
+/// warm-up, as transformers' constant-with-warm-up schedule: update/warmup, then 1.
+pub fn warmup_factor(update: usize, warmup: usize) -> f64 {
+    if update < warmup {
+        update as f64 / warmup as f64
+    } else {
+        1.0
+    }
+}
+
+/// Share of `responses` equal to at least one other.
+fn identical_share(responses: &[&[u32]]) -> f64 {
+    if responses.is_empty() {
+        return 0.0;
+    }
+    let mut counts = std::collections::HashMap::<&[u32], usize>::new();
+    for r in responses {
+        *counts.entry(r).or_default() += 1;
+    }
+    let repeated: usize = counts.values().filter(|&&c| c > 1).sum();
+    repeated as f64 / responses.len() as f64
+}
+
+/// The losses of one PPO mini-batch, each a mean over the response tokens `mask` selects.
+pub struct PpoLosses<B: Backend> {
+    /// Clipped surrogate: mean of max(−A·ρ, −A·clip(ρ, 1 − ε, 1 + ε)), ρ = exp(logp − old).
+    pub policy: Tensor<B, 1>,
+    /// Clipped value loss: ½·mean of max((v − R)², (v_clip − R)²), v_clip = old_v +
+    /// clip(v − old_v, ±ε_v).
+    pub value: Tensor<B, 1>,
+    /// Share of tokens with |ρ − 1| > ε.
+    pub clip_frac: Tensor<B, 1>,
+}
+
+/// Inputs of [`ppo_losses`], `[batch, tokens]` each.
+pub struct PpoBatch<B: Backend> {
+    /// Log-probabilities of the sampled tokens under the policy being trained.
+    pub logp: Tensor<B, 2>,
+    /// Their log-probabilities when sampled.
+    pub old_logp: Tensor<B, 2>,
+    /// Whitened advantages.
+    pub advantages: Tensor<B, 2>,
+    /// Values of the value model being trained.
+    pub values: Tensor<B, 2>,
+    /// Values when sampled.
+    pub old_values: Tensor<B, 2>,
+    /// GAE returns.
+    pub returns: Tensor<B, 2>,
+    /// 1 on response tokens, 0 on padding.
+    pub mask: Tensor<B, 2>,
+}
+
+/// The clipped policy and value losses of AlpacaFarm's PPO on one mini-batch.
+pub fn ppo_losses<B: Backend>(b: PpoBatch<B>, clip: f64, value_clip: f64) -> PpoLosses<B> {
+    let ratio = (b.logp - b.old_logp).exp();
+    let pg1 = -b.advantages.clone() * ratio.clone();
+    let pg2 = -b.advantages * ratio.clone().clamp(1.0 - clip, 1.0 + clip);
+    let policy = masked_mean(pg1.max_pair(pg2), b.mask.clone());
+    let v_clipped =
+        b.old_values.clone() + (b.values.clone() - b.old_values).clamp(-value_clip, value_clip);
+    let vf1 = (b.values - b.returns.clone()).powi_scalar(2);
+    let vf2 = (v_clipped - b.returns).powi_scalar(2);
+    let value = masked_mean(vf1.max_pair(vf2), b.mask.clone()) * 0.5;
+    let clipped = (ratio - 1.0).abs().greater_elem(clip).float();
+    PpoLosses {
+        policy,
+        value,
+        clip_frac: masked_mean(clipped, b.mask),
+    }
 }
 
 fn pad<B: Backend>(rows: &[&Vec<f32>], cw: usize, device: &B::Device) -> Tensor<B, 2> {
@@ -397,13 +510,13 @@ pub fn train_ppo<B: AutodiffBackend>(
     };
     let mut opt_p = adamw().init::<B, Llama<B>>();
     let mut opt_v = adamw().init::<B, ScalarHead<B>>();
-    let schedule = Schedule::constant(cfg.lr);
     let mut state = State {
         step: 0,
         log: PpoLog {
             prompts: queries.len(),
             ..PpoLog::default()
         },
+        kl_coef: cfg.kl_coef,
     };
     if let Some(from) = ckpt.dir.as_deref().and_then(resume_dir) {
         let bytes = std::fs::read(from.join("state.json")).map_err(|e| file_error(&from, e))?;
@@ -426,6 +539,8 @@ pub fn train_ppo<B: AutodiffBackend>(
         ..GenerateOptions::default()
     };
     let n = queries.len();
+    // Optimiser updates per step (the warm-up counts updates, as transformers' schedules do).
+    let per_step = cfg.epochs * cfg.rollouts.div_ceil(cfg.step_batch);
     let step_seed = |step: usize| seed::derive_index(seed, "ppo-step", step as u64);
     while state.step < cfg.steps {
         if ckpt.stop_after.is_some_and(|s| state.step >= s) {
@@ -480,22 +595,27 @@ pub fn train_ppo<B: AutodiffBackend>(
             &rollouts,
             cfg.step_batch,
         )?;
-        let mut rewards: Vec<Vec<f32>> = Vec::with_capacity(rollouts.len());
-        let mut kl_sum = 0.0;
-        for (i, r) in rollouts.iter().enumerate() {
-            let mut row: Vec<f32> = scored.old_logp[i]
-                .iter()
-                .zip(&scored.ref_logp[i])
-                .map(|(lp, rp)| {
-                    kl_sum += f64::from(lp - rp);
-                    (-cfg.kl_coef * f64::from(lp - rp)) as f32
-                })
-                .collect();
-            if let Some(last) = row.last_mut() {
-                *last += r.score as f32;
-            }
-            rewards.push(row);
-        }
+        let beta = state.kl_coef;
+        let rewards_of = |i: usize, r: &Rollout| {
+            shaped_rewards(
+                &scored.old_logp[i],
+                &scored.ref_logp[i],
+                r.score,
+                beta,
+                cfg.kl_clamp,
+            )
+        };
+        let mut rewards: Vec<Vec<f32>> = rollouts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| rewards_of(i, r))
+            .collect();
+        let kl_sum: f64 = scored
+            .old_logp
+            .iter()
+            .zip(&scored.ref_logp)
+            .flat_map(|(lp, rp)| lp.iter().zip(rp).map(|(a, b)| f64::from(a - b)))
+            .sum();
         let mean_kl = kl_sum / rollouts.len() as f64;
         if let Some(budget) = cfg.max_kl
             && mean_kl > budget
@@ -515,7 +635,7 @@ pub fn train_ppo<B: AutodiffBackend>(
         }
         whiten(&mut advantages, true);
         // 3. Optimisation.
-        let (mut clip, mut vloss, mut ploss, mut total, mut batches) = (0.0, 0.0, 0.0, 0.0, 0);
+        let (mut clip, mut vloss, mut ploss, mut total, mut batches) = (0.0, 0.0, 0.0, 0.0, 0usize);
         for epoch in 0..cfg.epochs {
             let order = epoch_order(rollouts.len(), step_seed(step), "ppo-batches", epoch);
             for chunk in order.chunks(cfg.step_batch) {
@@ -533,19 +653,20 @@ pub fn train_ppo<B: AutodiffBackend>(
                 let old_v = pad::<B>(&take(&scored.values, chunk), cw, &device);
                 let adv = pad::<B>(&take(&advantages, chunk), cw, &device);
                 let ret = pad::<B>(&take(&returns, chunk), cw, &device);
-                let mask = rows.response_mask.clone();
-                let logp = response_logprobs(&policy, &rows);
-                let v = response_values(&value, &rows);
-                let ratio = (logp - old_lp).exp();
-                let pg1 = -adv.clone() * ratio.clone();
-                let pg2 = -adv * ratio.clone().clamp(1.0 - cfg.clip, 1.0 + cfg.clip);
-                let pg = masked_mean(pg1.max_pair(pg2), mask.clone());
-                let v_clipped =
-                    old_v.clone() + (v.clone() - old_v).clamp(-cfg.value_clip, cfg.value_clip);
-                let vf1 = (v - ret.clone()).powi_scalar(2);
-                let vf2 = (v_clipped - ret).powi_scalar(2);
-                let vf = masked_mean(vf1.max_pair(vf2), mask.clone()) * 0.5;
-                let clipped = (ratio - 1.0).abs().greater_elem(cfg.clip).float();
+                let losses = ppo_losses(
+                    PpoBatch {
+                        logp: response_logprobs(&policy, &rows),
+                        old_logp: old_lp,
+                        advantages: adv,
+                        values: response_values(&value, &rows),
+                        old_values: old_v,
+                        returns: ret,
+                        mask: rows.response_mask.clone(),
+                    },
+                    cfg.clip,
+                    cfg.value_clip,
+                );
+                let (pg, vf) = (losses.policy, losses.value);
                 let loss = pg.clone() + vf.clone() * cfg.vf_coef;
                 let value_now = scalar(loss.clone())?;
                 if !value_now.is_finite() {
@@ -557,7 +678,7 @@ pub fn train_ppo<B: AutodiffBackend>(
                         lr: cfg.lr,
                     });
                 }
-                clip += scalar(masked_mean(clipped, mask))?;
+                clip += scalar(losses.clip_frac)?;
                 vloss += scalar(vf)?;
                 ploss += scalar(pg)?;
                 total += value_now;
@@ -565,8 +686,9 @@ pub fn train_ppo<B: AutodiffBackend>(
                 let mut grads = loss.backward();
                 let gp = GradientsParams::from_module(&mut grads, &policy);
                 let gv = GradientsParams::from_module(&mut grads, &value);
-                policy = opt_p.step(schedule.lr_at(step), policy, gp);
-                value = opt_v.step(schedule.lr_at(step), value, gv);
+                let lr = cfg.lr * warmup_factor(step * per_step + batches - 1, cfg.warmup_steps);
+                policy = opt_p.step(lr, policy, gp);
+                value = opt_v.step(lr, value, gv);
             }
         }
         let k = rollouts.len() as f64;
@@ -577,7 +699,7 @@ pub fn train_ppo<B: AutodiffBackend>(
             .flatten()
             .map(|&x| -f64::from(x))
             .sum();
-        let b = f64::from(batches.max(1));
+        let b = batches.max(1) as f64;
         let entry = PpoStepLog {
             step,
             score: rollouts.iter().map(|r| r.score).sum::<f64>() / k,
@@ -589,7 +711,17 @@ pub fn train_ppo<B: AutodiffBackend>(
             value_loss: vloss / b,
             policy_loss: ploss / b,
             loss: total / b,
+            kl_coef: beta,
+            identical: identical_share(
+                &rollouts
+                    .iter()
+                    .map(|r| r.response.as_slice())
+                    .collect::<Vec<_>>(),
+            ),
         };
+        if let Some(a) = &cfg.adaptive_kl {
+            state.kl_coef = adapt_kl_coef(beta, mean_kl, rollouts.len(), a);
+        }
         on_step(&entry);
         state.log.steps.push(entry);
         state.step += 1;
@@ -611,4 +743,105 @@ pub fn train_ppo<B: AutodiffBackend>(
         value,
         state.log,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Cpu;
+
+    fn close(a: &[f32], b: &[f64]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (f64::from(*x) - y).abs() < 1e-5)
+    }
+
+    #[test]
+    fn gae_matches_hand_computation() {
+        let (rewards, values) = ([1.0, 0.0, 2.0], [0.5, 0.2, 0.1]);
+        // δ = r_t + γ·V_{t+1} − V_t; A_t = δ_t + γλ·A_{t+1}, with γ = 0.9, λ = 0.8.
+        let (adv, ret) = gae(&rewards, &values, 0.9, 0.8);
+        assert!(close(&adv, &[1.58576, 1.258, 1.9]), "{adv:?}");
+        assert!(close(&ret, &[2.08576, 1.458, 2.0]), "{ret:?}");
+        // The paper's γ = λ = 1: the advantage is the reward to go minus the value.
+        let (adv, ret) = gae(&rewards, &values, 1.0, 1.0);
+        assert!(close(&adv, &[2.5, 1.8, 1.9]), "{adv:?}");
+        assert!(close(&ret, &[3.0, 2.0, 2.0]), "{ret:?}");
+    }
+
+    #[test]
+    fn whitening_uses_the_sample_std_and_keeps_the_mean_of_rewards() {
+        let mut x = vec![vec![1.0, 3.0], vec![5.0]];
+        whiten(&mut x, true);
+        assert!(close(&x.concat(), &[-1.0, 0.0, 1.0]), "{x:?}");
+        let mut x = vec![vec![1.0, 3.0], vec![5.0]];
+        whiten(&mut x, false);
+        assert!(close(&x.concat(), &[2.0, 3.0, 4.0]), "{x:?}");
+    }
+
+    #[test]
+    fn rewards_penalise_the_clamped_kl_and_add_the_score_at_the_end() {
+        let (logp, ref_logp) = ([-1.0, -2.0, -0.5], [-1.5, -1.0, -0.5]);
+        let clamped = shaped_rewards(&logp, &ref_logp, 2.0, 0.1, true);
+        assert!(close(&clamped, &[-0.05, 0.0, 2.0]), "{clamped:?}");
+        let signed = shaped_rewards(&logp, &ref_logp, 2.0, 0.1, false);
+        assert!(close(&signed, &[-0.05, 0.1, 2.0]), "{signed:?}");
+    }
+
+    #[test]
+    fn the_adaptive_coefficient_moves_toward_the_target_by_at_most_a_fifth_per_horizon() {
+        let a = AdaptiveKl {
+            target: 6.0,
+            horizon: 10_000.0,
+        };
+        let next = |kl| adapt_kl_coef(0.1, kl, 512, &a);
+        assert!((next(12.0) - 0.101_024).abs() < 1e-12);
+        assert!((next(3.0) - 0.098_976).abs() < 1e-12);
+        assert!((next(6.6) - 0.100_512).abs() < 1e-12);
+        assert_eq!(next(6.0), 0.1);
+    }
+
+    #[test]
+    fn warm_up_rises_linearly_from_zero_over_the_first_updates() {
+        let f: Vec<f64> = (0..7).map(|u| warmup_factor(u, 5)).collect();
+        assert_eq!(f, [0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.0]);
+        assert_eq!(warmup_factor(0, 0), 1.0);
+    }
+
+    #[test]
+    fn identical_responses_are_counted() {
+        let (a, b, c): (&[u32], &[u32], &[u32]) = (&[1, 2], &[1, 2], &[3]);
+        assert_eq!(identical_share(&[a, b, c]), 2.0 / 3.0);
+        assert_eq!(identical_share(&[a, c]), 0.0);
+    }
+
+    #[test]
+    fn ppo_losses_match_hand_computation() {
+        let device = Default::default();
+        let t =
+            |v: [f32; 3]| Tensor::<Cpu, 2>::from_data(TensorData::new(v.to_vec(), [1, 3]), &device);
+        // Token 2 is padding: its huge values must not count.
+        let old = [-1.0f32, -1.0, 0.0];
+        let logp = [old[0] + 1.5f32.ln(), old[1] + 1.1f32.ln(), 5.0];
+        let losses = ppo_losses(
+            PpoBatch {
+                logp: t(logp),
+                old_logp: t(old),
+                advantages: t([1.0, -1.0, 9.0]),
+                values: t([2.0, 0.9, 9.0]),
+                old_values: t([1.0, 0.5, 0.0]),
+                returns: t([1.5, 1.0, -9.0]),
+                mask: t([1.0, 1.0, 0.0]),
+            },
+            0.2,
+            0.2,
+        );
+        let v = |x: Tensor<Cpu, 1>| f64::from(x.into_scalar());
+        // Token 0: ρ = 1.5, A = 1 → max(−1.5, −1.2) = −1.2; token 1: ρ = 1.1, A = −1 → 1.1.
+        assert!((v(losses.policy) - (-0.05)).abs() < 1e-5);
+        // Token 0: max(0.5², (1.2 − 1.5)²) = 0.25; token 1: max(0.1², (0.7 − 1)²) = 0.09.
+        assert!((v(losses.value) - 0.085).abs() < 1e-5);
+        assert!((v(losses.clip_frac) - 0.5).abs() < 1e-6);
+    }
 }

@@ -220,7 +220,7 @@ pub fn plan(p: &Planner<'_>, preset: &str) -> Result<Planned, PlanError> {
         vocabulary_words: vocabulary_words(p.templates()?)
             .map_err(PlanError::templates("world"))?,
         backend: p.backend(),
-        seed: p.seed(&["pretrain", preset]),
+        seed: p.world_seed(&["pretrain", preset]),
     };
     Planned::new::<Pretrain>(id(preset), &config)
 }

@@ -102,7 +102,7 @@ pub struct SimulationRecord {
     pub task: String,
     /// Pairs written.
     pub pairs: usize,
-    /// Prompts dropped because an output never ended its turn.
+    /// Prompts dropped because an output never ended its turn, or was empty.
     pub dropped: usize,
     /// Ids of the dropped prompts.
     pub dropped_ids: Vec<String>,
@@ -199,7 +199,7 @@ impl From<PairsError> for StageError {
 
 impl Stage for Simulate {
     const KIND: StageKind = StageKind::Simulate;
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type Config = Config;
 
     fn inputs(config: &Config) -> Vec<String> {

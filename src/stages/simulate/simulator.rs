@@ -10,8 +10,9 @@
 //!   the pair's affix.
 //!
 //! Sampling follows the paper: temperature / top-p / token limit from [`SimulateConfig`], every
-//! output cut at the next speaker tag; an output that never ends its turn is re-sampled with a
-//! fresh derived seed up to `retries` times, after which its prompt is dropped and counted.
+//! output cut at the next speaker tag; an output that never ends its turn, or ends it without a
+//! word (empty once cut), is re-sampled with a fresh derived seed up to `retries` times, after
+//! which its prompt is dropped and counted.
 //! Every seed derives from the stage seed and the prompt id, so pairs do not depend on batch
 //! size or order. Pairs are stored by [`super::pairs`].
 
@@ -35,7 +36,8 @@ use crate::world::format::{BOS, stop_strings};
 pub struct Simulation {
     /// The pairs, in the order of the prompts.
     pub pairs: Vec<Pair>,
-    /// Prompts dropped because an output never ended its turn within `retries` re-samples.
+    /// Prompts dropped because an output never ended its turn, or was empty, within `retries`
+    /// re-samples.
     pub dropped: usize,
     /// Ids of the dropped prompts, in prompt order.
     pub dropped_ids: Vec<String>,
@@ -279,9 +281,9 @@ impl<'a, B: Backend> Simulator<'a, B> {
 
     /// Samples both outputs of every prompt (`prompts[i][side]`, seeds labelled by
     /// `sides[side]`), in batches of `cfg.batch_size` that mix first draws and re-samples; an
-    /// output that hits the token limit is queued again with the next draw's seed until it has
+    /// output that hits the token limit or is empty is queued again with the next draw's seed until it has
     /// been drawn `1 + retries` times. Returns, per prompt, both outputs or `None` when one of
-    /// them never ended its turn, and the number of sequences generated.
+    /// them never ended its turn (or stayed empty), and the number of sequences generated.
     fn draw(
         &self,
         ids: &[&str],
@@ -322,7 +324,7 @@ impl<'a, B: Backend> Simulator<'a, B> {
             let gens = self.lm.generate(&requests, &opts)?;
             sequences += gens.len();
             for ((job, req), g) in batch.iter().zip(&requests).zip(gens) {
-                if g.finish_reason == FinishReason::Length {
+                if g.finish_reason == FinishReason::Length || g.text.trim().is_empty() {
                     if job.attempt < cfg.retries {
                         queue.push_back(Job {
                             attempt: job.attempt + 1,

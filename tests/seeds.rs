@@ -1,0 +1,105 @@
+//! Seeds as a sweep axis: `rlcd sweep --seeds N` runs a recipe at seeds 0…N−1 and writes the
+//! across-seed table (per-seed win rates, their mean and t interval, pooled counts) and plot;
+//! with `world.seed` the world's pretrained model is computed once for all seeds.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rlcd");
+
+#[test]
+fn a_seed_sweep_tabulates_win_rates_across_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompt-templates");
+    let recipe = tmp.path().join("seeds.toml");
+    fs::write(
+        &recipe,
+        format!(
+            "name = \"seeds-test\"\ntemplates_dir = {:?}\n\n\
+             [models.sim]\npreset = \"world-xs\"\n\n\
+             [world]\nseed = 0\ndocuments = 400\nprompts_train = 24\nprompts_test = 8\n\n\
+             [pretrain]\nsteps = 40\nheldout_documents = 20\n\n\
+             [pretrain.report]\nprompts = 4\npairs = 4\nmax_new_tokens = 8\n\n\
+             [tasks.helpful]\nprompts = \"world:helpful\"\ntemplates = \"helpful\"\naxes = [\"help\"]\n\n\
+             [simulate]\nn_prompts = 16\nmax_new_tokens = 16\nretries = 5\nbatch_size = 8\n\n\
+             [distill]\nepochs = 1\n\n\
+             [methods.distilled]\nkind = \"context-distillation\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
+             [methods.base]\nkind = \"base\"\npolicy = \"sim\"\n\n\
+             [eval]\nn_prompts = 8\nmax_new_tokens = 12\ncomparisons = [[\"distilled\", \"base\"]]\n",
+            templates.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out_dir = tmp.path().join("sweep");
+    let out = Command::new(BIN)
+        .args(["sweep", "--quiet", "--seeds", "3", "--out"])
+        .arg(&out_dir)
+        .arg(&recipe)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // One pretrained world model serves every seed.
+    let pretrained = fs::read_dir(tmp.path().join("results/cache/pretrain"))
+        .unwrap()
+        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+        .filter(|e| e.as_ref().unwrap().path().join("manifest.json").is_file())
+        .count();
+    assert_eq!(pretrained, 1);
+
+    // The summary stacks each seed's win rates; the across-seed table groups them.
+    let summary = fs::read_to_string(out_dir.join("summary-winrates.csv")).unwrap();
+    let header: Vec<&str> = summary.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let per_seed: Vec<(String, String, f64)> = summary
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let comparison = format!("{} vs {}", f[col("method_a")], f[col("method_b")]);
+            (
+                comparison,
+                f[col("seed")].to_string(),
+                f[col("win_rate_pct")].parse().unwrap(),
+            )
+        })
+        .collect();
+    let across = fs::read_to_string(out_dir.join("across-seeds.csv")).unwrap();
+    let header: Vec<&str> = across.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<String>> = across
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        let comparison = format!("{} vs {}", r[col("method_a")], r[col("method_b")]);
+        let rates: Vec<f64> = per_seed
+            .iter()
+            .filter(|(c, _, _)| *c == comparison)
+            .map(|(_, _, w)| *w)
+            .collect();
+        assert_eq!(r[col("n_seeds")], "3");
+        assert_eq!(r[col("seeds")], "0 1 2");
+        assert_eq!(rates.len(), 3, "{comparison}");
+        let mean: f64 = r[col("mean_win_rate_pct")].parse().unwrap();
+        assert!(
+            (mean - rates.iter().sum::<f64>() / 3.0).abs() < 1e-6,
+            "{r:?}"
+        );
+        let (lo, hi): (f64, f64) = (
+            r[col("t_low_pct")].parse().unwrap(),
+            r[col("t_high_pct")].parse().unwrap(),
+        );
+        assert!(lo <= mean && mean <= hi, "{r:?}");
+    }
+    let svg = fs::read_to_string(out_dir.join("across-seeds.svg")).unwrap();
+    assert!(svg.contains("seed 2"));
+}
