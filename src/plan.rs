@@ -18,9 +18,9 @@ pub use crate::stages::planning::{PlanError, Planned, Planner};
 use crate::stages::simulate::Method;
 use crate::stages::stage::StageKind;
 use crate::stages::{
-    appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, pair_labels, pm_agreement,
-    pm_eval, policy, policy_training, pretrain, reward, simulate, winrates, world_eval,
-    world_report,
+    appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, judge_agreement,
+    pair_labels, pm_agreement, pm_eval, policy, policy_training, pretrain, reward, simulate,
+    winrates, world_eval, world_report,
 };
 use crate::store::Store;
 
@@ -399,6 +399,9 @@ fn policy_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
             judged.push(stage.id.clone());
             out.push(stage);
         }
+    }
+    if recipe.eval.judges.len() > 1 {
+        out.push(judge_agreement::plan(judged.clone())?);
     }
     if !judged.is_empty() {
         out.push(winrates::plan(judged)?);

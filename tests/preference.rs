@@ -245,6 +245,23 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
         let want = 100.0 * (w as f64 + 0.5 * t as f64) / n as f64;
         assert!((rate.get(i).unwrap() - want).abs() < 1e-9);
     }
+    // judge_agreement: each judge against the other on both axes, on the same items.
+    let ja = table(first, "judge_agreement");
+    assert_eq!(ja.height(), 2 * 2, "2 judges × 2 axes");
+    let u = |name: &str| -> Vec<u64> {
+        let c = ja.column(name).unwrap().u64().unwrap().clone();
+        (0..ja.height()).map(|i| c.get(i).unwrap()).collect()
+    };
+    let (items, decided, common) = (u("n_items"), u("n_decided"), u("n_common"));
+    let (both, agree) = (u("n_both_decided"), u("n_agree"));
+    for i in 0..ja.height() {
+        assert_eq!(items[i], 5 * 8, "5 comparisons × 8 prompts");
+        assert_eq!(common[i], items[i]);
+        assert!(agree[i] <= both[i] && both[i] <= decided[i] && decided[i] <= items[i]);
+    }
+    // Agreement is symmetric: the oracle-vs-PM row counts what the PM-vs-oracle row counts.
+    assert_eq!(both[0], both[1]);
+    assert_eq!(agree[0], agree[1]);
     // Every trained policy has a row, with its trainer.
     let pt = table(first, "policy_training").clone();
     let trainer = pt.column("trainer").unwrap().str().unwrap().clone();

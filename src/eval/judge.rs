@@ -173,6 +173,26 @@ fn letter_id<B: Backend>(lm: &Lm<B>, letter: &'static str) -> Result<u32, JudgeE
     }
 }
 
+/// One item's judgement: the verdict, and when the judge was asked in both orders, each
+/// order's answer mapped back to the unswapped order (A's output shown first, then second).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Judged {
+    /// The verdict counted in the win rate.
+    pub verdict: Verdict,
+    /// The answers with A shown first and with B shown first (both-order LM judges only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders: Option<[Verdict; 2]>,
+}
+
+impl From<Verdict> for Judged {
+    fn from(verdict: Verdict) -> Self {
+        Judged {
+            verdict,
+            orders: None,
+        }
+    }
+}
+
 /// An LM judge: the axis's judge question (a `judge/*.j2`) rendered after `prefix` with each
 /// item's outputs, followed by [`ANSWER_LEAD`]. With [`JudgeOrder::Coin`] each item is asked
 /// once, swapped where [`swapped`] says; with [`JudgeOrder::Both`] it is asked in both orders
@@ -201,13 +221,31 @@ impl<B: Backend> LmJudge<'_, B> {
         template: &str,
         items: &[JudgeItem<'_>],
     ) -> Result<Vec<Verdict>, JudgeError> {
+        Ok(self
+            .judged(template, items)?
+            .into_iter()
+            .map(|j| j.verdict)
+            .collect())
+    }
+
+    /// The verdicts of question `template` on `items`, with both orders' answers when the
+    /// judge asks both.
+    pub fn judged(
+        &self,
+        template: &str,
+        items: &[JudgeItem<'_>],
+    ) -> Result<Vec<Judged>, JudgeError> {
         match self.order {
             JudgeOrder::Coin => {
                 let flips: Vec<bool> = items
                     .iter()
                     .map(|it| swapped(self.seed, it.prompt_id))
                     .collect();
-                self.letters(template, items, &flips)
+                Ok(self
+                    .letters(template, items, &flips)?
+                    .into_iter()
+                    .map(Judged::from)
+                    .collect())
             }
             JudgeOrder::Both => {
                 let first = self.letters(template, items, &vec![false; items.len()])?;
@@ -215,7 +253,10 @@ impl<B: Backend> LmJudge<'_, B> {
                 Ok(first
                     .into_iter()
                     .zip(second)
-                    .map(|(x, y)| Verdict::agreed(x, y))
+                    .map(|(x, y)| Judged {
+                        verdict: Verdict::agreed(x, y),
+                        orders: Some([x, y]),
+                    })
                     .collect())
             }
         }

@@ -14,7 +14,7 @@ use super::planning::{PlanError, Planned, Planner};
 use super::stage::{Ctx, Stage, StageError, StageKind, read_json, with_backend};
 use super::winrates::WinRateRow;
 use crate::eval::collapse::OutputStats;
-use crate::eval::judge::{JudgeError, JudgeItem, LmJudge, Verdict, judge_oracle, judge_rm};
+use crate::eval::judge::{JudgeError, JudgeItem, Judged, LmJudge, Verdict, judge_oracle, judge_rm};
 use crate::eval::winrate::{WinCounts, length_controlled};
 use crate::model::pm::load_pm;
 use crate::recipe::{BackendKind, JudgeOrder, MethodKind};
@@ -24,6 +24,9 @@ use crate::world::{Task, WorldSpec};
 
 /// File of the win-rate rows (JSON, [`WinRateRow`]s).
 pub const JUDGED: &str = "judged.json";
+
+/// File of every item's verdict (JSON, [`ItemVerdicts`]).
+pub const VERDICTS: &str = "verdicts.json";
 
 /// The stage type.
 pub struct Judge;
@@ -231,10 +234,11 @@ impl<B: burn::tensor::backend::Backend> Loaded<B> {
         axes: &[String],
         axis: &str,
         items: &[JudgeItem<'_>],
-    ) -> Result<Vec<Verdict>, StageError> {
+    ) -> Result<Vec<Judged>, StageError> {
+        let plain = |v: Vec<Verdict>| v.into_iter().map(Judged::from).collect();
         Ok(match self {
-            Loaded::Oracle(world, task) => judge_oracle(world, *task, axis, items),
-            Loaded::Rm(pm, batch) => judge_rm(pm, items, *batch)?,
+            Loaded::Oracle(world, task) => plain(judge_oracle(world, *task, axis, items)),
+            Loaded::Rm(pm, batch) => plain(judge_rm(pm, items, *batch)?),
             Loaded::Lm {
                 lm,
                 prefix,
@@ -258,19 +262,37 @@ impl<B: burn::tensor::backend::Backend> Loaded<B> {
                     batch_size: *batch_size,
                     truncate: *truncate,
                 }
-                .verdicts(template, items)?
+                .judged(template, items)?
             }
         })
     }
 }
 
-/// The win-rate rows of `judge` on every comparison and axis.
+/// One judge's verdict on every item of one comparison on one axis (`verdicts.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ItemVerdicts {
+    /// The judge as the recipe names it.
+    pub judge: String,
+    /// The task.
+    pub task: String,
+    /// The axis.
+    pub axis: String,
+    /// Method A.
+    pub method_a: String,
+    /// Method B.
+    pub method_b: String,
+    /// `(prompt id, judgement)` per compared prompt.
+    pub items: Vec<(String, Judged)>,
+}
+
+/// The win-rate rows of `judge` on every comparison and axis, and its verdict on every item.
 fn rows<B: burn::tensor::backend::Backend>(
     ctx: &Ctx<'_>,
     config: &Config,
     judge: &Loaded<B>,
-) -> Result<Vec<WinRateRow>, StageError> {
+) -> Result<(Vec<WinRateRow>, Vec<ItemVerdicts>), StageError> {
     let mut rows = Vec::new();
+    let mut verdicts_out = Vec::new();
     let mut base_cache: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
     for c in &config.comparisons {
         let sa: Vec<Sample> = read_json(&ctx.input(&c.samples_a)?, SAMPLES)?;
@@ -291,7 +313,20 @@ fn rows<B: burn::tensor::backend::Backend>(
             })
             .collect();
         for axis in &config.axes {
-            let verdicts = judge.verdicts(&config.axes, axis, &items)?;
+            let judged = judge.verdicts(&config.axes, axis, &items)?;
+            verdicts_out.push(ItemVerdicts {
+                judge: config.judge.clone(),
+                task: config.task.clone(),
+                axis: axis.clone(),
+                method_a: c.a.clone(),
+                method_b: c.b.clone(),
+                items: matched
+                    .iter()
+                    .zip(&judged)
+                    .map(|((x, _), j)| (x.prompt_id.clone(), *j))
+                    .collect(),
+            });
+            let verdicts: Vec<Verdict> = judged.iter().map(|j| j.verdict).collect();
             let mut counts = WinCounts::default();
             let (mut scores, mut diffs) = (Vec::new(), Vec::new());
             for (v, (x, y)) in verdicts.iter().zip(&matched) {
@@ -350,14 +385,15 @@ fn rows<B: burn::tensor::backend::Backend>(
             });
         }
     }
-    Ok(rows)
+    Ok((rows, verdicts_out))
 }
 
 impl Stage for Judge {
     const KIND: StageKind = StageKind::Judge;
     /// Covers the judges' protocol, including the answer lead
-    /// ([`crate::eval::judge::ANSWER_LEAD`]); 2: rows carry distinct shares and collapse marks.
-    const VERSION: u32 = 2;
+    /// ([`crate::eval::judge::ANSWER_LEAD`]); 2: rows carry distinct shares and collapse marks;
+    /// 3: every item's verdict is kept (`verdicts.json`).
+    const VERSION: u32 = 3;
     type Config = Config;
 
     fn inputs(config: &Config) -> Vec<String> {
@@ -402,7 +438,9 @@ impl Stage for Judge {
             };
             rows(ctx, config, &loaded)
         })?;
+        let (rows, verdicts) = rows;
         ctx.write_json(JUDGED, &rows)?;
+        ctx.write_json(VERDICTS, &verdicts)?;
         Ok(serde_json::json!({ "seconds": t0.elapsed().as_secs_f64(), "rows": rows.len() }))
     }
 }

@@ -11,8 +11,8 @@
 //!   its agreement with the oracle (paper Table 5); [`pair_labels`] and [`pm_agreement`] their
 //!   tables;
 //! - [`policy`]: PPO against the PM, DPO on the pairs, context distillation (paper §3, §4.2);
-//! - [`generate`], [`judge`], [`winrates`], [`policy_training`]: the pairwise evaluation
-//!   (paper §4.3).
+//! - [`generate`], [`judge`], [`winrates`], [`judge_agreement`], [`policy_training`]: the pairwise
+//!   evaluation (paper §4.3).
 //!
 //! The layer's own machinery: [`stage`] (the trait and its context), [`key`] (cache keys),
 //! [`planning`] (recipe → configurations), [`inputs`] (model references), [`table`] (the
@@ -31,6 +31,7 @@ pub mod generate;
 pub mod heldout_pairs;
 pub mod import_pairs;
 pub mod judge;
+pub mod judge_agreement;
 pub mod pair_labels;
 pub mod pm_agreement;
 pub mod pm_eval;

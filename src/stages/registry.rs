@@ -3,9 +3,9 @@
 
 use super::stage::{Ctx, Stage, StageError, StageKind};
 use super::{
-    appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, pair_labels, pm_agreement,
-    pm_eval, policy, policy_training, pretrain, reward, simulate, winrates, world_eval,
-    world_report,
+    appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, judge_agreement,
+    pair_labels, pm_agreement, pm_eval, policy, policy_training, pretrain, reward, simulate,
+    winrates, world_eval, world_report,
 };
 
 /// Runs `S` on its configuration deserialized from `config`.
@@ -101,6 +101,7 @@ registry! {
     Judge => judge::Judge,
     Winrates => winrates::Winrates,
     PolicyTraining => policy_training::PolicyTraining,
+    JudgeAgreement => judge_agreement::JudgeAgreement,
 }
 
 #[cfg(test)]

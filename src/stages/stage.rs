@@ -54,11 +54,13 @@ pub enum StageKind {
     Winrates,
     /// The policy-training table.
     PolicyTraining,
+    /// The judge-agreement table.
+    JudgeAgreement,
 }
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 18] = [
+    pub const ALL: [StageKind; 19] = [
         StageKind::AppendixNCell,
         StageKind::AppendixNTable,
         StageKind::Contrast,
@@ -77,6 +79,7 @@ impl StageKind {
         StageKind::Judge,
         StageKind::Winrates,
         StageKind::PolicyTraining,
+        StageKind::JudgeAgreement,
     ];
 
     /// The kind's name in plans and logs.
@@ -100,6 +103,7 @@ impl StageKind {
             StageKind::Judge => "judge",
             StageKind::Winrates => "winrates",
             StageKind::PolicyTraining => "policy_training",
+            StageKind::JudgeAgreement => "judge_agreement",
         }
     }
 }
