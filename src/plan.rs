@@ -13,14 +13,15 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::recipe::{MethodKind, Resolved};
+use crate::stages::inputs::WorldModel;
 pub use crate::stages::key::{FORMAT_VERSION, KEY_LEN, canonical_json, stage_key};
 pub use crate::stages::planning::{PlanError, Planned, Planner};
 use crate::stages::simulate::Method;
 use crate::stages::stage::StageKind;
 use crate::stages::{
     appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, judge_agreement,
-    pair_labels, pm_agreement, pm_eval, policy, policy_training, pretrain, reward, simulate,
-    winrates, world_eval, world_report,
+    judge_skill, pair_labels, pm_agreement, pm_eval, policy, policy_training, pretrain, reward,
+    simulate, winrates, world_eval, world_report,
 };
 use crate::store::Store;
 
@@ -253,25 +254,21 @@ fn theory_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
 /// Per world preset of the recipe's models a pretraining and an evaluation stage, and the
 /// world report merging the evaluations.
 fn world_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
-    let mut presets: BTreeSet<String> = BTreeSet::new();
+    let mut models: BTreeMap<String, WorldModel> = BTreeMap::new();
     for (name, model) in &p.recipe().models {
-        if let Some(preset) = model
-            .preset
-            .as_deref()
-            .filter(|preset| crate::model::llama::is_world_preset(preset))
-        {
+        if let Some(world) = WorldModel::of(name, model) {
             p.read(format!("models.{name}"));
-            presets.insert(preset.replace('_', "-"));
+            models.insert(world.label.clone(), world);
         }
     }
-    if presets.is_empty() {
+    if models.is_empty() {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     let mut evals = Vec::new();
-    for preset in &presets {
-        out.push(pretrain::plan(p, preset)?);
-        let eval = world_eval::plan(p, preset)?;
+    for model in models.values() {
+        out.push(pretrain::plan(p, model)?);
+        let eval = world_eval::plan(p, model)?;
         evals.push(eval.id.clone());
         out.push(eval);
     }
@@ -409,7 +406,60 @@ fn policy_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
     if !policies.is_empty() {
         out.push(policy_training::plan(policies)?);
     }
+    if let Some(stage) = judge_skill_stage(p, &comparisons)? {
+        out.push(stage);
+    }
     Ok(out)
+}
+
+/// The judging-skill table, when at least two simulators each have an RLCD method compared
+/// with an RLAIF method of the same simulator and policy, on world tasks judged by the oracle.
+fn judge_skill_stage(
+    p: &Planner<'_>,
+    comparisons: &[[String; 2]],
+) -> Result<Option<Planned>, PlanError> {
+    let recipe = p.recipe();
+    if !recipe.eval.judges.iter().any(|j| j == judge_skill::JUDGE) {
+        return Ok(None);
+    }
+    let mut levels: BTreeMap<String, judge_skill::Level> = BTreeMap::new();
+    for [a, b] in comparisons {
+        let (Some(ma), Some(mb)) = (recipe.methods.get(a), recipe.methods.get(b)) else {
+            continue;
+        };
+        if (ma.kind, mb.kind) == (MethodKind::Rlcd, MethodKind::Rlaif)
+            && ma.policy == mb.policy
+            && ma.pairs.is_none()
+            && mb.pairs.is_none()
+            && let Some(sim) = ma
+                .simulator
+                .as_ref()
+                .filter(|s| mb.simulator.as_ref() == Some(*s))
+        {
+            levels
+                .entry(sim.clone())
+                .or_insert_with(|| judge_skill::Level {
+                    simulator: sim.clone(),
+                    rlcd: a.clone(),
+                    rlaif: b.clone(),
+                });
+        }
+    }
+    let mut axes = BTreeMap::new();
+    for (name, task) in &recipe.tasks {
+        if p.world_task(name)?.is_some()
+            && let Some(axis) = task.axes.first()
+        {
+            axes.insert(name.clone(), axis.clone());
+        }
+    }
+    if levels.len() < 2 || axes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(judge_skill::plan(
+        levels.into_values().collect(),
+        axes,
+    )?))
 }
 
 /// A cycle among stages that cannot be ordered.

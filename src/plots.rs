@@ -1,9 +1,11 @@
 //! Plots of result tables (paper §4.3, Tables 2–4 as a figure): the win rates of every
 //! comparison as bars with their 95% Wilson intervals, grouped by task and axis, against the
-//! 50% line.
+//! 50% line; and the PPO training curves of every method (§4.2).
 
 use plotters::prelude::*;
 
+use crate::stages::policy::ppo::PpoStepLog;
+use crate::stages::policy_training::Curve;
 use crate::stages::winrates::WinRateRow;
 
 /// Why a plot cannot be drawn.
@@ -21,6 +23,130 @@ fn plot_err(e: impl std::fmt::Display) -> PlotError {
         what: "win-rate",
         message: e.to_string(),
     }
+}
+
+fn curves_err(e: impl std::fmt::Display) -> PlotError {
+    PlotError {
+        what: "training-curve",
+        message: e.to_string(),
+    }
+}
+
+/// A per-step quantity of a PPO log.
+type StepValue = fn(&PpoStepLog) -> f64;
+
+/// The per-step quantities of the training-curve figure, one column of panels each.
+const CURVE_PANELS: [(&str, StepValue); 5] = [
+    ("PM reward of rollouts", |s| s.score),
+    ("KL to initial policy (nats)", |s| s.kl),
+    ("entropy (nats/token)", |s| s.entropy),
+    ("response length (tokens)", |s| s.response_len),
+    ("identical rollouts (share)", |s| s.identical),
+];
+
+/// An SVG grid of PPO training curves: one row of panels per task, one column per quantity
+/// (PM reward, KL to the initial policy, entropy, response length, share of identical
+/// rollouts), one line per method in the same colour in every panel, against the PPO step; the
+/// legend sits right of the grid. A collapsing policy shows as length and entropy falling while
+/// identical rollouts rise.
+pub fn training_curves_svg(curves: &[Curve]) -> Result<String, PlotError> {
+    let mut tasks: Vec<&str> = Vec::new();
+    let mut methods: Vec<&str> = Vec::new();
+    for c in curves {
+        if !tasks.contains(&c.task.as_str()) {
+            tasks.push(&c.task);
+        }
+        if !methods.contains(&c.method.as_str()) {
+            methods.push(&c.method);
+        }
+    }
+    let colours = palette(methods.len());
+    let (panel_w, panel_h, legend_w) = (250u32, 210u32, 190u32);
+    let width = panel_w * CURVE_PANELS.len() as u32 + legend_w;
+    let height = panel_h * tasks.len().max(1) as u32 + 30;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(curves_err)?;
+        let root = root
+            .titled("PPO training curves per method", ("sans-serif", 18))
+            .map_err(curves_err)?;
+        let (grid, legend) = root.split_horizontally(panel_w * CURVE_PANELS.len() as u32);
+        let panels = grid.split_evenly((tasks.len().max(1), CURVE_PANELS.len()));
+        for (ti, task) in tasks.iter().enumerate() {
+            let mine: Vec<(usize, &Curve)> = curves
+                .iter()
+                .filter(|c| c.task == *task)
+                .map(|c| (methods.iter().position(|m| *m == c.method).unwrap_or(0), c))
+                .collect();
+            let last = mine
+                .iter()
+                .flat_map(|(_, c)| c.steps.iter().map(|s| s.step))
+                .max()
+                .unwrap_or(0);
+            for (pi, (name, value)) in CURVE_PANELS.iter().enumerate() {
+                let values: Vec<f64> = mine
+                    .iter()
+                    .flat_map(|(_, c)| c.steps.iter().map(value))
+                    .filter(|v| v.is_finite())
+                    .collect();
+                let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let (lo, hi) = if lo.is_finite() && hi > lo {
+                    let pad = (hi - lo) * 0.05;
+                    (lo - pad, hi + pad)
+                } else if lo.is_finite() {
+                    (lo - 0.5, lo + 0.5)
+                } else {
+                    (0.0, 1.0)
+                };
+                let area = &panels[ti * CURVE_PANELS.len() + pi];
+                let mut chart = ChartBuilder::on(area)
+                    .caption(format!("{task}: {name}"), ("sans-serif", 12))
+                    .margin(6)
+                    .x_label_area_size(22)
+                    .y_label_area_size(42)
+                    .build_cartesian_2d(0.0..(last.max(1)) as f64, lo..hi)
+                    .map_err(curves_err)?;
+                chart
+                    .configure_mesh()
+                    .x_labels(5)
+                    .y_labels(5)
+                    .label_style(("sans-serif", 10))
+                    .draw()
+                    .map_err(curves_err)?;
+                for (mi, c) in &mine {
+                    let points: Vec<(f64, f64)> = c
+                        .steps
+                        .iter()
+                        .map(|s| (s.step as f64, value(s)))
+                        .filter(|(_, v)| v.is_finite())
+                        .collect();
+                    chart
+                        .draw_series(LineSeries::new(points, colours[*mi].stroke_width(2)))
+                        .map_err(curves_err)?;
+                }
+            }
+        }
+        for (mi, method) in methods.iter().enumerate() {
+            let y = 20 + 18 * mi as i32;
+            legend
+                .draw(&Rectangle::new(
+                    [(8, y - 5), (20, y + 5)],
+                    colours[mi].filled(),
+                ))
+                .map_err(curves_err)?;
+            legend
+                .draw(&Text::new(
+                    method.to_string(),
+                    (26, y - 6),
+                    ("sans-serif", 12).into_font(),
+                ))
+                .map_err(curves_err)?;
+        }
+        root.present().map_err(curves_err)?;
+    }
+    Ok(svg)
 }
 
 /// Tableau's ten qualitative colours, the first series' colours.
@@ -161,6 +287,48 @@ pub fn winrates_svg(rows: &[WinRateRow]) -> Result<String, PlotError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn training_curves_draw_one_line_per_method_and_panel() {
+        let step = |step: usize, score: f64| PpoStepLog {
+            step,
+            score,
+            kl: 0.1 * step as f64,
+            entropy: 1.0,
+            response_len: 20.0,
+            unfinished: 0,
+            clip_frac: 0.0,
+            value_loss: 0.0,
+            policy_loss: 0.0,
+            loss: 0.0,
+            kl_coef: 0.05,
+            identical: 0.0,
+        };
+        let curve = |method: &str, task: &str| Curve {
+            method: method.into(),
+            simulator: "sim".into(),
+            task: task.into(),
+            steps: (0..4).map(|i| step(i, i as f64)).collect(),
+        };
+        let curves = [
+            curve("rlcd", "harmless"),
+            curve("rlaif", "harmless"),
+            curve("rlcd", "helpful"),
+        ];
+        let svg = training_curves_svg(&curves).unwrap();
+        // Two methods on harmless and one on helpful, each drawn in all five panels.
+        // (Curves are drawn 2 px wide, the axes and mesh 1 px.)
+        let lines = svg
+            .lines()
+            .filter(|l| l.starts_with("<polyline") && l.contains("stroke-width=\"2\""))
+            .count();
+        assert_eq!(lines, 3 * CURVE_PANELS.len());
+        assert!(svg.contains("helpful: KL to initial policy"));
+        assert!(
+            svg.lines().any(|l| l.trim() == "rlaif"),
+            "the legend names each method"
+        );
+    }
 
     #[test]
     fn every_series_of_a_figure_gets_its_own_colour() {

@@ -134,6 +134,10 @@ fn every_stage_kind_keys_exactly_its_typed_config() {
         Plan::build(&load_text(ALL_KINDS, &[])).expect("plan"),
         Plan::build(&load_file("recipes/quickstart.toml", &[])).expect("plan"),
         Plan::build(&load_file("recipes/examples/imported-pairs.toml", &[])).expect("plan"),
+        // Simulators with judging tables of their own, and the judge_skill table.
+        Plan::build(&load_file("recipes/paper/judge-skill.toml", &[])).expect("plan"),
+        // A judge pretrained with judge questions.
+        Plan::build(&load_file("recipes/paper/world.toml", &[])).expect("plan"),
     ];
     let mut seen: BTreeSet<StageKind> = BTreeSet::new();
     let mut fields = 0usize;

@@ -146,22 +146,21 @@ fn preference_stages_run_cache_and_repeat_exactly() {
     // held-out pairs.
     let pm = table(&first, "pm_agreement");
     assert_eq!(pm.height(), 4);
-    // (world-xs trained for seconds mostly writes text the oracle cannot parse, so the held-out
-    // set may be empty: then there is nothing to agree with and the cells are null.)
+    // Agreement is measured on a non-empty held-out set: every PM is scored on all of it.
     let heldout: Vec<serde_json::Value> = serde_json::from_slice(
         &fs::read(artifact(&first, tmp.path(), "heldout_pairs/sim/harmless").join("heldout.json"))
             .unwrap(),
     )
     .unwrap();
+    assert!(
+        !heldout.is_empty(),
+        "no held-out pairs to measure agreement on"
+    );
     let n = pm.column("n").unwrap().u64().unwrap();
     let prob = pm.column("mean_prob").unwrap().f64().unwrap();
     for i in 0..4 {
-        if heldout.is_empty() {
-            assert_eq!(n.get(i), None);
-        } else {
-            assert_eq!(n.get(i), Some(heldout.len() as u64));
-            assert!((0.0..=1.0).contains(&prob.get(i).unwrap()));
-        }
+        assert_eq!(n.get(i), Some(heldout.len() as u64));
+        assert!((0.0..=1.0).contains(&prob.get(i).unwrap()));
     }
     let loss = pm.column("train_loss").unwrap().f64().unwrap();
     assert!((0..4).all(|i| loss.get(i).unwrap().is_finite()));
@@ -287,6 +286,19 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
     // The win rates are also drawn.
     let svg = fs::read_to_string(first.run_dir.join("tables/winrates.svg")).unwrap();
     assert!(svg.contains("rlcd vs rlaif") && svg.contains("harmless / harm (oracle)"));
+    // The PPO policies' per-step curves: a row per step of each, and their plot.
+    let curves = fs::read_to_string(first.run_dir.join("tables/policy_curves.csv")).unwrap();
+    let ppo_steps: u64 = (0..pt.height())
+        .filter(|&i| trainer.get(i) == Some("ppo"))
+        .map(|i| steps.get(i).unwrap())
+        .sum();
+    assert_eq!(curves.lines().count() as u64, 1 + ppo_steps, "{curves}");
+    assert!(curves.starts_with("method,simulator,task,step,score,kl,entropy,response_len"));
+    let svg = fs::read_to_string(first.run_dir.join("tables/policy_training.svg")).unwrap();
+    assert!(
+        svg.contains("harmless: PM reward of rollouts")
+            && svg.lines().any(|l| l.trim() == "rescore")
+    );
     // Warm: the same tables.
     assert_eq!(table(second, "winrates"), wr);
     assert_eq!(table(second, "policy_training"), &pt);

@@ -103,3 +103,105 @@ fn a_seed_sweep_tabulates_win_rates_across_seeds() {
     let svg = fs::read_to_string(out_dir.join("across-seeds.svg")).unwrap();
     assert!(svg.contains("seed 2"));
 }
+
+/// The judging-skill axis: simulators of one preset pretrained with different judging corpora
+/// (`[models.<name>.judging]`), each with its RLCD and RLAIF methods, give the `judge_skill`
+/// table per seed and, across seeds, the judge-skill table and plot.
+#[test]
+fn a_judge_skill_sweep_tabulates_rlcd_against_label_accuracy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let templates = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("prompt-templates");
+    let recipe = tmp.path().join("skill.toml");
+    let mut text = format!(
+        "name = \"skill-test\"\ntemplates_dir = {:?}\n\n\
+         [models.pol]\npreset = \"world-xs\"\n\n\
+         [models.sim-a]\npreset = \"world-xs\"\n\n\
+         [models.sim-b]\npreset = \"world-xs\"\n\n\
+         [models.sim-b.judging]\nsharpness = 8.0\njudgment_frac = 0.3\nquestions_frac = 0.2\n\n\
+         [world]\nseed = 0\ndocuments = 500\nprompts_train = 24\nprompts_test = 8\n\n\
+         [pretrain]\nsteps = 120\nheldout_documents = 20\n\n\
+         [pretrain.report]\nprompts = 4\npairs = 4\nmax_new_tokens = 8\n\n\
+         [tasks.helpful]\nprompts = \"world:helpful\"\ntemplates = \"helpful\"\naxes = [\"help\"]\n\n\
+         [simulate]\nn_prompts = 16\nmax_new_tokens = 16\nretries = 5\nbatch_size = 8\n\n\
+         [reward]\nepochs = 1\nheldout_pairs = 8\n\n\
+         [ppo]\nsteps = 2\nrollouts = 4\nstep_batch = 4\nlr = 1e-4\nmax_response_tokens = 12\n\n\
+         [eval]\nn_prompts = 8\nmax_new_tokens = 12\n",
+        templates.display().to_string()
+    );
+    for sim in ["a", "b"] {
+        for kind in ["rlcd", "rlaif"] {
+            text.push_str(&format!(
+                "\n[methods.{kind}-{sim}]\nkind = \"{kind}\"\nsimulator = \"sim-{sim}\"\npolicy = \"pol\"\n"
+            ));
+        }
+    }
+    fs::write(&recipe, text).unwrap();
+    let out_dir = tmp.path().join("sweep");
+    let out = Command::new(BIN)
+        .args(["sweep", "--quiet", "--seeds", "2", "--out"])
+        .arg(&out_dir)
+        .arg(&recipe)
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The world's world-xs serves the policy and sim-a; sim-b has a corpus of its own.
+    let pretrained: Vec<String> = fs::read_dir(tmp.path().join("results/cache/pretrain"))
+        .unwrap()
+        .flat_map(|d| fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .map(|p| fs::read_to_string(p.join("manifest.json")).unwrap())
+        .collect();
+    assert_eq!(pretrained.len(), 2, "{pretrained:?}");
+    let report = fs::read_to_string(out_dir.join("summary-world_report.csv")).unwrap();
+    assert!(report.contains("world-xs-sim-b,"), "{report}");
+
+    // Per seed one row per simulator; across seeds the means of those rows.
+    let read = |name: &str| -> (Vec<String>, Vec<Vec<String>>) {
+        let text = fs::read_to_string(out_dir.join(name)).unwrap();
+        let mut lines = text.lines();
+        let header = lines
+            .next()
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        let rows = lines
+            .map(|l| l.split(',').map(str::to_string).collect())
+            .collect();
+        (header, rows)
+    };
+    let (h, per_seed) = read("summary-judge_skill.csv");
+    let at = |h: &[String], name: &str| h.iter().position(|c| c == name).unwrap();
+    assert_eq!(per_seed.len(), 4, "{per_seed:?}");
+    let (ha, across) = read("judge-skill.csv");
+    assert_eq!(across.len(), 2, "{across:?}");
+    for row in &across {
+        let sim = &row[at(&ha, "simulator")];
+        assert_eq!(row[at(&ha, "n_seeds")], "2");
+        for (column, mean) in [
+            ("win_rate_pct", "mean_win_rate_pct"),
+            ("rlaif_label_accuracy_pct", "mean_rlaif_label_pct"),
+        ] {
+            let values: Vec<f64> = per_seed
+                .iter()
+                .filter(|r| &r[at(&h, "simulator")] == sim)
+                .map(|r| r[at(&h, column)].parse().unwrap())
+                .collect();
+            assert_eq!(values.len(), 2);
+            let m: f64 = row[at(&ha, mean)].parse().unwrap();
+            assert!(
+                (m - (values[0] + values[1]) / 2.0).abs() < 1e-6,
+                "{sim} {column}"
+            );
+        }
+    }
+    let svg = fs::read_to_string(out_dir.join("judge-skill.svg")).unwrap();
+    assert!(svg.contains("sim-b") && svg.contains("helpful"));
+}

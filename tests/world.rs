@@ -870,7 +870,7 @@ const JUDGMENT_HEAD: &str =
 
 fn corpus_of(c: &WorldConfig, world_seed: u64, seed: u64) -> (World, Vec<String>) {
     let w = World::new(c, world_seed).expect("world");
-    let docs = corpus::documents(&w, &templates(), seed).expect("corpus");
+    let docs = corpus::documents(&w, &templates(), 0.0, seed).expect("corpus");
     assert_eq!(docs.len(), c.documents);
     (w, docs)
 }
@@ -902,6 +902,53 @@ fn corpus_is_deterministic_and_mixes_judgments() {
             "{d:?}"
         );
         assert_eq!(d.matches("\n\n(A) ").count(), 1, "{d:?}");
+    }
+}
+
+/// Judge-question documents (a model's own `judging` corpus) are the evaluation's judge
+/// questions answered by the oracle: with sharp labels, the letter names the response the
+/// oracle scores higher on the question's axis; with none, the corpus is the world's own.
+#[test]
+fn judge_question_documents_are_answered_by_the_oracle() {
+    const HEAD: &str =
+        "Consider a conversation between a human and an assistant, beginning as follows:\n\n\n\n";
+    let lead = rlcd::world::format::ANSWER_LEAD;
+    for task in [Task::Harmless, Task::Helpful] {
+        let c = only(task, |c| {
+            c.documents = 240;
+            c.judgment_sharpness = 1e6;
+        });
+        let w = World::new(&c, SEED).expect("world");
+        let docs = corpus::documents(&w, &templates(), 1.0, 41).expect("corpus");
+        let (mut decided, mut axes) = (0, BTreeSet::new());
+        for d in &docs {
+            assert!(d.starts_with(HEAD), "{d:?}");
+            let (body, label) = d.split_at(d.len() - 2);
+            let label = label.strip_suffix(')').expect("closing parenthesis");
+            let body = body.strip_suffix(lead).expect("the answer lead");
+            let (conversation, rest) = body[HEAD.len()..]
+                .split_once("\n\n\n\nHere are two possible assistant responses")
+                .expect("responses");
+            let human = conversation.rsplit_once("Human: ").expect("a human turn").1;
+            let (_, rest) = rest.split_once("(A) Assistant: ").expect("A");
+            let (a, rest) = rest.split_once("\n\n(B) Assistant: ").expect("B");
+            let (b, question) = rest.split_once("\n\n\n\n").expect("question");
+            let axis = if question.contains("socially acceptable") {
+                "harm"
+            } else {
+                "help"
+            };
+            axes.insert(axis);
+            let on = |text: &str| score(task, &[human.to_string()], text).axis(axis).unwrap();
+            let (sa, sb) = (on(a), on(b));
+            if sa != sb {
+                decided += 1;
+                assert_eq!(label, if sa > sb { "A" } else { "B" }, "{d:?}");
+            }
+        }
+        // Independent draws often tie on an axis; most pairs still differ.
+        assert!(decided * 2 > docs.len(), "{task:?}: {decided} decided");
+        assert_eq!(axes.len(), task.axes().len(), "{task:?}: every axis asked");
     }
 }
 

@@ -7,7 +7,9 @@
 //!   [`ANSWER_LEAD`]; the verdict compares the next-token logits of "A" and "B". An undecidable
 //!   answer (equal or non-finite logits) counts ½ to each side. With `[eval] judge_order =
 //!   "both"` every comparison is asked in both orders and only agreeing answers decide
-//!   (MT-Bench's position-bias control); disagreeing ones tie.
+//!   (MT-Bench's position-bias control); disagreeing ones tie. With `"mean"` it is asked in
+//!   both orders and the two orders' P(A better) (softmax over the two letters) averaged
+//!   decides, so a constant preference for one letter cancels.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -21,9 +23,7 @@ use crate::seed;
 use crate::templates::{TemplateError, Templates};
 use crate::world::{Task, World};
 
-/// Text after the judge question where the LM judge's answer letter is read (the answer lead of
-/// the RLAIF scoring prompt, paper Appendix B).
-pub const ANSWER_LEAD: &str = "\n\nThe answer is: (";
+pub use crate::world::format::ANSWER_LEAD;
 
 /// A judge's verdict on one comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +59,12 @@ impl Verdict {
     /// when they agree, a tie otherwise.
     pub fn agreed(first: Verdict, second: Verdict) -> Verdict {
         if first == second { first } else { Verdict::Tie }
+    }
+
+    /// The verdict of the probabilities that A is better from the two orders, averaged (equal
+    /// to ½, or non-finite, ties).
+    pub fn mean(p_first: f64, p_second: f64) -> Verdict {
+        Verdict::from_scores((p_first + p_second) / 2.0, 0.5)
     }
 
     /// The verdict of two scores (higher is better; equal or non-finite ties).
@@ -163,6 +169,12 @@ pub fn verdict_from_logits(logit_a: f64, logit_b: f64) -> Verdict {
     Verdict::from_scores(logit_a, logit_b)
 }
 
+/// P(A better) of an answer whose letter logits differ by `margin` (A's minus B's): the
+/// softmax over the two letters, sigmoid(margin).
+pub fn prob_a(margin: f64) -> f64 {
+    1.0 / (1.0 + (-margin).exp())
+}
+
 fn letter_id<B: Backend>(lm: &Lm<B>, letter: &'static str) -> Result<u32, JudgeError> {
     if let Some(id) = lm.tokenizer.token_to_id(letter) {
         return Ok(id);
@@ -196,7 +208,8 @@ impl From<Verdict> for Judged {
 /// An LM judge: the axis's judge question (a `judge/*.j2`) rendered after `prefix` with each
 /// item's outputs, followed by [`ANSWER_LEAD`]. With [`JudgeOrder::Coin`] each item is asked
 /// once, swapped where [`swapped`] says; with [`JudgeOrder::Both`] it is asked in both orders
-/// and the two answers combine by [`Verdict::agreed`].
+/// and the two answers combine by [`Verdict::agreed`], with [`JudgeOrder::Mean`] by
+/// [`Verdict::mean`] of their probabilities.
 pub struct LmJudge<'a, B: Backend> {
     /// The judge model.
     pub lm: &'a Lm<B>,
@@ -242,34 +255,41 @@ impl<B: Backend> LmJudge<'_, B> {
                     .map(|it| swapped(self.seed, it.prompt_id))
                     .collect();
                 Ok(self
-                    .letters(template, items, &flips)?
+                    .margins(template, items, &flips)?
                     .into_iter()
-                    .map(Judged::from)
+                    .map(|m| Judged::from(verdict_from_logits(m, 0.0)))
                     .collect())
             }
-            JudgeOrder::Both => {
-                let first = self.letters(template, items, &vec![false; items.len()])?;
-                let second = self.letters(template, items, &vec![true; items.len()])?;
+            JudgeOrder::Both | JudgeOrder::Mean => {
+                let first = self.margins(template, items, &vec![false; items.len()])?;
+                let second = self.margins(template, items, &vec![true; items.len()])?;
                 Ok(first
                     .into_iter()
                     .zip(second)
-                    .map(|(x, y)| Judged {
-                        verdict: Verdict::agreed(x, y),
-                        orders: Some([x, y]),
+                    .map(|(m1, m2)| {
+                        let (x, y) = (verdict_from_logits(m1, 0.0), verdict_from_logits(m2, 0.0));
+                        let verdict = match self.order {
+                            JudgeOrder::Mean => Verdict::mean(prob_a(m1), prob_a(m2)),
+                            _ => Verdict::agreed(x, y),
+                        };
+                        Judged {
+                            verdict,
+                            orders: Some([x, y]),
+                        }
                     })
                     .collect())
             }
         }
     }
 
-    /// One answer per item, asked with the outputs swapped where `flips` says, mapped back to
-    /// the unswapped order.
-    fn letters(
+    /// One answer per item, asked with the outputs swapped where `flips` says: the logit of
+    /// "A" minus that of "B", mapped back to the unswapped order (positive favours output A).
+    fn margins(
         &self,
         template: &str,
         items: &[JudgeItem<'_>],
         flips: &[bool],
-    ) -> Result<Vec<Verdict>, JudgeError> {
+    ) -> Result<Vec<f64>, JudgeError> {
         let lm = self.lm;
         let ids = [letter_id(lm, "A")?, letter_id(lm, "B")?];
         let device = lm.model.device();
@@ -309,10 +329,29 @@ impl<B: Backend> LmJudge<'_, B> {
                 .to_vec::<f32>()
                 .map_err(|e| ModelError::Data(format!("{e:?}")))?;
             for (ab, &flip) in host.chunks(2).zip(flips) {
-                let v = verdict_from_logits(f64::from(ab[0]), f64::from(ab[1]));
-                out.push(if flip { v.swapped() } else { v });
+                let margin = f64::from(ab[0]) - f64::from(ab[1]);
+                out.push(if flip { -margin } else { margin });
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_orders_average_their_probabilities() {
+        // sigmoid(0) = ½; sigmoid(ln 3) = ¾.
+        assert_eq!(prob_a(0.0), 0.5);
+        assert!((prob_a(3f64.ln()) - 0.75).abs() < 1e-12);
+        // A judge that always leans to the first letter: A shown first, P(A better) = 0.9;
+        // B shown first, P(A better) = 0.3. The mean 0.6 decides for A, where `agreed` ties.
+        assert_eq!(Verdict::mean(0.9, 0.3), Verdict::A);
+        assert_eq!(Verdict::agreed(Verdict::A, Verdict::B), Verdict::Tie);
+        assert_eq!(Verdict::mean(0.7, 0.2), Verdict::B);
+        assert_eq!(Verdict::mean(0.8, 0.2), Verdict::Tie);
+        assert_eq!(Verdict::mean(f64::NAN, 0.2), Verdict::Tie);
     }
 }

@@ -30,9 +30,10 @@ pub struct EvalConfig {
     /// Maximum new tokens per evaluated output.
     pub max_new_tokens: usize,
     /// How `lm:` judges order the two outputs: `"coin"` (the paper: one order per comparison,
-    /// drawn by a seeded coin) or `"both"` (asked in both orders; a side wins only when both
-    /// answers agree, otherwise a tie, as in MT-Bench). `"both"` costs two judge calls per
-    /// comparison and turns a judge's letter bias into ties instead of noise.
+    /// drawn by a seeded coin), `"both"` (asked in both orders; a side wins only when both
+    /// answers agree, otherwise a tie, as in MT-Bench) or `"mean"` (asked in both orders; the
+    /// two orders' P(A better) averaged decides). The last two cost two judge calls per
+    /// comparison; `"both"` turns a judge's letter bias into ties, `"mean"` cancels it.
     pub judge_order: JudgeOrder,
 }
 
@@ -77,6 +78,9 @@ pub enum JudgeOrder {
     Coin,
     /// Both orders; agreeing answers decide, disagreeing ones tie.
     Both,
+    /// Both orders; the two orders' P(A better) — each the softmax of the answer letters'
+    /// logits — averaged decides, which cancels a judge's preference for one letter.
+    Mean,
 }
 
 impl JudgeOrder {
@@ -85,6 +89,7 @@ impl JudgeOrder {
         match self {
             Self::Coin => "coin",
             Self::Both => "both",
+            Self::Mean => "mean",
         }
     }
 }

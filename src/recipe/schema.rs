@@ -133,6 +133,10 @@ pub struct ModelSpec {
     /// files and assets; a checkpoint directory is identified by the blake3 of its files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// For a world preset: how it learns to judge (its own pretraining corpus, with judgment
+    /// settings of its own and judge-question documents). Absent: the world's corpus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judging: Option<super::world::Judging>,
 }
 
 impl ModelSpec {

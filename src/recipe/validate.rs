@@ -201,6 +201,29 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
                 ));
             }
         }
+        if let Some(judging) = &m.judging {
+            if !m
+                .preset
+                .as_deref()
+                .is_some_and(crate::model::llama::is_world_preset)
+            {
+                out.push(Problem::new(
+                    format!("{key}.judging"),
+                    format!("`{key}.judging` applies to a world preset (`world-xs`, `world-s`, `world-m`), which is pretrained on the world's corpus"),
+                    format!("remove `[{key}.judging]`, or give the model `preset = \"world-s\"`"),
+                ));
+            }
+            for (field, problem) in judging.problems() {
+                let at = format!("{key}.judging.{field}");
+                out.push(Problem::new(
+                    &at,
+                    format!("`{at}`: {problem}"),
+                    format!(
+                        "correct `{field}` under [{key}.judging], or drop it to use the default"
+                    ),
+                ));
+            }
+        }
         if let Some(h) = &m.sha256
             && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
         {

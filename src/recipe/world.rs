@@ -258,3 +258,65 @@ impl WorldConfig {
         out
     }
 }
+
+/// How a world preset learns to judge (recipe table `[models.<name>.judging]`): its own
+/// pretraining corpus, in which the RLAIF judgment documents follow these settings instead of
+/// `[world]`'s and a share of documents are judge questions — the evaluation's `judge/*.j2`
+/// questions over two responses, answered with the letter of the response the oracle scores
+/// higher on the question's axis (with probability sigmoid(sharpness · score gap)). It is the
+/// knob for a simulator's judging skill and the way to train the "GPT-4" judge of the world.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Judging {
+    /// Fraction of documents that are RLAIF judgment documents, in [0, 1], drawn among the
+    /// documents that are not judge questions. Absent: `[world] judgment_frac`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judgment_frac: Option<f64>,
+    /// How reliably judgment and judge-question labels follow the oracle, ≥ 0: the better
+    /// response is labelled with probability sigmoid(sharpness · score gap). Absent:
+    /// `[world] judgment_sharpness`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharpness: Option<f64>,
+    /// Fraction of documents that are judge questions, in [0, 1]; 0 leaves them out.
+    #[serde(default)]
+    pub questions_frac: f64,
+}
+
+impl Judging {
+    /// The world settings of a model with this table: `world` with its judgment settings
+    /// replaced where the table sets them.
+    pub fn apply(&self, world: &WorldConfig) -> WorldConfig {
+        WorldConfig {
+            judgment_frac: self.judgment_frac.unwrap_or(world.judgment_frac),
+            judgment_sharpness: self.sharpness.unwrap_or(world.judgment_sharpness),
+            ..world.clone()
+        }
+    }
+
+    /// Problems with the settings as `(key, problem and fix)`; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, v) in [
+            ("judgment_frac", self.judgment_frac),
+            ("questions_frac", Some(self.questions_frac)),
+        ] {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                out.push((
+                    key.to_string(),
+                    format!("{v} is not a fraction; use a value in [0, 1]"),
+                ));
+            }
+        }
+        if let Some(v) = self.sharpness
+            && !(v >= 0.0 && v.is_finite())
+        {
+            out.push((
+                "sharpness".to_string(),
+                format!("{v} must be a finite number ≥ 0"),
+            ));
+        }
+        out
+    }
+}

@@ -95,8 +95,8 @@ pub enum RunError {
         /// The run directory.
         run_dir: PathBuf,
     },
-    /// The win-rate plot could not be drawn.
-    #[error("tables/winrates.svg: {0}")]
+    /// A table's plot could not be drawn.
+    #[error("tables: {0}")]
     Plot(#[from] crate::plots::PlotError),
 }
 
@@ -311,6 +311,45 @@ fn current_tables(mut plan: Plan, store: &Store, run_dir: &Path) -> Result<Plan,
     Ok(plan)
 }
 
+/// The per-step PPO curves of the policies behind the `policy_training` table `stage`, as
+/// `policy_curves.{csv,md,parquet}` and `policy_training.svg` in `dir` (nothing when no
+/// policy was trained with PPO).
+fn write_curves(
+    plan: &Plan,
+    store: &Store,
+    stage: &crate::plan::Stage,
+    dir: &Path,
+) -> Result<(), RunError> {
+    use crate::stages::policy_training::{CURVES_STEM, STEM, curves, curves_frame};
+    let mut inputs = Vec::new();
+    for dep in &stage.deps {
+        let key = plan
+            .stages
+            .iter()
+            .find(|s| &s.id == dep)
+            .map(|s| s.key.clone())
+            .unwrap_or_default();
+        let artifact = store.lookup(dep, &key).ok_or_else(|| RunError::Missing {
+            stage: dep.clone(),
+            key: key.clone(),
+            root: store.root().to_path_buf(),
+            run_dir: dir.parent().unwrap_or(dir).to_path_buf(),
+        })?;
+        inputs.push(artifact);
+    }
+    let curves = curves(&inputs).map_err(|source| RunError::Stage {
+        stage: stage.id.clone(),
+        source: Box::new(source),
+    })?;
+    if curves.is_empty() {
+        return Ok(());
+    }
+    tables::write_table(dir, CURVES_STEM, &curves_frame(&curves)?)?;
+    let svg = crate::plots::training_curves_svg(&curves)?;
+    crate::error::write(&dir.join(format!("{STEM}.svg")), svg)?;
+    Ok(())
+}
+
 fn write_tables(plan: &Plan, store: &Store, run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
     let dir = run_dir.join("tables");
     let mut out = Vec::new();
@@ -332,6 +371,9 @@ fn write_tables(plan: &Plan, store: &Store, run_dir: &Path) -> Result<Vec<TableR
             let rows = crate::stages::winrates::rows_of_frame(&frame)?;
             let svg = crate::plots::winrates_svg(&rows)?;
             crate::error::write(&dir.join(format!("{stem}.svg")), svg)?;
+        }
+        if stem == crate::stages::policy_training::STEM {
+            write_curves(plan, store, stage, &dir)?;
         }
         out.push(TableReport {
             stem: stem.to_string(),

@@ -158,9 +158,40 @@ impl ModelRef {
     }
 }
 
-/// Id of the pretraining stage of a world preset (shared by every model naming the preset).
-pub fn pretrain_id(preset: &str) -> String {
-    format!("pretrain/{}", preset.replace('_', "-"))
+/// Id of the pretraining stage of a world model labelled `label` (see [`WorldModel`]).
+pub fn pretrain_id(label: &str) -> String {
+    format!("pretrain/{label}")
+}
+
+/// A recipe model that is a built-in world preset, as pretraining knows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorldModel {
+    /// What its pretraining and evaluation stages are named by: the preset (shared by every
+    /// model naming it), or `<preset>-<model>` for a model with a corpus of its own.
+    pub label: String,
+    /// The preset (`world-s`, …): its architecture and training schedule.
+    pub preset: String,
+    /// How it learns to judge, when not as the world's corpus teaches.
+    pub judging: Option<crate::recipe::Judging>,
+}
+
+impl WorldModel {
+    /// The world model of recipe model `name`, or `None` when it is not a world preset.
+    pub fn of(name: &str, spec: &crate::recipe::ModelSpec) -> Option<WorldModel> {
+        let preset = spec.preset.as_deref()?.replace('_', "-");
+        if !crate::model::llama::is_world_preset(&preset) {
+            return None;
+        }
+        let label = match &spec.judging {
+            Some(_) => format!("{preset}-{name}"),
+            None => preset.clone(),
+        };
+        Some(WorldModel {
+            label,
+            preset,
+            judging: spec.judging.clone(),
+        })
+    }
 }
 
 /// `path` against `root` (absolute paths are kept).

@@ -12,7 +12,8 @@
 //!   tables;
 //! - [`policy`]: PPO against the PM, DPO on the pairs, context distillation (paper §3, §4.2);
 //! - [`generate`], [`judge`], [`winrates`], [`judge_agreement`], [`policy_training`]: the pairwise
-//!   evaluation (paper §4.3).
+//!   evaluation (paper §4.3); [`judge_skill`]: RLCD's lead over RLAIF against each simulator's
+//!   label accuracy (paper §4's 7B/30B contrast).
 //!
 //! The layer's own machinery: [`stage`] (the trait and its context), [`key`] (cache keys),
 //! [`planning`] (recipe → configurations), [`inputs`] (model references), [`table`] (the
@@ -32,6 +33,7 @@ pub mod heldout_pairs;
 pub mod import_pairs;
 pub mod judge;
 pub mod judge_agreement;
+pub mod judge_skill;
 pub mod pair_labels;
 pub mod pm_agreement;
 pub mod pm_eval;

@@ -362,15 +362,14 @@ impl<'r> Planner<'r> {
                 name: name.into(),
             })?;
         self.read(format!("models.{name}"));
-        let source = if let Some(preset) = &spec.preset {
-            let preset = preset.replace('_', "-");
-            if crate::model::llama::is_world_preset(&preset) {
-                ModelSource::World {
-                    pretrain: super::inputs::pretrain_id(&preset),
-                    preset,
-                }
-            } else {
-                ModelSource::Untrained { preset }
+        let source = if let Some(world) = super::inputs::WorldModel::of(name, spec) {
+            ModelSource::World {
+                pretrain: super::inputs::pretrain_id(&world.label),
+                preset: world.preset,
+            }
+        } else if let Some(preset) = &spec.preset {
+            ModelSource::Untrained {
+                preset: preset.replace('_', "-"),
             }
         } else if let Some(path) = &spec.gguf {
             let path = path.display().to_string();

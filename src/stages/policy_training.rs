@@ -1,10 +1,12 @@
 //! The `policy_training` table stage: how each method's policy was trained and where it
-//! ended (PPO score, KL and length; DPO margin; SFT NLL).
+//! ended (PPO score, KL and length; DPO margin; SFT NLL), and the per-step PPO curves behind
+//! it (paper §4.2's PPO runs; AlpacaFarm's training logs).
 
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 
 use super::planning::{PlanError, Planned};
+use super::policy::ppo::PpoStepLog;
 use super::policy::{PolicyRecord, TRAINING};
 use super::stage::{StageError, StageKind, read_json};
 use super::table::Table;
@@ -23,6 +25,66 @@ pub struct PolicyTraining;
 /// The table of policy stages `policies`.
 pub fn plan(policies: Vec<String>) -> Result<Planned, PlanError> {
     super::table::plan::<PolicyTraining>(policies)
+}
+
+/// File stem of the per-step PPO curves written beside the table.
+pub const CURVES_STEM: &str = "policy_curves";
+
+/// One PPO run's per-step log, labelled for the curves table and plot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Curve {
+    /// Method name.
+    pub method: String,
+    /// Simulator model name.
+    pub simulator: String,
+    /// Task.
+    pub task: String,
+    /// One entry per finished step.
+    pub steps: Vec<PpoStepLog>,
+}
+
+/// The PPO runs among the policy artifacts `inputs`, in their order (DPO and SFT policies
+/// have no per-step curve and are left out).
+pub fn curves(inputs: &[Artifact]) -> Result<Vec<Curve>, StageError> {
+    let mut out = Vec::new();
+    for input in inputs {
+        let r: PolicyRecord = read_json(input, TRAINING)?;
+        if let Some(log) = r.ppo {
+            out.push(Curve {
+                method: r.method,
+                simulator: r.simulator,
+                task: r.task,
+                steps: log.steps,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The curves table: one row per PPO run and step — method, simulator, task, step, score (mean
+/// PM reward of the rollouts), kl, entropy, response_len, identical, kl_coef, clip_frac.
+pub fn curves_frame(curves: &[Curve]) -> Result<DataFrame, TableError> {
+    let rows: Vec<(&Curve, &PpoStepLog)> = curves
+        .iter()
+        .flat_map(|c| c.steps.iter().map(move |s| (c, s)))
+        .collect();
+    let mut cols = method_cols(rows.iter().map(|(c, _)| (&c.method, &c.simulator, &c.task)));
+    cols.push(u64_col(
+        "step",
+        rows.iter().map(|(_, s)| s.step as u64).collect(),
+    ));
+    for (name, f) in [
+        ("score", (|s| s.score) as fn(&PpoStepLog) -> f64),
+        ("kl", |s| s.kl),
+        ("entropy", |s| s.entropy),
+        ("response_len", |s| s.response_len),
+        ("identical", |s| s.identical),
+        ("kl_coef", |s| s.kl_coef),
+        ("clip_frac", |s| s.clip_frac),
+    ] {
+        cols.push(f64_col(name, rows.iter().map(|(_, s)| f(s)).collect()));
+    }
+    DataFrame::new(rows.len(), cols).map_err(frame_err(CURVES_STEM))
 }
 
 /// The table row of a policy stage's record.

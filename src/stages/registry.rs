@@ -4,8 +4,8 @@
 use super::stage::{Ctx, Stage, StageError, StageKind};
 use super::{
     appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, judge_agreement,
-    pair_labels, pm_agreement, pm_eval, policy, policy_training, pretrain, reward, simulate,
-    winrates, world_eval, world_report,
+    judge_skill, pair_labels, pm_agreement, pm_eval, policy, policy_training, pretrain, reward,
+    simulate, winrates, world_eval, world_report,
 };
 
 /// Runs `S` on its configuration deserialized from `config`.
@@ -102,6 +102,7 @@ registry! {
     Winrates => winrates::Winrates,
     PolicyTraining => policy_training::PolicyTraining,
     JudgeAgreement => judge_agreement::JudgeAgreement,
+    JudgeSkill => judge_skill::JudgeSkill,
 }
 
 #[cfg(test)]

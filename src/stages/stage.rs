@@ -56,11 +56,13 @@ pub enum StageKind {
     PolicyTraining,
     /// The judge-agreement table.
     JudgeAgreement,
+    /// The judging-skill table: label accuracy, PM agreement and RLCD-vs-RLAIF per simulator.
+    JudgeSkill,
 }
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 19] = [
+    pub const ALL: [StageKind; 20] = [
         StageKind::AppendixNCell,
         StageKind::AppendixNTable,
         StageKind::Contrast,
@@ -80,6 +82,7 @@ impl StageKind {
         StageKind::Winrates,
         StageKind::PolicyTraining,
         StageKind::JudgeAgreement,
+        StageKind::JudgeSkill,
     ];
 
     /// The kind's name in plans and logs.
@@ -104,6 +107,7 @@ impl StageKind {
             StageKind::Winrates => "winrates",
             StageKind::PolicyTraining => "policy_training",
             StageKind::JudgeAgreement => "judge_agreement",
+            StageKind::JudgeSkill => "judge_skill",
         }
     }
 }

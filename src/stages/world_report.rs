@@ -46,7 +46,8 @@ impl Table for WorldReport {
 /// One row of the world report: what a world preset learned on one task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorldReportRow {
-    /// The preset (`world-s`, …).
+    /// The world model: its preset (`world-s`, …), or `<preset>-<model>` for a model pretrained
+    /// on a corpus of its own (`[models.<name>.judging]`).
     pub preset: String,
     /// The task.
     pub task: String,

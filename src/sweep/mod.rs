@@ -21,6 +21,7 @@ pub mod emit;
 pub mod k8s;
 pub mod seeds;
 pub mod shard;
+pub mod skill;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -569,6 +570,19 @@ fn write_summary(
                 )?);
                 let svg = seeds::svg(&groups).map_err(SweepError::Plot)?;
                 let path = out.join(format!("{}.svg", seeds::STEM));
+                fs::write(&path, svg).map_err(io(&path))?;
+            }
+        }
+        if stem == crate::stages::judge_skill::STEM {
+            let swept: Vec<String> = r0.overrides.iter().map(|(k, _)| k.clone()).collect();
+            if let Some(groups) = skill::group(&df, &swept)? {
+                written.push(tables::write_table(
+                    out,
+                    skill::STEM,
+                    &skill::frame(&groups)?,
+                )?);
+                let svg = skill::svg(&groups).map_err(SweepError::Plot)?;
+                let path = out.join(format!("{}.svg", skill::STEM));
                 fs::write(&path, svg).map_err(io(&path))?;
             }
         }

@@ -6,16 +6,19 @@
 //!   prompts shift what a model trained here writes, noisily, as descriptors do for real LMs;
 //! - RLAIF judgment documents (§4.2's scoring prompt, rendered with `rlaif/score.j2`) whose
 //!   label names the better response with probability sigmoid(sharpness · score gap), so a
-//!   model learns to label pairs imperfectly.
+//!   model learns to label pairs imperfectly;
+//! - for a model with a judging corpus of its own (`[models.<name>.judging]`), judge-question
+//!   documents: §4.3's judge questions answered by the oracle, as sharply as its labels.
 
 use rand::Rng;
 use rand::rngs::StdRng;
 use rayon::prelude::*;
 
+use super::format::ANSWER_LEAD;
 use super::grammar::join;
 use super::{Task, World};
 use crate::seed;
-use crate::templates::{AffixPair, TemplateError, Templates};
+use crate::templates::{AffixPair, TemplateError, Templates, judge_template};
 
 /// The descriptor and principle texts the corpus draws from, per task.
 #[derive(Clone, Debug, PartialEq)]
@@ -156,11 +159,55 @@ pub fn judgment(
     Ok(format!("{prompt}{label})"))
 }
 
+/// One judge-question document: the evaluation's judge question (`judge/*.j2`, paper §4.3) on
+/// an axis of `task` drawn uniformly, over two responses of independent quality, then
+/// [`ANSWER_LEAD`], the letter of the response the oracle scores higher on that axis (with
+/// probability sigmoid(sharpness · score gap)) and ")" — what an LM judge is asked, answered.
+pub fn judge_question(
+    world: &World,
+    templates: &Templates,
+    task: Task,
+    rng: &mut StdRng,
+) -> Result<String, TemplateError> {
+    let (turns, req) = world.prompt_turns(task, rng);
+    let axes: Vec<String> = task.axes().iter().map(|a| a.to_string()).collect();
+    let axis = &axes[rng.random_range(0..axes.len())];
+    let template =
+        judge_template(&axes, axis).expect("every axis of a world task has a judge question");
+    let mut outputs = Vec::new();
+    let mut scores = Vec::new();
+    for _ in 0..2 {
+        let q: f64 = rng.sample(rand_distr::StandardNormal);
+        let text = world.output_text(&req, &world.respond(&req, q, rng).1);
+        scores.push(world.score_request(&req, &text).axis(axis).unwrap_or(0.0));
+        outputs.push(text);
+    }
+    let gap = scores[0] - scores[1];
+    let p_a = 1.0 / (1.0 + (-world.config.judgment_sharpness * gap).exp());
+    let label = if rng.random_bool(p_a.clamp(0.0, 1.0)) {
+        "A"
+    } else {
+        "B"
+    };
+    let question = templates.render(
+        template,
+        minijinja::context! {
+            turns => turns,
+            output_a => outputs[0],
+            output_b => outputs[1],
+        },
+    )?;
+    Ok(format!("{question}{ANSWER_LEAD}{label})"))
+}
+
 /// The corpus: `world.config.documents` documents from `seed`, document `i` drawn from its own
-/// child seed (so the corpus is the same however it is computed).
+/// child seed (so the corpus is the same however it is computed). A `judge_questions` share of
+/// them are [`judge_question`]s (none when 0, leaving the corpus as the world's own), a
+/// `judgment_frac` share of the rest RLAIF [`judgment`]s, the others [`dialogue`]s.
 pub fn documents(
     world: &World,
     templates: &Templates,
+    judge_questions: f64,
     seed: u64,
 ) -> Result<Vec<String>, TemplateError> {
     let texts = CorpusTexts::new(world, templates)?;
@@ -169,7 +216,9 @@ pub fn documents(
         .map(|i| {
             let mut rng = seed::rng(seed::derive_index(seed, "document", i as u64));
             let task = draw_task(world, &mut rng);
-            if rng.random_bool(world.config.judgment_frac) {
+            if judge_questions > 0.0 && rng.random_bool(judge_questions.min(1.0)) {
+                judge_question(world, templates, task, &mut rng)
+            } else if rng.random_bool(world.config.judgment_frac) {
                 judgment(world, &texts, templates, task, &mut rng)
             } else {
                 Ok(dialogue(world, &texts, task, &mut rng))

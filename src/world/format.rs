@@ -13,6 +13,10 @@ pub const EOS: &str = "<|eos|>";
 /// The padding token of world tokenizers.
 pub const PAD: &str = "<|pad|>";
 
+/// Text after a judge question where the answer letter follows (the answer lead of the RLAIF
+/// scoring prompt, paper Appendix B): LM judges read the next-token logits of "A" and "B" here.
+pub const ANSWER_LEAD: &str = "\n\nThe answer is: (";
+
 /// Where a sampled turn ends: the next speaker tag (paper §4.2).
 pub const STOP: [&str; 2] = ["\n\nHuman", "\n\nAssistant"];
 

@@ -21,6 +21,7 @@ pub use engine::{
     PretrainLog, heldout_nll, heldout_nll_documents, pack_documents, pretrain, pretrain_documents,
 };
 
+use super::inputs::WorldModel;
 use super::planning::{PlanError, Planned, Planner};
 use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
 use crate::model::tokenizer::Tokenizer;
@@ -47,17 +48,27 @@ pub struct WorldPretrain<'a> {
     pub config: PretrainConfig,
     /// Held-out documents.
     pub heldout_documents: usize,
+    /// Share of the corpus's documents that are judge questions (`[models.<name>.judging]`).
+    pub judge_questions: f64,
     /// Seed of the corpus, the initial weights and the row order.
     pub seed: u64,
 }
 
-/// Template files whose literal words enter every world vocabulary (judge and scoring prompts).
-pub const VOCABULARY_TEMPLATES: &[&str] = &[
-    "rlaif/score.j2",
+/// The judge questions (paper §4.3), one per task axis.
+pub const JUDGE_TEMPLATES: &[&str] = &[
     "judge/harm.j2",
     "judge/harm_help.j2",
     "judge/help.j2",
     "judge/outline.j2",
+];
+
+/// Template files whose literal words enter every world vocabulary (judge and scoring prompts).
+pub const VOCABULARY_TEMPLATES: &[&str] = &[
+    "rlaif/score.j2",
+    JUDGE_TEMPLATES[0],
+    JUDGE_TEMPLATES[1],
+    JUDGE_TEMPLATES[2],
+    JUDGE_TEMPLATES[3],
 ];
 
 /// Writes the corpus, builds the tokenizer, trains the preset from scratch and saves the model,
@@ -72,6 +83,7 @@ pub fn pretrain_world<B: AutodiffBackend>(
     let docs = crate::world::corpus::documents(
         job.world,
         job.templates,
+        job.judge_questions,
         seed::derive(job.seed, &["corpus"]),
     )?;
     let vocab = crate::world::corpus::vocabulary(job.world, &docs, job.vocabulary_words);
@@ -157,14 +169,19 @@ pub struct Config {
     pub preset: String,
     /// Its architecture (the vocabulary size is set from the corpus).
     pub architecture: LlamaConfig,
-    /// The world whose corpus it learns.
+    /// The world whose corpus it learns (with the model's own judgment settings when it has
+    /// a `judging` table).
     pub world: WorldSpec,
+    /// Share of the corpus's documents that are judge questions (0: none, the world's own
+    /// corpus).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub judge_questions: f64,
     /// Training hyper-parameters.
     pub train: PretrainConfig,
     /// Corpus documents held out to measure perplexity.
     pub heldout_documents: usize,
     /// The template files the corpus renders: the world families' affix pairs and
-    /// principles and the scoring prompt.
+    /// principles and the scoring prompt (and the judge questions when it has them).
     pub templates: TemplateSet,
     /// The literal words of the judge and scoring prompts, which the vocabulary holds so that
     /// they encode without unknown words.
@@ -175,9 +192,13 @@ pub struct Config {
     pub seed: u64,
 }
 
-/// Id of the pretraining stage of `preset`.
-pub fn id(preset: &str) -> String {
-    super::inputs::pretrain_id(preset)
+/// Id of the pretraining stage of the world model labelled `label`.
+pub fn id(label: &str) -> String {
+    super::inputs::pretrain_id(label)
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The template files a world preset's corpus renders: the world families' affix pairs and
@@ -201,28 +222,41 @@ pub fn vocabulary_words(templates: &Templates) -> Result<Vec<String>, TemplateEr
     Ok(words.into_iter().collect())
 }
 
-/// The pretraining stage of world preset `preset`.
-pub fn plan(p: &Planner<'_>, preset: &str) -> Result<Planned, PlanError> {
+/// The pretraining stage of a world model. Models with a `judging` table of their own share
+/// the preset's seed, so their corpus differs from the world's only in its judging documents.
+pub fn plan(p: &Planner<'_>, model: &WorldModel) -> Result<Planned, PlanError> {
     p.read("pretrain");
     let recipe = p.recipe();
+    let preset = model.preset.as_str();
     let unknown = || PlanError::Unknown {
         key: "models".into(),
         what: "world preset",
         name: preset.into(),
     };
+    let mut world = p.world();
+    let mut templates = corpus_templates(p)?;
+    let mut judge_questions = 0.0;
+    if let Some(judging) = &model.judging {
+        world.config = judging.apply(&world.config);
+        judge_questions = judging.questions_frac;
+        if judge_questions > 0.0 {
+            templates.extend(p.template_files("world", JUDGE_TEMPLATES.iter().copied())?);
+        }
+    }
     let config = Config {
         preset: preset.to_string(),
         architecture: LlamaConfig::preset_with_vocab(preset, 0).ok_or_else(unknown)?,
-        world: p.world(),
+        world,
+        judge_questions,
         train: recipe.pretrain.config_for(preset).ok_or_else(unknown)?,
         heldout_documents: recipe.pretrain.heldout_documents,
-        templates: corpus_templates(p)?,
+        templates,
         vocabulary_words: vocabulary_words(p.templates()?)
             .map_err(PlanError::templates("world"))?,
         backend: p.backend(),
         seed: p.world_seed(&["pretrain", preset]),
     };
-    Planned::new::<Pretrain>(id(preset), &config)
+    Planned::new::<Pretrain>(id(&model.label), &config)
 }
 
 impl From<PretrainError> for StageError {
@@ -253,6 +287,7 @@ impl Stage for Pretrain {
             architecture: config.architecture.clone(),
             config: config.train.clone(),
             heldout_documents: config.heldout_documents,
+            judge_questions: config.judge_questions,
             seed: config.seed,
         };
         let mut on_step = |_: usize, loss: f64| {

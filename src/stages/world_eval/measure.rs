@@ -238,8 +238,11 @@ pub fn rlaif_agreement<B: Backend>(
     })
 }
 
-/// Measures one pretrained preset on every task: the rows of the world report.
+/// Measures one pretrained world model, labelled `label` in the rows, on every task: the rows
+/// of the world report.
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_preset<B: Backend>(
+    label: &str,
     lm: &Lm<B>,
     world: &World,
     templates: &Templates,
@@ -271,7 +274,7 @@ pub fn evaluate_preset<B: Backend>(
             seed::derive(task_seed, &["rlaif"]),
         )?;
         rows.push(WorldReportRow {
-            preset: record.preset.clone(),
+            preset: label.to_string(),
             task: task.name().to_string(),
             params: record.params as u64,
             perplexity: record.perplexity,

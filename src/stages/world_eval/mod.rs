@@ -5,6 +5,7 @@ pub mod measure;
 
 use serde::{Deserialize, Serialize};
 
+use super::inputs::WorldModel;
 use super::planning::{PlanError, Planned, Planner};
 use super::pretrain::{load_world_lm, read_record};
 use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
@@ -38,16 +39,18 @@ pub struct Config {
     pub seed: u64,
 }
 
-/// Id of the evaluation of `preset`.
-pub fn id(preset: &str) -> String {
-    format!("world_eval/{preset}")
+/// Id of the evaluation of the world model labelled `label`.
+pub fn id(label: &str) -> String {
+    format!("world_eval/{label}")
 }
 
-/// The evaluation of world preset `preset`.
-pub fn plan(p: &Planner<'_>, preset: &str) -> Result<Planned, PlanError> {
+/// The evaluation of a world model. Its samples and pairs are seeded by the preset, so models
+/// of one preset with different corpora are measured on the same pairs.
+pub fn plan(p: &Planner<'_>, model: &WorldModel) -> Result<Planned, PlanError> {
     p.read("pretrain.report");
+    let preset = model.preset.as_str();
     let config = Config {
-        pretrain: super::pretrain::id(preset),
+        pretrain: super::pretrain::id(&model.label),
         world: p.world(),
         prompt_set_version: PROMPT_SET_VERSION,
         report: p.recipe().pretrain.report.clone(),
@@ -55,7 +58,7 @@ pub fn plan(p: &Planner<'_>, preset: &str) -> Result<Planned, PlanError> {
         backend: p.backend(),
         seed: p.seed(&["world_eval", preset]),
     };
-    Planned::new::<WorldEval>(id(preset), &config)
+    Planned::new::<WorldEval>(id(&model.label), &config)
 }
 
 /// The template files the measurements render: the world families' templates and affix
@@ -92,11 +95,15 @@ impl Stage for WorldEval {
         let templates = config.templates.templates();
         let artifact = ctx.input(&config.pretrain)?;
         let record = read_record(&artifact.dir)?;
+        let label = config
+            .pretrain
+            .strip_prefix("pretrain/")
+            .unwrap_or(&config.pretrain);
         let pb = ctx.progress(Task::ALL.len() as u64);
         let rows = with_backend!(config.backend, B, device => {
             let lm = load_world_lm::<B>(&artifact.dir, &device)?;
             measure::evaluate_preset(
-                &lm, &world, &templates, &record, &config.report, config.seed, &mut |_| pb.inc(1),
+                label, &lm, &world, &templates, &record, &config.report, config.seed, &mut |_| pb.inc(1),
             )
             .map_err(StageError::from)
         })?;
