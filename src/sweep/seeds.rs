@@ -54,6 +54,10 @@ pub struct AcrossSeeds {
     pub seeds: Vec<String>,
     /// Win rate of A at each seed (percent, ties ½).
     pub win_rates: Vec<f64>,
+    /// Whether A's policy is marked collapsed at each seed (absent without a base to compare).
+    pub collapsed_a: Vec<Option<bool>>,
+    /// Whether B's policy is marked collapsed at each seed.
+    pub collapsed_b: Vec<Option<bool>>,
 }
 
 /// Mean of per-seed values.
@@ -93,6 +97,26 @@ impl AcrossSeeds {
     /// The t 95% interval of the mean over seeds (absent with one seed).
     pub fn interval(&self) -> Option<(f64, f64)> {
         interval(&self.win_rates)
+    }
+
+    /// The seeds at which A's (`a`) or B's policy is marked collapsed.
+    pub fn collapsed_seeds(&self, a: bool) -> Vec<&str> {
+        let marks = if a {
+            &self.collapsed_a
+        } else {
+            &self.collapsed_b
+        };
+        self.seeds
+            .iter()
+            .zip(marks)
+            .filter(|(_, m)| **m == Some(true))
+            .map(|(s, _)| s.as_str())
+            .collect()
+    }
+
+    /// Whether either policy is marked collapsed at the `k`th seed.
+    pub fn collapsed_at(&self, k: usize) -> bool {
+        self.collapsed_a[k] == Some(true) || self.collapsed_b[k] == Some(true)
     }
 }
 
@@ -152,9 +176,13 @@ pub fn group(
                 );
                 g.seeds.push(seed);
                 g.win_rates.push(rate);
+                g.collapsed_a.push(r.collapsed_a);
+                g.collapsed_b.push(r.collapsed_b);
             }
             None => out.push(AcrossSeeds {
                 fixed,
+                collapsed_a: vec![r.collapsed_a],
+                collapsed_b: vec![r.collapsed_b],
                 row: r,
                 seeds: vec![seed],
                 win_rates: vec![rate],
@@ -167,7 +195,8 @@ pub fn group(
 /// The across-seed table: the other swept keys, task, axis, method_a, method_b, simulator,
 /// judge, n_seeds, seeds, win_rates_pct (per seed, in seed order), mean_win_rate_pct,
 /// sd_pct, t_low_pct, t_high_pct (Student-t 95% over seeds), and the pooled n_total, n_wins,
-/// n_losses, n_ties and pooled_win_rate_pct.
+/// n_losses, n_ties and pooled_win_rate_pct, and collapsed_a_seeds / collapsed_b_seeds: the
+/// seeds at which that policy is marked collapsed (empty when none is).
 pub fn frame(groups: &[AcrossSeeds]) -> Result<DataFrame, TableError> {
     let mut cols = Vec::new();
     if let Some(first) = groups.first() {
@@ -225,6 +254,20 @@ pub fn frame(groups: &[AcrossSeeds]) -> Result<DataFrame, TableError> {
                 .map(|g| g.row.counts.win_rate().ok())
                 .collect(),
         ),
+        str_col(
+            "collapsed_a_seeds",
+            groups
+                .iter()
+                .map(|g| g.collapsed_seeds(true).join(" "))
+                .collect(),
+        ),
+        str_col(
+            "collapsed_b_seeds",
+            groups
+                .iter()
+                .map(|g| g.collapsed_seeds(false).join(" "))
+                .collect(),
+        ),
     ]);
     DataFrame::new(groups.len(), cols).map_err(frame_err(STEM))
 }
@@ -261,34 +304,38 @@ pub fn svg(groups: &[AcrossSeeds]) -> Result<String, PlotError> {
             }
         }
     }
+    let labels: Vec<String> = groups.iter().map(label).collect();
     let n = groups.len().max(1);
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    // The comparison labels get a column of their own left of the plot and the seeds' legend
+    // one right of it, so neither covers a dot.
+    let label_w = (12 + 6 * longest as u32).clamp(160, 520);
+    let (plot_w, legend_w) = (560u32, 90u32);
     let height = (28 * n + 110) as u32;
     let mut out = String::new();
     {
-        let root = SVGBackend::with_string(&mut out, (900, height)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut out, (label_w + plot_w + legend_w, height))
+            .into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "win rate of A (%, ties ½): one dot per seed, mean and t 95% interval",
+        let root = root
+            .titled(
+                "win rate of A (%, ties ½): one dot per seed (a ring where a policy collapsed), mean and t 95% interval",
                 ("sans-serif", 16),
             )
+            .map_err(plot_err)?;
+        let (left, rest) = root.split_horizontally(label_w);
+        let (area, legend) = rest.split_horizontally(plot_w);
+        let mut chart = ChartBuilder::on(&area)
             .margin(12)
             .x_label_area_size(35)
-            .y_label_area_size(10)
-            .build_cartesian_2d(-60.0..100.0, -0.5..n as f64 - 0.5)
+            .build_cartesian_2d(0.0..100.0, -0.5..n as f64 - 0.5)
             .map_err(plot_err)?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(0)
             .x_desc("win rate (%)")
-            .x_label_formatter(&|x| {
-                if *x >= 0.0 {
-                    format!("{x:.0}")
-                } else {
-                    String::new()
-                }
-            })
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(plot_err)?;
         chart
@@ -298,15 +345,16 @@ pub fn svg(groups: &[AcrossSeeds]) -> Result<String, PlotError> {
             )))
             .map_err(plot_err)?;
         let y = |i: usize| (n - 1 - i) as f64;
-        chart
-            .draw_series(groups.iter().enumerate().map(|(i, g)| {
-                Text::new(
-                    label(g),
-                    (-59.0, y(i) + 0.15),
-                    ("sans-serif", 11).into_font(),
-                )
-            }))
+        let top = left.get_base_pixel().1;
+        for (i, text) in labels.iter().enumerate() {
+            let (_, py) = chart.backend_coord(&(0.0, y(i)));
+            left.draw(&Text::new(
+                text.clone(),
+                (8, py - top - 6),
+                ("sans-serif", 11).into_font(),
+            ))
             .map_err(plot_err)?;
+        }
         chart
             .draw_series(groups.iter().enumerate().filter_map(|(i, g)| {
                 let (lo, hi) = g.interval()?;
@@ -327,27 +375,36 @@ pub fn svg(groups: &[AcrossSeeds]) -> Result<String, PlotError> {
         let colours = palette(seeds.len());
         for (si, seed) in seeds.iter().enumerate() {
             let colour = colours[si];
-            let dots: Vec<(f64, f64)> = groups
+            let dots: Vec<((f64, f64), bool)> = groups
                 .iter()
                 .enumerate()
                 .filter_map(|(i, g)| {
                     let k = g.seeds.iter().position(|s| s == seed)?;
-                    Some((g.win_rates[k], y(i)))
+                    Some(((g.win_rates[k], y(i)), g.collapsed_at(k)))
                 })
                 .collect();
             chart
-                .draw_series(dots.into_iter().map(|p| Circle::new(p, 4, colour.filled())))
-                .map_err(plot_err)?
-                .label(format!("seed {seed}"))
-                .legend(move |(x, y)| Circle::new((x + 5, y), 4, colour.filled()));
+                .draw_series(dots.into_iter().map(|(p, collapsed)| {
+                    let style = if collapsed {
+                        colour.stroke_width(2)
+                    } else {
+                        colour.filled()
+                    };
+                    Circle::new(p, 4, style)
+                }))
+                .map_err(plot_err)?;
+            let ly = 20 + 18 * si as i32;
+            legend
+                .draw(&Circle::new((14, ly), 4, colour.filled()))
+                .map_err(plot_err)?;
+            legend
+                .draw(&Text::new(
+                    format!("seed {seed}"),
+                    (24, ly - 6),
+                    ("sans-serif", 12).into_font(),
+                ))
+                .map_err(plot_err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_err)?;
         root.present().map_err(plot_err)?;
     }
     Ok(out)
@@ -399,9 +456,14 @@ mod tests {
 
     #[test]
     fn comparisons_group_over_seeds_with_a_t_interval() {
+        let collapsed = WinRateRow {
+            collapsed_a: Some(false),
+            collapsed_b: Some(true),
+            ..row("helpful", 8, 2, 0)
+        };
         let df = summary(&[
             ("0.1", "0", row("helpful", 6, 4, 0)),
-            ("0.1", "1", row("helpful", 8, 2, 0)),
+            ("0.1", "1", collapsed),
             ("0.1", "2", row("helpful", 3, 5, 2)),
             ("0.2", "0", row("helpful", 5, 5, 0)),
         ]);
@@ -421,6 +483,9 @@ mod tests {
             "{lo} {hi}"
         );
         assert_eq!(g[0].row.counts, WinCounts::new(17, 11, 2));
+        assert_eq!(g[0].collapsed_seeds(false), ["1"]);
+        assert!(g[0].collapsed_seeds(true).is_empty());
+        assert!(g[0].collapsed_at(1) && !g[0].collapsed_at(0));
         assert_eq!(
             (g[1].seeds.len(), g[1].sd(), g[1].interval()),
             (1, None, None)
@@ -433,6 +498,8 @@ mod tests {
             .collect();
         assert_eq!(names[..3], ["kl", "task", "axis"]);
         assert_eq!(table.height(), 2);
+        let marks = table.column("collapsed_b_seeds").unwrap().str().unwrap();
+        assert_eq!((marks.get(0), marks.get(1)), (Some("1"), Some("")));
         let svg = svg(&g).unwrap();
         assert!(
             svg.contains("seed 2") && svg.contains("rlcd vs rlaif"),

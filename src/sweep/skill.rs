@@ -253,6 +253,8 @@ pub fn svg(groups: &[SkillAcross]) -> Result<String, PlotError> {
             .configure_mesh()
             .x_desc("simulator's RLAIF label accuracy vs the oracle (%)")
             .y_desc("RLCD win rate over RLAIF, oracle, main axis (%)")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
             .map_err(plot_err)?;
         chart
