@@ -8,6 +8,7 @@ use std::path::Path;
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
@@ -104,29 +105,35 @@ impl<B: Backend> Lm<B> {
             });
         }
         let vocab = self.model.config().vocab_size;
-        let (tokens, mask) =
-            pad_batch::<B>(std::slice::from_ref(&ids), n, true, 0, &self.model.device());
+        let device = self.model.device();
+        let (tokens, mask) = pad_batch::<B>(std::slice::from_ref(&ids), n, true, 0, &device);
         let logits = self.model.forward(tokens, mask).reshape([n, vocab]);
-        let logp = log_softmax(logits.clone(), 1);
-        let host = |t: burn::tensor::Tensor<B, 2>| {
+        let host = |t: Tensor<B, 2>| {
             t.into_data()
                 .convert::<f32>()
                 .to_vec::<f32>()
                 .map_err(|e| ModelError::Data(format!("{e:?}")))
         };
-        let logits = host(logits)?;
-        let logp = host(logp)?;
+        // Only what the report holds leaves the device: each next token's log-probability, the
+        // last position's logits and the first five of position 0 (not two n × vocab arrays).
+        let next_logp = if n > 1 {
+            let next: Vec<i64> = ids[1..].iter().map(|&t| t as i64).collect();
+            let next = Tensor::<B, 1, Int>::from_data(TensorData::new(next, [n - 1]), &device)
+                .reshape([n - 1, 1]);
+            host(log_softmax(logits.clone().narrow(0, 0, n - 1), 1).gather(1, next))?
+        } else {
+            Vec::new()
+        };
+        let first5 = host(logits.clone().narrow(0, 0, 1).narrow(1, 0, vocab.min(5)))?;
+        let last = host(logits.narrow(0, n - 1, 1))?;
         let mut token_nll = vec![None];
-        for i in 1..n {
-            token_nll.push(Some(-(logp[(i - 1) * vocab + ids[i] as usize] as f64)));
-        }
+        token_nll.extend(next_logp.iter().map(|&lp| Some(-(lp as f64))));
         let defined: Vec<f64> = token_nll.iter().flatten().copied().collect();
         let mean_nll = if defined.is_empty() {
             0.0
         } else {
             defined.iter().sum::<f64>() / defined.len() as f64
         };
-        let last = &logits[(n - 1) * vocab..n * vocab];
         let greedy_next = last
             .iter()
             .enumerate()
@@ -138,7 +145,7 @@ impl<B: Backend> Lm<B> {
             ids,
             token_nll,
             mean_nll,
-            logits_first5_pos0: logits[..vocab.min(5)].to_vec(),
+            logits_first5_pos0: first5,
             greedy_next,
         })
     }
