@@ -8,7 +8,7 @@
 //! comparisons treats every seed's prompts as one sample and ignores the seed-to-seed spread.
 
 use plotters::prelude::*;
-use polars::prelude::{DataFrame, PolarsError};
+use polars::prelude::{Column, DataFrame, PolarsError};
 
 use crate::eval::winrate::WinCounts;
 use crate::plots::{PlotError, palette};
@@ -120,6 +120,71 @@ impl AcrossSeeds {
     }
 }
 
+/// The swept keys' values, row by row, of a sweep summary.
+pub(crate) struct SweptKeys(Vec<(String, Vec<String>)>);
+
+impl SweptKeys {
+    /// Reads the `swept` columns of `summary` (called `what` in errors).
+    pub(crate) fn read(
+        summary: &DataFrame,
+        swept: &[String],
+        what: &str,
+    ) -> Result<Self, TableError> {
+        swept
+            .iter()
+            .map(|k| Ok((k.clone(), text_column(summary, k, what)?)))
+            .collect::<Result<_, TableError>>()
+            .map(Self)
+    }
+
+    /// Row `i`'s values of the swept keys other than [`SEED_KEY`], and its seed.
+    pub(crate) fn row(&self, i: usize) -> (Vec<(String, String)>, String) {
+        let fixed = self
+            .0
+            .iter()
+            .filter(|(k, _)| k != SEED_KEY)
+            .map(|(k, v)| (k.clone(), v[i].clone()))
+            .collect();
+        let seed = self
+            .0
+            .iter()
+            .find(|(k, _)| k == SEED_KEY)
+            .map(|(_, v)| v[i].clone())
+            .unwrap_or_default();
+        (fixed, seed)
+    }
+}
+
+/// A string column of a sweep summary (called `what` in errors), missing values empty.
+pub(crate) fn text_column(
+    summary: &DataFrame,
+    name: &str,
+    what: &str,
+) -> Result<Vec<String>, TableError> {
+    let err = |source: PolarsError| TableError::Frame {
+        table: format!("{what}, column `{name}`"),
+        source,
+    };
+    let c = summary.column(name).map_err(err)?;
+    let c = c.str().map_err(err)?;
+    Ok((0..c.len())
+        .map(|i| c.get(i).unwrap_or_default().to_string())
+        .collect())
+}
+
+/// The swept keys other than the seed as the leading columns of an across-seed table: each
+/// group's `fixed` values, one row per group.
+pub(crate) fn fixed_columns(fixed: &[&[(String, String)]]) -> Vec<Column> {
+    let Some(first) = fixed.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .enumerate()
+        .map(|(j, (key, _))| str_col(key, fixed.iter().map(|f| f[j].1.clone()).collect()))
+        .collect()
+}
+
 /// The comparisons of a sweep summary of `winrates` tables (swept keys `swept` as leading
 /// columns, one of them [`SEED_KEY`]), grouped over the seed; `None` when `seed` is not swept.
 pub fn group(
@@ -130,33 +195,10 @@ pub fn group(
         return Ok(None);
     }
     let rows = winrates::rows_of_frame(summary)?;
-    let text = |name: &str| -> Result<Vec<String>, TableError> {
-        let err = |source: PolarsError| TableError::Frame {
-            table: format!("sweep summary column `{name}`"),
-            source,
-        };
-        let c = summary.column(name).map_err(err)?;
-        let c = c.str().map_err(err)?;
-        Ok((0..c.len())
-            .map(|i| c.get(i).unwrap_or_default().to_string())
-            .collect())
-    };
-    let values: Vec<(String, Vec<String>)> = swept
-        .iter()
-        .map(|k| Ok((k.clone(), text(k)?)))
-        .collect::<Result<_, TableError>>()?;
+    let keys = SweptKeys::read(summary, swept, "sweep summary")?;
     let mut out: Vec<AcrossSeeds> = Vec::new();
     for (i, r) in rows.into_iter().enumerate() {
-        let fixed: Vec<(String, String)> = values
-            .iter()
-            .filter(|(k, _)| k != SEED_KEY)
-            .map(|(k, v)| (k.clone(), v[i].clone()))
-            .collect();
-        let seed = values
-            .iter()
-            .find(|(k, _)| k == SEED_KEY)
-            .map(|(_, v)| v[i].clone())
-            .unwrap_or_default();
+        let (fixed, seed) = keys.row(i);
         let Ok(rate) = r.counts.win_rate() else {
             continue;
         };
@@ -198,15 +240,8 @@ pub fn group(
 /// n_losses, n_ties and pooled_win_rate_pct, and collapsed_a_seeds / collapsed_b_seeds: the
 /// seeds at which that policy is marked collapsed (empty when none is).
 pub fn frame(groups: &[AcrossSeeds]) -> Result<DataFrame, TableError> {
-    let mut cols = Vec::new();
-    if let Some(first) = groups.first() {
-        for (j, (key, _)) in first.fixed.iter().enumerate() {
-            cols.push(str_col(
-                key,
-                groups.iter().map(|g| g.fixed[j].1.clone()).collect(),
-            ));
-        }
-    }
+    let fixed: Vec<&[(String, String)]> = groups.iter().map(|g| g.fixed.as_slice()).collect();
+    let mut cols = fixed_columns(&fixed);
     cols.extend(winrates::comparison_cols(groups.iter().map(|g| &g.row)));
     cols.extend([
         u64_col(

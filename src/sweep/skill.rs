@@ -7,7 +7,7 @@
 use plotters::prelude::*;
 use polars::prelude::{DataFrame, PolarsError};
 
-use super::seeds::{self, SEED_KEY};
+use super::seeds::{self, SEED_KEY, SweptKeys};
 use crate::plots::{PlotError, palette};
 use crate::stages::judge_skill::STEM as TABLE;
 use crate::tables::{TableError, frame_err, opt_col, str_col, u64_col};
@@ -69,11 +69,7 @@ fn err(name: &str) -> impl Fn(PolarsError) -> TableError + '_ {
 }
 
 fn text(df: &DataFrame, name: &str) -> Result<Vec<String>, TableError> {
-    let c = df.column(name).map_err(err(name))?;
-    let c = c.str().map_err(err(name))?;
-    Ok((0..c.len())
-        .map(|i| c.get(i).unwrap_or_default().to_string())
-        .collect())
+    seeds::text_column(df, name, &format!("sweep summary of {TABLE}"))
 }
 
 fn real(df: &DataFrame, name: &str) -> Result<Vec<Option<f64>>, TableError> {
@@ -97,10 +93,7 @@ pub fn group(
     if !swept.iter().any(|k| k == SEED_KEY) {
         return Ok(None);
     }
-    let keys: Vec<(String, Vec<String>)> = swept
-        .iter()
-        .map(|k| Ok((k.clone(), text(summary, k)?)))
-        .collect::<Result<_, TableError>>()?;
+    let keys = SweptKeys::read(summary, swept, &format!("sweep summary of {TABLE}"))?;
     let (sim, task, axis) = (
         text(summary, "simulator")?,
         text(summary, "task")?,
@@ -116,16 +109,7 @@ pub fn group(
     );
     let mut out: Vec<SkillAcross> = Vec::new();
     for i in 0..sim.len() {
-        let fixed: Vec<(String, String)> = keys
-            .iter()
-            .filter(|(k, _)| k != SEED_KEY)
-            .map(|(k, v)| (k.clone(), v[i].clone()))
-            .collect();
-        let seed = keys
-            .iter()
-            .find(|(k, _)| k == SEED_KEY)
-            .map(|(_, v)| v[i].clone())
-            .unwrap_or_default();
+        let (fixed, seed) = keys.row(i);
         let at = match out
             .iter()
             .position(|g| g.fixed == fixed && (&g.simulator, &g.task) == (&sim[i], &task[i]))
@@ -160,15 +144,8 @@ pub fn group(
 /// (`<m>_t_low_pct`, `<m>_t_high_pct`); and n_collapsed, the seeds at which either policy is
 /// marked collapsed.
 pub fn frame(groups: &[SkillAcross]) -> Result<DataFrame, TableError> {
-    let mut cols = Vec::new();
-    if let Some(first) = groups.first() {
-        for (j, (key, _)) in first.fixed.iter().enumerate() {
-            cols.push(str_col(
-                key,
-                groups.iter().map(|g| g.fixed[j].1.clone()).collect(),
-            ));
-        }
-    }
+    let fixed: Vec<&[(String, String)]> = groups.iter().map(|g| g.fixed.as_slice()).collect();
+    let mut cols = seeds::fixed_columns(&fixed);
     let s = |f: fn(&SkillAcross) -> String| groups.iter().map(f).collect::<Vec<_>>();
     cols.extend([
         str_col("simulator", s(|g| g.simulator.clone())),
