@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::format::ANSWER_LEAD;
 use super::grammar::join;
-use super::{Task, World};
+use super::{Request, Task, World};
 use crate::seed;
 use crate::templates::{AffixPair, TemplateError, Templates, judge_template};
 
@@ -115,6 +115,31 @@ pub fn dialogue(world: &World, texts: &CorpusTexts, task: Task, rng: &mut StdRng
     out
 }
 
+/// Two responses of independent quality q ~ N(0, 1) to `req`, and the oracle's score of the
+/// first minus the second's on `axis`.
+fn two_responses(world: &World, req: &Request, axis: &str, rng: &mut StdRng) -> ([String; 2], f64) {
+    let mut one = || {
+        let q: f64 = rng.sample(rand_distr::StandardNormal);
+        let text = world.output_text(req, &world.respond(req, q, rng).1);
+        let score = world.score_request(req, &text).axis(axis).unwrap_or(0.0);
+        (text, score)
+    };
+    let (a, score_a) = one();
+    let (b, score_b) = one();
+    ([a, b], score_a - score_b)
+}
+
+/// The letter of the better response by the oracle's score gap (first minus second), drawn
+/// with probability sigmoid(sharpness · gap) for "A".
+fn oracle_label(world: &World, gap: f64, rng: &mut StdRng) -> &'static str {
+    let p_a = 1.0 / (1.0 + (-world.config.judgment_sharpness * gap).exp());
+    if rng.random_bool(p_a.clamp(0.0, 1.0)) {
+        "A"
+    } else {
+        "B"
+    }
+}
+
 /// One judgment document: the RLAIF scoring prompt over two responses of independent quality,
 /// then the label and ")".
 pub fn judgment(
@@ -125,28 +150,10 @@ pub fn judgment(
     rng: &mut StdRng,
 ) -> Result<String, TemplateError> {
     let (turns, req) = world.prompt_turns(task, rng);
-    let mut outputs = Vec::new();
-    let mut scores = Vec::new();
-    for _ in 0..2 {
-        let q: f64 = rng.sample(rand_distr::StandardNormal);
-        let text = world.output_text(&req, &world.respond(&req, q, rng).1);
-        scores.push(
-            world
-                .score_request(&req, &text)
-                .axis(task.main_axis())
-                .unwrap_or(0.0),
-        );
-        outputs.push(text);
-    }
+    let (outputs, gap) = two_responses(world, &req, task.main_axis(), rng);
     let principles = &texts.principles[index(task)];
     let principle = &principles[rng.random_range(0..principles.len())];
-    let gap = scores[0] - scores[1];
-    let p_a = 1.0 / (1.0 + (-world.config.judgment_sharpness * gap).exp());
-    let label = if rng.random_bool(p_a.clamp(0.0, 1.0)) {
-        "A"
-    } else {
-        "B"
-    };
+    let label = oracle_label(world, gap, rng);
     let prompt = templates.render(
         "rlaif/score.j2",
         minijinja::context! {
@@ -174,21 +181,8 @@ pub fn judge_question(
     let axis = &axes[rng.random_range(0..axes.len())];
     let template =
         judge_template(&axes, axis).expect("every axis of a world task has a judge question");
-    let mut outputs = Vec::new();
-    let mut scores = Vec::new();
-    for _ in 0..2 {
-        let q: f64 = rng.sample(rand_distr::StandardNormal);
-        let text = world.output_text(&req, &world.respond(&req, q, rng).1);
-        scores.push(world.score_request(&req, &text).axis(axis).unwrap_or(0.0));
-        outputs.push(text);
-    }
-    let gap = scores[0] - scores[1];
-    let p_a = 1.0 / (1.0 + (-world.config.judgment_sharpness * gap).exp());
-    let label = if rng.random_bool(p_a.clamp(0.0, 1.0)) {
-        "A"
-    } else {
-        "B"
-    };
+    let (outputs, gap) = two_responses(world, &req, axis, rng);
+    let label = oracle_label(world, gap, rng);
     let question = templates.render(
         template,
         minijinja::context! {
