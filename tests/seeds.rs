@@ -3,10 +3,29 @@
 //! with `world.seed` the world's pretrained model is computed once for all seeds.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rlcd");
+
+/// Runs `rlcd sweep --seeds n` over `recipe` in `dir`, asserts it succeeds and returns its
+/// output directory.
+fn sweep_seeds(dir: &Path, recipe: &Path, n: usize) -> PathBuf {
+    let out_dir = dir.join("sweep");
+    let out = Command::new(BIN)
+        .args(["sweep", "--quiet", "--seeds", &n.to_string(), "--out"])
+        .arg(&out_dir)
+        .arg(recipe)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out_dir
+}
 
 #[test]
 fn a_seed_sweep_tabulates_win_rates_across_seeds() {
@@ -31,19 +50,7 @@ fn a_seed_sweep_tabulates_win_rates_across_seeds() {
         ),
     )
     .unwrap();
-    let out_dir = tmp.path().join("sweep");
-    let out = Command::new(BIN)
-        .args(["sweep", "--quiet", "--seeds", "3", "--out"])
-        .arg(&out_dir)
-        .arg(&recipe)
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out_dir = sweep_seeds(tmp.path(), &recipe, 3);
 
     // One pretrained world model serves every seed.
     let pretrained = fs::read_dir(tmp.path().join("results/cache/pretrain"))
@@ -136,19 +143,7 @@ fn a_judge_skill_sweep_tabulates_rlcd_against_label_accuracy() {
         }
     }
     fs::write(&recipe, text).unwrap();
-    let out_dir = tmp.path().join("sweep");
-    let out = Command::new(BIN)
-        .args(["sweep", "--quiet", "--seeds", "2", "--out"])
-        .arg(&out_dir)
-        .arg(&recipe)
-        .current_dir(tmp.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out_dir = sweep_seeds(tmp.path(), &recipe, 2);
 
     // The world's world-xs serves the policy and sim-a; sim-b has a corpus of its own.
     let pretrained: Vec<String> = fs::read_dir(tmp.path().join("results/cache/pretrain"))

@@ -152,6 +152,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SweepError + '_ {
     move |source| SweepError::Io(crate::error::IoError::new(path, source))
 }
 
+/// Writes an across-seed table `stem` beside the summaries, with its plot as `<stem>.svg`.
+fn write_across(
+    out: &Path,
+    stem: &str,
+    frame: &polars::prelude::DataFrame,
+    svg: Result<String, crate::plots::PlotError>,
+) -> Result<TableFiles, SweepError> {
+    let files = tables::write_table(out, stem, frame)?;
+    let path = out.join(format!("{stem}.svg"));
+    fs::write(&path, svg.map_err(SweepError::Plot)?).map_err(io(&path))?;
+    Ok(files)
+}
+
 /// How a sweep runs its cells.
 #[derive(Clone, Debug, Default)]
 pub struct SweepOptions {
@@ -560,31 +573,26 @@ fn write_summary(
         }
         let mut df = stacked.unwrap_or_default();
         df.rechunk_mut();
-        if stem == crate::stages::winrates::STEM {
-            let swept: Vec<String> = r0.overrides.iter().map(|(k, _)| k.clone()).collect();
-            if let Some(groups) = seeds::group(&df, &swept)? {
-                written.push(tables::write_table(
-                    out,
-                    seeds::STEM,
-                    &seeds::frame(&groups)?,
-                )?);
-                let svg = seeds::svg(&groups).map_err(SweepError::Plot)?;
-                let path = out.join(format!("{}.svg", seeds::STEM));
-                fs::write(&path, svg).map_err(io(&path))?;
-            }
+        let swept = || -> Vec<String> { r0.overrides.iter().map(|(k, _)| k.clone()).collect() };
+        if stem == crate::stages::winrates::STEM
+            && let Some(groups) = seeds::group(&df, &swept())?
+        {
+            written.push(write_across(
+                out,
+                seeds::STEM,
+                &seeds::frame(&groups)?,
+                seeds::svg(&groups),
+            )?);
         }
-        if stem == crate::stages::judge_skill::STEM {
-            let swept: Vec<String> = r0.overrides.iter().map(|(k, _)| k.clone()).collect();
-            if let Some(groups) = skill::group(&df, &swept)? {
-                written.push(tables::write_table(
-                    out,
-                    skill::STEM,
-                    &skill::frame(&groups)?,
-                )?);
-                let svg = skill::svg(&groups).map_err(SweepError::Plot)?;
-                let path = out.join(format!("{}.svg", skill::STEM));
-                fs::write(&path, svg).map_err(io(&path))?;
-            }
+        if stem == crate::stages::judge_skill::STEM
+            && let Some(groups) = skill::group(&df, &swept())?
+        {
+            written.push(write_across(
+                out,
+                skill::STEM,
+                &skill::frame(&groups)?,
+                skill::svg(&groups),
+            )?);
         }
         let name = if r0.tables.len() == 1 {
             "summary".to_string()
