@@ -372,6 +372,16 @@ cases! {
         .overrides(&["ppo.step_batch=9", "ppo.rollouts=8"]);
     override_of_an_unknown_key => Case::new(BASE, "ppo.kl_coeff", "did you mean `kl_coef`")
         .overrides(&["ppo.kl_coeff=0.1"]);
+    judge_pair_correlation_of_one => Case::new(
+        format!("{BASE}\n[models.small.judging]\nquestions_frac = 0.5\npair_correlation = 1.0\n"),
+        "models.small.judging.pair_correlation",
+        "use e.g. 0.8",
+    );
+    judge_pair_correlation_without_questions => Case::new(
+        format!("{BASE}\n[models.small.judging]\npair_correlation = 0.8\n"),
+        "models.small.judging.pair_correlation",
+        "set `questions_frac` above 0",
+    );
     non_utf8_recipe_line => Case::new(non_utf8_on_line_3(), "line 3", "UTF-8");
     non_utf8_prompt_line => Case::new(BASE, "harmless.jsonl:4", "UTF-8")
         .file("prompts/harmless.jsonl", [PROMPTS.as_bytes(), b"{\"id\": \"d\", \"turns\": [\"caf\xe9\"]}\n"].concat());

@@ -870,7 +870,8 @@ const JUDGMENT_HEAD: &str =
 
 fn corpus_of(c: &WorldConfig, world_seed: u64, seed: u64) -> (World, Vec<String>) {
     let w = World::new(c, world_seed).expect("world");
-    let docs = corpus::documents(&w, &templates(), 0.0, seed).expect("corpus");
+    let docs = corpus::documents(&w, &templates(), corpus::JudgeQuestions::default(), seed)
+        .expect("corpus");
     assert_eq!(docs.len(), c.documents);
     (w, docs)
 }
@@ -905,42 +906,52 @@ fn corpus_is_deterministic_and_mixes_judgments() {
     }
 }
 
+/// A judge-question document's parts, checked against the judge question's layout: the axis
+/// asked, the oracle's scores of responses A and B on it, and the answered letter.
+fn judge_question_parts(task: Task, d: &str) -> (&'static str, f64, f64, String) {
+    const HEAD: &str =
+        "Consider a conversation between a human and an assistant, beginning as follows:\n\n\n\n";
+    let lead = rlcd::world::format::ANSWER_LEAD;
+    assert!(d.starts_with(HEAD), "{d:?}");
+    let (body, label) = d.split_at(d.len() - 2);
+    let label = label.strip_suffix(')').expect("closing parenthesis");
+    let body = body.strip_suffix(lead).expect("the answer lead");
+    let (conversation, rest) = body[HEAD.len()..]
+        .split_once("\n\n\n\nHere are two possible assistant responses")
+        .expect("responses");
+    let human = conversation.rsplit_once("Human: ").expect("a human turn").1;
+    let (_, rest) = rest.split_once("(A) Assistant: ").expect("A");
+    let (a, rest) = rest.split_once("\n\n(B) Assistant: ").expect("B");
+    let (b, question) = rest.split_once("\n\n\n\n").expect("question");
+    let axis = if question.contains("socially acceptable") {
+        "harm"
+    } else {
+        "help"
+    };
+    let on = |text: &str| score(task, &[human.to_string()], text).axis(axis).unwrap();
+    (axis, on(a), on(b), label.to_string())
+}
+
 /// Judge-question documents (a model's own `judging` corpus) are the evaluation's judge
 /// questions answered by the oracle: with sharp labels, the letter names the response the
 /// oracle scores higher on the question's axis; with none, the corpus is the world's own.
 #[test]
 fn judge_question_documents_are_answered_by_the_oracle() {
-    const HEAD: &str =
-        "Consider a conversation between a human and an assistant, beginning as follows:\n\n\n\n";
-    let lead = rlcd::world::format::ANSWER_LEAD;
     for task in [Task::Harmless, Task::Helpful] {
         let c = only(task, |c| {
             c.documents = 240;
             c.judgment_sharpness = 1e6;
         });
         let w = World::new(&c, SEED).expect("world");
-        let docs = corpus::documents(&w, &templates(), 1.0, 41).expect("corpus");
+        let questions = corpus::JudgeQuestions {
+            frac: 1.0,
+            pair_correlation: 0.0,
+        };
+        let docs = corpus::documents(&w, &templates(), questions, 41).expect("corpus");
         let (mut decided, mut axes) = (0, BTreeSet::new());
         for d in &docs {
-            assert!(d.starts_with(HEAD), "{d:?}");
-            let (body, label) = d.split_at(d.len() - 2);
-            let label = label.strip_suffix(')').expect("closing parenthesis");
-            let body = body.strip_suffix(lead).expect("the answer lead");
-            let (conversation, rest) = body[HEAD.len()..]
-                .split_once("\n\n\n\nHere are two possible assistant responses")
-                .expect("responses");
-            let human = conversation.rsplit_once("Human: ").expect("a human turn").1;
-            let (_, rest) = rest.split_once("(A) Assistant: ").expect("A");
-            let (a, rest) = rest.split_once("\n\n(B) Assistant: ").expect("B");
-            let (b, question) = rest.split_once("\n\n\n\n").expect("question");
-            let axis = if question.contains("socially acceptable") {
-                "harm"
-            } else {
-                "help"
-            };
+            let (axis, sa, sb, label) = judge_question_parts(task, d);
             axes.insert(axis);
-            let on = |text: &str| score(task, &[human.to_string()], text).axis(axis).unwrap();
-            let (sa, sb) = (on(a), on(b));
             if sa != sb {
                 decided += 1;
                 assert_eq!(label, if sa > sb { "A" } else { "B" }, "{d:?}");
@@ -950,6 +961,43 @@ fn judge_question_documents_are_answered_by_the_oracle() {
         assert!(decided * 2 > docs.len(), "{task:?}: {decided} decided");
         assert_eq!(axes.len(), task.axes().len(), "{task:?}: every axis asked");
     }
+}
+
+/// `pair_correlation` draws a judge question's two responses of similar latent quality: their
+/// oracle scores differ less than independent responses' do, and the response shown first is
+/// the better one as often as the second (the correlation favours neither position).
+#[test]
+fn correlated_judge_question_pairs_are_closer_in_score() {
+    let task = Task::Helpful;
+    let c = only(task, |c| {
+        c.documents = 400;
+        c.judgment_sharpness = 1e6;
+    });
+    let w = World::new(&c, SEED).expect("world");
+    let gaps = |pair_correlation: f64| {
+        let questions = corpus::JudgeQuestions {
+            frac: 1.0,
+            pair_correlation,
+        };
+        let docs = corpus::documents(&w, &templates(), questions, 43).expect("corpus");
+        let parts: Vec<_> = docs.iter().map(|d| judge_question_parts(task, d)).collect();
+        let mean_gap =
+            parts.iter().map(|(_, a, b, _)| (a - b).abs()).sum::<f64>() / parts.len() as f64;
+        let first_better = parts.iter().filter(|(_, a, b, _)| a > b).count();
+        let second_better = parts.iter().filter(|(_, a, b, _)| a < b).count();
+        (mean_gap, first_better, second_better)
+    };
+    let (independent, ..) = gaps(0.0);
+    let (close, first, second) = gaps(0.9);
+    assert!(
+        close < 0.7 * independent,
+        "mean |score gap| {close:.3} at correlation 0.9 against {independent:.3} independent"
+    );
+    let decided = (first + second) as f64;
+    assert!(
+        (first as f64 - decided / 2.0).abs() < 3.0 * (decided / 4.0).sqrt(),
+        "first better {first}, second better {second}"
+    );
 }
 
 /// A dialogue document's final exchange: (human turn, descriptor if any, response).

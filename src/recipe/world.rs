@@ -280,6 +280,12 @@ pub struct Judging {
     /// Fraction of documents that are judge questions, in [0, 1]; 0 leaves them out.
     #[serde(default)]
     pub questions_frac: f64,
+    /// Correlation of the latent qualities of a judge question's two responses, in [0, 1):
+    /// 0 draws them independently; higher values make pairs of similar quality, which a judge
+    /// can only answer by comparing the two responses (as it must between two trained
+    /// policies), not by how good either one is alone.
+    #[serde(default)]
+    pub pair_correlation: f64,
 }
 
 impl Judging {
@@ -308,6 +314,20 @@ impl Judging {
                     format!("{v} is not a fraction; use a value in [0, 1]"),
                 ));
             }
+        }
+        if !(0.0..1.0).contains(&self.pair_correlation) {
+            out.push((
+                "pair_correlation".to_string(),
+                format!(
+                    "{} is not a correlation in [0, 1); use e.g. 0.8, or 0 for independent responses",
+                    self.pair_correlation
+                ),
+            ));
+        } else if self.pair_correlation > 0.0 && self.questions_frac == 0.0 {
+            out.push((
+                "pair_correlation".to_string(),
+                "applies to judge questions, and `questions_frac` is 0; set `questions_frac` above 0 or remove `pair_correlation`".to_string(),
+            ));
         }
         if let Some(v) = self.sharpness
             && !(v >= 0.0 && v.is_finite())

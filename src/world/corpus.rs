@@ -8,7 +8,9 @@
 //!   label names the better response with probability sigmoid(sharpness · score gap), so a
 //!   model learns to label pairs imperfectly;
 //! - for a model with a judging corpus of its own (`[models.<name>.judging]`), judge-question
-//!   documents: §4.3's judge questions answered by the oracle, as sharply as its labels.
+//!   documents: §4.3's judge questions answered by the oracle, as sharply as its labels, over
+//!   two responses whose latent qualities may be correlated, so that the answer depends on
+//!   comparing them rather than on how good either one is alone.
 
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -115,17 +117,34 @@ pub fn dialogue(world: &World, texts: &CorpusTexts, task: Task, rng: &mut StdRng
     out
 }
 
-/// Two responses of independent quality q ~ N(0, 1) to `req`, and the oracle's score of the
-/// first minus the second's on `axis`.
-fn two_responses(world: &World, req: &Request, axis: &str, rng: &mut StdRng) -> ([String; 2], f64) {
-    let mut one = || {
-        let q: f64 = rng.sample(rand_distr::StandardNormal);
+/// How the judge-question documents of a model's own judging corpus are drawn
+/// (`[models.<name>.judging]`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct JudgeQuestions {
+    /// Share of the corpus's documents that are judge questions, in [0, 1] (0: none).
+    pub frac: f64,
+    /// Correlation of the two responses' latent qualities, in [0, 1) (0: independent).
+    pub pair_correlation: f64,
+}
+
+/// Two responses to `req` whose latent qualities are standard normal with correlation `rho`
+/// (independent at 0), and the oracle's score of the first minus the second's on `axis`.
+fn two_responses(
+    world: &World,
+    req: &Request,
+    axis: &str,
+    rho: f64,
+    rng: &mut StdRng,
+) -> ([String; 2], f64) {
+    let mut one = |shared: f64| {
+        let z: f64 = rng.sample(rand_distr::StandardNormal);
+        let q = rho * shared + (1.0 - rho * rho).sqrt() * z;
         let text = world.output_text(req, &world.respond(req, q, rng).1);
         let score = world.score_request(req, &text).axis(axis).unwrap_or(0.0);
-        (text, score)
+        (text, score, q)
     };
-    let (a, score_a) = one();
-    let (b, score_b) = one();
+    let (a, score_a, q_a) = one(0.0);
+    let (b, score_b, _) = one(q_a);
     ([a, b], score_a - score_b)
 }
 
@@ -150,7 +169,7 @@ pub fn judgment(
     rng: &mut StdRng,
 ) -> Result<String, TemplateError> {
     let (turns, req) = world.prompt_turns(task, rng);
-    let (outputs, gap) = two_responses(world, &req, task.main_axis(), rng);
+    let (outputs, gap) = two_responses(world, &req, task.main_axis(), 0.0, rng);
     let principles = &texts.principles[index(task)];
     let principle = &principles[rng.random_range(0..principles.len())];
     let label = oracle_label(world, gap, rng);
@@ -170,10 +189,12 @@ pub fn judgment(
 /// an axis of `task` drawn uniformly, over two responses of independent quality, then
 /// [`ANSWER_LEAD`], the letter of the response the oracle scores higher on that axis (with
 /// probability sigmoid(sharpness · score gap)) and ")" — what an LM judge is asked, answered.
+/// The two responses' latent qualities have correlation `pair_correlation`.
 pub fn judge_question(
     world: &World,
     templates: &Templates,
     task: Task,
+    pair_correlation: f64,
     rng: &mut StdRng,
 ) -> Result<String, TemplateError> {
     let (turns, req) = world.prompt_turns(task, rng);
@@ -181,7 +202,7 @@ pub fn judge_question(
     let axis = &axes[rng.random_range(0..axes.len())];
     let template =
         judge_template(&axes, axis).expect("every axis of a world task has a judge question");
-    let (outputs, gap) = two_responses(world, &req, axis, rng);
+    let (outputs, gap) = two_responses(world, &req, axis, pair_correlation, rng);
     let label = oracle_label(world, gap, rng);
     let question = templates.render(
         template,
@@ -195,13 +216,13 @@ pub fn judge_question(
 }
 
 /// The corpus: `world.config.documents` documents from `seed`, document `i` drawn from its own
-/// child seed (so the corpus is the same however it is computed). A `judge_questions` share of
+/// child seed (so the corpus is the same however it is computed). A `questions.frac` share of
 /// them are [`judge_question`]s (none when 0, leaving the corpus as the world's own), a
 /// `judgment_frac` share of the rest RLAIF [`judgment`]s, the others [`dialogue`]s.
 pub fn documents(
     world: &World,
     templates: &Templates,
-    judge_questions: f64,
+    questions: JudgeQuestions,
     seed: u64,
 ) -> Result<Vec<String>, TemplateError> {
     let texts = CorpusTexts::new(world, templates)?;
@@ -210,8 +231,8 @@ pub fn documents(
         .map(|i| {
             let mut rng = seed::rng(seed::derive_index(seed, "document", i as u64));
             let task = draw_task(world, &mut rng);
-            if judge_questions > 0.0 && rng.random_bool(judge_questions.min(1.0)) {
-                judge_question(world, templates, task, &mut rng)
+            if questions.frac > 0.0 && rng.random_bool(questions.frac.min(1.0)) {
+                judge_question(world, templates, task, questions.pair_correlation, &mut rng)
             } else if rng.random_bool(world.config.judgment_frac) {
                 judgment(world, &texts, templates, task, &mut rng)
             } else {

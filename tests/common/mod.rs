@@ -67,7 +67,7 @@ pub fn world_xs_steps<B: Backend>(
         architecture: LlamaConfig::preset_with_vocab("world-xs", 0).expect("preset"),
         config,
         heldout_documents: 0,
-        judge_questions: 0.0,
+        judge_questions: rlcd::world::corpus::JudgeQuestions::default(),
         seed,
     };
     let t = Instant::now();

@@ -29,6 +29,7 @@ use crate::model::{LlamaConfig, ModelError};
 use crate::recipe::{BackendKind, PretrainConfig};
 use crate::seed;
 use crate::templates::{SCORE_TEMPLATE, TemplateError, TemplateSet, Templates, affix_file};
+use crate::world::corpus::JudgeQuestions;
 use crate::world::format::{BOS, EOS, PAD};
 use crate::world::{Task, World, WorldSpec};
 
@@ -48,8 +49,8 @@ pub struct WorldPretrain<'a> {
     pub config: PretrainConfig,
     /// Held-out documents.
     pub heldout_documents: usize,
-    /// Share of the corpus's documents that are judge questions (`[models.<name>.judging]`).
-    pub judge_questions: f64,
+    /// The corpus's judge-question documents (`[models.<name>.judging]`).
+    pub judge_questions: JudgeQuestions,
     /// Seed of the corpus, the initial weights and the row order.
     pub seed: u64,
 }
@@ -176,6 +177,10 @@ pub struct Config {
     /// corpus).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub judge_questions: f64,
+    /// Correlation of the latent qualities of a judge question's two responses (0:
+    /// independent).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub judge_pair_correlation: f64,
     /// Training hyper-parameters.
     pub train: PretrainConfig,
     /// Corpus documents held out to measure perplexity.
@@ -235,11 +240,14 @@ pub fn plan(p: &Planner<'_>, model: &WorldModel) -> Result<Planned, PlanError> {
     };
     let mut world = p.world();
     let mut templates = corpus_templates(p)?;
-    let mut judge_questions = 0.0;
+    let mut questions = JudgeQuestions::default();
     if let Some(judging) = &model.judging {
         world.config = judging.apply(&world.config);
-        judge_questions = judging.questions_frac;
-        if judge_questions > 0.0 {
+        questions = JudgeQuestions {
+            frac: judging.questions_frac,
+            pair_correlation: judging.pair_correlation,
+        };
+        if questions.frac > 0.0 {
             templates.extend(p.template_files("world", JUDGE_TEMPLATES.iter().copied())?);
         }
     }
@@ -247,7 +255,8 @@ pub fn plan(p: &Planner<'_>, model: &WorldModel) -> Result<Planned, PlanError> {
         preset: preset.to_string(),
         architecture: LlamaConfig::preset_with_vocab(preset, 0).ok_or_else(unknown)?,
         world,
-        judge_questions,
+        judge_questions: questions.frac,
+        judge_pair_correlation: questions.pair_correlation,
         train: recipe.pretrain.config_for(preset).ok_or_else(unknown)?,
         heldout_documents: recipe.pretrain.heldout_documents,
         templates,
@@ -287,7 +296,10 @@ impl Stage for Pretrain {
             architecture: config.architecture.clone(),
             config: config.train.clone(),
             heldout_documents: config.heldout_documents,
-            judge_questions: config.judge_questions,
+            judge_questions: JudgeQuestions {
+                frac: config.judge_questions,
+                pair_correlation: config.judge_pair_correlation,
+            },
             seed: config.seed,
         };
         let mut on_step = |_: usize, loss: f64| {
