@@ -31,13 +31,13 @@ fn project() -> (tempfile::TempDir, PathBuf) {
         format!(
             "name = \"pairs-test\"\nseed = 5\ntemplates_dir = {:?}\n\n\
              [models.sim]\npreset = \"world-xs\"\n\n\
-             [world]\ndocuments = 500\nprompts_train = 24\nprompts_test = 12\n\n\
+             [world]\ndocuments = 500\nprompts_train = 24\nprompts_test = 32\n\n\
              [pretrain]\nsteps = 80\nheldout_documents = 40\n\n\
              [pretrain.report]\nprompts = 4\npairs = 8\nmax_new_tokens = 8\n\n\
              [tasks.harmless]\nprompts = \"world:harmless\"\ntemplates = \"harmless\"\n\
              axes = [\"harm\", \"help\"]\n\n\
              [simulate]\nn_prompts = 16\nmax_new_tokens = 40\nretries = 1\nbatch_size = 16\n\n\
-             [reward]\nepochs = 1\nlr = 1e-3\nbatch_size = 4\nmax_len = 256\nheldout_pairs = 12\n\n\
+             [reward]\nepochs = 1\nlr = 1e-3\nbatch_size = 4\nmax_len = 256\nheldout_pairs = 32\n\n\
              [methods.rlcd]\nkind = \"rlcd\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
              [methods.rlaif]\nkind = \"rlaif\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\
              [methods.rescore]\nkind = \"rlcd-rescore\"\nsimulator = \"sim\"\npolicy = \"sim\"\n\n\

@@ -191,9 +191,11 @@ fn a_judge_skill_sweep_tabulates_rlcd_against_label_accuracy() {
                 .collect();
             assert_eq!(values.len(), 2);
             let m: f64 = row[at(&ha, mean)].parse().unwrap();
+            // The tables hold 4 decimals, so the mean of the printed values may differ by
+            // half a unit in the last place.
             assert!(
-                (m - (values[0] + values[1]) / 2.0).abs() < 1e-6,
-                "{sim} {column}"
+                (m - (values[0] + values[1]) / 2.0).abs() <= 1e-4,
+                "{sim} {column}: {m} against {values:?}"
             );
         }
     }
