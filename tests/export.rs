@@ -2,11 +2,14 @@
 //! Face checkpoints that load back with the same logits, and its simulated pairs as TRL rows
 //! (JSON Lines, plain and conversational, and Parquet) holding exactly the stored pairs.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::tensor::Tensor;
+use common::rlcd_ok;
 use rlcd::model::sampling::pad_batch;
 use rlcd::model::{Cpu, Lm};
 use rlcd::stages::simulate::read_pairs;
@@ -70,21 +73,6 @@ fn export(dir: &Path, args: &[&str]) -> Result<String, String> {
     } else {
         Err(text(&out.stderr))
     }
-}
-
-/// `rlcd ARGS` in `dir`, which must succeed; its stdout.
-fn rlcd_ok(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rlcd {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 fn logits(lm: &Lm<Cpu>, text: &str) -> Vec<f32> {

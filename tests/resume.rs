@@ -1,6 +1,8 @@
 //! A run killed during PPO resumes from the policy stage's last checkpoint and ends with the
 //! same tables as a run that was never interrupted.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -36,16 +38,9 @@ fn project() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn run_to_end(dir: &Path, recipe: &Path) -> PathBuf {
-    let out = Command::new(BIN)
-        .args(["run", "--quiet"])
-        .arg(recipe)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    common::rlcd_ok(
+        dir,
+        &["run".as_ref(), "--quiet".as_ref(), recipe.as_os_str()],
     );
     let runs = dir.join("results/runs/resume-test");
     let mut ids: Vec<PathBuf> = fs::read_dir(&runs)

@@ -2,28 +2,27 @@
 //! across-seed table (per-seed win rates, their mean and t interval, pooled counts) and plot;
 //! with `world.seed` the world's pretrained model is computed once for all seeds.
 
+mod common;
+
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_rlcd");
 
 /// Runs `rlcd sweep --seeds n` over `recipe` in `dir`, asserts it succeeds and returns its
 /// output directory.
 fn sweep_seeds(dir: &Path, recipe: &Path, n: usize) -> PathBuf {
     let out_dir = dir.join("sweep");
-    let out = Command::new(BIN)
-        .args(["sweep", "--quiet", "--seeds", &n.to_string(), "--out"])
-        .arg(&out_dir)
-        .arg(recipe)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let n = n.to_string();
+    let args: [&OsStr; 7] = [
+        "sweep".as_ref(),
+        "--quiet".as_ref(),
+        "--seeds".as_ref(),
+        n.as_ref(),
+        "--out".as_ref(),
+        out_dir.as_ref(),
+        recipe.as_ref(),
+    ];
+    common::rlcd_ok(dir, &args);
     out_dir
 }
 

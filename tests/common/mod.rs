@@ -3,7 +3,9 @@
 
 pub mod gguf_writer;
 
+use std::ffi::OsStr;
 use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
@@ -19,6 +21,22 @@ use rlcd::world::grammar::join;
 use rlcd::world::{Task, World};
 
 /// Copies directory `from` to `to`, recursively (for throwaway project roots).
+/// `rlcd ARGS` in `dir`, which must succeed; its stdout.
+#[allow(dead_code)]
+pub fn rlcd_ok<S: AsRef<OsStr> + std::fmt::Debug>(dir: &Path, args: &[S]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_rlcd"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rlcd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 #[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
