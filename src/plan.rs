@@ -20,8 +20,8 @@ use crate::stages::simulate::Method;
 use crate::stages::stage::StageKind;
 use crate::stages::{
     appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, judge_agreement,
-    judge_skill, pair_labels, pm_agreement, pm_eval, policy, policy_training, pretrain, reward,
-    simulate, winrates, world_eval, world_report,
+    judge_skill, judge_tuning, pair_labels, pm_agreement, pm_eval, policy, policy_training,
+    pretrain, reward, simulate, winrates, world_eval, world_report,
 };
 use crate::store::Store;
 
@@ -268,6 +268,7 @@ fn world_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
     let mut evals = Vec::new();
     for model in models.values() {
         out.push(pretrain::plan(p, model)?);
+        out.extend(judge_tuning::plan(p, model)?);
         let eval = world_eval::plan(p, model)?;
         evals.push(eval.id.clone());
         out.push(eval);

@@ -541,3 +541,54 @@ fn a_world_seed_keeps_the_pretrained_world_across_recipe_seeds() {
     let (plain0, plain1) = (at(&["seed=0"]), at(&["seed=1"]));
     assert!(differ(&plain0, &plain1, "pretrain/"));
 }
+
+#[test]
+fn a_tuned_judge_is_read_from_its_tuning_and_tuning_keys_reach_only_judging() {
+    let plan = |overrides: &[&str]| {
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        Plan::build(&load_file("recipes/paper/world.toml", &o)).expect("plan")
+    };
+    let tuned = plan(&[]);
+    for stage in tuned
+        .stages
+        .iter()
+        .filter(|s| s.id.starts_with("judge/lm-judge/"))
+    {
+        assert!(
+            stage.deps.iter().any(|d| d == "judge_tuning/world-m-judge"),
+            "{}: {:?}",
+            stage.id,
+            stage.deps
+        );
+        assert!(!stage.deps.iter().any(|d| d == "pretrain/world-m-judge"));
+    }
+    // A tuning setting changes the tuning, the LM judge's verdicts and the tables over them,
+    // and nothing the judge does not feed.
+    let (a, b) = (
+        keys(&tuned),
+        keys(&plan(&["models.judge.judging.tuning.lr=1e-4"])),
+    );
+    let changed: BTreeSet<&str> = a
+        .keys()
+        .filter(|id| a[*id] != b[*id])
+        .map(|id| id.split('/').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        changed,
+        BTreeSet::from([
+            "judge",
+            "judge_agreement",
+            "judge_skill",
+            "judge_tuning",
+            "winrates"
+        ])
+    );
+    // Without a tuning table the judge is read from its pretraining.
+    let text = std::fs::read_to_string(root().join("recipes/paper/world.toml")).unwrap();
+    let start = text.find("[models.judge.judging.tuning]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let untuned = Plan::build(&load_text(&text.replace(&text[start..end], ""), &[])).expect("plan");
+    assert!(untuned.stage("judge_tuning/world-m-judge").is_none());
+    let judge = untuned.stage("judge/lm-judge/helpful").unwrap();
+    assert!(judge.deps.iter().any(|d| d == "pretrain/world-m-judge"));
+}

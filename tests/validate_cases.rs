@@ -382,6 +382,16 @@ cases! {
         "models.small.judging.pair_correlation",
         "set `questions_frac` above 0",
     );
+    judge_tuning_without_pairs => Case::new(
+        format!("{BASE}\n[models.small.judging.tuning]\npairs = 0\n"),
+        "models.small.judging.tuning.pairs",
+        "under [models.small.judging.tuning]",
+    );
+    judge_tuning_unknown_key => Case::new(
+        format!("{BASE}\n[models.small.judging.tuning]\nsteps = 10\n"),
+        "steps",
+        "epochs",
+    );
     non_utf8_recipe_line => Case::new(non_utf8_on_line_3(), "line 3", "UTF-8");
     non_utf8_prompt_line => Case::new(BASE, "harmless.jsonl:4", "UTF-8")
         .file("prompts/harmless.jsonl", [PROMPTS.as_bytes(), b"{\"id\": \"d\", \"turns\": [\"caf\xe9\"]}\n"].concat());

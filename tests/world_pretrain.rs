@@ -197,3 +197,47 @@ fn bad_world_settings_are_named_with_their_fix() {
         .expect_err("unknown key");
     assert!(err.to_string().contains("descriptor_frac"), "{err}");
 }
+
+#[test]
+fn a_tuned_judge_learns_its_training_questions_and_is_the_model_judges_load() {
+    // A world-xs judge pretrained with judge questions, then fine-tuned on 16 questions (both
+    // orders) for 8 passes: enough for a small model to fit them.
+    let (_tmp, recipe) = project(
+        5,
+        "\n[models.judge]\npreset = \"world-xs\"\n\n\
+         [models.judge.judging]\nquestions_frac = 0.3\n\n\
+         [models.judge.judging.tuning]\npairs = 16\nepochs = 40\nbatch_size = 8\nlr = 2e-3\n\
+         heldout_pairs = 24\n",
+    );
+    let resolved = rlcd::recipe::load(&recipe, &[]).unwrap();
+    let summary = runner::run(&resolved, &quiet()).unwrap();
+    let tuning_id = rlcd::stages::judge_tuning::id("world-xs-judge");
+    let stage = summary
+        .plan
+        .stage(&tuning_id)
+        .expect("a judge tuning stage");
+    assert_eq!(stage.deps, ["pretrain/world-xs-judge"]);
+    let root = recipe.parent().unwrap();
+    let dir = artifact(root, &tuning_id, &stage.key);
+    let record: rlcd::stages::judge_tuning::TuningRecord =
+        serde_json::from_slice(&fs::read(dir.join(rlcd::stages::judge_tuning::RECORD)).unwrap())
+            .unwrap();
+    assert_eq!((record.pairs, record.steps), (16, 80));
+    assert!(record.losses.iter().all(|l| l.is_finite()));
+    let first = record.losses[..2].iter().sum::<f64>() / 2.0;
+    assert!(
+        record.final_loss < 0.8 * first,
+        "the letter loss fell from {first} to {}",
+        record.final_loss
+    );
+    // Both measurements count every held-out question once per order.
+    for m in [&record.before, &record.after] {
+        assert_eq!(m.all.n, 24);
+        assert_eq!(m.axes.values().map(|j| j.n).sum::<usize>(), 24);
+        assert!(m.all.n_letter_a <= 48 && m.all.n_agree <= m.all.n_both_decided);
+    }
+    // The tuned weights are new.
+    let pretrain_key = &summary.plan.stage("pretrain/world-xs-judge").unwrap().key;
+    let pretrained = read_record(&artifact(root, "pretrain/world-xs-judge", pretrain_key)).unwrap();
+    assert_ne!(record.weights_blake3, pretrained.weights_blake3);
+}

@@ -215,12 +215,14 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
             }
             for (field, problem) in judging.problems() {
                 let at = format!("{key}.judging.{field}");
+                let (table, name) = match field.rsplit_once('.') {
+                    Some((sub, name)) => (format!("{key}.judging.{sub}"), name.to_string()),
+                    None => (format!("{key}.judging"), field.clone()),
+                };
                 out.push(Problem::new(
                     &at,
                     format!("`{at}`: {problem}"),
-                    format!(
-                        "correct `{field}` under [{key}.judging], or drop it to use the default"
-                    ),
+                    format!("correct `{name}` under [{table}], or drop it to use the default"),
                 ));
             }
         }

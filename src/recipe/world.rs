@@ -286,6 +286,88 @@ pub struct Judging {
     /// policies), not by how good either one is alone.
     #[serde(default)]
     pub pair_correlation: f64,
+    /// Fine-tuning on judge questions after pretraining (`[models.<name>.judging.tuning]`);
+    /// absent: the pretrained model judges as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<JudgeTuning>,
+}
+
+/// Fine-tuning a pretrained world model as a judge (`[models.<name>.judging.tuning]`): freshly
+/// drawn judge questions, each asked in both orders, with the loss on the answer letter only —
+/// cross-entropy of the softmax over "A" and "B" against the oracle's probability that the
+/// response shown first is better, sigmoid(sharpness · score gap). AdamW, linear warm-up then
+/// cosine decay to 0.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgeTuning {
+    /// Judge questions to train on (each in both orders), drawn over the world's tasks in turn.
+    pub pairs: usize,
+    /// Passes over the training questions.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Fraction of the steps spent in linear warm-up, in [0, 1).
+    pub warmup_frac: f64,
+    /// Judge questions per optimiser step (each in both orders, so twice as many rows).
+    pub batch_size: usize,
+    /// Correlation of the latent qualities of a question's two responses, in [0, 1).
+    pub pair_correlation: f64,
+    /// Further judge questions, drawn apart, on which the tuned judge is measured.
+    pub heldout_pairs: usize,
+}
+
+impl Default for JudgeTuning {
+    fn default() -> Self {
+        Self {
+            pairs: 4000,
+            epochs: 2,
+            lr: 3e-4,
+            warmup_frac: 0.05,
+            batch_size: 8,
+            pair_correlation: 0.0,
+            heldout_pairs: 400,
+        }
+    }
+}
+
+impl JudgeTuning {
+    /// Problems with the settings as `(key, problem and fix)`; empty when valid.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut add = |key: &str, why: String| out.push((format!("tuning.{key}"), why));
+        for (key, v) in [
+            ("pairs", self.pairs),
+            ("epochs", self.epochs),
+            ("batch_size", self.batch_size),
+            ("heldout_pairs", self.heldout_pairs),
+        ] {
+            if v == 0 {
+                add(key, "is 0; set at least 1".to_string());
+            }
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            add(
+                "lr",
+                format!("{} must be a positive number, e.g. 3e-4", self.lr),
+            );
+        }
+        if !(0.0..1.0).contains(&self.warmup_frac) {
+            add(
+                "warmup_frac",
+                format!("{} must be in [0, 1)", self.warmup_frac),
+            );
+        }
+        if !(0.0..1.0).contains(&self.pair_correlation) {
+            add(
+                "pair_correlation",
+                format!(
+                    "{} is not a correlation in [0, 1); use e.g. 0.5, or 0 for independent responses",
+                    self.pair_correlation
+                ),
+            );
+        }
+        out
+    }
 }
 
 impl Judging {
@@ -336,6 +418,9 @@ impl Judging {
                 "sharpness".to_string(),
                 format!("{v} must be a finite number ≥ 0"),
             ));
+        }
+        if let Some(tuning) = &self.tuning {
+            out.extend(tuning.problems());
         }
         out
     }

@@ -34,7 +34,8 @@ pub enum ModelSource {
     World {
         /// The preset (`world-s`, …).
         preset: String,
-        /// Id of its pretraining stage.
+        /// Id of the stage whose artifact holds its weights: its pretraining, or its judge
+        /// tuning when it has one.
         pretrain: String,
     },
     /// A preset with no trained weights (e.g. `tiny`); loading it is an error.

@@ -5,7 +5,7 @@
 //! - [`appendix_n`]: the Gaussian model of preference labels (paper Appendix N);
 //! - [`contrast`]: prompt sets → contrast prompts p+ / p− / p (paper §3);
 //! - [`pretrain`], [`world_eval`], [`world_report`]: the built-in world's simulators and what
-//!   they learned;
+//!   they learned; [`judge_tuning`]: a pretrained world model fine-tuned as the LM judge;
 //! - [`simulate`]: RLCD / RLAIF / RLCD-Rescore preference pairs (paper §3, §4.2);
 //! - [`reward`]: the preference model (paper Appendix B); [`heldout_pairs`] and [`pm_eval`]:
 //!   its agreement with the oracle (paper Table 5); [`pair_labels`] and [`pm_agreement`] their
@@ -34,6 +34,7 @@ pub mod import_pairs;
 pub mod judge;
 pub mod judge_agreement;
 pub mod judge_skill;
+pub mod judge_tuning;
 pub mod pair_labels;
 pub mod pm_agreement;
 pub mod pm_eval;

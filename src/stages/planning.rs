@@ -363,8 +363,13 @@ impl<'r> Planner<'r> {
             })?;
         self.read(format!("models.{name}"));
         let source = if let Some(world) = super::inputs::WorldModel::of(name, spec) {
+            let tuned = world.judging.as_ref().is_some_and(|j| j.tuning.is_some());
             ModelSource::World {
-                pretrain: super::inputs::pretrain_id(&world.label),
+                pretrain: if tuned {
+                    super::judge_tuning::id(&world.label)
+                } else {
+                    super::inputs::pretrain_id(&world.label)
+                },
                 preset: world.preset,
             }
         } else if let Some(preset) = &spec.preset {

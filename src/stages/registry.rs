@@ -4,8 +4,8 @@
 use super::stage::{Ctx, Stage, StageError, StageKind};
 use super::{
     appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, judge_agreement,
-    judge_skill, pair_labels, pm_agreement, pm_eval, policy, policy_training, pretrain, reward,
-    simulate, winrates, world_eval, world_report,
+    judge_skill, judge_tuning, pair_labels, pm_agreement, pm_eval, policy, policy_training,
+    pretrain, reward, simulate, winrates, world_eval, world_report,
 };
 
 /// Runs `S` on its configuration deserialized from `config`.
@@ -87,6 +87,7 @@ registry! {
     AppendixNTable => appendix_n::table::Table,
     Contrast => contrast::Contrast,
     Pretrain => pretrain::Pretrain,
+    JudgeTuning => judge_tuning::JudgeTuningStage,
     WorldEval => world_eval::WorldEval,
     WorldReport => world_report::WorldReport,
     Simulate => simulate::Simulate,

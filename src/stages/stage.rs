@@ -58,15 +58,18 @@ pub enum StageKind {
     JudgeAgreement,
     /// The judging-skill table: label accuracy, PM agreement and RLCD-vs-RLAIF per simulator.
     JudgeSkill,
+    /// A pretrained world model fine-tuned as the LM judge (checkpoint, `judge_tuning.json`).
+    JudgeTuning,
 }
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 20] = [
+    pub const ALL: [StageKind; 21] = [
         StageKind::AppendixNCell,
         StageKind::AppendixNTable,
         StageKind::Contrast,
         StageKind::Pretrain,
+        StageKind::JudgeTuning,
         StageKind::WorldEval,
         StageKind::WorldReport,
         StageKind::Simulate,
@@ -108,6 +111,7 @@ impl StageKind {
             StageKind::PolicyTraining => "policy_training",
             StageKind::JudgeAgreement => "judge_agreement",
             StageKind::JudgeSkill => "judge_skill",
+            StageKind::JudgeTuning => "judge_tuning",
         }
     }
 }

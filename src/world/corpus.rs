@@ -185,11 +185,65 @@ pub fn judgment(
     Ok(format!("{prompt}{label})"))
 }
 
-/// One judge-question document: the evaluation's judge question (`judge/*.j2`, paper §4.3) on
-/// an axis of `task` drawn uniformly, over two responses of independent quality, then
-/// [`ANSWER_LEAD`], the letter of the response the oracle scores higher on that axis (with
-/// probability sigmoid(sharpness · score gap)) and ")" — what an LM judge is asked, answered.
-/// The two responses' latent qualities have correlation `pair_correlation`.
+/// The comparison of one judge question: a dialogue of `task`, an axis of it drawn uniformly
+/// with its judge question (`judge/*.j2`, paper §4.3), two responses and the oracle's score
+/// gap between them on that axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JudgePair {
+    /// The dialogue turns.
+    pub turns: Vec<String>,
+    /// The axis asked about.
+    pub axis: String,
+    /// The judge question's template file.
+    pub template: &'static str,
+    /// The two responses, in the order the question shows them.
+    pub outputs: [String; 2],
+    /// The oracle's score of the first response minus the second's on `axis`.
+    pub gap: f64,
+}
+
+/// Draws a [`JudgePair`] of `task` whose two responses' latent qualities have correlation
+/// `pair_correlation`.
+pub fn judge_pair(world: &World, task: Task, pair_correlation: f64, rng: &mut StdRng) -> JudgePair {
+    let (turns, req) = world.prompt_turns(task, rng);
+    let axes: Vec<String> = task.axes().iter().map(|a| a.to_string()).collect();
+    let axis = axes[rng.random_range(0..axes.len())].clone();
+    let template =
+        judge_template(&axes, &axis).expect("every axis of a world task has a judge question");
+    let (outputs, gap) = two_responses(world, &req, &axis, pair_correlation, rng);
+    JudgePair {
+        turns,
+        axis,
+        template,
+        outputs,
+        gap,
+    }
+}
+
+impl JudgePair {
+    /// The judge question over the two responses, first shown first unless `swapped`, ending
+    /// with [`ANSWER_LEAD`].
+    pub fn question(&self, templates: &Templates, swapped: bool) -> Result<String, TemplateError> {
+        let (first, second) = if swapped {
+            (&self.outputs[1], &self.outputs[0])
+        } else {
+            (&self.outputs[0], &self.outputs[1])
+        };
+        let question = templates.render(
+            self.template,
+            minijinja::context! {
+                turns => self.turns,
+                output_a => first,
+                output_b => second,
+            },
+        )?;
+        Ok(format!("{question}{ANSWER_LEAD}"))
+    }
+}
+
+/// One judge-question document: a [`judge_pair`]'s question, then the letter of the response
+/// the oracle scores higher on its axis (with probability sigmoid(sharpness · score gap)) and
+/// ")" — what an LM judge is asked, answered.
 pub fn judge_question(
     world: &World,
     templates: &Templates,
@@ -197,22 +251,9 @@ pub fn judge_question(
     pair_correlation: f64,
     rng: &mut StdRng,
 ) -> Result<String, TemplateError> {
-    let (turns, req) = world.prompt_turns(task, rng);
-    let axes: Vec<String> = task.axes().iter().map(|a| a.to_string()).collect();
-    let axis = &axes[rng.random_range(0..axes.len())];
-    let template =
-        judge_template(&axes, axis).expect("every axis of a world task has a judge question");
-    let (outputs, gap) = two_responses(world, &req, axis, pair_correlation, rng);
-    let label = oracle_label(world, gap, rng);
-    let question = templates.render(
-        template,
-        minijinja::context! {
-            turns => turns,
-            output_a => outputs[0],
-            output_b => outputs[1],
-        },
-    )?;
-    Ok(format!("{question}{ANSWER_LEAD}{label})"))
+    let pair = judge_pair(world, task, pair_correlation, rng);
+    let label = oracle_label(world, pair.gap, rng);
+    Ok(format!("{}{label})", pair.question(templates, false)?))
 }
 
 /// The corpus: `world.config.documents` documents from `seed`, document `i` drawn from its own

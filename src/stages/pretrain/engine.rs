@@ -252,7 +252,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for ScaleGrads<'_, B> {
 
 /// Scales the gradients so that their global L2 norm is at most `max_norm`, on the device
 /// (no read-back).
-fn clip_global_norm<B: AutodiffBackend>(
+pub fn clip_global_norm<B: AutodiffBackend>(
     model: &Llama<B>,
     grads: &mut GradientsParams,
     max_norm: f64,
