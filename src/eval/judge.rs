@@ -175,7 +175,8 @@ pub fn prob_a(margin: f64) -> f64 {
     1.0 / (1.0 + (-margin).exp())
 }
 
-fn letter_id<B: Backend>(lm: &Lm<B>, letter: &'static str) -> Result<u32, JudgeError> {
+/// The token id of answer letter `letter` in the judge's vocabulary.
+pub fn letter_id<B: Backend>(lm: &Lm<B>, letter: &'static str) -> Result<u32, JudgeError> {
     if let Some(id) = lm.tokenizer.token_to_id(letter) {
         return Ok(id);
     }

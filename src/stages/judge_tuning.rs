@@ -23,7 +23,7 @@ use super::pretrain::artifact::files;
 use super::pretrain::engine::clip_global_norm;
 use super::pretrain::{JUDGE_TEMPLATES, PretrainError, load_world_lm, weights_blake3};
 use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
-use crate::eval::judge::{JudgeItem, LmJudge, Verdict, prob_a};
+use crate::eval::judge::{JudgeItem, LmJudge, Verdict, letter_id, prob_a};
 use crate::model::pm::host;
 use crate::model::sampling::next_token_logits;
 use crate::model::train::Schedule;
@@ -249,19 +249,6 @@ fn encode_rows<B: Backend>(
     Ok((rows, truncated))
 }
 
-/// The letters' token ids.
-fn letter_ids<B: Backend>(lm: &Lm<B>) -> Result<[u32; 2], ModelError> {
-    let one = |letter: &str| -> Result<u32, ModelError> {
-        match lm.encode(letter)?.as_slice() {
-            [id] => Ok(*id),
-            _ => Err(ModelError::Request(format!(
-                "the judge's tokenizer has no single token for \"{letter}\""
-            ))),
-        }
-    };
-    Ok([one("A")?, one("B")?])
-}
-
 /// Measures `lm` on `pairs` as the evaluation asks it: both orders, probabilities averaged.
 pub fn measure<B: Backend>(
     lm: &Lm<B>,
@@ -321,7 +308,7 @@ pub fn tune<B: AutodiffBackend>(
     on_step: &mut dyn FnMut(usize, f64),
 ) -> Result<(Lm<B>, Vec<f64>, usize), TuningError> {
     let (rows, truncated) = encode_rows(&lm, templates, pairs)?;
-    let letters = letter_ids(&lm)?;
+    let letters = [letter_id(&lm, "A")?, letter_id(&lm, "B")?];
     let device = lm.model.device();
     let pick = Tensor::<B, 1, Int>::from_data(
         TensorData::new(vec![i64::from(letters[0]), i64::from(letters[1])], [2]),
