@@ -583,6 +583,23 @@ fn a_tuned_judge_is_read_from_its_tuning_and_tuning_keys_reach_only_judging() {
             "winrates"
         ])
     );
+    // The responder is read through its pretraining: another responder is another tuning,
+    // and without sampled questions it is not read at all.
+    let deps = |plan: &Plan| {
+        plan.stage("judge_tuning/world-m-judge")
+            .unwrap()
+            .deps
+            .clone()
+    };
+    assert!(deps(&tuned).iter().any(|d| d == "pretrain/world-s"));
+    let other = plan(&["models.judge.judging.tuning.responder=\"sim-m\""]);
+    assert!(deps(&other).iter().any(|d| d == "pretrain/world-m"));
+    assert_ne!(
+        a["judge_tuning/world-m-judge"],
+        keys(&other)["judge_tuning/world-m-judge"]
+    );
+    let unsampled = plan(&["models.judge.judging.tuning.sampled_pairs=0"]);
+    assert_eq!(deps(&unsampled), ["pretrain/world-m-judge"]);
     // Without a tuning table the judge is read from its pretraining.
     let text = std::fs::read_to_string(root().join("recipes/paper/world.toml")).unwrap();
     let start = text.find("[models.judge.judging.tuning]").unwrap();

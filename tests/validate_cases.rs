@@ -392,6 +392,16 @@ cases! {
         "steps",
         "epochs",
     );
+    judge_tuning_sampled_without_responder => Case::new(
+        format!("{BASE}\n[models.small.judging.tuning]\nsampled_pairs = 100\n"),
+        "models.small.judging.tuning.responder",
+        "e.g. responder = \"sim-s\"",
+    );
+    judge_tuning_unknown_responder => Case::new(
+        format!("{BASE}\n[models.small.judging.tuning]\nsampled_pairs = 100\nresponder = \"smal\"\n"),
+        "models.small.judging.tuning.responder",
+        "did you mean `small`?",
+    );
     non_utf8_recipe_line => Case::new(non_utf8_on_line_3(), "line 3", "UTF-8");
     non_utf8_prompt_line => Case::new(BASE, "harmless.jsonl:4", "UTF-8")
         .file("prompts/harmless.jsonl", [PROMPTS.as_bytes(), b"{\"id\": \"d\", \"turns\": [\"caf\xe9\"]}\n"].concat());

@@ -241,3 +241,97 @@ fn a_tuned_judge_learns_its_training_questions_and_is_the_model_judges_load() {
     let pretrained = read_record(&artifact(root, "pretrain/world-xs-judge", pretrain_key)).unwrap();
     assert_ne!(record.weights_blake3, pretrained.weights_blake3);
 }
+
+#[test]
+fn a_judge_tuned_on_sampled_responses_reads_its_responder_and_the_oracle_scores_them() {
+    // The judge's extra questions show two responses world-xs samples; the oracle's scores
+    // of those texts on the question's axis are the gap the targets follow.
+    let (_tmp, recipe) = project(
+        6,
+        "\n[models.judge]\npreset = \"world-xs\"\n\n\
+         [models.judge.judging]\nquestions_frac = 0.3\n\n\
+         [models.judge.judging.tuning]\npairs = 8\nsampled_pairs = 8\nresponder = \"sim\"\n\
+         epochs = 1\nbatch_size = 8\nheldout_pairs = 6\n\n\
+         [eval]\nmax_new_tokens = 24\n",
+    );
+    let resolved = rlcd::recipe::load(&recipe, &[]).unwrap();
+    let summary = runner::run(&resolved, &quiet()).unwrap();
+    let tuning_id = rlcd::stages::judge_tuning::id("world-xs-judge");
+    let stage = summary
+        .plan
+        .stage(&tuning_id)
+        .expect("a judge tuning stage");
+    let mut deps = stage.deps.clone();
+    deps.sort();
+    assert_eq!(deps, ["pretrain/world-xs", "pretrain/world-xs-judge"]);
+    let root = recipe.parent().unwrap();
+    let record: rlcd::stages::judge_tuning::TuningRecord = serde_json::from_slice(
+        &fs::read(artifact(root, &tuning_id, &stage.key).join(rlcd::stages::judge_tuning::RECORD))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (record.pairs, record.sampled_pairs, record.steps),
+        (16, 8, 2)
+    );
+    for m in [&record.before_sampled, &record.after_sampled] {
+        let m = m.as_ref().expect("measured on sampled held-out pairs");
+        assert_eq!(m.all.n, 6);
+    }
+
+    // The pairs themselves, from the responder's weights.
+    let config: rlcd::stages::judge_tuning::Config =
+        serde_json::from_value(stage.config.clone()).unwrap();
+    let responses = config.responses.as_ref().expect("a responder");
+    assert_eq!(responses.max_new_tokens, 24);
+    let sim = summary.plan.stage("pretrain/world-xs").unwrap();
+    let device = Default::default();
+    let lm = rlcd::stages::pretrain::load_world_lm::<burn::backend::Flex>(
+        &artifact(root, "pretrain/world-xs", &sim.key),
+        &device,
+    )
+    .unwrap();
+    let world = config.world.build().unwrap();
+    let family = responses.templates.templates();
+    let draw = |seed| {
+        rlcd::stages::judge_tuning::sampled_pairs(
+            &lm,
+            &world,
+            &family,
+            rlcd::world::Split::Train,
+            12,
+            24,
+            seed,
+        )
+        .unwrap()
+    };
+    let pairs = draw(3);
+    assert_eq!(pairs.len(), 12);
+    assert_eq!(pairs, draw(3), "the same seed draws the same pairs");
+    assert_ne!(pairs, draw(4));
+    let tasks = rlcd::world::Task::ALL;
+    for (i, pair) in pairs.iter().enumerate() {
+        let task = tasks[i % tasks.len()];
+        assert!(task.axes().contains(&pair.axis.as_str()));
+        let score = |text: &str| {
+            world
+                .score(task, &pair.turns, text)
+                .unwrap()
+                .axis(&pair.axis)
+                .unwrap()
+        };
+        let gap = score(&pair.outputs[0]) - score(&pair.outputs[1]);
+        assert!(
+            (pair.gap - gap).abs() < 1e-12,
+            "pair {i}: {} vs {gap}",
+            pair.gap
+        );
+    }
+    let distinct: std::collections::BTreeSet<&String> =
+        pairs.iter().flat_map(|p| p.outputs.iter()).collect();
+    assert!(
+        distinct.len() > 12,
+        "{} distinct responses of 24",
+        distinct.len()
+    );
+}

@@ -110,6 +110,30 @@ fn unknown_ref(key: &str, what: &str, name: &str, valid: &[&str], table: &str) -
     Problem::new(key, format!("`{key}` names unknown {what} `{name}`"), fix)
 }
 
+/// A judge tuning's `responder` must name a world-preset model of the recipe.
+fn check_responder(resolved: &Resolved, key: &str, responder: &str, out: &mut Vec<Problem>) {
+    let at = format!("{key}.judging.tuning.responder");
+    let models = &resolved.recipe.models;
+    let world: Vec<&str> = models
+        .iter()
+        .filter(|(_, m)| {
+            m.preset
+                .as_deref()
+                .is_some_and(crate::model::llama::is_world_preset)
+        })
+        .map(|(n, _)| n.as_str())
+        .collect();
+    match models.get(responder) {
+        None => out.push(unknown_ref(&at, "model", responder, &world, "models")),
+        Some(_) if !world.contains(&responder) => out.push(Problem::new(
+            &at,
+            format!("`{at}` names model `{responder}`, which is not a world preset; the responses are sampled from a model pretrained on the world"),
+            format!("name one of: {}", names(world.iter())),
+        )),
+        Some(_) => {}
+    }
+}
+
 fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
     for (name, m) in &resolved.recipe.models {
         let key = format!("models.{name}");
@@ -224,6 +248,9 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
                     format!("`{at}`: {problem}"),
                     format!("correct `{name}` under [{table}], or drop it to use the default"),
                 ));
+            }
+            if let Some(responder) = judging.tuning.as_ref().and_then(|t| t.responder.as_ref()) {
+                check_responder(resolved, &key, responder, out);
             }
         }
         if let Some(h) = &m.sha256

@@ -314,6 +314,21 @@ pub struct JudgeTuning {
     pub pair_correlation: f64,
     /// Further judge questions, drawn apart, on which the tuned judge is measured.
     pub heldout_pairs: usize,
+    /// Further training questions whose two responses are sampled from `responder` (each from
+    /// the plain, positive or negative contrast prompt of a training prompt, drawn at random)
+    /// and scored by the oracle: model outputs like those the evaluation judges, beside the
+    /// world's own responses. 0 trains on the world's responses only.
+    #[serde(skip_serializing_if = "is_zero")]
+    #[schemars(extend("default" = 0))]
+    pub sampled_pairs: usize,
+    /// The model (`[models.<name>]`, a world preset) whose pretrained weights sample the
+    /// responses of `sampled_pairs`; needed when `sampled_pairs` is above 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub responder: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for JudgeTuning {
@@ -326,6 +341,8 @@ impl Default for JudgeTuning {
             batch_size: 8,
             pair_correlation: 0.0,
             heldout_pairs: 400,
+            sampled_pairs: 0,
+            responder: None,
         }
     }
 }
@@ -363,6 +380,15 @@ impl JudgeTuning {
                 format!(
                     "{} is not a correlation in [0, 1); use e.g. 0.5, or 0 for independent responses",
                     self.pair_correlation
+                ),
+            );
+        }
+        if self.sampled_pairs > 0 && self.responder.is_none() {
+            add(
+                "responder",
+                format!(
+                    "is not set while sampled_pairs is {}; name the world model that samples the responses, e.g. responder = \"sim-s\", or set sampled_pairs = 0",
+                    self.sampled_pairs
                 ),
             );
         }

@@ -4,7 +4,10 @@
 //! answer letter is trained: the cross-entropy of the softmax over "A" and "B" against the
 //! oracle's probability that the response shown first is better, sigmoid(sharpness · score
 //! gap). The tuned judge is measured on held-out questions before and after, by the same code
-//! that judges policies ([`LmJudge`], both orders, probabilities averaged).
+//! that judges policies ([`LmJudge`], both orders, probabilities averaged). With a responder,
+//! further questions show two outputs sampled from a pretrained world model (the kind of text
+//! the evaluation judges), scored by the oracle, and the judge is also measured on such pairs
+//! over held-out prompts.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -13,6 +16,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
+use rand::Rng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -24,24 +28,30 @@ use super::pretrain::engine::clip_global_norm;
 use super::pretrain::{JUDGE_TEMPLATES, PretrainError, load_world_lm, weights_blake3};
 use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
 use crate::eval::judge::{JudgeItem, LmJudge, Verdict, letter_id, prob_a};
+use crate::eval::sampling::{Sampling, sample};
 use crate::model::pm::host;
 use crate::model::sampling::next_token_logits;
 use crate::model::train::Schedule;
 use crate::model::{Lm, ModelError, Truncate};
+use crate::prompts::contrast_prompts;
 use crate::recipe::eval::JudgeOrder;
 use crate::recipe::{BackendKind, JudgeTuning as Tuning};
 use crate::seed;
 use crate::stages::reward::train::bt_loss;
-use crate::templates::{TemplateError, TemplateSet, Templates};
+use crate::templates::{TemplateError, TemplateSet, Templates, judge_template};
 use crate::world::corpus::{JudgePair, judge_pair};
 use crate::world::format::BOS;
-use crate::world::{Task, World, WorldSpec};
+use crate::world::oracle::OracleError;
+use crate::world::{PROMPT_SET_VERSION, Split, Task, World, WorldError, WorldSpec};
 
 /// File of the tuning record ([`TuningRecord`]).
 pub const RECORD: &str = "judge_tuning.json";
 
 /// Questions scored together when measuring.
 const MEASURE_BATCH: usize = 32;
+
+/// Responses sampled together.
+const SAMPLE_BATCH: usize = 32;
 
 /// The stage type.
 pub struct JudgeTuningStage;
@@ -57,12 +67,29 @@ pub struct Config {
     pub world: WorldSpec,
     /// The judge questions' template files.
     pub templates: TemplateSet,
-    /// The training settings.
+    /// The training settings (the responder named by the stage in `responses`).
     pub tuning: Tuning,
+    /// Where sampled questions' responses come from, when `tuning.sampled_pairs` > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responses: Option<Responses>,
     /// The compute backend.
     pub backend: BackendKind,
     /// Seed of the questions and the batch order.
     pub seed: u64,
+}
+
+/// The model that samples the responses of sampled judge questions, and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Responses {
+    /// The responder's pretraining stage.
+    pub pretrain: String,
+    /// The world task families' contrast templates that render the prompts it answers.
+    pub templates: TemplateSet,
+    /// The world prompt sets' version (training prompts train, test prompts measure).
+    pub prompt_set_version: u32,
+    /// Most new tokens per response (the evaluation's limit).
+    pub max_new_tokens: usize,
 }
 
 /// Id of the judge tuning of the world model labelled `label`.
@@ -80,15 +107,47 @@ pub fn plan(p: &Planner<'_>, model: &WorldModel) -> Result<Option<Planned>, Plan
     };
     let mut world = p.world();
     world.config = judging.apply(&world.config);
+    let mut tuning = tuning.clone();
+    // The responder is keyed by what it is (its pretraining), not by its recipe name.
+    let responses = match tuning.responder.take() {
+        Some(name) if tuning.sampled_pairs > 0 => Some(responses(p, &name)?),
+        _ => None,
+    };
     let config = Config {
         pretrain: super::pretrain::id(&model.label),
         world,
         templates: p.template_files("world", JUDGE_TEMPLATES.iter().copied())?,
-        tuning: tuning.clone(),
+        tuning,
+        responses,
         backend: p.backend(),
         seed: p.world_seed(&["judge_tuning", &model.label]),
     };
     Planned::new::<JudgeTuningStage>(id(&model.label), &config).map(Some)
+}
+
+/// The responses of recipe model `name` (validated as a world preset).
+fn responses(p: &Planner<'_>, name: &str) -> Result<Responses, PlanError> {
+    p.read("eval.max_new_tokens");
+    let recipe = p.recipe();
+    let world = recipe
+        .models
+        .get(name)
+        .and_then(|spec| WorldModel::of(name, spec))
+        .ok_or_else(|| PlanError::UnknownUpstream {
+            stage: "judge_tuning".into(),
+            upstream: format!("pretrain of model `{name}`"),
+            suggestion: None,
+        })?;
+    let mut templates = TemplateSet::default();
+    for task in Task::ALL {
+        templates.extend(p.family_files("judge_tuning", task.name())?);
+    }
+    Ok(Responses {
+        pretrain: super::pretrain::id(&world.label),
+        templates,
+        prompt_set_version: PROMPT_SET_VERSION,
+        max_new_tokens: recipe.eval.max_new_tokens,
+    })
 }
 
 /// Why a judge could not be tuned.
@@ -103,6 +162,22 @@ pub enum TuningError {
     /// Measuring with the judge failed.
     #[error(transparent)]
     Judge(#[from] crate::eval::judge::JudgeError),
+    /// The world's prompt sets failed.
+    #[error(transparent)]
+    World(#[from] WorldError),
+    /// The oracle could not score a sampled response.
+    #[error(transparent)]
+    Oracle(#[from] OracleError),
+    /// A world task has no prompts of the split the responses answer.
+    #[error(
+        "judge tuning samples responses to `{task}` {split:?} prompts, and the world has none\n  fix: raise [world] prompts_train and prompts_test above 0"
+    )]
+    NoPrompts {
+        /// The task.
+        task: &'static str,
+        /// The split.
+        split: Split,
+    },
     /// The loss is not finite.
     #[error(
         "judge tuning diverged: the loss is {loss} at step {step}\n  fix: lower [models.<name>.judging.tuning] lr (now {lr})"
@@ -192,6 +267,16 @@ pub struct TuningRecord {
     pub before: Measured,
     /// The tuned model on them.
     pub after: Measured,
+    /// Training questions over sampled responses (among `pairs`).
+    #[serde(default)]
+    pub sampled_pairs: usize,
+    /// The pretrained model on `heldout_pairs` questions over responses sampled for held-out
+    /// prompts, when it has a responder.
+    #[serde(default)]
+    pub before_sampled: Option<Measured>,
+    /// The tuned model on them.
+    #[serde(default)]
+    pub after_sampled: Option<Measured>,
     /// blake3 of the tuned weights.
     pub weights_blake3: String,
     /// Wall-clock seconds of training.
@@ -216,6 +301,97 @@ pub fn draw_pairs(world: &World, rho: f64, n: usize, seed: u64) -> Vec<JudgePair
             judge_pair(world, Task::ALL[i % Task::ALL.len()], rho, &mut rng)
         })
         .collect()
+}
+
+/// `n` judge questions over two responses `lm` samples, question `i` over task `i mod 3` and a
+/// `split` prompt of the world drawn from its own child seed. Each response answers the
+/// prompt's plain, positive or negative contrast prompt (drawn per response, so pairs range
+/// from RLAIF-like to RLCD-like); the oracle's scores on the question's axis give the gap.
+pub fn sampled_pairs<B: Backend>(
+    lm: &Lm<B>,
+    world: &World,
+    templates: &Templates,
+    split: Split,
+    n: usize,
+    max_new_tokens: usize,
+    seed: u64,
+) -> Result<Vec<JudgePair>, TuningError> {
+    let mut sets = Vec::with_capacity(Task::ALL.len());
+    for task in Task::ALL {
+        let mut set = world.prompt_set(task)?;
+        set.retain(|d| d.split == split);
+        if set.is_empty() {
+            return Err(TuningError::NoPrompts {
+                task: task.name(),
+                split,
+            });
+        }
+        sets.push(set);
+    }
+    let mut frames = Vec::with_capacity(n);
+    let mut prompts = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        let mut rng = seed::rng(seed::derive_index(seed, "question", i as u64));
+        let t = i % Task::ALL.len();
+        let task = Task::ALL[t];
+        let dialogue = &sets[t][rng.random_range(0..sets[t].len())];
+        let axes: Vec<String> = task.axes().iter().map(|a| a.to_string()).collect();
+        let axis = axes[rng.random_range(0..axes.len())].clone();
+        let template =
+            judge_template(&axes, &axis).expect("every axis of a world task has a judge question");
+        let contrast = contrast_prompts(
+            templates,
+            task.name(),
+            std::slice::from_ref(dialogue),
+            seed::derive_index(seed, "affix", i as u64),
+        )?
+        .remove(0);
+        for _ in 0..2 {
+            prompts.push(match rng.random_range(0..3) {
+                0 => contrast.positive.clone(),
+                1 => contrast.plain.clone(),
+                _ => contrast.negative.clone(),
+            });
+        }
+        frames.push((task, dialogue.turns.clone(), axis, template));
+    }
+    let outs = sample(
+        lm,
+        &prompts,
+        &Sampling::paper(max_new_tokens, SAMPLE_BATCH),
+        seed::derive(seed, &["responses"]),
+    )?;
+    frames
+        .into_iter()
+        .zip(outs.chunks(2))
+        .map(|((task, turns, axis, template), two)| {
+            let outputs = [two[0].0.clone(), two[1].0.clone()];
+            Ok(scored_pair(world, task, turns, axis, template, outputs)?)
+        })
+        .collect()
+}
+
+/// The judge question of `task` on `axis` over `outputs`, its gap the oracle's score of the
+/// first on `axis` minus the second's.
+pub fn scored_pair(
+    world: &World,
+    task: Task,
+    turns: Vec<String>,
+    axis: String,
+    template: &'static str,
+    outputs: [String; 2],
+) -> Result<JudgePair, OracleError> {
+    let score = |text: &str| -> Result<f64, OracleError> {
+        Ok(world.score(task, &turns, text)?.axis(&axis).unwrap_or(0.0))
+    };
+    let gap = score(&outputs[0])? - score(&outputs[1])?;
+    Ok(JudgePair {
+        turns,
+        axis,
+        template,
+        outputs,
+        gap,
+    })
 }
 
 /// P(the response shown first is better) by the oracle: sigmoid(sharpness · gap).
@@ -393,7 +569,7 @@ fn run_tuning<B: AutodiffBackend>(
     let templates = config.templates.templates();
     let tuning = &config.tuning;
     let rho = tuning.pair_correlation;
-    let train = draw_pairs(
+    let mut train = draw_pairs(
         &world,
         rho,
         tuning.pairs,
@@ -405,8 +581,37 @@ fn run_tuning<B: AutodiffBackend>(
         tuning.heldout_pairs,
         seed::derive(config.seed, &["heldout"]),
     );
+    let (sampled, heldout_sampled) = match &config.responses {
+        Some(r) => {
+            let dir = ctx.input(&r.pretrain)?.dir;
+            let responder = load_world_lm::<B::InnerBackend>(&dir, device)?;
+            let family = r.templates.templates();
+            let draw = |split: Split, n: usize, name: &str| {
+                sampled_pairs(
+                    &responder,
+                    &world,
+                    &family,
+                    split,
+                    n,
+                    r.max_new_tokens,
+                    seed::derive(config.seed, &["sampled", name]),
+                )
+            };
+            (
+                draw(Split::Train, tuning.sampled_pairs, "train")?,
+                Some(draw(Split::Test, tuning.heldout_pairs, "heldout")?),
+            )
+        }
+        None => (Vec::new(), None),
+    };
+    let n_sampled = sampled.len();
+    train.extend(sampled);
     let lm = load_world_lm::<B>(&base.dir, device)?;
     let before = measure(&inner(&lm)?, &templates, &heldout)?;
+    let before_sampled = match &heldout_sampled {
+        Some(pairs) => Some(measure(&inner(&lm)?, &templates, pairs)?),
+        None => None,
+    };
     let steps = Schedule::fine_tune_steps(train.len(), tuning.epochs, tuning.batch_size);
     let pb = ctx.progress(steps as u64);
     let mut on_step = |_: usize, loss: f64| {
@@ -427,6 +632,10 @@ fn run_tuning<B: AutodiffBackend>(
     pb.finish_and_clear();
     let lm = inner(&lm)?;
     let after = measure(&lm, &templates, &heldout)?;
+    let after_sampled = match &heldout_sampled {
+        Some(pairs) => Some(measure(&lm, &templates, pairs)?),
+        None => None,
+    };
     crate::model::load::save_checkpoint(&lm.model, ctx.dir).map_err(PretrainError::from)?;
     lm.tokenizer
         .save(&ctx.dir.join(files::TOKENIZER))
@@ -444,6 +653,9 @@ fn run_tuning<B: AutodiffBackend>(
         losses,
         before,
         after,
+        sampled_pairs: n_sampled,
+        before_sampled,
+        after_sampled,
         weights_blake3: weights_blake3(&lm.model),
         train_seconds,
     })
@@ -455,7 +667,9 @@ impl Stage for JudgeTuningStage {
     type Config = Config;
 
     fn inputs(config: &Config) -> Vec<String> {
-        vec![config.pretrain.clone()]
+        let mut inputs = vec![config.pretrain.clone()];
+        inputs.extend(config.responses.as_ref().map(|r| r.pretrain.clone()));
+        inputs
     }
 
     fn run(ctx: &Ctx<'_>, config: &Config) -> Result<serde_json::Value, StageError> {
@@ -474,6 +688,8 @@ impl Stage for JudgeTuningStage {
             "heldout_decided_pct_before": decided_before,
             "heldout_agreement_pct": agree_after,
             "heldout_decided_pct": decided_after,
+            "heldout_sampled_agreement_pct_before": record.before_sampled.as_ref().map(|m| 100.0 * m.all.agreement()),
+            "heldout_sampled_agreement_pct": record.after_sampled.as_ref().map(|m| 100.0 * m.all.agreement()),
         }))
     }
 }
@@ -481,6 +697,44 @@ impl Stage for JudgeTuningStage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::world::WorldConfig;
+
+    #[test]
+    fn a_scored_pair_gap_is_the_first_responses_score_minus_the_seconds() {
+        let world = World::new(&WorldConfig::default(), 11).unwrap();
+        let mut rng = seed::rng(5);
+        for task in Task::ALL {
+            let (turns, req) = world.prompt_turns(task, &mut rng);
+            let axis = task.main_axis().to_string();
+            let template = judge_template(std::slice::from_ref(&axis), &axis).unwrap();
+            let good = world.output_text(&req, &world.respond(&req, 3.0, &mut rng).1);
+            let poor = world.output_text(&req, &world.respond(&req, -3.0, &mut rng).1);
+            let score = |t: &str| world.score(task, &turns, t).unwrap().axis(&axis).unwrap();
+            let (s_good, s_poor) = (score(&good), score(&poor));
+            assert!(s_good > s_poor, "{task:?}: {s_good} vs {s_poor}");
+            let pair = scored_pair(
+                &world,
+                task,
+                turns.clone(),
+                axis.clone(),
+                template,
+                [good.clone(), poor.clone()],
+            )
+            .unwrap();
+            assert_eq!(pair.gap, s_good - s_poor);
+            assert_eq!(pair.outputs, [good, poor]);
+            let swapped = scored_pair(
+                &world,
+                task,
+                turns,
+                axis,
+                template,
+                [pair.outputs[1].clone(), pair.outputs[0].clone()],
+            )
+            .unwrap();
+            assert_eq!(swapped.gap, -pair.gap);
+        }
+    }
 
     #[test]
     fn counts_follow_both_orders() {
