@@ -540,6 +540,9 @@ fn a_world_seed_keeps_the_pretrained_world_across_recipe_seeds() {
     }
     let (plain0, plain1) = (at(&["seed=0"]), at(&["seed=1"]));
     assert!(differ(&plain0, &plain1, "pretrain/"));
+    // A world seed equal to the recipe seed is the world the recipe seed gives: every key the
+    // same (a seed sweep that fixes the world reuses a plain run's stages).
+    assert_eq!(at(&["world.seed=0", "seed=0"]), plain0);
 }
 
 #[test]

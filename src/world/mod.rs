@@ -67,7 +67,12 @@ impl WorldSpec {
     /// `config.seed` when the world has its own).
     pub fn new(config: &WorldConfig, recipe_seed: u64) -> Self {
         Self {
-            config: config.clone(),
+            // The seed is resolved into `seed`: a world seed equal to the recipe seed is the
+            // same world, with the same key.
+            config: WorldConfig {
+                seed: None,
+                ..config.clone()
+            },
             seed: world_seed(config.seed.unwrap_or(recipe_seed)),
             version: WORLD_VERSION,
         }
