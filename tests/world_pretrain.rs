@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rlcd::runner::{self, RunOptions};
+use rlcd::stages::judge_tuning::{self, TuningRecord};
 use rlcd::stages::pretrain::id as pretrain_stage_id;
 use rlcd::stages::pretrain::{PretrainRecord, read_record};
 use rlcd::stages::world_report::ID as WORLD_REPORT_TABLE;
@@ -198,6 +199,22 @@ fn bad_world_settings_are_named_with_their_fix() {
     assert!(err.to_string().contains("descriptor_frac"), "{err}");
 }
 
+/// Runs `recipe` and reads the tuning stage of its world-xs judge and the stage's record.
+fn run_tuned_judge(recipe: &Path) -> (runner::RunSummary, rlcd::plan::Stage, TuningRecord) {
+    let resolved = rlcd::recipe::load(recipe, &[]).unwrap();
+    let summary = runner::run(&resolved, &quiet()).unwrap();
+    let id = judge_tuning::id("world-xs-judge");
+    let stage = summary
+        .plan
+        .stage(&id)
+        .expect("a judge tuning stage")
+        .clone();
+    let dir = artifact(recipe.parent().unwrap(), &id, &stage.key);
+    let record =
+        serde_json::from_slice(&fs::read(dir.join(judge_tuning::RECORD)).unwrap()).unwrap();
+    (summary, stage, record)
+}
+
 #[test]
 fn a_tuned_judge_learns_its_training_questions_and_is_the_model_judges_load() {
     // A world-xs judge pretrained with judge questions, then fine-tuned on 16 questions (both
@@ -209,19 +226,9 @@ fn a_tuned_judge_learns_its_training_questions_and_is_the_model_judges_load() {
          [models.judge.judging.tuning]\npairs = 16\nepochs = 40\nbatch_size = 8\nlr = 2e-3\n\
          heldout_pairs = 24\n",
     );
-    let resolved = rlcd::recipe::load(&recipe, &[]).unwrap();
-    let summary = runner::run(&resolved, &quiet()).unwrap();
-    let tuning_id = rlcd::stages::judge_tuning::id("world-xs-judge");
-    let stage = summary
-        .plan
-        .stage(&tuning_id)
-        .expect("a judge tuning stage");
+    let (summary, stage, record) = run_tuned_judge(&recipe);
     assert_eq!(stage.deps, ["pretrain/world-xs-judge"]);
     let root = recipe.parent().unwrap();
-    let dir = artifact(root, &tuning_id, &stage.key);
-    let record: rlcd::stages::judge_tuning::TuningRecord =
-        serde_json::from_slice(&fs::read(dir.join(rlcd::stages::judge_tuning::RECORD)).unwrap())
-            .unwrap();
     assert_eq!((record.pairs, record.steps), (16, 80));
     assert!(record.losses.iter().all(|l| l.is_finite()));
     let first = record.losses[..2].iter().sum::<f64>() / 2.0;
@@ -254,22 +261,11 @@ fn a_judge_tuned_on_sampled_responses_reads_its_responder_and_the_oracle_scores_
          epochs = 1\nbatch_size = 8\nheldout_pairs = 6\n\n\
          [eval]\nmax_new_tokens = 24\n",
     );
-    let resolved = rlcd::recipe::load(&recipe, &[]).unwrap();
-    let summary = runner::run(&resolved, &quiet()).unwrap();
-    let tuning_id = rlcd::stages::judge_tuning::id("world-xs-judge");
-    let stage = summary
-        .plan
-        .stage(&tuning_id)
-        .expect("a judge tuning stage");
+    let (summary, stage, record) = run_tuned_judge(&recipe);
     let mut deps = stage.deps.clone();
     deps.sort();
     assert_eq!(deps, ["pretrain/world-xs", "pretrain/world-xs-judge"]);
     let root = recipe.parent().unwrap();
-    let record: rlcd::stages::judge_tuning::TuningRecord = serde_json::from_slice(
-        &fs::read(artifact(root, &tuning_id, &stage.key).join(rlcd::stages::judge_tuning::RECORD))
-            .unwrap(),
-    )
-    .unwrap();
     assert_eq!(
         (record.pairs, record.sampled_pairs, record.steps),
         (16, 8, 2)
@@ -280,8 +276,7 @@ fn a_judge_tuned_on_sampled_responses_reads_its_responder_and_the_oracle_scores_
     }
 
     // The pairs themselves, from the responder's weights.
-    let config: rlcd::stages::judge_tuning::Config =
-        serde_json::from_value(stage.config.clone()).unwrap();
+    let config: judge_tuning::Config = serde_json::from_value(stage.config.clone()).unwrap();
     let responses = config.responses.as_ref().expect("a responder");
     assert_eq!(responses.max_new_tokens, 24);
     let sim = summary.plan.stage("pretrain/world-xs").unwrap();
@@ -294,7 +289,7 @@ fn a_judge_tuned_on_sampled_responses_reads_its_responder_and_the_oracle_scores_
     let world = config.world.build().unwrap();
     let family = responses.templates.templates();
     let draw = |seed| {
-        rlcd::stages::judge_tuning::sampled_pairs(
+        judge_tuning::sampled_pairs(
             &lm,
             &world,
             &family,

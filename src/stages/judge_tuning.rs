@@ -607,11 +607,13 @@ fn run_tuning<B: AutodiffBackend>(
     let n_sampled = sampled.len();
     train.extend(sampled);
     let lm = load_world_lm::<B>(&base.dir, device)?;
-    let before = measure(&inner(&lm)?, &templates, &heldout)?;
+    let pretrained = inner(&lm)?;
+    let before = measure(&pretrained, &templates, &heldout)?;
     let before_sampled = match &heldout_sampled {
-        Some(pairs) => Some(measure(&inner(&lm)?, &templates, pairs)?),
+        Some(pairs) => Some(measure(&pretrained, &templates, pairs)?),
         None => None,
     };
+    drop(pretrained);
     let steps = Schedule::fine_tune_steps(train.len(), tuning.epochs, tuning.batch_size);
     let pb = ctx.progress(steps as u64);
     let mut on_step = |_: usize, loss: f64| {
