@@ -8,6 +8,7 @@ use burn::prelude::Backend;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use common::gguf_writer::to_gguf;
+use common::max_diff;
 use rlcd::model::gguf::GgufFile;
 use rlcd::model::llama::{Llama, LlamaConfig, RopeStyle, ScalarHead};
 use rlcd::model::load::{load_checkpoint, load_llama, load_llama_with_style, save_checkpoint};
@@ -28,14 +29,6 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         .convert::<f32>()
         .to_vec::<f32>()
         .expect("f32 data")
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn logits<B: Backend>(m: &Llama<B>, rows: &[Vec<u32>]) -> Vec<f32> {

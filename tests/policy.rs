@@ -350,6 +350,7 @@ fn dpo_lowers_its_loss_and_widens_the_margin_with_hard_and_soft_labels() {
         epochs: 2,
         lr: 1e-3,
         batch_size: 16,
+        lora: None,
     };
     let mut steps = 0;
     let (_, log) = train_dpo(f.lm.clone(), &reference, &pairs, &cfg, 2, &mut |_, _| {
@@ -397,6 +398,7 @@ fn context_distillation_lowers_the_nll_of_the_preferred_outputs() {
         epochs: 2,
         lr: 1e-3,
         batch_size: 16,
+        lora: None,
     };
     let (_, log) = train_sft(f.lm.clone(), &encoded, &cfg, 1, &mut |_, _| {}).expect("sft");
     eprintln!("SFT: NLL {:.4} → {:.4}", log.nll_before, log.nll_after);

@@ -402,6 +402,16 @@ cases! {
         "models.small.judging.tuning.responder",
         "did you mean `small`?",
     );
+    ppo_lora_rank_zero => Case::new(
+        format!("{BASE}\n[ppo.lora]\nrank = 0\n"),
+        "ppo.lora.rank",
+        "set rank ≥ 1",
+    );
+    reward_lora_unknown_target => Case::new(
+        format!("{BASE}\n[reward.lora]\ntargets = [\"q\"]\n"),
+        "reward.lora.targets",
+        "q_proj",
+    );
     non_utf8_recipe_line => Case::new(non_utf8_on_line_3(), "line 3", "UTF-8");
     non_utf8_prompt_line => Case::new(BASE, "harmless.jsonl:4", "UTF-8")
         .file("prompts/harmless.jsonl", [PROMPTS.as_bytes(), b"{\"id\": \"d\", \"turns\": [\"caf\xe9\"]}\n"].concat());

@@ -12,7 +12,7 @@
 //! prefix rounded up to a bucket of [`KV_BUCKET`] slots so shapes change rarely (CUDA kernels
 //! are compiled per shape) and the CPU never pays for the unused capacity.
 
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Embedding, Linear, RmsNorm};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
@@ -23,6 +23,9 @@ use super::ModelError;
 use super::kernels;
 pub use super::kv_cache::{KV_BUCKET, KvCache};
 use super::kv_cache::{LayerCache, Step};
+use super::lora::{
+    Adapter, AttentionAdapters, LoraConfig, LoraTarget, MlpAdapters, adapter_for, merged,
+};
 use super::quant::{BlockQ8, Q8Matrix, Q8Weights};
 use super::rope::{apply_rope, rope_tables};
 
@@ -338,6 +341,9 @@ pub struct Attention<B: Backend> {
     pub wv: Linear<B>,
     /// Output projection, `[n_heads·head_dim, d_model]`.
     pub wo: Linear<B>,
+    /// Low-rank adapters on the projections while the model is fine-tuned with LoRA
+    /// ([`Llama::with_lora`]); `None` otherwise.
+    pub lora: Option<AttentionAdapters<B>>,
 }
 
 /// SwiGLU feed-forward: `down(silu(gate(x)) ⊙ up(x))`.
@@ -349,6 +355,9 @@ pub struct Mlp<B: Backend> {
     pub up: Linear<B>,
     /// Down projection, `[d_ff, d_model]`.
     pub down: Linear<B>,
+    /// Low-rank adapters on the projections while the model is fine-tuned with LoRA
+    /// ([`Llama::with_lora`]); `None` otherwise.
+    pub lora: Option<MlpAdapters<B>>,
 }
 
 /// One pre-norm transformer block.
@@ -414,12 +423,14 @@ impl<B: Backend> Llama<B> {
                     wk: linear(d, config.kv_dim(), config.qkv_bias, device),
                     wv: linear(d, config.kv_dim(), config.qkv_bias, device),
                     wo: linear(config.q_dim(), d, false, device),
+                    lora: None,
                 },
                 ffn_norm: norm(device),
                 mlp: Mlp {
                     gate: linear(d, config.d_ff, false, device),
                     up: linear(d, config.d_ff, false, device),
                     down: linear(config.d_ff, d, false, device),
+                    lora: None,
                 },
             })
             .collect();
@@ -548,7 +559,7 @@ impl<B: Backend> Llama<B> {
     pub fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
         let q8 = self.q8.as_deref().map(|q| &q.head);
         match &self.lm_head {
-            Some(head) => project(head, hidden, q8),
+            Some(head) => project(head, hidden, q8, None),
             None => {
                 let [b, s, d] = hidden.dims();
                 let v = self.config.vocab_size;
@@ -669,6 +680,65 @@ impl<B: Backend> Llama<B> {
         self.q8.is_some()
     }
 
+    /// This model prepared for LoRA fine-tuning: every weight frozen (it receives no gradient
+    /// and an optimiser keeps no state for it), and a fresh adapter on each projection `config`
+    /// targets in every block, its `A` drawn from `seed`. The model computes exactly what it
+    /// did until an optimiser step moves the adapters (their `B` starts at zero).
+    pub fn with_lora(self, config: &LoraConfig, seed: u64) -> Self {
+        let mut model = self.no_grad();
+        let mut rng = crate::seed::rng(seed);
+        for block in &mut model.layers {
+            let (a, m) = (&block.attn, &block.mlp);
+            let attn = AttentionAdapters {
+                wq: adapter_for(&a.wq, LoraTarget::Q, config, &mut rng),
+                wk: adapter_for(&a.wk, LoraTarget::K, config, &mut rng),
+                wv: adapter_for(&a.wv, LoraTarget::V, config, &mut rng),
+                wo: adapter_for(&a.wo, LoraTarget::O, config, &mut rng),
+            };
+            let mlp = MlpAdapters {
+                gate: adapter_for(&m.gate, LoraTarget::Gate, config, &mut rng),
+                up: adapter_for(&m.up, LoraTarget::Up, config, &mut rng),
+                down: adapter_for(&m.down, LoraTarget::Down, config, &mut rng),
+            };
+            block.attn.lora = Some(attn);
+            block.mlp.lora = Some(mlp);
+        }
+        model
+    }
+
+    /// Whether any block carries LoRA adapters.
+    pub fn has_lora(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| l.attn.lora.is_some() || l.mlp.lora.is_some())
+    }
+
+    /// This model with its LoRA adapters folded into the weights they adapt and removed, every
+    /// weight trainable again: a plain decoder computing what the adapted one computed. A
+    /// model without adapters is returned as it is.
+    pub fn merge_lora(mut self) -> Self {
+        if !self.has_lora() {
+            return self;
+        }
+        for block in &mut self.layers {
+            if let Some(l) = block.attn.lora.take() {
+                let a = &mut block.attn;
+                a.wq = merged(a.wq.clone(), l.wq);
+                a.wk = merged(a.wk.clone(), l.wk);
+                a.wv = merged(a.wv.clone(), l.wv);
+                a.wo = merged(a.wo.clone(), l.wo);
+            }
+            if let Some(l) = block.mlp.lora.take() {
+                let m = &mut block.mlp;
+                m.gate = merged(m.gate.clone(), l.gate);
+                m.up = merged(m.up.clone(), l.up);
+                m.down = merged(m.down.clone(), l.down);
+            }
+        }
+        self.q8 = None;
+        self.map(&mut Trainable)
+    }
+
     fn block_q8(&self, i: usize) -> Option<&BlockQ8> {
         self.q8.as_deref().map(|q| &q.blocks[i])
     }
@@ -689,8 +759,13 @@ impl<B: Backend> Llama<B> {
 
 /// `x·W + b` through a 2-D matmul (burn-flex's fused `linear` is several times slower than its
 /// matmul at decoding shapes), split over all cores at decoding shapes on the CPU, or with the
-/// weight's Q8_0 copy `q8` when given (CPU only).
-fn project<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>, q8: Option<&Q8Matrix>) -> Tensor<B, 3> {
+/// weight's Q8_0 copy `q8` when given (CPU only); plus the LoRA `adapter`'s term when given.
+fn project<B: Backend>(
+    l: &Linear<B>,
+    x: Tensor<B, 3>,
+    q8: Option<&Q8Matrix>,
+    adapter: Option<&Adapter<B>>,
+) -> Tensor<B, 3> {
     let [b, s, d_in] = x.dims();
     let w = l.weight.val();
     let d_out = w.dims()[1];
@@ -698,12 +773,25 @@ fn project<B: Backend>(l: &Linear<B>, x: Tensor<B, 3>, q8: Option<&Q8Matrix>) ->
     let y = q8
         .and_then(|q| kernels::q8_product(&x, q))
         .or_else(|| kernels::product(&x, &w, false))
-        .unwrap_or_else(|| x.matmul(w));
+        .unwrap_or_else(|| x.clone().matmul(w));
+    let y = match adapter {
+        Some(a) => y + a.delta(x),
+        None => y,
+    };
     let y = match &l.bias {
         Some(bias) => y + bias.val().unsqueeze::<2>(),
         None => y,
     };
     y.reshape([b, s, d_out])
+}
+
+/// Marks every float parameter as requiring a gradient (undoes `Module::no_grad`).
+struct Trainable;
+
+impl<B: Backend> ModuleMapper<B> for Trainable {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| t.detach().set_require_grad(true))
+    }
 }
 
 /// `[b, s]` additive key bias: 0 for real tokens, [`MASKED`] for padding.
@@ -748,9 +836,25 @@ impl<B: Backend> Block<B> {
 
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 3>, q8: Option<&BlockQ8>) -> Tensor<B, 3> {
-        let gate = silu(project(&self.gate, x.clone(), q8.map(|q| &q.gate)));
-        let up = project(&self.up, x, q8.map(|q| &q.up));
-        project(&self.down, gate * up, q8.map(|q| &q.down))
+        let lora = self.lora.as_ref();
+        let gate = silu(project(
+            &self.gate,
+            x.clone(),
+            q8.map(|q| &q.gate),
+            lora.and_then(|l| l.gate.as_ref()),
+        ));
+        let up = project(
+            &self.up,
+            x,
+            q8.map(|q| &q.up),
+            lora.and_then(|l| l.up.as_ref()),
+        );
+        project(
+            &self.down,
+            gate * up,
+            q8.map(|q| &q.down),
+            lora.and_then(|l| l.down.as_ref()),
+        )
     }
 }
 
@@ -767,15 +871,31 @@ impl<B: Backend> Attention<B> {
         let [b, s, _] = x.dims();
         let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let g = h / kv;
-        let q = project(&self.wq, x.clone(), q8.map(|q| &q.wq))
-            .reshape([b, s, h, hd])
-            .swap_dims(1, 2);
-        let k = project(&self.wk, x.clone(), q8.map(|q| &q.wk))
-            .reshape([b, s, kv, hd])
-            .swap_dims(1, 2);
-        let v = project(&self.wv, x, q8.map(|q| &q.wv))
-            .reshape([b, s, kv, hd])
-            .swap_dims(1, 2);
+        let lora = self.lora.as_ref();
+        let q = project(
+            &self.wq,
+            x.clone(),
+            q8.map(|q| &q.wq),
+            lora.and_then(|l| l.wq.as_ref()),
+        )
+        .reshape([b, s, h, hd])
+        .swap_dims(1, 2);
+        let k = project(
+            &self.wk,
+            x.clone(),
+            q8.map(|q| &q.wk),
+            lora.and_then(|l| l.wk.as_ref()),
+        )
+        .reshape([b, s, kv, hd])
+        .swap_dims(1, 2);
+        let v = project(
+            &self.wv,
+            x,
+            q8.map(|q| &q.wv),
+            lora.and_then(|l| l.wv.as_ref()),
+        )
+        .reshape([b, s, kv, hd])
+        .swap_dims(1, 2);
         let q = apply_rope(q, ctx.cos.clone(), ctx.sin.clone(), c.rope_style);
         let k = apply_rope(k, ctx.cos.clone(), ctx.sin.clone(), c.rope_style);
         let (k, v) = match cache {
@@ -794,7 +914,12 @@ impl<B: Backend> Attention<B> {
             .reshape([b, h, s, hd])
             .swap_dims(1, 2)
             .reshape([b, s, h * hd]);
-        project(&self.wo, out, q8.map(|q| &q.wo))
+        project(
+            &self.wo,
+            out,
+            q8.map(|q| &q.wo),
+            lora.and_then(|l| l.wo.as_ref()),
+        )
     }
 }
 
@@ -817,6 +942,23 @@ impl<B: Backend> ScalarHead<B> {
         Self { trunk, score }
     }
 
+    /// This model prepared for LoRA fine-tuning ([`Llama::with_lora`] on the trunk); the
+    /// scalar head stays fully trainable, as `peft` trains a reward model's score layer.
+    pub fn with_lora(self, config: &LoraConfig, seed: u64) -> Self {
+        Self {
+            trunk: self.trunk.with_lora(config, seed),
+            score: self.score,
+        }
+    }
+
+    /// This model with the trunk's adapters merged ([`Llama::merge_lora`]).
+    pub fn merge_lora(self) -> Self {
+        Self {
+            trunk: self.trunk.merge_lora(),
+            score: self.score,
+        }
+    }
+
     /// One scalar per row, `[b]`, read at each row's last real token.
     pub fn forward(&self, tokens: Tensor<B, 2, Int>, mask: Tensor<B, 2, Bool>) -> Tensor<B, 1> {
         let [b, s] = tokens.dims();
@@ -827,7 +969,7 @@ impl<B: Backend> ScalarHead<B> {
         let last = (idx * mask.int()).max_dim(1); // [b, 1]
         let last = last.reshape([b, 1, 1]).expand([b, 1, d]);
         let h = hidden.gather(1, last); // [b, 1, d]
-        project(&self.score, h, None).reshape([b])
+        project(&self.score, h, None, None).reshape([b])
     }
 
     /// One scalar per position, `[b, len]`, for the `len` positions from `start` on (the
@@ -841,6 +983,6 @@ impl<B: Backend> ScalarHead<B> {
     ) -> Tensor<B, 2> {
         let b = tokens.dims()[0];
         let hidden = self.trunk.hidden(tokens, mask).narrow(1, start, len);
-        project(&self.score, hidden, None).reshape([b, len])
+        project(&self.score, hidden, None, None).reshape([b, len])
     }
 }

@@ -339,12 +339,14 @@ pub(crate) fn assemble<B: Backend>(
                 wk: r.linear((Part::K, i), kv, d, bias, k_perm)?,
                 wv: r.linear((Part::V, i), kv, d, bias, None)?,
                 wo: r.linear((Part::O, i), d, q, false, None)?,
+                lora: None,
             },
             ffn_norm: r.norm(Part::FfnNorm, i, c)?,
             mlp: Mlp {
                 gate: r.linear((Part::Gate, i), ff, d, false, None)?,
                 up: r.linear((Part::Up, i), ff, d, false, None)?,
                 down: r.linear((Part::Down, i), d, ff, false, None)?,
+                lora: None,
             },
         });
     }
@@ -460,6 +462,34 @@ pub fn load_checkpoint<B: Backend>(dir: &Path, device: &B::Device) -> Result<Lla
         .map_err(ckpt_err(
             dir,
             "cannot read the weights: the file is missing or was written for another configuration",
+        ))
+}
+
+/// Loads the weights a checkpoint in `dir` holds into `model`, which has the saved model's
+/// configuration (`config`) and structure, LoRA adapters included: resuming a training run
+/// whose model is not a plain decoder. Parameters keep their trainable or frozen state and
+/// take the saved parameter ids, so a saved optimiser state applies to them.
+pub fn load_checkpoint_into<B: Backend, M: Module<B>>(
+    model: M,
+    config: &LlamaConfig,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<M, ModelError> {
+    let saved = read_checkpoint_config(dir)?;
+    if &saved != config {
+        return Err(ModelError::Checkpoint {
+            path: dir.join(CHECKPOINT_CONFIG),
+            message: "was saved for another model configuration; resume with the model it was \
+                      written for, or delete the checkpoint"
+                .into(),
+            source: "configuration mismatch".into(),
+        });
+    }
+    model
+        .load_file(weights_path(dir), &Recorder::new(), device)
+        .map_err(ckpt_err(
+            dir,
+            "cannot read the weights: the file is missing or was written for another model",
         ))
 }
 

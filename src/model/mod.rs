@@ -9,6 +9,7 @@ pub mod kv_cache;
 pub mod llama;
 pub mod lm;
 pub mod load;
+pub mod lora;
 pub mod pm;
 pub mod quant;
 mod rope;
@@ -26,6 +27,7 @@ pub type CudaBackend = burn::backend::Cuda;
 
 pub use llama::{KvCache, Llama, LlamaConfig, RopeStyle, ScalarHead};
 pub use lm::{Lm, ScoreReport};
+pub use lora::{LoraConfig, LoraTarget};
 pub use sampling::{FinishReason, GenerateOptions, Generation, GenerationRequest};
 pub use save_gguf::{GgufPrecision, save_gguf};
 pub use truncate::Truncate;

@@ -5,6 +5,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::model::LoraConfig;
+
 /// Preference-pair simulation (paper §4.2: temperature 1.0, up to 300 new tokens, no top-p,
 /// unfinished outputs re-sampled up to 5 times, batch 16).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -60,6 +62,10 @@ pub struct RewardConfig {
     /// Held-out test prompts per world task whose pair of independent policy samples, labelled
     /// by the oracle (ties left out), measures preference-model agreement (paper Table 5).
     pub heldout_pairs: usize,
+    /// Train low-rank adapters on the frozen trunk (the scalar head stays trainable) instead of every weight, merged into the
+    /// model afterwards. Absent (the paper): every weight is trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl Default for RewardConfig {
@@ -72,6 +78,7 @@ impl Default for RewardConfig {
             max_len: 512,
             holdout_frac: 0.1,
             heldout_pairs: 200,
+            lora: None,
         }
     }
 }
@@ -133,6 +140,10 @@ pub struct PpoConfig {
     /// Absent (the paper): all `steps` run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_kl: Option<f64>,
+    /// Train low-rank adapters on the frozen policy and value trunk instead of every weight, merged into the
+    /// model afterwards. Absent (the paper): every weight is trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl Default for PpoConfig {
@@ -158,6 +169,7 @@ impl Default for PpoConfig {
             max_response_tokens: 300,
             checkpoint_every: 10,
             max_kl: None,
+            lora: None,
         }
     }
 }
@@ -194,6 +206,10 @@ pub struct DistillConfig {
     pub lr: f64,
     /// Examples per optimiser step.
     pub batch_size: usize,
+    /// Train low-rank adapters on the frozen model instead of every weight, merged into the
+    /// model afterwards. Absent (the paper): every weight is trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl Default for DistillConfig {
@@ -202,6 +218,7 @@ impl Default for DistillConfig {
             epochs: 3,
             lr: 2e-5,
             batch_size: 16,
+            lora: None,
         }
     }
 }
@@ -219,6 +236,10 @@ pub struct DpoConfig {
     pub lr: f64,
     /// Pairs per optimiser step.
     pub batch_size: usize,
+    /// Train low-rank adapters on the frozen model instead of every weight, merged into the
+    /// model afterwards. Absent (the paper): every weight is trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl Default for DpoConfig {
@@ -228,6 +249,7 @@ impl Default for DpoConfig {
             epochs: 1,
             lr: 1e-6,
             batch_size: 16,
+            lora: None,
         }
     }
 }

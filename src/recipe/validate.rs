@@ -7,6 +7,7 @@ use super::error::{Located, Problem, RecipeError};
 use super::load::Resolved;
 use super::schema::{AXES, MethodKind, PRESETS, Recipe, TaskSpec, Trainer};
 use crate::error::suggest;
+use crate::model::LoraConfig;
 use crate::prompts::load_prompt_set;
 use crate::templates::{SCORE_TEMPLATE, TASK_TEMPLATES, Templates, judge_template};
 
@@ -570,6 +571,22 @@ fn check_settings(r: &Recipe, out: &mut Vec<Problem>) {
     positive(out, "dpo.epochs", o.epochs);
     range(out, "dpo.lr", o.lr, o.lr > 0.0, "(0, ∞)");
     positive(out, "dpo.batch_size", o.batch_size);
+
+    for (section, lora) in [
+        ("reward", &r.reward.lora),
+        ("ppo", &r.ppo.lora),
+        ("distill", &r.distill.lora),
+        ("dpo", &r.dpo.lora),
+    ] {
+        for (key, message, fix) in lora.iter().flat_map(LoraConfig::problems) {
+            let key = format!("{section}.{key}");
+            out.push(Problem::new(
+                &key,
+                format!("`{key}` {message}"),
+                format!("{fix} in `[{section}.lora]`"),
+            ));
+        }
+    }
 }
 
 /// Methods' `pairs` files: kinds that can train on them, no simulator beside them, and rows

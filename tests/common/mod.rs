@@ -161,3 +161,13 @@ pub fn oracle_pairs(
     }
     out
 }
+
+/// The largest absolute difference between two equally long vectors.
+#[allow(dead_code)]
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -17,6 +17,9 @@ and llama-cpp-python, which compiles llama.cpp natively during pip install).
 - pytorch: the GGUF is dequantized to float32 by transformers
   (`from_pretrained(dir, gguf_file=name)`) and run eagerly with SDPA attention;
   no torch.compile.
+- train-256-lora: every weight frozen, rank-8 adapters (alpha 8, B zero) on
+  the query and value projections written out in PyTorch (peft's LoRA
+  computation without its wrappers), AdamW over the adapters only.
 - llamacpp: llama-cpp-python's low-level ctypes API over libllama (its own
   quantized Q4_1 kernels on the GGUF as is); inference workloads only.
 
@@ -42,7 +45,10 @@ SCORE_LEN = TRAIN_LEN = 256
 TRAIN_STEPS = 2
 WORLD = dict(vocab=1536, batch=8, seq=256, steps=5)
 DECODE_BATCH = {"decode-b1": 1, "decode-b16": 16}
-WORKLOADS = ("decode-b1", "decode-b16", "score-256", "train-256", "world-s-pretrain")
+WORKLOADS = ("decode-b1", "decode-b16", "score-256", "train-256", "train-256-lora",
+             "world-s-pretrain")
+# train-256-lora: the defaults of peft's LoraConfig for LLaMA models, as rlcd's.
+LORA = dict(rank=8, alpha=8.0, targets=("q_proj", "v_proj"))
 
 
 def timed(fn, *args):
@@ -57,6 +63,31 @@ def random_ids(rng, shape, vocab=VOCAB):
 
 
 # ---------------------------------------------------------------- PyTorch --
+
+def add_lora(torch, model, seed):
+    """Freezes every weight and puts a LoRA adapter on each target projection."""
+
+    class Lora(torch.nn.Module):
+        def __init__(self, base, rank, alpha, generator):
+            super().__init__()
+            self.base = base
+            bound = 1.0 / base.in_features ** 0.5
+            a = torch.empty(rank, base.in_features).uniform_(-bound, bound, generator=generator)
+            self.a = torch.nn.Parameter(a)
+            self.b = torch.nn.Parameter(torch.zeros(base.out_features, rank))
+            self.scale = alpha / rank
+
+        def forward(self, x):
+            return self.base(x) + (x @ self.a.T @ self.b.T) * self.scale
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
+    for layer in model.model.layers:
+        for name in LORA["targets"]:
+            base = getattr(layer.self_attn, name)
+            setattr(layer.self_attn, name, Lora(base, LORA["rank"], LORA["alpha"], generator))
+
 
 def run_pytorch(args, rng):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -128,9 +159,12 @@ def run_pytorch(args, rng):
         _, warmup_s = timed(score, model, ids)
         _, seconds = timed(score, model, ids)
         tokens = SCORE_LEN
-    elif w == "train-256":
+    elif w in ("train-256", "train-256-lora"):
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        if w == "train-256-lora":
+            add_lora(torch, model, args.seed)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-4)
         batches = [tensor((1, TRAIN_LEN)) for _ in range(1 + TRAIN_STEPS)]
         _, warmup_s = timed(train, model, opt, batches[:1], None)
         tokens, seconds = timed(train, model, opt, batches[1:], None)

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use rlcd::model::bench::{Timing, generation_rate, random_rows, scoring_rate, training_rate};
 use rlcd::model::load::load_llama_path;
-use rlcd::model::{Cpu, LlamaConfig};
+use rlcd::model::{Cpu, LlamaConfig, LoraConfig};
 
 /// The CPU backend with autodiff, for the training workloads.
 type Ad = burn::backend::Autodiff<Cpu>;
@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 /// The workloads, in table order. A `-q8` workload is its base workload with rlcd's Q8_0
 /// weights; peers run the base workload only (PyTorch in f32, llama.cpp on the GGUF's own
 /// quantization).
-pub const WORKLOADS: [&str; 8] = [
+pub const WORKLOADS: [&str; 9] = [
     "decode-b1",
     "decode-b1-q8",
     "decode-b16",
@@ -27,6 +27,7 @@ pub const WORKLOADS: [&str; 8] = [
     "score-256",
     "score-256-q8",
     "train-256",
+    "train-256-lora",
     "world-s-pretrain",
 ];
 
@@ -94,6 +95,11 @@ pub fn run_rlcd(workload: &str, gguf: &Path, seed: u64) -> Result<Measurement> {
         "score-256" => scoring_rate(&smol()?, 256, seed)?,
         "train-256" => {
             let model = load_llama_path::<Ad>(gguf, &device)?;
+            training_rate::<Cpu>(model, 1, 256, 2, seed)?
+        }
+        "train-256-lora" => {
+            let model =
+                load_llama_path::<Ad>(gguf, &device)?.with_lora(&LoraConfig::default(), seed);
             training_rate::<Cpu>(model, 1, 256, 2, seed)?
         }
         "world-s-pretrain" => world_pretrain(seed)?,

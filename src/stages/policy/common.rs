@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::pm::PmError;
 use crate::model::tokenizer::Tokenizer;
 use crate::model::train::Schedule;
-use crate::model::{Llama, Lm, ModelError, ScalarHead};
+use crate::model::{Llama, Lm, LoraConfig, ModelError, ScalarHead};
 use crate::seed;
 use crate::world::format::{BOS, EOS, stop_strings};
 
@@ -139,6 +139,17 @@ pub(crate) fn config_error(
         key,
         message: message.into(),
         fix: fix.into(),
+    }
+}
+
+/// The first unusable setting of a trainer's `lora` table under `section`, as an error.
+pub(crate) fn check_lora(
+    section: &'static str,
+    lora: Option<&LoraConfig>,
+) -> Result<(), PolicyError> {
+    match lora.and_then(|l| l.problems().into_iter().next()) {
+        Some((key, message, fix)) => Err(config_error(section, key, message, fix)),
+        None => Ok(()),
     }
 }
 
@@ -296,7 +307,8 @@ pub type BatchLoss<'a, B> =
     dyn FnMut(&Llama<B>, &[usize]) -> Result<Tensor<B, 1>, PolicyError> + 'a;
 
 /// Fine-tunes `model` over `n` examples: `epochs` seeded passes in batches of `batch_size`,
-/// AdamW (no weight decay) on [`fine_tune_schedule`]. `loss(model, batch)` is the batch loss;
+/// AdamW (no weight decay) on [`fine_tune_schedule`]; with `lora`, of adapters on the frozen
+/// model, merged into it at the end. `loss(model, batch)` is the batch loss;
 /// `on_step(step, loss)` is called after every step. Returns the model and the loss of every
 /// step; a non-finite loss is [`PolicyError::Diverged`].
 #[allow(clippy::too_many_arguments)]
@@ -306,11 +318,16 @@ pub fn fine_tune<B: burn::tensor::backend::AutodiffBackend>(
     n: usize,
     (epochs, batch_size, lr, warmup_frac): (usize, usize, f64, f64),
     seed: u64,
+    lora: Option<&LoraConfig>,
     loss: &mut BatchLoss<'_, B>,
     on_step: &mut dyn FnMut(usize, f64),
 ) -> Result<(Llama<B>, Vec<f64>), PolicyError> {
     use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+    check_lora(trainer.section, lora)?;
     let schedule = fine_tune_schedule(n, epochs, batch_size, lr, warmup_frac);
+    if let Some(lora) = lora {
+        model = model.with_lora(lora, seed::derive(seed, &[trainer.label, "lora"]));
+    }
     let mut optim = AdamWConfig::new()
         .with_weight_decay(0.0)
         .init::<B, Llama<B>>();
@@ -335,7 +352,7 @@ pub fn fine_tune<B: burn::tensor::backend::AutodiffBackend>(
             on_step(step, value);
         }
     }
-    Ok((model, losses))
+    Ok((model.merge_lora(), losses))
 }
 
 /// The indices `0..n` in the seeded order of pass `epoch` of the trainer named `label`.

@@ -211,6 +211,7 @@ pub fn train_dpo<B: AutodiffBackend>(
         pairs.len(),
         settings,
         seed,
+        cfg.lora.as_ref(),
         &mut loss,
         on_step,
     )?;

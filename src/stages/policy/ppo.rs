@@ -30,12 +30,10 @@ use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    PolicyError, PolicyFormat, Rows, config_error, epoch_order, file_error, host, masked_mean,
-    response_logprobs, response_values, scalar,
+    PolicyError, PolicyFormat, Rows, check_lora, config_error, epoch_order, file_error, host,
+    masked_mean, response_logprobs, response_values, scalar,
 };
-use crate::model::load::{
-    load_checkpoint, load_scalar_checkpoint, save_checkpoint, save_scalar_checkpoint,
-};
+use crate::model::load::{load_checkpoint_into, save_checkpoint, save_scalar_checkpoint};
 use crate::model::pm::{Pm, score_outputs};
 use crate::model::sampling::{FinishReason, GenerateOptions, GenerationRequest};
 use crate::model::{Llama, Lm, ScalarHead};
@@ -140,6 +138,7 @@ const NEXT: &str = "next";
 const OLD: &str = "old";
 
 fn check(cfg: &PpoConfig) -> Result<(), PolicyError> {
+    check_lora("ppo", cfg.lora.as_ref())?;
     let bad = |key, message: String, fix: &str| Err(config_error("ppo", key, message, fix));
     if cfg.rollouts == 0 {
         return bad("rollouts", "is 0".into(), "set rollouts ≥ 1");
@@ -508,6 +507,10 @@ pub fn train_ppo<B: AutodiffBackend>(
             .with_epsilon(1e-5)
             .with_weight_decay(0.0)
     };
+    if let Some(lora) = &cfg.lora {
+        policy = policy.with_lora(lora, seed::derive(seed, &["ppo", "lora", "policy"]));
+        value = value.with_lora(lora, seed::derive(seed, &["ppo", "lora", "value"]));
+    }
     let mut opt_p = adamw().init::<B, Llama<B>>();
     let mut opt_v = adamw().init::<B, ScalarHead<B>>();
     let mut state = State {
@@ -521,8 +524,10 @@ pub fn train_ppo<B: AutodiffBackend>(
     if let Some(from) = ckpt.dir.as_deref().and_then(resume_dir) {
         let bytes = std::fs::read(from.join("state.json")).map_err(|e| file_error(&from, e))?;
         state = serde_json::from_slice(&bytes).map_err(|e| file_error(&from, e))?;
-        policy = load_checkpoint::<B>(&from.join("policy"), &device)?;
-        value = load_scalar_checkpoint::<B>(&from.join("value"), &device)?;
+        let config = policy.config().clone();
+        policy = load_checkpoint_into(policy, &config, &from.join("policy"), &device)?;
+        let config = value.trunk.config().clone();
+        value = load_checkpoint_into(value, &config, &from.join("value"), &device)?;
         let rp = Rec::new()
             .load(from.join("optim-policy"), &device)
             .map_err(|e| file_error(&from, e))?;
@@ -737,10 +742,10 @@ pub fn train_ppo<B: AutodiffBackend>(
     state.log.seconds += start.elapsed().as_secs_f64();
     Ok((
         Lm {
-            model: policy,
+            model: policy.merge_lora(),
             tokenizer,
         },
-        value,
+        value.merge_lora(),
         state.log,
     ))
 }

@@ -129,6 +129,7 @@ pub fn train_sft<B: AutodiffBackend>(
         examples.len(),
         settings,
         seed,
+        cfg.lora.as_ref(),
         &mut loss,
         on_step,
     )?;

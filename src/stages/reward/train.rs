@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::pm_agreement::Agreement;
 use crate::eval::winrate::Rate;
-use crate::model::ScalarHead;
 use crate::model::pm::{Pm, PmError, host, score_outputs};
 use crate::model::train::Schedule;
+use crate::model::{LoraConfig, ScalarHead};
 use crate::recipe::RewardConfig;
 use crate::seed;
 use crate::stages::simulate::pairs::{Pair, Slot};
@@ -38,6 +38,9 @@ pub struct PmTraining {
     pub max_len: usize,
     /// Fraction of the pairs held out of training, in [0, 1).
     pub holdout_frac: f64,
+    /// LoRA adapters on the frozen trunk instead of training every weight (`None`: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraConfig>,
 }
 
 impl From<&RewardConfig> for PmTraining {
@@ -49,6 +52,7 @@ impl From<&RewardConfig> for PmTraining {
             batch_size: c.batch_size,
             max_len: c.max_len,
             holdout_frac: c.holdout_frac,
+            lora: c.lora.clone(),
         }
     }
 }
@@ -190,6 +194,9 @@ pub fn config_problems(cfg: &PmTraining) -> Vec<(&'static str, String)> {
             format!("{} must be in [0, 1)", cfg.holdout_frac),
         ));
     }
+    for (key, message, fix) in cfg.lora.iter().flat_map(LoraConfig::problems) {
+        out.push((key, format!("{message}; {fix}")));
+    }
     out
 }
 
@@ -266,6 +273,11 @@ pub fn train_reward<B: AutodiffBackend>(
     let per_epoch = train.len().div_ceil(cfg.batch_size);
     let steps = per_epoch * cfg.epochs;
     let schedule = Schedule::warmup_cosine(steps, cfg.lr, cfg.warmup_frac);
+    if let Some(lora) = &cfg.lora {
+        pm.model = pm
+            .model
+            .with_lora(lora, seed::derive(seed, &["reward", "lora"]));
+    }
     let mut optim = AdamWConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.999)
@@ -314,6 +326,7 @@ pub fn train_reward<B: AutodiffBackend>(
             step += 1;
         }
     }
+    pm.model = pm.model.merge_lora();
     let heldout = if held.is_empty() {
         None
     } else {
