@@ -244,23 +244,46 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
         let want = 100.0 * (w as f64 + 0.5 * t as f64) / n as f64;
         assert!((rate.get(i).unwrap() - want).abs() < 1e-9);
     }
-    // judge_agreement: each judge against the other on both axes, on the same items.
+    // judge_agreement: each judge against the other on both axes, on the same items, over all
+    // comparisons and over each of the 5 alone.
     let ja = table(first, "judge_agreement");
-    assert_eq!(ja.height(), 2 * 2, "2 judges × 2 axes");
+    assert_eq!(
+        ja.height(),
+        2 * 2 * (1 + 5),
+        "2 judges × 2 axes × (all + 5 comparisons)"
+    );
     let u = |name: &str| -> Vec<u64> {
         let c = ja.column(name).unwrap().u64().unwrap().clone();
         (0..ja.height()).map(|i| c.get(i).unwrap()).collect()
     };
+    let comparison = ja.column("comparison").unwrap().str().unwrap().clone();
+    let axis = ja.column("axis").unwrap().str().unwrap().clone();
     let (items, decided, common) = (u("n_items"), u("n_decided"), u("n_common"));
     let (both, agree) = (u("n_both_decided"), u("n_agree"));
+    let pooled: Vec<usize> = (0..ja.height())
+        .filter(|&i| comparison.get(i) == Some("all"))
+        .collect();
+    assert_eq!(pooled.len(), 2 * 2);
     for i in 0..ja.height() {
-        assert_eq!(items[i], 5 * 8, "5 comparisons × 8 prompts");
+        let per = if pooled.contains(&i) { 5 * 8 } else { 8 };
+        assert_eq!(items[i], per, "5 comparisons × 8 prompts, or 8 prompts");
         assert_eq!(common[i], items[i]);
         assert!(agree[i] <= both[i] && both[i] <= decided[i] && decided[i] <= items[i]);
     }
     // Agreement is symmetric: the oracle-vs-PM row counts what the PM-vs-oracle row counts.
-    assert_eq!(both[0], both[1]);
-    assert_eq!(agree[0], agree[1]);
+    assert_eq!(both[pooled[0]], both[pooled[1]]);
+    assert_eq!(agree[pooled[0]], agree[pooled[1]]);
+    // The comparisons' rows add up to the rows over all of them (first judge, each axis).
+    for &p in pooled.iter().step_by(2) {
+        let parts: Vec<usize> = (0..ja.height())
+            .filter(|&i| !pooled.contains(&i) && axis.get(i) == axis.get(p) && i % 2 == p % 2)
+            .collect();
+        assert_eq!(parts.len(), 5);
+        let sum = |v: &[u64]| parts.iter().map(|&i| v[i]).sum::<u64>();
+        assert_eq!(sum(&both), both[p]);
+        assert_eq!(sum(&agree), agree[p]);
+        assert_eq!(sum(&decided), decided[p]);
+    }
     // Every trained policy has a row, with its trainer.
     let pt = table(first, "policy_training").clone();
     let trainer = pt.column("trainer").unwrap().str().unwrap().clone();

@@ -1,6 +1,6 @@
 //! The `judge_agreement` table stage (paper §4.3: its GPT-4 judge was trusted because it agreed
 //! with humans; here every judge of a run is checked against the others): per task, axis and
-//! judge, the share of comparisons it decides and, for a judge asked in both orders, how often
+//! judge, over all comparisons and over each comparison alone, the share of items it decides and, for a judge asked in both orders, how often
 //! both orders give the same answer; per pair of judges, how often they pick the same side on
 //! the items both decide. An `lm:` judge's row against the oracle says whether it meets the bar
 //! of a judge whose rows can be read: it decides at least [`BAR_PCT`] % of the items and agrees
@@ -45,6 +45,8 @@ pub struct AgreementRow {
     pub task: String,
     /// Axis.
     pub axis: String,
+    /// The comparison the row counts: [`ALL`], or one comparison as `A vs B`.
+    pub comparison: String,
     /// The judge.
     pub judge: String,
     /// The judge compared with.
@@ -102,71 +104,103 @@ impl AgreementRow {
 /// Items judged by one judge on one task and axis, keyed by (method A, method B, prompt).
 type Items = BTreeMap<(String, String, String), Judged>;
 
-/// The judges of one (task, axis), in input order, with their items.
-type Group = ((String, String), Vec<(String, Items)>);
+/// The judges of one (task, axis), in input order, with their items, and the comparisons
+/// (method A, method B) in input order.
+struct Group {
+    task: String,
+    axis: String,
+    judges: Vec<(String, Items)>,
+    comparisons: Vec<(String, String)>,
+}
 
-/// The rows of every judge against every other on each task and axis, in judge order.
+/// The `comparison` of a row over every comparison of its task and axis.
+pub const ALL: &str = "all";
+
+/// The rows of every judge against every other on each task and axis, in judge order: first
+/// over all comparisons (`comparison` = [`ALL`]), then over each comparison alone (`A vs B`),
+/// since a judge that reads wide gaps well can still fail between two aligned policies.
 pub fn rows(verdicts: &[ItemVerdicts]) -> Vec<AgreementRow> {
-    // (task, axis) → judges in input order with their items.
     let mut groups: Vec<Group> = Vec::new();
     for v in verdicts {
-        let key = (v.task.clone(), v.axis.clone());
-        let at = match groups.iter().position(|(k, _)| *k == key) {
+        let at = match groups
+            .iter()
+            .position(|g| g.task == v.task && g.axis == v.axis)
+        {
             Some(i) => i,
             None => {
-                groups.push((key, Vec::new()));
+                groups.push(Group {
+                    task: v.task.clone(),
+                    axis: v.axis.clone(),
+                    judges: Vec::new(),
+                    comparisons: Vec::new(),
+                });
                 groups.len() - 1
             }
         };
-        let judges = &mut groups[at].1;
-        let j = match judges.iter().position(|(name, _)| *name == v.judge) {
+        let g = &mut groups[at];
+        let pair = (v.method_a.clone(), v.method_b.clone());
+        if !g.comparisons.contains(&pair) {
+            g.comparisons.push(pair);
+        }
+        let j = match g.judges.iter().position(|(name, _)| *name == v.judge) {
             Some(j) => j,
             None => {
-                judges.push((v.judge.clone(), Items::new()));
-                judges.len() - 1
+                g.judges.push((v.judge.clone(), Items::new()));
+                g.judges.len() - 1
             }
         };
         for (prompt, judged) in &v.items {
             let k = (v.method_a.clone(), v.method_b.clone(), prompt.clone());
-            judges[j].1.insert(k, *judged);
+            g.judges[j].1.insert(k, *judged);
         }
     }
     let mut out = Vec::new();
-    for ((task, axis), judges) in &groups {
-        for (name, items) in judges {
-            let n_items = items.len() as u64;
-            let n_decided = items.values().filter(|j| j.verdict != Verdict::Tie).count() as u64;
-            let orders: Vec<[Verdict; 2]> = items.values().filter_map(|j| j.orders).collect();
-            let n_order_consistent = orders.iter().filter(|[x, y]| x == y).count() as u64;
-            for (other, theirs) in judges.iter().filter(|(o, _)| o != name) {
-                let common: Vec<(Verdict, Verdict)> = items
+    for g in &groups {
+        let scopes = std::iter::once(None).chain(g.comparisons.iter().map(Some));
+        for scope in scopes {
+            let comparison = scope.map_or(ALL.to_string(), |(a, b)| format!("{a} vs {b}"));
+            let within =
+                |k: &(String, String, String)| scope.is_none_or(|(a, b)| k.0 == *a && k.1 == *b);
+            for (name, items) in &g.judges {
+                let mine: Vec<(&(String, String, String), &Judged)> =
+                    items.iter().filter(|(k, _)| within(k)).collect();
+                let n_decided = mine
                     .iter()
-                    .filter_map(|(k, j)| theirs.get(k).map(|t| (j.verdict, t.verdict)))
-                    .collect();
-                let both: Vec<&(Verdict, Verdict)> = common
-                    .iter()
-                    .filter(|(x, y)| *x != Verdict::Tie && *y != Verdict::Tie)
-                    .collect();
-                out.push(AgreementRow {
-                    task: task.clone(),
-                    axis: axis.clone(),
-                    judge: name.clone(),
-                    other: other.clone(),
-                    n_items,
-                    n_decided,
-                    n_both_orders: orders.len() as u64,
-                    n_order_consistent,
-                    n_common: common.len() as u64,
-                    n_both_decided: both.len() as u64,
-                    n_agree: both.iter().filter(|(x, y)| x == y).count() as u64,
-                });
+                    .filter(|(_, j)| j.verdict != Verdict::Tie)
+                    .count() as u64;
+                let orders: Vec<[Verdict; 2]> = mine.iter().filter_map(|(_, j)| j.orders).collect();
+                let n_order_consistent = orders.iter().filter(|[x, y]| x == y).count() as u64;
+                for (other, theirs) in g.judges.iter().filter(|(o, _)| o != name) {
+                    let common: Vec<(Verdict, Verdict)> = mine
+                        .iter()
+                        .filter_map(|(k, j)| theirs.get(*k).map(|t| (j.verdict, t.verdict)))
+                        .collect();
+                    let both: Vec<&(Verdict, Verdict)> = common
+                        .iter()
+                        .filter(|(x, y)| *x != Verdict::Tie && *y != Verdict::Tie)
+                        .collect();
+                    out.push(AgreementRow {
+                        task: g.task.clone(),
+                        axis: g.axis.clone(),
+                        comparison: comparison.clone(),
+                        judge: name.clone(),
+                        other: other.clone(),
+                        n_items: mine.len() as u64,
+                        n_decided,
+                        n_both_orders: orders.len() as u64,
+                        n_order_consistent,
+                        n_common: common.len() as u64,
+                        n_both_decided: both.len() as u64,
+                        n_agree: both.iter().filter(|(x, y)| x == y).count() as u64,
+                    });
+                }
             }
         }
     }
     out
 }
 
-/// The table: task, axis, judge, other, n_items, n_decided, decided_pct (with stderr and
+/// The table: task, axis, comparison, judge, other, n_items, n_decided, decided_pct (with stderr and
 /// Wilson CI), n_both_orders, n_order_consistent, order_consistency_pct (with CI), n_common,
 /// n_both_decided, n_agree, agreement_pct (with stderr and CI), meets_bar.
 pub fn frame(rows: &[AgreementRow]) -> Result<DataFrame, TableError> {
@@ -176,6 +210,7 @@ pub fn frame(rows: &[AgreementRow]) -> Result<DataFrame, TableError> {
     let mut cols = vec![
         str_col("task", s(|r| &r.task)),
         str_col("axis", s(|r| &r.axis)),
+        str_col("comparison", s(|r| &r.comparison)),
         str_col("judge", s(|r| &r.judge)),
         str_col("other", s(|r| &r.other)),
         u64_col("n_items", n(|r| r.n_items)),
@@ -216,7 +251,7 @@ pub fn frame(rows: &[AgreementRow]) -> Result<DataFrame, TableError> {
 
 impl Stage for JudgeAgreement {
     const KIND: StageKind = StageKind::JudgeAgreement;
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     const TABLE: Option<&'static str> = Some(STEM);
     type Config = TableConfig;
 
@@ -290,8 +325,21 @@ mod tests {
                 (A, Some([A, A])),
             ],
         );
-        let rows = rows(&[oracle, lm]);
-        assert_eq!(rows.len(), 2);
+        let rows = rows(&[oracle.clone(), lm.clone()]);
+        assert_eq!(
+            rows.len(),
+            4,
+            "2 judges over all comparisons and over the one"
+        );
+        assert_eq!(rows[0].comparison, ALL);
+        assert_eq!(rows[2].comparison, "rlcd vs rlaif");
+        assert_eq!(
+            rows[0],
+            AgreementRow {
+                comparison: ALL.into(),
+                ..rows[2].clone()
+            }
+        );
         let (o, l) = (&rows[0], &rows[1]);
         assert_eq!((o.judge.as_str(), o.other.as_str()), ("oracle", "lm:sim"));
         assert_eq!((o.n_items, o.n_decided, o.n_both_orders), (5, 4, 0));
@@ -308,7 +356,41 @@ mod tests {
         assert_eq!(l.meets_bar(), Some(false));
         assert_eq!(o.meets_bar(), None);
         let df = frame(&rows).unwrap();
-        assert_eq!(df.height(), 2);
-        assert!(df.column("meets_bar").is_ok());
+        assert_eq!(df.height(), 4);
+        assert!(df.column("meets_bar").is_ok() && df.column("comparison").is_ok());
+
+        // A second comparison: the judges agree on all of it; each comparison's row counts
+        // its own items, and the rows over all comparisons count both.
+        let other = |mut v: ItemVerdicts| {
+            v.method_b = "base".into();
+            v.items.iter_mut().for_each(|(_, j)| {
+                *j = Judged {
+                    verdict: A,
+                    orders: j.orders.map(|_| [A, A]),
+                }
+            });
+            v
+        };
+        let rows = super::rows(&[oracle.clone(), lm.clone(), other(oracle), other(lm)]);
+        assert_eq!(rows.len(), 6);
+        let find = |c: &str, judge: &str| {
+            rows.iter()
+                .find(|r| r.comparison == c && r.judge == judge)
+                .unwrap()
+                .clone()
+        };
+        let (all, first, second) = (
+            find(ALL, "lm:sim"),
+            find("rlcd vs rlaif", "lm:sim"),
+            find("rlcd vs base", "lm:sim"),
+        );
+        assert_eq!((first.n_both_decided, first.n_agree), (3, 2));
+        assert_eq!((second.n_both_decided, second.n_agree), (5, 5));
+        assert_eq!((all.n_items, all.n_both_decided, all.n_agree), (10, 8, 7));
+        // Over all comparisons the judge passes (9 of 10 decided, 7 of 8 agree) while it
+        // fails the first comparison alone (2 of 3 agree).
+        assert_eq!(all.meets_bar(), Some(true));
+        assert_eq!(first.meets_bar(), Some(false));
+        assert_eq!(second.meets_bar(), Some(true));
     }
 }
