@@ -456,7 +456,15 @@ pub fn save_checkpoint<B: Backend>(model: &Llama<B>, dir: &Path) -> Result<(), M
 /// Loads a decoder saved by [`save_checkpoint`].
 pub fn load_checkpoint<B: Backend>(dir: &Path, device: &B::Device) -> Result<Llama<B>, ModelError> {
     let config = read_checkpoint_config(dir)?;
-    let model = Llama::<B>::new(config, device)?;
+    load_weights(Llama::<B>::new(config, device)?, dir, device)
+}
+
+/// `model` with the weights of the checkpoint in `dir` (its structure must match them).
+fn load_weights<B: Backend, M: Module<B>>(
+    model: M,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<M, ModelError> {
     model
         .load_file(weights_path(dir), &Recorder::new(), device)
         .map_err(ckpt_err(
@@ -485,12 +493,7 @@ pub fn load_checkpoint_into<B: Backend, M: Module<B>>(
             source: "configuration mismatch".into(),
         });
     }
-    model
-        .load_file(weights_path(dir), &Recorder::new(), device)
-        .map_err(ckpt_err(
-            dir,
-            "cannot read the weights: the file is missing or was written for another model",
-        ))
+    load_weights(model, dir, device)
 }
 
 /// Saves a scalar-head model to `dir` (`config.json` of the trunk + `model.mpk`).
@@ -511,11 +514,9 @@ pub fn load_scalar_checkpoint<B: Backend>(
     device: &B::Device,
 ) -> Result<ScalarHead<B>, ModelError> {
     let config = read_checkpoint_config(dir)?;
-    let model = ScalarHead::new(Llama::<B>::new(config, device)?);
-    model
-        .load_file(weights_path(dir), &Recorder::new(), device)
-        .map_err(ckpt_err(
-            dir,
-            "cannot read the weights: the file is missing or was written for another configuration",
-        ))
+    load_weights(
+        ScalarHead::new(Llama::<B>::new(config, device)?),
+        dir,
+        device,
+    )
 }

@@ -128,7 +128,7 @@ impl LoraConfig {
     }
 
     /// Whether `target` carries an adapter.
-    pub fn targets(&self, target: LoraTarget) -> bool {
+    pub fn adapts(&self, target: LoraTarget) -> bool {
         self.targets.contains(&target)
     }
 }
@@ -146,7 +146,8 @@ pub struct Adapter<B: Backend> {
 }
 
 impl<B: Backend> Adapter<B> {
-    /// An adapter for a `[d_in, d_out]` projection: `A` uniform in ±1/√d_in from `rng`, `B` zero.
+    /// An adapter for a `[d_in, d_out]` projection: `A` uniform in ±1/√d_in from `rng`, `B`
+    /// zero.
     pub fn new(
         d_in: usize,
         d_out: usize,
@@ -218,7 +219,7 @@ pub(super) fn adapter_for<B: Backend>(
     config: &LoraConfig,
     rng: &mut impl Rng,
 ) -> Option<Adapter<B>> {
-    config.targets(target).then(|| {
+    config.adapts(target).then(|| {
         let w = linear.weight.val();
         let [d_in, d_out] = w.dims();
         Adapter::new(d_in, d_out, config, rng, &w.device())

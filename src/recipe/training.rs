@@ -62,8 +62,9 @@ pub struct RewardConfig {
     /// Held-out test prompts per world task whose pair of independent policy samples, labelled
     /// by the oracle (ties left out), measures preference-model agreement (paper Table 5).
     pub heldout_pairs: usize,
-    /// Train low-rank adapters on the frozen trunk (the scalar head stays trainable) instead of every weight, merged into the
-    /// model afterwards. Absent (the paper): every weight is trained.
+    /// Train low-rank adapters on the frozen trunk (the scalar head stays trainable) instead
+    /// of every weight, merged into the model afterwards. Absent (the paper): every weight is
+    /// trained.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
 }
@@ -140,8 +141,8 @@ pub struct PpoConfig {
     /// Absent (the paper): all `steps` run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_kl: Option<f64>,
-    /// Train low-rank adapters on the frozen policy and value trunk instead of every weight, merged into the
-    /// model afterwards. Absent (the paper): every weight is trained.
+    /// Train low-rank adapters on the frozen policy and value trunk instead of every weight,
+    /// merged into the model afterwards. Absent (the paper): every weight is trained.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraConfig>,
 }

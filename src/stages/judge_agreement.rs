@@ -1,10 +1,11 @@
 //! The `judge_agreement` table stage (paper §4.3: its GPT-4 judge was trusted because it agreed
 //! with humans; here every judge of a run is checked against the others): per task, axis and
-//! judge, over all comparisons and over each comparison alone, the share of items it decides and, for a judge asked in both orders, how often
-//! both orders give the same answer; per pair of judges, how often they pick the same side on
-//! the items both decide. An `lm:` judge's row against the oracle says whether it meets the bar
-//! of a judge whose rows can be read: it decides at least [`BAR_PCT`] % of the items and agrees
-//! with the oracle on at least [`BAR_PCT`] % of the items both decide.
+//! judge, over all comparisons and over each comparison alone, the share of items it decides
+//! and, for a judge asked in both orders, how often both orders give the same answer; per pair
+//! of judges, how often they pick the same side on the items both decide. An `lm:` judge's row
+//! against the oracle says whether it meets the bar of a judge whose rows can be read: it
+//! decides at least [`BAR_PCT`] % of the items and agrees with the oracle on at least
+//! [`BAR_PCT`] % of the items both decide.
 
 use std::collections::BTreeMap;
 
@@ -200,9 +201,9 @@ pub fn rows(verdicts: &[ItemVerdicts]) -> Vec<AgreementRow> {
     out
 }
 
-/// The table: task, axis, comparison, judge, other, n_items, n_decided, decided_pct (with stderr and
-/// Wilson CI), n_both_orders, n_order_consistent, order_consistency_pct (with CI), n_common,
-/// n_both_decided, n_agree, agreement_pct (with stderr and CI), meets_bar.
+/// The table: task, axis, comparison, judge, other, n_items, n_decided, decided_pct (with
+/// stderr and Wilson CI), n_both_orders, n_order_consistent, order_consistency_pct (with CI),
+/// n_common, n_both_decided, n_agree, agreement_pct (with stderr and CI), meets_bar.
 pub fn frame(rows: &[AgreementRow]) -> Result<DataFrame, TableError> {
     let s = |f: fn(&AgreementRow) -> &String| rows.iter().map(|r| f(r).clone()).collect();
     let n = |f: fn(&AgreementRow) -> u64| rows.iter().map(f).collect::<Vec<u64>>();
