@@ -21,6 +21,7 @@ pub mod prompts;
 pub mod recipe;
 pub mod runner;
 pub mod seed;
+pub mod side_by_side;
 pub mod stages;
 pub mod store;
 pub mod sweep;

@@ -20,8 +20,8 @@ use crate::stages::simulate::Method;
 use crate::stages::stage::StageKind;
 use crate::stages::{
     appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, judge_agreement,
-    judge_skill, judge_tuning, pair_labels, pm_agreement, pm_eval, policy, policy_training,
-    pretrain, reward, simulate, winrates, world_eval, world_report,
+    judge_skill, judge_tuning, pair_judge, pair_labels, pm_agreement, pm_eval, policy,
+    policy_training, pretrain, reward, simulate, winrates, world_eval, world_report,
 };
 use crate::store::Store;
 
@@ -295,14 +295,14 @@ fn pair_family(kind: MethodKind) -> Option<Method> {
 fn preference_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
     let recipe = p.recipe();
     let mut out: Vec<Planned> = Vec::new();
-    let mut simulations: BTreeMap<String, Option<crate::world::Task>> = BTreeMap::new();
+    let mut simulations: BTreeMap<String, (String, Option<crate::world::Task>)> = BTreeMap::new();
     let mut rewards = Vec::new();
     for task in recipe.tasks.keys() {
         let world_task = p.world_task(task)?;
         let mut simulate = |method: Method, simulator: &str, out: &mut Vec<Planned>| {
             let id = simulate::id(simulator, task, method);
             if !simulations.contains_key(&id) {
-                simulations.insert(id.clone(), world_task);
+                simulations.insert(id.clone(), (task.clone(), world_task));
                 out.push(simulate::plan(p, task, simulator, method)?);
             }
             Ok::<_, PlanError>(id)
@@ -330,31 +330,51 @@ fn preference_stages(p: &Planner<'_>) -> Result<Vec<Planned>, PlanError> {
             if method.kind == MethodKind::ContextDistillation {
                 continue;
             }
-            let heldout_id = if world_task.is_some() {
+            p.read("eval.label_judge");
+            let label_judge = recipe.eval.label_judge.as_deref();
+            let (heldout_id, judged_id) = if world_task.is_some() || label_judge.is_some() {
                 let id = heldout_pairs::id(&method.policy, task);
-                if heldout.insert(method.policy.clone()) {
+                let fresh = heldout.insert(method.policy.clone());
+                if fresh {
                     out.push(heldout_pairs::plan(p, &method.policy, task)?);
                 }
-                Some(id)
+                let judged = match (world_task, label_judge) {
+                    (None, Some(judge)) => {
+                        if fresh {
+                            out.extend(pair_judge::plan(
+                                p,
+                                task,
+                                &id,
+                                pair_judge::PairSource::Heldout,
+                            )?);
+                        }
+                        Some(pair_judge::id(judge, &id))
+                    }
+                    _ => None,
+                };
+                (Some(id), judged)
             } else {
-                None
+                (None, None)
             };
             let pm = reward::plan(p, name, task, pairs)?;
-            let measured = pm_eval::plan(p, pm.id.clone(), heldout_id)?;
+            let measured = pm_eval::plan(p, pm.id.clone(), heldout_id, judged_id)?;
             rewards.push(measured.id.clone());
             out.push(pm);
             out.push(measured);
         }
     }
     if !simulations.is_empty() {
-        let sources = simulations
-            .into_iter()
-            .map(|(simulation, world_task)| pair_labels::Source {
+        let mut sources: Vec<pair_labels::Source> = Vec::new();
+        for (simulation, (task, world_task)) in simulations {
+            let judged =
+                pair_judge::plan(p, &task, &simulation, pair_judge::PairSource::Simulation)?;
+            sources.push(pair_labels::Source {
+                judged: judged.as_ref().map(|s| s.id.clone()),
                 simulation,
                 world_task,
-            })
-            .collect();
-        let sources: Vec<pair_labels::Source> = sources;
+            });
+            out.extend(judged);
+        }
         let world = sources
             .iter()
             .any(|s| s.world_task.is_some())

@@ -74,6 +74,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TableError + '_ {
 pub fn str_col(name: &str, v: Vec<String>) -> Column {
     Column::new(name.into(), v)
 }
+/// A string column with nulls.
+pub fn opt_str_col(name: &str, v: Vec<Option<String>>) -> Column {
+    Column::new(name.into(), v)
+}
 /// An unsigned integer column.
 pub fn u64_col(name: &str, v: Vec<u64>) -> Column {
     Column::new(name.into(), v)

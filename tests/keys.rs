@@ -132,6 +132,12 @@ fn perturbed(v: &serde_json::Value) -> serde_json::Value {
 fn every_stage_kind_keys_exactly_its_typed_config() {
     let plans = [
         Plan::build(&load_text(ALL_KINDS, &[])).expect("plan"),
+        // A label judge: its verdicts on simulated pairs and on a file task's held-out pairs.
+        Plan::build(&load_text(
+            ALL_KINDS,
+            &["eval.label_judge=\"lm:sim\"".to_string()],
+        ))
+        .expect("plan"),
         Plan::build(&load_file("recipes/quickstart.toml", &[])).expect("plan"),
         Plan::build(&load_file("recipes/examples/imported-pairs.toml", &[])).expect("plan"),
         // Simulators with judging tables of their own, and the judge_skill table.

@@ -412,6 +412,21 @@ cases! {
         "reward.lora.targets",
         "q_proj",
     );
+    label_judge_unknown_model => Case::new(
+        edit("[eval]\n", "[eval]\nlabel_judge = \"lm:smal\"\n"),
+        "eval.label_judge",
+        "did you mean `small`?",
+    );
+    label_judge_not_a_model => Case::new(
+        edit("[eval]\n", "[eval]\nlabel_judge = \"oracle\"\n"),
+        "eval.label_judge",
+        "write `lm:<model>`",
+    );
+    label_pairs_zero => Case::new(
+        edit("[eval]\n", "[eval]\nlabel_judge = \"lm:small\"\nlabel_pairs = 0\n"),
+        "eval.label_pairs",
+        "at least 1",
+    );
     non_utf8_recipe_line => Case::new(non_utf8_on_line_3(), "line 3", "UTF-8");
     non_utf8_prompt_line => Case::new(BASE, "harmless.jsonl:4", "UTF-8")
         .file("prompts/harmless.jsonl", [PROMPTS.as_bytes(), b"{\"id\": \"d\", \"turns\": [\"caf\xe9\"]}\n"].concat());

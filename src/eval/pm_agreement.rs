@@ -25,7 +25,8 @@ pub enum HeldoutError {
     Template(#[from] TemplateError),
 }
 
-/// Two independent samples of the policy for one held-out prompt, scored by the oracle.
+/// Two independent samples of the policy for one held-out prompt, scored by the oracle on
+/// world tasks (on other tasks a label judge's verdicts label them, see `pair_judge`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HeldoutPair {
     /// The dialogue's id.
@@ -38,28 +39,25 @@ pub struct HeldoutPair {
     pub output_a: String,
     /// Second sample.
     pub output_b: String,
-    /// Oracle score of `output_a` on the task's main axis.
-    pub score_a: f64,
-    /// Oracle score of `output_b` on the task's main axis.
-    pub score_b: f64,
+    /// Oracle score of `output_a` on the task's main axis (world tasks).
+    pub score_a: Option<f64>,
+    /// Oracle score of `output_b` on the task's main axis (world tasks).
+    pub score_b: Option<f64>,
 }
 
 impl HeldoutPair {
-    /// Whether the oracle prefers `output_a`.
+    /// Whether the oracle prefers `output_a` (`false` for pairs it did not score).
     pub fn a_better(&self) -> bool {
-        self.score_a > self.score_b
+        matches!((self.score_a, self.score_b), (Some(a), Some(b)) if a > b)
     }
 }
 
 /// Samples two outputs of `lm` (with `settings`, cut at the next speaker tag) for each of the
-/// first `n` held-out dialogues of `task`, scores both with the oracle on the task's main axis
-/// and keeps the pairs the oracle does not tie.
+/// first `n` held-out dialogues, unscored.
 #[allow(clippy::too_many_arguments)]
-pub fn sample_heldout_pairs<B: Backend>(
+pub fn sample_pairs<B: Backend>(
     lm: &Lm<B>,
-    world: &World,
     templates: &Templates,
-    task: Task,
     task_templates: &str,
     held_out: &[Dialogue],
     n: usize,
@@ -73,7 +71,6 @@ pub fn sample_heldout_pairs<B: Backend>(
         .collect();
     let a = sample(lm, &prompts, settings, seed::derive(seed, &["sample", "a"]))?;
     let b = sample(lm, &prompts, settings, seed::derive(seed, &["sample", "b"]))?;
-    let score = |d: &Dialogue, text: &str| world.main_axis_score(task, &d.turns, text);
     Ok(dialogues
         .iter()
         .zip(prompts)
@@ -82,10 +79,35 @@ pub fn sample_heldout_pairs<B: Backend>(
             prompt_id: d.id.clone(),
             turns: d.turns.clone(),
             prompt,
-            score_a: score(d, &oa),
-            score_b: score(d, &ob),
+            score_a: None,
+            score_b: None,
             output_a: oa,
             output_b: ob,
+        })
+        .collect())
+}
+
+/// [`sample_pairs`] on the first `n` held-out dialogues of world task `task`, both outputs
+/// scored with the oracle on the task's main axis, keeping the pairs the oracle does not tie.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_heldout_pairs<B: Backend>(
+    lm: &Lm<B>,
+    world: &World,
+    templates: &Templates,
+    task: Task,
+    task_templates: &str,
+    held_out: &[Dialogue],
+    n: usize,
+    settings: &Sampling,
+    seed: u64,
+) -> Result<Vec<HeldoutPair>, HeldoutError> {
+    let pairs = sample_pairs(lm, templates, task_templates, held_out, n, settings, seed)?;
+    Ok(pairs
+        .into_iter()
+        .map(|mut p| {
+            p.score_a = Some(world.main_axis_score(task, &p.turns, &p.output_a));
+            p.score_b = Some(world.main_axis_score(task, &p.turns, &p.output_b));
+            p
         })
         .filter(|p| p.score_a != p.score_b)
         .collect())

@@ -97,6 +97,12 @@ impl WinCounts {
         self.wins + self.losses + self.ties
     }
 
+    /// Whether the judge decided fewer than half of the comparisons (ties are the majority),
+    /// so that the win rate mostly counts halves.
+    pub fn mostly_ties(&self) -> bool {
+        2 * (self.wins + self.losses) < self.total()
+    }
+
     /// Adds one comparison outcome: `Some(true)` A won, `Some(false)` A lost, `None` a tie.
     pub fn record(&mut self, outcome: Option<bool>) {
         match outcome {
@@ -313,5 +319,14 @@ mod length_tests {
         let lc = length_controlled(&[1.0, 1.0, 0.0, 0.5], &[0.0; 4]).expect("rate");
         assert!((lc - 62.5).abs() < 0.5, "{lc}");
         assert_eq!(length_controlled(&[], &[]), None);
+    }
+
+    #[test]
+    fn mostly_ties_when_fewer_than_half_are_decided() {
+        assert!(WinCounts::new(2, 2, 5).mostly_ties());
+        assert!(!WinCounts::new(2, 2, 4).mostly_ties());
+        assert!(!WinCounts::new(3, 0, 2).mostly_ties());
+        assert!(WinCounts::new(0, 0, 1).mostly_ties());
+        assert!(!WinCounts::new(0, 0, 0).mostly_ties());
     }
 }

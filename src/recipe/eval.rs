@@ -35,6 +35,16 @@ pub struct EvalConfig {
     /// two orders' P(A better) averaged decides). The last two cost two judge calls per
     /// comparison; `"both"` turns a judge's letter bias into ties, `"mean"` cancels it.
     pub judge_order: JudgeOrder,
+    /// An `lm:<model>` judge (a model in `[models]`) that labels, on the task's first axis and
+    /// asked in both orders, a fixed sample of every simulated pair set and, on tasks without
+    /// an oracle, of the held-out pairs of policy samples: `pair_labels` reports each method's
+    /// label agreement with it (the paper's Table 36 check with a held-out model) and
+    /// `pm_agreement` each preference model's. Absent: only the oracle checks labels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_judge: Option<String>,
+    /// Pairs of each set the `label_judge` labels: the first ones, in prompt order, so every
+    /// method of a task is checked on the same prompts, ≥ 1.
+    pub label_pairs: usize,
 }
 
 impl Default for EvalConfig {
@@ -46,6 +56,8 @@ impl Default for EvalConfig {
             temperature: 1.0,
             max_new_tokens: 300,
             judge_order: JudgeOrder::default(),
+            label_judge: None,
+            label_pairs: 100,
         }
     }
 }

@@ -769,6 +769,27 @@ fn check_eval(r: &Recipe, out: &mut Vec<Problem>) {
             )),
         }
     }
+    if let Some(judge) = &e.label_judge {
+        match judge.strip_prefix("lm:") {
+            Some(model) if r.models.contains_key(model) => {}
+            Some(model) => out.push(unknown_ref(
+                "eval.label_judge",
+                "model",
+                model,
+                &models,
+                "models",
+            )),
+            None => out.push(Problem::new(
+                "eval.label_judge",
+                format!("`eval.label_judge` is `{judge}`, but only a language model labels pairs"),
+                format!(
+                    "write `lm:<model>` with a model from [models] (e.g. `lm:{}`)",
+                    models.first().copied().unwrap_or("judge")
+                ),
+            )),
+        }
+        positive(out, "eval.label_pairs", e.label_pairs);
+    }
     let methods: Vec<&str> = r.methods.keys().map(String::as_str).collect();
     let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
     for [a, b] in e.comparisons.iter().flatten() {

@@ -20,7 +20,7 @@ use crate::error::IoError;
 use crate::plan::{Plan, PlanError, stage_key};
 use crate::recipe::Resolved;
 use crate::stages::registry;
-use crate::stages::stage::StageError;
+use crate::stages::stage::{StageError, StageKind};
 use crate::store::{Store, StoreError};
 use crate::tables::{self, TableError, TableFiles};
 
@@ -329,12 +329,7 @@ fn write_curves(
             .find(|s| &s.id == dep)
             .map(|s| s.key.clone())
             .unwrap_or_default();
-        let artifact = store.lookup(dep, &key).ok_or_else(|| RunError::Missing {
-            stage: dep.clone(),
-            key: key.clone(),
-            root: store.root().to_path_buf(),
-            run_dir: dir.parent().unwrap_or(dir).to_path_buf(),
-        })?;
+        let artifact = stored(store, dep, &key, dir.parent().unwrap_or(dir))?;
         inputs.push(artifact);
     }
     let curves = curves(&inputs).map_err(|source| RunError::Stage {
@@ -350,21 +345,67 @@ fn write_curves(
     Ok(())
 }
 
+/// The artifact of stage `id` at `key` in `store`, or the error naming run `run_dir`.
+fn stored(
+    store: &Store,
+    id: &str,
+    key: &str,
+    run_dir: &Path,
+) -> Result<crate::store::Artifact, RunError> {
+    store.lookup(id, key).ok_or_else(|| RunError::Missing {
+        stage: id.to_string(),
+        key: key.to_string(),
+        root: store.root().to_path_buf(),
+        run_dir: run_dir.to_path_buf(),
+    })
+}
+
+/// Per task of `plan`, every method's evaluation samples on the first test prompts side by
+/// side, as `samples-<task>.md` in `dir`.
+fn write_samples(plan: &Plan, store: &Store, dir: &Path) -> Result<(), RunError> {
+    use crate::stages::generate::{SAMPLES, Sample};
+    let mut tasks: BTreeMap<&str, Vec<(String, Vec<Sample>)>> = BTreeMap::new();
+    for stage in plan.stages.iter().filter(|s| s.kind == StageKind::Generate) {
+        let Some((method, task)) = stage
+            .id
+            .strip_prefix("generate/")
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        let artifact = stored(store, &stage.id, &stage.key, dir.parent().unwrap_or(dir))?;
+        let samples: Vec<Sample> =
+            crate::stages::stage::read_json(&artifact, SAMPLES).map_err(|source| {
+                RunError::Stage {
+                    stage: stage.id.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        tasks
+            .entry(task)
+            .or_default()
+            .push((method.to_string(), samples));
+    }
+    if !tasks.is_empty() {
+        fs::create_dir_all(dir).map_err(IoError::at(dir))?;
+    }
+    for (task, methods) in tasks {
+        let page = crate::side_by_side::render(task, &methods, crate::side_by_side::PROMPTS);
+        let path = dir.join(format!("{}.md", crate::side_by_side::stem(task)));
+        crate::error::write(&path, page)?;
+    }
+    Ok(())
+}
+
 fn write_tables(plan: &Plan, store: &Store, run_dir: &Path) -> Result<Vec<TableReport>, RunError> {
     let dir = run_dir.join("tables");
     let mut out = Vec::new();
+    write_samples(plan, store, &dir)?;
     for stage in &plan.stages {
         let Some(stem) = registry::table(stage.kind) else {
             continue;
         };
-        let artifact = store
-            .lookup(&stage.id, &stage.key)
-            .ok_or_else(|| RunError::Missing {
-                stage: stage.id.clone(),
-                key: stage.key.clone(),
-                root: store.root().to_path_buf(),
-                run_dir: run_dir.to_path_buf(),
-            })?;
+        let artifact = stored(store, &stage.id, &stage.key, run_dir)?;
         let frame = tables::read_parquet(&artifact.path(&format!("{stem}.parquet")))?;
         let files = tables::write_table(&dir, stem, &frame)?;
         if stem == crate::stages::winrates::STEM {

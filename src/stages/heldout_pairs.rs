@@ -1,13 +1,14 @@
 //! The `heldout_pairs` stage (paper §4.2, Table 5): two independent samples of the policy
-//! model for each held-out test prompt of a world task, scored by the oracle (the "human"),
-//! ties left out — the reference preference models are measured against.
+//! model for each held-out test prompt — on a world task scored by the oracle (the "human"),
+//! ties left out; on other tasks unscored, for the label judge to label (`pair_judge`) — the
+//! reference preference models are measured against.
 
 use serde::{Deserialize, Serialize};
 
 use super::inputs::ModelRef;
 use super::planning::{PlanError, Planned, Planner};
 use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
-use crate::eval::pm_agreement::{HeldoutError, HeldoutPair, sample_heldout_pairs};
+use crate::eval::pm_agreement::{HeldoutError, HeldoutPair, sample_heldout_pairs, sample_pairs};
 use crate::eval::sampling::Sampling;
 use crate::prompts::PromptSet;
 use crate::recipe::BackendKind;
@@ -28,7 +29,7 @@ pub struct Config {
     pub policy: ModelRef,
     /// The task.
     pub task: String,
-    /// Its held-out prompts (a built-in world prompt set: the oracle scores the samples).
+    /// Its held-out prompts (on a built-in world prompt set the oracle scores the samples).
     pub prompts: PromptSet,
     /// Its template family.
     pub family: String,
@@ -103,22 +104,24 @@ impl Stage for HeldoutPairs {
     fn run(ctx: &Ctx<'_>, config: &Config) -> Result<serde_json::Value, StageError> {
         let t0 = std::time::Instant::now();
         let source = &config.prompts.source;
-        let (Some(task), Some(world)) = (source.world_task(), source.world()) else {
-            return Err(StageError::BadArtifact {
-                path: format!("tasks.{}.prompts", config.task).into(),
-                detail: "held-out pairs need a built-in world prompt set: the oracle scores them"
-                    .into(),
-            });
+        let oracle = match (source.world_task(), source.world()) {
+            (Some(task), Some(world)) => Some((task, world.build()?)),
+            _ => None,
         };
-        let world = world.build()?;
         let templates = config.templates.templates();
         let test = config.prompts.load(ctx.root)?;
         let pairs: Vec<HeldoutPair> = with_backend!(config.backend, B, device => {
             let lm = config.policy.load::<B>(ctx, &device)?;
-            sample_heldout_pairs(
-                &lm, &world, &templates, task, &config.family, &test, config.pairs,
-                &config.sampling, config.seed,
-            )
+            match &oracle {
+                Some((task, world)) => sample_heldout_pairs(
+                    &lm, world, &templates, *task, &config.family, &test, config.pairs,
+                    &config.sampling, config.seed,
+                ),
+                None => sample_pairs(
+                    &lm, &templates, &config.family, &test, config.pairs, &config.sampling,
+                    config.seed,
+                ),
+            }
             .map_err(StageError::from)
         })?;
         ctx.write_json(HELDOUT, &pairs)?;

@@ -35,6 +35,7 @@ pub mod judge;
 pub mod judge_agreement;
 pub mod judge_skill;
 pub mod judge_tuning;
+pub mod pair_judge;
 pub mod pair_labels;
 pub mod pm_agreement;
 pub mod pm_eval;

@@ -1,6 +1,6 @@
-//! The `pm_agreement` table stage: every preference model against the oracle's held-out labels
-//! (the analogue of paper Table 5), with its training loss and its accuracy on its own
-//! held-out simulated pairs.
+//! The `pm_agreement` table stage: every preference model against held-out reference labels —
+//! the oracle's, or the label judge's where no oracle exists (the analogue of paper Table 5) —
+//! with its training loss and its accuracy on its own held-out simulated pairs.
 
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,7 @@ use super::stage::{StageError, StageKind, read_json};
 use super::table::Table;
 use crate::eval::winrate::Rate;
 use crate::store::Artifact;
-use crate::tables::{TableError, f64_col, frame_err, method_cols, opt_col, rate_cols};
+use crate::tables::{TableError, f64_col, frame_err, method_cols, opt_col, opt_str_col, rate_cols};
 
 /// The table's file stem.
 pub const STEM: &str = "pm_agreement";
@@ -31,8 +31,8 @@ impl Table for PmAgreement {
     const KIND: StageKind = StageKind::PmAgreement;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
-    // 2: agreement and held-out accuracy in percent (`*_pct`).
-    const VERSION: u32 = 2;
+    // 2: agreement and held-out accuracy in percent (`*_pct`); 3: the reference column.
+    const VERSION: u32 = 3;
     type Row = PmAgreementRow;
 
     fn rows(input: &Artifact) -> Result<Vec<PmAgreementRow>, StageError> {
@@ -42,6 +42,7 @@ impl Table for PmAgreement {
             method: r.kind,
             simulator: r.simulator,
             task: r.task,
+            reference: r.reference,
             agreement: agreement.as_ref().map(|g| g.rate),
             mean_prob: agreement.as_ref().map(|g| g.mean_prob),
             train_loss: r.log.final_loss,
@@ -63,6 +64,8 @@ pub struct PmAgreementRow {
     pub simulator: String,
     /// Task.
     pub task: String,
+    /// The reference labels: `oracle` or the label judge (`None` where there are none).
+    pub reference: Option<String>,
     /// Held-out reference-labelled pairs and how many the PM ranks as the reference does
     /// (`None` where the task has no reference labels).
     pub agreement: Option<Rate>,
@@ -75,10 +78,14 @@ pub struct PmAgreementRow {
     pub heldout_accuracy: Option<f64>,
 }
 
-/// The PM agreement table: method, simulator, task, n, n_agree, accuracy_pct, stderr_pct,
+/// The PM agreement table: method, simulator, task, reference, n, n_agree, accuracy_pct, stderr_pct,
 /// ci_low_pct, ci_high_pct, mean_prob (0–1), train_loss, heldout_accuracy_pct.
 pub fn frame(rows: &[PmAgreementRow]) -> Result<DataFrame, TableError> {
     let mut cols = method_cols(rows.iter().map(|r| (&r.method, &r.simulator, &r.task)));
+    cols.push(opt_str_col(
+        "reference",
+        rows.iter().map(|r| r.reference.clone()).collect(),
+    ));
     let rates: Vec<Option<Rate>> = rows.iter().map(|r| r.agreement).collect();
     cols.extend(rate_cols(
         [

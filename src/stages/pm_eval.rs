@@ -1,10 +1,12 @@
-//! The `pm_eval` stage (paper §4.2, Table 5): one trained preference model measured against
-//! the oracle on held-out pairs of policy samples. It sits apart from training so that
+//! The `pm_eval` stage (paper §4.2, Table 5): one trained preference model measured on
+//! held-out pairs of policy samples against the oracle (world tasks) or the label judge's
+//! verdicts (`eval.label_judge`, other tasks). It sits apart from training so that
 //! evaluation-only settings (`reward.heldout_pairs`) never retrain a preference model.
 
 use serde::{Deserialize, Serialize};
 
 use super::heldout_pairs::HELDOUT;
+use super::pair_judge::read_labels;
 use super::planning::{PlanError, Planned, Planner};
 use super::reward::{REWARD, RewardLog, RewardRecord};
 use super::stage::{Ctx, Stage, StageError, StageKind, read_json, with_backend};
@@ -24,9 +26,13 @@ pub struct PmEval;
 pub struct Config {
     /// The reward stage whose preference model is measured.
     pub reward: String,
-    /// The held-out pairs it is measured on (world tasks; `None` records the training log
-    /// only).
+    /// The held-out pairs it is measured on (world tasks, or tasks with a label judge; `None`
+    /// records the training log only).
     pub heldout: Option<String>,
+    /// The label judge's verdicts on the held-out pairs (a `pair_judge` stage), the reference
+    /// where the oracle scored none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged: Option<String>,
     /// Outputs scored per forward pass.
     pub batch_size: usize,
     /// The compute backend.
@@ -46,8 +52,11 @@ pub struct PmEvalRecord {
     pub task: String,
     /// The preference model's training log.
     pub log: RewardLog,
-    /// Agreement with the oracle on held-out pairs of policy samples (world tasks).
+    /// Agreement with the reference labels on held-out pairs of policy samples.
     pub agreement: Option<Agreement>,
+    /// The reference: `oracle`, or the label judge as the recipe names it.
+    #[serde(default)]
+    pub reference: Option<String>,
 }
 
 /// Id of the measurement of reward stage `reward` (`reward/<method>/<task>`).
@@ -55,15 +64,18 @@ pub fn id(reward: &str) -> String {
     format!("pm_eval/{}", reward.trim_start_matches("reward/"))
 }
 
-/// The measurement of reward stage `reward` on held-out pairs `heldout`.
+/// The measurement of reward stage `reward` on held-out pairs `heldout`, labelled by the
+/// oracle or by the label judge's verdicts `judged`.
 pub fn plan(
     p: &Planner<'_>,
     reward: String,
     heldout: Option<String>,
+    judged: Option<String>,
 ) -> Result<Planned, PlanError> {
     p.read("reward.batch_size");
     let config = Config {
         heldout,
+        judged,
         batch_size: p.recipe().reward.batch_size,
         backend: p.backend(),
         reward,
@@ -73,12 +85,14 @@ pub fn plan(
 
 impl Stage for PmEval {
     const KIND: StageKind = StageKind::PmEval;
-    const VERSION: u32 = 1;
+    // 2: the record names its reference labels.
+    const VERSION: u32 = 2;
     type Config = Config;
 
     fn inputs(config: &Config) -> Vec<String> {
         let mut out = vec![config.reward.clone()];
         out.extend(config.heldout.clone());
+        out.extend(config.judged.clone());
         out
     }
 
@@ -89,6 +103,11 @@ impl Stage for PmEval {
             Some(id) => read_json(&ctx.input(id)?, HELDOUT)?,
             None => Vec::new(),
         };
+        let Labelled {
+            pairs: heldout,
+            a_better: truth,
+            reference,
+        } = reference_labels(ctx, config, heldout)?;
         let agreement = if heldout.is_empty() {
             None
         } else {
@@ -102,7 +121,6 @@ impl Stage for PmEval {
                 let rb = score_outputs(&pm, &b, config.batch_size)?;
                 Ok::<_, StageError>(ra.into_iter().zip(rb).collect::<Vec<(f64, f64)>>())
             })?;
-            let truth: Vec<bool> = heldout.iter().map(HeldoutPair::a_better).collect();
             Some(pm_agreement::agreement(&rewards, &truth).map_err(StageError::failed)?)
         };
         let record = PmEvalRecord {
@@ -112,10 +130,72 @@ impl Stage for PmEval {
             task: trained.task,
             log: trained.log,
             agreement,
+            reference,
         };
         ctx.write_json(PM_EVAL, &record)?;
         Ok(serde_json::json!({
             "accuracy": record.agreement.as_ref().and_then(|a| a.rate.rate().ok()),
         }))
     }
+}
+
+/// Held-out pairs with reference labels.
+struct Labelled {
+    /// The pairs the reference decides.
+    pairs: Vec<HeldoutPair>,
+    /// Per pair, whether the reference prefers A.
+    a_better: Vec<bool>,
+    /// `oracle` or the label judge (`None` when no pair is labelled).
+    reference: Option<String>,
+}
+
+/// The held-out pairs with a reference label: the oracle's scores where it scored the pairs,
+/// else the label judge's decided verdicts (its ties left out).
+fn reference_labels(
+    ctx: &Ctx<'_>,
+    config: &Config,
+    heldout: Vec<HeldoutPair>,
+) -> Result<Labelled, StageError> {
+    if heldout
+        .iter()
+        .all(|p| p.score_a.is_some() && p.score_b.is_some())
+        && config.judged.is_none()
+    {
+        return Ok(Labelled {
+            a_better: heldout.iter().map(HeldoutPair::a_better).collect(),
+            reference: (!heldout.is_empty()).then(|| "oracle".to_string()),
+            pairs: heldout,
+        });
+    }
+    let Some(judged) = &config.judged else {
+        return Ok(Labelled {
+            pairs: Vec::new(),
+            a_better: Vec::new(),
+            reference: None,
+        });
+    };
+    let labels = read_labels(&ctx.input(judged)?)?;
+    let mut kept = Vec::new();
+    let mut truth = Vec::new();
+    for (pair, (prompt_id, j)) in heldout.into_iter().zip(&labels.items) {
+        if &pair.prompt_id != prompt_id {
+            return Err(StageError::BadArtifact {
+                path: judged.into(),
+                detail: format!(
+                    "the label judge's pair `{prompt_id}` is `{}` in the held-out pairs; rebuild \
+                     the judge's labels",
+                    pair.prompt_id
+                ),
+            });
+        }
+        if let Some(a_better) = j.verdict.outcome() {
+            kept.push(pair);
+            truth.push(a_better);
+        }
+    }
+    Ok(Labelled {
+        pairs: kept,
+        a_better: truth,
+        reference: Some(labels.judge),
+    })
 }

@@ -4,8 +4,8 @@
 use super::stage::{Ctx, Stage, StageError, StageKind};
 use super::{
     appendix_n, contrast, generate, heldout_pairs, import_pairs, judge, judge_agreement,
-    judge_skill, judge_tuning, pair_labels, pm_agreement, pm_eval, policy, policy_training,
-    pretrain, reward, simulate, winrates, world_eval, world_report,
+    judge_skill, judge_tuning, pair_judge, pair_labels, pm_agreement, pm_eval, policy,
+    policy_training, pretrain, reward, simulate, winrates, world_eval, world_report,
 };
 
 /// Runs `S` on its configuration deserialized from `config`.
@@ -95,6 +95,7 @@ registry! {
     HeldoutPairs => heldout_pairs::HeldoutPairs,
     Reward => reward::Reward,
     PmEval => pm_eval::PmEval,
+    PairJudge => pair_judge::PairJudge,
     PairLabels => pair_labels::PairLabels,
     PmAgreement => pm_agreement::PmAgreement,
     Policy => policy::Policy,

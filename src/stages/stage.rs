@@ -40,7 +40,9 @@ pub enum StageKind {
     Reward,
     /// A trained preference model measured on held-out pairs (`pm_eval.json`).
     PmEval,
-    /// The pair-label table: simulated labels against the oracle.
+    /// A language-model judge's labels on a sample of one pair set (`labels.json`).
+    PairJudge,
+    /// The pair-label table: simulated labels against the oracle and the label judge.
     PairLabels,
     /// The preference-model agreement table.
     PmAgreement,
@@ -64,7 +66,7 @@ pub enum StageKind {
 
 impl StageKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StageKind; 21] = [
+    pub const ALL: [StageKind; 22] = [
         StageKind::AppendixNCell,
         StageKind::AppendixNTable,
         StageKind::Contrast,
@@ -77,6 +79,7 @@ impl StageKind {
         StageKind::HeldoutPairs,
         StageKind::Reward,
         StageKind::PmEval,
+        StageKind::PairJudge,
         StageKind::PairLabels,
         StageKind::PmAgreement,
         StageKind::Policy,
@@ -102,6 +105,7 @@ impl StageKind {
             StageKind::HeldoutPairs => "heldout_pairs",
             StageKind::Reward => "reward",
             StageKind::PmEval => "pm_eval",
+            StageKind::PairJudge => "pair_judge",
             StageKind::PairLabels => "pair_labels",
             StageKind::PmAgreement => "pm_agreement",
             StageKind::Policy => "policy",

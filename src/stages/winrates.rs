@@ -31,8 +31,9 @@ impl Table for Winrates {
     const KIND: StageKind = StageKind::Winrates;
     const STEM: &'static str = STEM;
     const ID: &'static str = ID;
-    // 2: columns in percent are named `*_pct`; 3: distinct shares and collapse marks.
-    const VERSION: u32 = 3;
+    // 2: columns in percent are named `*_pct`; 3: distinct shares and collapse marks;
+    // 4: `mostly_ties`.
+    const VERSION: u32 = 4;
     type Row = WinRateRow;
 
     fn rows(input: &Artifact) -> Result<Vec<WinRateRow>, StageError> {
@@ -111,7 +112,8 @@ pub fn comparison_cols<'a>(rows: impl Iterator<Item = &'a WinRateRow> + Clone) -
 /// The win-rate table: task, axis, method_a, method_b, simulator, judge, n_total, n_wins,
 /// n_losses, n_ties, win_rate_pct (ties ½), stderr_pct, ci_low_pct, ci_high_pct,
 /// lc_win_rate_pct (length-controlled), avg_len_a, avg_len_b, distinct_a, distinct_b,
-/// collapsed_a, collapsed_b.
+/// collapsed_a, collapsed_b, mostly_ties (the judge decided fewer than half the row's
+/// comparisons: read its win rate as mostly ties).
 pub fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
     let est: Vec<Option<Estimate>> = rows.iter().map(|r| r.counts.estimate().ok()).collect();
     let mut cols = comparison_cols(rows.iter());
@@ -157,6 +159,12 @@ pub fn frame(rows: &[WinRateRow]) -> Result<DataFrame, TableError> {
     ] {
         cols.push(Column::new(name.into(), v));
     }
+    cols.push(Column::new(
+        "mostly_ties".into(),
+        rows.iter()
+            .map(|r| r.counts.mostly_ties())
+            .collect::<Vec<bool>>(),
+    ));
     DataFrame::new(rows.len(), cols).map_err(frame_err(STEM))
 }
 
@@ -281,7 +289,8 @@ mod tests {
                 "distinct_a",
                 "distinct_b",
                 "collapsed_a",
-                "collapsed_b"
+                "collapsed_b",
+                "mostly_ties"
             ]
         );
         let md = render_markdown(&df).expect("md");

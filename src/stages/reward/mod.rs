@@ -84,6 +84,7 @@ pub fn plan(
         "batch_size",
         "max_len",
         "holdout_frac",
+        "lora",
     ] {
         p.read(format!("reward.{key}"));
     }
