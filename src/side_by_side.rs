@@ -70,11 +70,16 @@ pub fn render(task: &str, methods: &[(String, Vec<Sample>)], n: usize) -> String
     );
     for (i, s) in shared.iter().enumerate() {
         let _ = writeln!(out, "## {}. `{}`\n", i + 1, s.prompt_id);
-        for (t, turn) in s.turns.iter().enumerate() {
-            let speaker = if t % 2 == 0 { "Human" } else { "Assistant" };
-            let _ = writeln!(out, "> **{speaker}:** {}", cell(turn));
-            let _ = writeln!(out, ">");
-        }
+        let turns: Vec<String> = s
+            .turns
+            .iter()
+            .enumerate()
+            .map(|(t, turn)| {
+                let speaker = if t % 2 == 0 { "Human" } else { "Assistant" };
+                format!("> **{speaker}:** {}", cell(turn))
+            })
+            .collect();
+        let _ = writeln!(out, "{}", turns.join("\n>\n"));
         let _ = writeln!(out, "\n| method | tokens | output |\n|---|---:|---|");
         for (name, samples) in methods {
             let Some(x) = samples.iter().find(|x| x.prompt_id == s.prompt_id) else {

@@ -264,8 +264,6 @@ mod trainers {
     //! resumed from its checkpoint equals an uninterrupted one; a full PPO step, for contrast,
     //! moves every weight.
 
-    use std::sync::OnceLock;
-
     use burn::module::AutodiffModule;
     use burn::tensor::Tensor;
     use rlcd::model::pm::{Pm, PmFormat};
@@ -290,43 +288,42 @@ mod trainers {
         prompts: Vec<String>,
     }
 
-    fn small() -> &'static Small {
-        static CELL: OnceLock<Small> = OnceLock::new();
-        CELL.get_or_init(|| {
-            let config = WorldConfig {
-                documents: 200,
-                prompts_train: 48,
-                prompts_test: 8,
-                ..WorldConfig::default()
-            };
-            let world = World::new(&config, 5).expect("world");
-            let templates = common::templates();
-            let lm = common::world_xs_steps::<Train>(&world, &templates, 4, 20);
-            let train: Vec<Dialogue> = world
-                .prompt_set(Task::Harmless)
-                .expect("prompts")
-                .into_iter()
-                .filter(|d| d.split == Split::Train)
-                .collect();
-            let pairs = common::oracle_pairs(&world, &templates, Task::Harmless, &train, 1, 1)
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect();
-            let prompts = contrast_prompts(&templates, Task::Harmless.name(), &train, 0)
-                .expect("prompts")
-                .into_iter()
-                .map(|c| c.plain)
-                .collect();
-            let pm = rlcd::model::seeded_init::<Train, _>(&Default::default(), 1, || {
-                Pm::from_lm(lm.clone(), PmFormat::world(128)).expect("pm")
-            });
-            Small {
-                lm,
-                pm,
-                pairs,
-                prompts,
-            }
-        })
+    /// Built by each test that needs it rather than shared through a lazily initialised
+    /// static: two tests running in parallel then never wait on one another's set-up.
+    fn small() -> Small {
+        let config = WorldConfig {
+            documents: 200,
+            prompts_train: 48,
+            prompts_test: 8,
+            ..WorldConfig::default()
+        };
+        let world = World::new(&config, 5).expect("world");
+        let templates = common::templates();
+        let lm = common::world_xs_steps::<Train>(&world, &templates, 4, 20);
+        let train: Vec<Dialogue> = world
+            .prompt_set(Task::Harmless)
+            .expect("prompts")
+            .into_iter()
+            .filter(|d| d.split == Split::Train)
+            .collect();
+        let pairs = common::oracle_pairs(&world, &templates, Task::Harmless, &train, 1, 1)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        let prompts = contrast_prompts(&templates, Task::Harmless.name(), &train, 0)
+            .expect("prompts")
+            .into_iter()
+            .map(|c| c.plain)
+            .collect();
+        let pm = rlcd::model::seeded_init::<Train, _>(&Default::default(), 1, || {
+            Pm::from_lm(lm.clone(), PmFormat::world(128)).expect("pm")
+        });
+        Small {
+            lm,
+            pm,
+            pairs,
+            prompts,
+        }
     }
 
     fn lora() -> LoraConfig {
@@ -361,8 +358,12 @@ mod trainers {
             .collect()
     }
 
-    fn ppo(lora: Option<LoraConfig>, steps: usize, ckpt: &PpoCheckpoints) -> (Lm<Train>, PpoLog) {
-        let s = small();
+    fn ppo(
+        s: &Small,
+        lora: Option<LoraConfig>,
+        steps: usize,
+        ckpt: &PpoCheckpoints,
+    ) -> (Lm<Train>, PpoLog) {
         let reference = s.lm.model.valid();
         let scorer = s.pm.valid();
         let cfg = PpoConfig {
@@ -463,10 +464,10 @@ mod trainers {
             train_dpo(s.lm.clone(), &base, &pairs, &cfg, 2, &mut |_, _| {}).expect("dpo");
         assert_eq!(changed(&base, &dpo.model.valid()), adapted, "DPO");
 
-        let (policy, log) = ppo(Some(lora()), 1, &PpoCheckpoints::default());
+        let (policy, log) = ppo(&s, Some(lora()), 1, &PpoCheckpoints::default());
         assert_eq!(log.steps.len(), 1);
         assert_eq!(changed(&base, &policy.model.valid()), adapted, "LoRA PPO");
-        let (policy, log) = ppo(None, 1, &PpoCheckpoints::default());
+        let (policy, log) = ppo(&s, None, 1, &PpoCheckpoints::default());
         assert_eq!(log.steps.len(), 1);
         assert_eq!(
             changed(&base, &policy.model.valid()),
@@ -493,20 +494,21 @@ mod trainers {
 
     #[test]
     fn a_lora_ppo_run_resumed_from_its_checkpoint_equals_an_uninterrupted_one() {
-        let (whole, whole_log) = ppo(Some(lora()), 3, &PpoCheckpoints::default());
+        let s = small();
+        let (whole, whole_log) = ppo(&s, Some(lora()), 3, &PpoCheckpoints::default());
         let dir = tempfile::tempdir().expect("tempdir");
         let first = PpoCheckpoints {
             dir: Some(dir.path().to_path_buf()),
             every: 1,
             stop_after: Some(2),
         };
-        let (_, half) = ppo(Some(lora()), 3, &first);
+        let (_, half) = ppo(&s, Some(lora()), 3, &first);
         assert_eq!(half.steps.len(), 2);
         let rest = PpoCheckpoints {
             stop_after: None,
             ..first
         };
-        let (resumed, resumed_log) = ppo(Some(lora()), 3, &rest);
+        let (resumed, resumed_log) = ppo(&s, Some(lora()), 3, &rest);
         assert_eq!(resumed_log.steps.len(), 3);
         for (a, b) in whole_log.steps.iter().zip(&resumed_log.steps) {
             assert!((a.loss - b.loss).abs() <= 1e-5, "step {}", a.step);
