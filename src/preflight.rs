@@ -95,6 +95,30 @@ pub fn findings(resolved: &Resolved) -> Findings {
             tasks.insert(name.as_str(), dialogues);
         }
     }
+    if let Some(model) = r
+        .eval
+        .label_judge
+        .as_deref()
+        .and_then(|j| j.strip_prefix("lm:"))
+    {
+        let own: Vec<&str> = r
+            .methods
+            .iter()
+            .filter(|(_, m)| m.simulator.as_deref() == Some(model))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if !own.is_empty() {
+            notes.push(format!(
+                "eval.label_judge: `lm:{model}` also simulates {}: its agreement with those \
+                 labels is not an independent check (the paper's Table 36 uses a model that \
+                 simulated none of the pairs)",
+                own.iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     check_splits(resolved, &tasks, &mut out);
     if out.is_empty() {
         check_lengths(resolved, &tasks, &models, &mut out, &mut notes);

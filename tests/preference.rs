@@ -376,6 +376,12 @@ fn a_label_judge_checks_pair_labels_and_preference_models() {
     );
     fs::write(&recipe, text).unwrap();
     let summary = run(&recipe);
+    // The judge also simulates every method's pairs: the run says so.
+    let log = fs::read_to_string(summary.run_dir.join("run.log")).unwrap();
+    assert!(
+        log.contains("note: eval.label_judge: `lm:sim` also simulates `cd`, `dpo`, `rescore`, `rlaif`, `rlcd`:"),
+        "{log}"
+    );
     let labels = table(&summary, "pair_labels").clone();
     let col = |name: &str| labels.column(name).unwrap().clone();
     let (method, task) = (col("method"), col("task"));
