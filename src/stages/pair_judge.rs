@@ -186,7 +186,7 @@ impl Stage for PairJudge {
                 lm: &lm,
                 prefix: if config.model.is_world() { BOS } else { "" },
                 templates: &templates,
-                order: both_orders(config.order),
+                order: config.order,
                 seed: 0,
                 batch_size: config.batch_size,
                 truncate: config.unkeyed.truncate,
@@ -214,4 +214,27 @@ impl Stage for PairJudge {
 /// The labels of stage artifact `artifact`.
 pub fn read_labels(artifact: &crate::store::Artifact) -> Result<PairVerdicts, StageError> {
     read_json(artifact, LABELS)
+}
+
+impl PairVerdicts {
+    /// The labelled items, after checking that they are the first pairs of `prompt_ids` (the
+    /// pair set they were asked about, stage `stage`), in order.
+    pub fn aligned<'a>(
+        &self,
+        stage: &str,
+        prompt_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<&[(String, Judged)], StageError> {
+        for (id, (labelled, _)) in prompt_ids.into_iter().zip(&self.items) {
+            if id != labelled {
+                return Err(StageError::BadArtifact {
+                    path: stage.into(),
+                    detail: format!(
+                        "the label judge's pair `{labelled}` is `{id}` in the pair set; rebuild \
+                         the judge's labels"
+                    ),
+                });
+            }
+        }
+        Ok(&self.items)
+    }
 }

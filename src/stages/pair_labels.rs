@@ -143,34 +143,15 @@ fn judge_agreement(
     pairs: &[Pair],
     labels: &PairVerdicts,
 ) -> Result<(String, u64, Rate), StageError> {
-    let (mut n, mut agree) = (0u64, 0u64);
-    for (pair, (prompt_id, judged)) in pairs.iter().zip(&labels.items) {
-        if &pair.prompt_id != prompt_id {
-            return Err(StageError::BadArtifact {
-                path: simulation.into(),
-                detail: format!(
-                    "the label judge's pair `{prompt_id}` is `{}` in the pair set; rebuild the \
-                     judge's labels",
-                    pair.prompt_id
-                ),
-            });
-        }
-        let (Some(b_better), Some(label)) =
-            (judged.verdict.outcome().map(|a| !a), pair.preferred())
-        else {
-            continue;
-        };
-        n += 1;
-        agree += u64::from((label == Slot::B) == b_better);
-    }
-    Ok((
-        labels.judge.clone(),
-        labels.items.len() as u64,
-        Rate {
-            n,
-            successes: agree,
-        },
-    ))
+    let items = labels.aligned(simulation, pairs.iter().map(|p| p.prompt_id.as_str()))?;
+    let b_better: std::collections::BTreeMap<&str, bool> = items
+        .iter()
+        .filter_map(|(id, j)| j.verdict.outcome().map(|a| (id.as_str(), !a)))
+        .collect();
+    let rate = label_accuracy(&pairs[..items.len().min(pairs.len())], |p| {
+        b_better.get(p.prompt_id.as_str()).copied()
+    });
+    Ok((labels.judge.clone(), items.len() as u64, rate))
 }
 
 /// One row of the simulated-pair label table (paper Table 36's question: how often do the

@@ -177,17 +177,8 @@ fn reference_labels(
     let labels = read_labels(&ctx.input(judged)?)?;
     let mut kept = Vec::new();
     let mut truth = Vec::new();
-    for (pair, (prompt_id, j)) in heldout.into_iter().zip(&labels.items) {
-        if &pair.prompt_id != prompt_id {
-            return Err(StageError::BadArtifact {
-                path: judged.into(),
-                detail: format!(
-                    "the label judge's pair `{prompt_id}` is `{}` in the held-out pairs; rebuild \
-                     the judge's labels",
-                    pair.prompt_id
-                ),
-            });
-        }
+    let items = labels.aligned(judged, heldout.iter().map(|p| p.prompt_id.as_str()))?;
+    for (pair, (_, j)) in heldout.into_iter().zip(items) {
         if let Some(a_better) = j.verdict.outcome() {
             kept.push(pair);
             truth.push(a_better);
