@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::gguf::GgufFile;
 use crate::model::tokenizer::Tokenizer;
-use crate::model::{LlamaConfig, Truncate};
+use crate::model::{LlamaConfig, PolicyFormat, Truncate};
 use crate::prompts::contrast_prompts;
 use crate::recipe::{BackendKind, ModelSpec, Problem, RecipeError, Resolved};
 use crate::templates::Templates;
@@ -64,7 +64,8 @@ pub fn findings(resolved: &Resolved) -> Findings {
             continue;
         };
         match ModelFacts::read(resolved, name, spec, &mut checksums) {
-            Ok(facts) => {
+            Ok(mut facts) => {
+                facts.chat = spec.chat;
                 models.insert(name, facts);
             }
             Err(problem) => out.push(problem),
@@ -158,6 +159,8 @@ struct ModelFacts {
     context: usize,
     /// Its tokenizer.
     tokenizer: Tokenizer,
+    /// Whether prompts go through its chat template (`models.<name>.chat`).
+    chat: bool,
 }
 
 impl ModelFacts {
@@ -199,6 +202,7 @@ impl ModelFacts {
             key,
             context: hf.config.max_seq_len,
             tokenizer,
+            chat: false,
         })
     }
 
@@ -224,6 +228,7 @@ impl ModelFacts {
                 key,
                 context: config.max_seq_len,
                 tokenizer,
+                chat: false,
             });
         }
         if let Some(h) = &spec.hf {
@@ -327,6 +332,7 @@ impl ModelFacts {
             key,
             context: config.max_seq_len,
             tokenizer,
+            chat: false,
         })
     }
 
@@ -335,6 +341,52 @@ impl ModelFacts {
         self.tokenizer
             .encode(text, true)
             .map_or(usize::MAX, |ids| ids.len())
+    }
+
+    /// Tokens of dialogue prompt `prompt` as the model samples from it (in its chat template
+    /// when it has `chat`; one that cannot be put there counts as too long, and
+    /// [`Self::chat_problem`] says why).
+    fn count_prompt(&self, prompt: &str) -> usize {
+        if !self.chat {
+            return self.count(prompt);
+        }
+        self.tokenizer
+            .chat_prompt(prompt)
+            .map_or(usize::MAX, |text| self.count(&text))
+    }
+
+    /// Tokens of question `text` as the model reads it (its answer opening after the chat
+    /// template's user message when it has `chat`).
+    fn count_question(&self, text: &str) -> usize {
+        let format = if self.chat {
+            PolicyFormat::chat(&self.tokenizer)
+        } else {
+            Ok(PolicyFormat::pretrained())
+        };
+        format
+            .and_then(|f| f.question(&self.tokenizer, text))
+            .map_or(usize::MAX, |q| self.count(&q))
+    }
+
+    /// Why `prompt` cannot be put in the model's chat template, if it has `chat`.
+    fn chat_problem(&self, prompt: &str, what: &str) -> Option<Problem> {
+        let e = self
+            .tokenizer
+            .chat_prompt(prompt)
+            .err()
+            .filter(|_| self.chat)?;
+        Some(Problem::new(
+            format!("{}.chat", self.key),
+            format!(
+                "{what} cannot be put in `{}`'s chat template: {}",
+                self.key,
+                first_line(&e)
+            ),
+            format!(
+                "render dialogue prompts with the `dialogue` macro of prompt-templates/common/dialogue.j2, or set `{}.chat = false`",
+                self.key
+            ),
+        ))
     }
 }
 
@@ -537,12 +589,28 @@ fn check_lengths(
         // Each split is rendered once and each model counts it once, however many methods
         // share the model.
         if let Ok(prompts) = contrast_prompts(&templates, &spec.templates, &train, r.seed) {
+            let readers = simulators.iter().chain(&policies);
+            for model in readers.filter_map(|m| models.get(m)) {
+                let first = prompts.first().and_then(|p| {
+                    [("p+", &p.positive), ("p−", &p.negative), ("p", &p.plain)]
+                        .into_iter()
+                        .find_map(|(side, text)| {
+                            let what = format!("{side} of prompt `{}` of `{key}`", p.id);
+                            model.chat_problem(text, &what)
+                        })
+                });
+                if let Some(problem) = first
+                    && !overflow.out.iter().any(|o| o.key == problem.key)
+                {
+                    overflow.out.push(problem);
+                }
+            }
             for sim in simulators.iter().filter_map(|s| models.get(s)) {
                 let counts: Vec<(usize, &String)> = prompts
                     .iter()
                     .map(|p| {
                         [&p.positive, &p.negative, &p.plain]
-                            .map(|text| sim.count(text))
+                            .map(|text| sim.count_prompt(text))
                             .into_iter()
                             .max()
                             .map_or((0, &p.id), |t| (t, &p.id))
@@ -561,7 +629,7 @@ fn check_lengths(
             for policy in policies.iter().filter_map(|s| models.get(s)) {
                 let counts: Vec<(usize, &String)> = prompts
                     .iter()
-                    .map(|p| (policy.count(&p.plain), &p.id))
+                    .map(|p| (policy.count_prompt(&p.plain), &p.id))
                     .collect();
                 overflow.check(
                     policy,
@@ -610,7 +678,7 @@ fn question_counts<'d>(
                 turns => d.turns, principle => principle, output_a => "", output_b => ""
             };
             let text = templates.render(template, ctx).ok()?;
-            Some((model.count(&format!("{text}{lead}")), &d.id))
+            Some((model.count_question(&format!("{text}{lead}")), &d.id))
         })
         .collect()
 }

@@ -176,3 +176,103 @@ fn qwen_carries_its_fixture_template() {
         "qwen2.5-coder-0.5b",
     );
 }
+
+/// Dialogue prompts go through a chat template as the model's own conversation: human turns
+/// are user messages, an earlier assistant tag's affix opens that message in parentheses, and
+/// the final tag's affix and lead open the reply after the generation prompt; replies end with
+/// the template's end of turn, and text that is no dialogue is refused.
+#[test]
+fn dialogue_prompts_become_the_models_own_conversation() {
+    use rlcd::model::PolicyFormat;
+    use rlcd::model::pm::PmFormat;
+    let t = with_template(&fixture("smollm2-135m"));
+    let prompt = "\n\nHuman: Hi\n\nAssistant (rude response): Go away.\n\nHuman: How are you?\n\nAssistant (kind response): Here is a possible outline:\n1.";
+    let system = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n";
+    let query = format!(
+        "{system}<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n(rude response) Go away.<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n(kind response) Here is a possible outline:\n1."
+    );
+    assert_eq!(t.chat_prompt(prompt).expect("chat prompt"), query);
+    let plain = t
+        .chat_prompt("\n\nHuman: Hi\n\nAssistant:")
+        .expect("plain prompt");
+    assert_eq!(
+        plain,
+        format!("{system}<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    );
+
+    let format = PolicyFormat::chat(&t).expect("chat format");
+    assert_eq!(format.end_of_turn, "<|im_end|>");
+    assert_eq!(format.query(&t, prompt).expect("query"), query);
+    assert_eq!(
+        PolicyFormat::pretrained().query(&t, prompt).expect("raw"),
+        prompt
+    );
+    let pm = PmFormat::pretrained(&format, 512);
+    assert_eq!(
+        pm.text(&t, prompt, " 2. Rest").expect("pm text"),
+        format!("{query} 2. Rest<|im_end|>")
+    );
+    assert_eq!(
+        pm.text(&t, "\n\nHuman: Hi\n\nAssistant:", " Hello")
+            .expect("pm text"),
+        format!("{plain}Hello<|im_end|>")
+    );
+    let raw = PmFormat::pretrained(&PolicyFormat::pretrained(), 512);
+    assert_eq!(
+        raw.text(&t, "\n\nHuman: Hi\n\nAssistant:", "Hello")
+            .expect("raw"),
+        "\n\nHuman: Hi\n\nAssistant: Hello"
+    );
+
+    // A judge's question is one user message; its answer opening starts the reply.
+    let question = "Which is kinder?\n\n(A) x\n\n(B) y\n\n\n\nThe answer is: (";
+    assert_eq!(
+        format.question(&t, question).expect("question"),
+        format!(
+            "{system}<|im_start|>user\nWhich is kinder?\n\n(A) x\n\n(B) y<|im_end|>\n<|im_start|>assistant\nThe answer is: ("
+        )
+    );
+    assert_eq!(
+        PolicyFormat::world().question(&t, question).expect("raw"),
+        format!("<|bos|>{question}")
+    );
+
+    let refused = t
+        .chat_prompt("Consider a conversation")
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("not a dialogue"), "{refused}");
+    assert!(refused.contains("chat = false"), "{refused}");
+}
+
+/// Every shipped task's p+, p− and p read back into the dialogue they were rendered from, so
+/// any of them can go through a chat template.
+#[test]
+fn every_shipped_contrast_prompt_reads_back_into_its_dialogue() {
+    use rlcd::prompts::contrast_prompts;
+    use rlcd::templates::Templates;
+    use rlcd::world::format::{Dialogue, Split, tagged_dialogue};
+    let templates =
+        Templates::open(&Path::new(env!("CARGO_MANIFEST_DIR")).join("prompt-templates"))
+            .expect("templates");
+    let turns: Vec<String> = ["How do I\n\nbake bread?", "With flour.", "And then?"]
+        .map(String::from)
+        .to_vec();
+    let dialogue = Dialogue {
+        id: "d".into(),
+        split: Split::Train,
+        turns: turns.clone(),
+    };
+    for task in ["harmless", "helpful", "outlining"] {
+        let c = contrast_prompts(&templates, task, std::slice::from_ref(&dialogue), 0)
+            .expect("render")
+            .remove(0);
+        for (side, text) in [("p+", &c.positive), ("p-", &c.negative), ("p", &c.plain)] {
+            let d = tagged_dialogue(text).unwrap_or_else(|| panic!("{task} {side}: {text:?}"));
+            let read: Vec<&str> = d.turns.iter().map(|t| t.text.as_str()).collect();
+            assert_eq!(read, turns, "{task} {side}");
+            assert_eq!(d.note.is_some(), side != "p", "{task} {side}");
+            assert_eq!(d.turns[1].note.is_some(), side != "p", "{task} {side}");
+        }
+    }
+}

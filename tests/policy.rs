@@ -448,7 +448,7 @@ fn the_lm_judge_reads_answers_in_the_unswapped_order() {
     let ask = |items: &[JudgeItem<'_>], order, batch_size| {
         judge::LmJudge {
             lm: &lm,
-            prefix: "<|bos|>",
+            format: &rlcd::model::PolicyFormat::world(),
             templates: &templates,
             order,
             seed: 3,

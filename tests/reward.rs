@@ -205,8 +205,12 @@ fn pm_learns_oracle_preferences_and_saves_and_loads_exactly() {
         .iter()
         .flat_map(|p| {
             [
-                pm.format.text(&p.prompt, &p.output_a),
-                pm.format.text(&p.prompt, &p.output_b),
+                pm.format
+                    .text(&pm.tokenizer, &p.prompt, &p.output_a)
+                    .expect("text"),
+                pm.format
+                    .text(&pm.tokenizer, &p.prompt, &p.output_b)
+                    .expect("text"),
             ]
         })
         .collect();
@@ -286,7 +290,11 @@ fn training_is_deterministic_and_inputs_are_checked() {
     assert_eq!(log1.losses, log2.losses);
     assert_eq!(log1.heldout, log2.heldout);
     assert_eq!(log1.heldout_pairs, 6);
-    let texts = vec![pm1.format.text(&few[0].prompt, &few[0].output_a)];
+    let texts = vec![
+        pm1.format
+            .text(&pm1.tokenizer, &few[0].prompt, &few[0].output_a)
+            .expect("text"),
+    ];
     assert_eq!(
         score_texts(&pm1.valid(), &texts, 1).expect("score"),
         score_texts(&pm2.valid(), &texts, 1).expect("score")

@@ -261,6 +261,33 @@ fn outputs_that_never_end_are_resampled_then_their_prompts_dropped() {
         assert_eq!(out.sequences, 10 * 2 * (1 + retries as usize));
         assert_eq!(settled.last(), Some(&(10, 10)));
     }
+    // Kept unfinished, an output cut at the limit is kept and counted; only an empty one (a
+    // lone whitespace token) is re-sampled, so nearly every prompt keeps its pair.
+    let c = SimulateConfig {
+        retries: 2,
+        keep_unfinished: true,
+        ..cfg(10, 1)
+    };
+    let kept = Simulator::world(&endless)
+        .simulate_rlcd(&f.templates, "outlining", &dialogues, &c, 9)
+        .expect("simulate");
+    eprintln!(
+        "kept unfinished: {} pairs, {} dropped, {} unfinished, {} sequences",
+        kept.pairs.len(),
+        kept.dropped,
+        kept.unfinished,
+        kept.sequences
+    );
+    assert_eq!(kept.pairs.len() + kept.dropped, 10);
+    assert!(kept.pairs.len() >= 5, "{} pairs", kept.pairs.len());
+    assert!(kept.unfinished >= 2 * kept.pairs.len());
+    assert!(
+        kept.sequences < 10 * 2 * 3,
+        "cut outputs are not re-sampled"
+    );
+    for p in &kept.pairs {
+        assert!(!p.output_a.trim().is_empty() && !p.output_b.trim().is_empty());
+    }
     let sim = Simulator::world(&f.lm);
     // With room to finish, re-samples rescue some outputs: every pair's tries are within the
     // limit and the seeds follow the draw that succeeded.

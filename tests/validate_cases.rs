@@ -427,6 +427,11 @@ cases! {
         "eval.label_pairs",
         "at least 1",
     );
+    chat_on_a_preset => Case::new(
+        with_model("[models.small]\npreset = \"world-xs\"\nchat = true\n"),
+        "models.small.chat",
+        "remove `models.small.chat`",
+    );
     non_utf8_recipe_line => Case::new(non_utf8_on_line_3(), "line 3", "UTF-8");
     non_utf8_prompt_line => Case::new(BASE, "harmless.jsonl:4", "UTF-8")
         .file("prompts/harmless.jsonl", [PROMPTS.as_bytes(), b"{\"id\": \"d\", \"turns\": [\"caf\xe9\"]}\n"].concat());

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::pm::{Pm, PmError, score_outputs};
 use crate::model::sampling::next_token_logits;
-use crate::model::{Lm, ModelError, Truncate};
+use crate::model::{Lm, ModelError, PolicyFormat, Truncate};
 use crate::recipe::eval::JudgeOrder;
 use crate::seed;
 use crate::templates::{TemplateError, Templates};
@@ -206,16 +206,18 @@ impl From<Verdict> for Judged {
     }
 }
 
-/// An LM judge: the axis's judge question (a `judge/*.j2`) rendered after `prefix` with each
-/// item's outputs, followed by [`ANSWER_LEAD`]. With [`JudgeOrder::Coin`] each item is asked
+/// An LM judge: the axis's judge question (a `judge/*.j2`) rendered with each item's outputs,
+/// followed by [`ANSWER_LEAD`], and written for the judge as its `format` says
+/// ([`PolicyFormat::question`]). With [`JudgeOrder::Coin`] each item is asked
 /// once, swapped where [`swapped`] says; with [`JudgeOrder::Both`] it is asked in both orders
 /// and the two answers combine by [`Verdict::agreed`], with [`JudgeOrder::Mean`] by
 /// [`Verdict::mean`] of their probabilities.
 pub struct LmJudge<'a, B: Backend> {
     /// The judge model.
     pub lm: &'a Lm<B>,
-    /// Text put before every question (the world's BOS for a world model).
-    pub prefix: &'a str,
+    /// How questions are written for the judge (the world's BOS before them for a world
+    /// model, or its chat template).
+    pub format: &'a PolicyFormat,
     /// The templates holding the judge questions.
     pub templates: &'a Templates,
     /// One seeded order per item, or both orders.
@@ -319,7 +321,10 @@ impl<B: Backend> LmJudge<'_, B> {
                             output_b => second,
                         },
                     )?;
-                    let question = format!("{}{text}{ANSWER_LEAD}", self.prefix);
+                    let question = self
+                        .format
+                        .question(&lm.tokenizer, &format!("{text}{ANSWER_LEAD}"))
+                        .map_err(ModelError::from)?;
                     Ok(lm.encode_prompt(&question, room, self.truncate)?)
                 })
                 .collect::<Result<Vec<_>, JudgeError>>()?;

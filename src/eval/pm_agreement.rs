@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sampling::{Sampling, sample};
 use super::winrate::{Rate, StatsError};
-use crate::model::{Lm, ModelError};
+use crate::model::{Lm, ModelError, PolicyFormat};
 use crate::prompts::{Dialogue, contrast_prompts};
 use crate::seed;
 use crate::templates::{TemplateError, Templates};
@@ -57,6 +57,7 @@ impl HeldoutPair {
 #[allow(clippy::too_many_arguments)]
 pub fn sample_pairs<B: Backend>(
     lm: &Lm<B>,
+    format: &PolicyFormat,
     templates: &Templates,
     task_templates: &str,
     held_out: &[Dialogue],
@@ -69,8 +70,20 @@ pub fn sample_pairs<B: Backend>(
         .into_iter()
         .map(|c| c.plain)
         .collect();
-    let a = sample(lm, &prompts, settings, seed::derive(seed, &["sample", "a"]))?;
-    let b = sample(lm, &prompts, settings, seed::derive(seed, &["sample", "b"]))?;
+    let a = sample(
+        lm,
+        format,
+        &prompts,
+        settings,
+        seed::derive(seed, &["sample", "a"]),
+    )?;
+    let b = sample(
+        lm,
+        format,
+        &prompts,
+        settings,
+        seed::derive(seed, &["sample", "b"]),
+    )?;
     Ok(dialogues
         .iter()
         .zip(prompts)
@@ -101,7 +114,17 @@ pub fn sample_heldout_pairs<B: Backend>(
     settings: &Sampling,
     seed: u64,
 ) -> Result<Vec<HeldoutPair>, HeldoutError> {
-    let pairs = sample_pairs(lm, templates, task_templates, held_out, n, settings, seed)?;
+    let world_format = PolicyFormat::world();
+    let pairs = sample_pairs(
+        lm,
+        &world_format,
+        templates,
+        task_templates,
+        held_out,
+        n,
+        settings,
+        seed,
+    )?;
     Ok(pairs
         .into_iter()
         .map(|mut p| {

@@ -1,13 +1,14 @@
-//! Sampling one output per prompt from a built-in world model, as evaluations do (paper §4.2:
+//! Sampling one output per prompt from a model, as evaluations do (paper §4.2:
 //! temperature 1, cut at the next speaker tag): the world report's descriptor effect and the
 //! held-out pairs preference models are measured on.
 
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError, Truncate};
+use crate::model::{
+    FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError, PolicyFormat, Truncate,
+};
 use crate::seed;
-use crate::world::format::{BOS, stop_strings};
 
 /// How outputs are sampled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,11 +36,12 @@ impl Sampling {
     }
 }
 
-/// One output per prompt (prefixed with the world's BOS text, cut at the next speaker tag)
+/// One output per prompt (written for the model as `format` says, cut at its stop strings)
 /// and whether it ended its turn; prompt `i` is sampled with seed
 /// `seed::derive_index(seed, "sample", i)`.
 pub fn sample<B: Backend>(
     lm: &Lm<B>,
+    format: &PolicyFormat,
     prompts: &[String],
     settings: &Sampling,
     seed: u64,
@@ -48,8 +50,8 @@ pub fn sample<B: Backend>(
         max_new_tokens: settings.max_new_tokens,
         temperature: settings.temperature,
         top_p: settings.top_p,
-        stop: stop_strings(),
-        // The world's prompts are short by construction: one that does not fit is a fault to
+        stop: format.stop.clone(),
+        // Held-out and world prompts are sampled whole: one that does not fit is a fault to
         // report, never a prompt to cut.
         truncate: Truncate::Error,
         ..GenerateOptions::default()
@@ -60,11 +62,13 @@ pub fn sample<B: Backend>(
         let requests: Vec<GenerationRequest> = chunk
             .iter()
             .enumerate()
-            .map(|(i, p)| GenerationRequest {
-                prompt: format!("{BOS}{p}"),
-                seed: seed::derive_index(seed, "sample", (c * size + i) as u64),
+            .map(|(i, p)| {
+                Ok(GenerationRequest {
+                    prompt: format.query(&lm.tokenizer, p)?,
+                    seed: seed::derive_index(seed, "sample", (c * size + i) as u64),
+                })
             })
-            .collect();
+            .collect::<Result<_, ModelError>>()?;
         for g in lm.generate(&requests, &opts)? {
             let finished = !matches!(g.finish_reason, FinishReason::Length);
             out.push((g.text, finished));

@@ -2,6 +2,7 @@
 //! tokenizers, sampling, scoring, the preference model and the learning-rate schedule every trainer uses.
 
 pub mod bench;
+pub mod format;
 pub mod gguf;
 pub mod hf;
 mod kernels;
@@ -25,6 +26,7 @@ pub type Cpu = burn::backend::Flex;
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Cuda;
 
+pub use format::PolicyFormat;
 pub use llama::{KvCache, Llama, LlamaConfig, RopeStyle, ScalarHead};
 pub use lm::{Lm, ScoreReport};
 pub use lora::{LoraConfig, LoraTarget};

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::llama::round_up;
 use super::load::{load_scalar_checkpoint, save_scalar_checkpoint};
 use super::sampling::pad_batch;
-use super::tokenizer::Tokenizer;
-use super::{Llama, Lm, ModelError, ScalarHead};
+use super::tokenizer::{Tokenizer, TokenizerError};
+use super::{Llama, Lm, ModelError, PolicyFormat, ScalarHead};
 use crate::error::IoError;
 use crate::world::format::{BOS, EOS};
 
@@ -42,6 +42,10 @@ pub struct PmFormat {
     pub end_of_turn: String,
     /// Most tokens of one input; longer inputs keep the prefix tokens and the last tokens.
     pub max_len: usize,
+    /// Whether the prompt goes through the trunk's chat template (and `end_of_turn` is the
+    /// template's end of turn).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chat: bool,
 }
 
 impl PmFormat {
@@ -51,13 +55,51 @@ impl PmFormat {
             prefix: BOS.to_string(),
             end_of_turn: EOS.to_string(),
             max_len,
+            chat: false,
+        }
+    }
+
+    /// The format of a pretrained model reading `policy`'s prompts: raw dialogue text, or the
+    /// chat template with its end of turn.
+    pub fn pretrained(policy: &PolicyFormat, max_len: usize) -> Self {
+        Self {
+            prefix: String::new(),
+            end_of_turn: if policy.chat {
+                policy.end_of_turn.clone()
+            } else {
+                String::new()
+            },
+            max_len,
+            chat: policy.chat,
         }
     }
 
     /// The input text of `output` answering `prompt`: prefix + prompt + " " + output + end of
-    /// turn.
-    pub fn text(&self, prompt: &str, output: &str) -> String {
-        format!("{}{prompt} {output}{}", self.prefix, self.end_of_turn)
+    /// turn; with `chat`, the prompt in `tokenizer`'s chat template, then the output and the
+    /// end of turn.
+    pub fn text(
+        &self,
+        tokenizer: &Tokenizer,
+        prompt: &str,
+        output: &str,
+    ) -> Result<String, TokenizerError> {
+        if !self.chat {
+            return Ok(format!(
+                "{}{prompt} {output}{}",
+                self.prefix, self.end_of_turn
+            ));
+        }
+        let query = tokenizer.chat_prompt(prompt)?;
+        let gap = if query.ends_with(char::is_whitespace) {
+            ""
+        } else {
+            " "
+        };
+        Ok(format!(
+            "{query}{gap}{}{}",
+            output.trim_start(),
+            self.end_of_turn
+        ))
     }
 }
 
@@ -179,7 +221,11 @@ impl<B: Backend> Pm<B> {
 
     /// Token ids of `output` answering `prompt`, and whether the input was truncated.
     pub fn encode(&self, prompt: &str, output: &str) -> Result<(Vec<u32>, bool), PmError> {
-        self.encode_text(&self.format.text(prompt, output))
+        let text = self
+            .format
+            .text(&self.tokenizer, prompt, output)
+            .map_err(ModelError::from)?;
+        self.encode_text(&text)
     }
 
     fn pad_id(&self) -> u32 {
@@ -275,7 +321,11 @@ pub fn score_outputs<B: Backend>(
     items: &[(&str, &str)],
     batch_size: usize,
 ) -> Result<Vec<f64>, PmError> {
-    let texts: Vec<String> = items.iter().map(|(p, o)| pm.format.text(p, o)).collect();
+    let texts: Vec<String> = items
+        .iter()
+        .map(|(p, o)| pm.format.text(&pm.tokenizer, p, o))
+        .collect::<Result<_, _>>()
+        .map_err(ModelError::from)?;
     score_texts(pm, &texts, batch_size)
 }
 

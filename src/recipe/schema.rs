@@ -133,6 +133,13 @@ pub struct ModelSpec {
     /// files and assets; a checkpoint directory is identified by the blake3 of its files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Put prompts in the model's chat template (an instruction-tuned model; ChatML when the
+    /// file carries no template) instead of reading them as raw dialogue text: human turns
+    /// become user messages, the assistant tag's RLCD affix opens the reply in parentheses,
+    /// and a reply ends at the template's end of turn. Sampling and training read prompts so;
+    /// judge and labelling prompts stay raw text. Not for world presets.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chat: bool,
     /// For a world preset: how it learns to judge (its own pretraining corpus, with judgment
     /// settings of its own and judge-question documents). Absent: the world's corpus.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,6 +24,12 @@ pub struct SimulateConfig {
     /// Re-samples of an output that never ends its turn, or is empty, before the prompt is
     /// dropped.
     pub retries: u32,
+    /// Keep an output that reaches `max_new_tokens` without ending its turn, cut there (as
+    /// TRL and AlpacaFarm keep truncated samples), instead of re-sampling it and dropping its
+    /// prompt as the paper does; empty outputs are still re-sampled. For small models that
+    /// rarely end a turn within an affordable token limit.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep_unfinished: bool,
     /// Sequences generated together (also the batch of evaluation sampling and judging).
     pub batch_size: usize,
 }
@@ -36,6 +42,7 @@ impl Default for SimulateConfig {
             max_new_tokens: 300,
             n_prompts: None,
             retries: 5,
+            keep_unfinished: false,
             batch_size: 16,
         }
     }

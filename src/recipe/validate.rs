@@ -226,6 +226,13 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
                 ));
             }
         }
+        if m.chat && m.preset.is_some() {
+            out.push(Problem::new(
+                format!("{key}.chat"),
+                format!("`{key}.chat` puts prompts in a model's chat template, and preset models have none (they read the world's dialogue text)"),
+                format!("remove `{key}.chat`, or set it on a GGUF, Hugging Face or asset model"),
+            ));
+        }
         if let Some(judging) = &m.judging {
             if !m
                 .preset

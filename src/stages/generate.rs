@@ -80,11 +80,13 @@ pub fn generate_samples<B: Backend>(
     for chunk in items.chunks(settings.batch_size.max(1)) {
         let requests: Vec<GenerationRequest> = chunk
             .iter()
-            .map(|(i, (_, p))| GenerationRequest {
-                prompt: format.query(p),
-                seed: seed::derive_index(seed, "sample", *i as u64),
+            .map(|(i, (_, p))| {
+                Ok(GenerationRequest {
+                    prompt: format.query(&lm.tokenizer, p)?,
+                    seed: seed::derive_index(seed, "sample", *i as u64),
+                })
             })
-            .collect();
+            .collect::<Result<_, ModelError>>()?;
         for ((_, (d, p)), (req, g)) in chunk
             .iter()
             .zip(requests.iter().zip(lm.generate(&requests, &opts)?))
@@ -223,11 +225,7 @@ impl Stage for Generate {
                 PolicySource::Trained(stage) => load_policy::<B>(&ctx.input(stage)?.dir, &device)?,
                 PolicySource::Base(model) => {
                     let lm = model.load::<B>(ctx, &device)?;
-                    let format = if model.is_world() {
-                        PolicyFormat::world()
-                    } else {
-                        PolicyFormat::pretrained()
-                    };
+                    let format = model.format(&lm.tokenizer)?;
                     (lm, format)
                 }
             };

@@ -94,7 +94,7 @@ impl From<HeldoutError> for StageError {
 
 impl Stage for HeldoutPairs {
     const KIND: StageKind = StageKind::HeldoutPairs;
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type Config = Config;
 
     fn inputs(config: &Config) -> Vec<String> {
@@ -118,7 +118,7 @@ impl Stage for HeldoutPairs {
                     &config.sampling, config.seed,
                 ),
                 None => sample_pairs(
-                    &lm, &templates, &config.family, &test, config.pairs, &config.sampling,
+                    &lm, &config.policy.format(&lm.tokenizer)?, &templates, &config.family, &test, config.pairs, &config.sampling,
                     config.seed,
                 ),
             }

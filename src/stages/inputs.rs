@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::stage::{Ctx, StageError};
 use crate::error::IoError;
-use crate::model::Lm;
+use crate::model::tokenizer::Tokenizer;
+use crate::model::{Lm, ModelError, PolicyFormat};
 
 /// A model a stage loads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,9 @@ pub struct ModelRef {
     pub name: String,
     /// What it is.
     pub source: ModelSource,
+    /// Whether prompts go through its chat template (`models.<name>.chat`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub chat: bool,
 }
 
 /// Where a model's weights come from.
@@ -92,6 +96,18 @@ impl ModelRef {
     /// Whether it is a built-in world model (BOS/EOS text conventions).
     pub fn is_world(&self) -> bool {
         matches!(self.source, ModelSource::World { .. })
+    }
+
+    /// How it reads prompts and ends replies: the world's BOS/EOS text, raw dialogue text, or
+    /// its chat template.
+    pub fn format(&self, tokenizer: &Tokenizer) -> Result<PolicyFormat, ModelError> {
+        if self.is_world() {
+            Ok(PolicyFormat::world())
+        } else if self.chat {
+            Ok(PolicyFormat::chat(tokenizer)?)
+        } else {
+            Ok(PolicyFormat::pretrained())
+        }
     }
 
     /// Loads the model (decoder and tokenizer), checking a file's checksum first.

@@ -19,7 +19,6 @@ use crate::eval::winrate::{WinCounts, length_controlled};
 use crate::model::pm::load_pm;
 use crate::recipe::{BackendKind, JudgeOrder, MethodKind};
 use crate::templates::{TemplateSet, judge_template};
-use crate::world::format::BOS;
 use crate::world::{Task, WorldSpec};
 
 /// File of the win-rate rows (JSON, [`WinRateRow`]s).
@@ -219,7 +218,7 @@ enum Loaded<B: burn::tensor::backend::Backend> {
     Rm(crate::model::pm::Pm<B>, usize),
     Lm {
         lm: crate::model::Lm<B>,
-        prefix: &'static str,
+        format: crate::model::PolicyFormat,
         templates: crate::templates::Templates,
         order: JudgeOrder,
         seed: u64,
@@ -241,7 +240,7 @@ impl<B: burn::tensor::backend::Backend> Loaded<B> {
             Loaded::Rm(pm, batch) => plain(judge_rm(pm, items, *batch)?),
             Loaded::Lm {
                 lm,
-                prefix,
+                format,
                 templates,
                 order,
                 seed,
@@ -255,7 +254,7 @@ impl<B: burn::tensor::backend::Backend> Loaded<B> {
                     })?;
                 LmJudge {
                     lm,
-                    prefix,
+                    format,
                     templates,
                     order: *order,
                     seed: *seed,
@@ -426,15 +425,18 @@ impl Stage for Judge {
                 How::Rm { reward, batch_size, .. } => {
                     Loaded::Rm(load_pm::<B>(&ctx.input(reward)?.dir, &device)?, *batch_size)
                 }
-                How::Lm { model, templates, order, seed, batch_size, .. } => Loaded::Lm {
-                    lm: model.load::<B>(ctx, &device)?,
-                    prefix: if model.is_world() { BOS } else { "" },
-                    templates: templates.templates(),
-                    order: *order,
-                    seed: *seed,
-                    batch_size: *batch_size,
-                    truncate: config.unkeyed.truncate,
-                },
+                How::Lm { model, templates, order, seed, batch_size, .. } => {
+                    let lm = model.load::<B>(ctx, &device)?;
+                    Loaded::Lm {
+                        format: model.format(&lm.tokenizer)?,
+                        lm,
+                        templates: templates.templates(),
+                        order: *order,
+                        seed: *seed,
+                        batch_size: *batch_size,
+                        truncate: config.unkeyed.truncate,
+                    }
+                }
             };
             rows(ctx, config, &loaded)
         })?;

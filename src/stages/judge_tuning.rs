@@ -32,7 +32,7 @@ use crate::eval::sampling::{Sampling, sample};
 use crate::model::pm::host;
 use crate::model::sampling::next_token_logits;
 use crate::model::train::Schedule;
-use crate::model::{Lm, ModelError, Truncate};
+use crate::model::{Lm, ModelError, PolicyFormat, Truncate};
 use crate::prompts::contrast_prompts;
 use crate::recipe::eval::JudgeOrder;
 use crate::recipe::{BackendKind, JudgeTuning as Tuning};
@@ -357,6 +357,7 @@ pub fn sampled_pairs<B: Backend>(
     }
     let outs = sample(
         lm,
+        &PolicyFormat::world(),
         &prompts,
         &Sampling::paper(max_new_tokens, SAMPLE_BATCH),
         seed::derive(seed, &["responses"]),
@@ -450,7 +451,7 @@ pub fn measure<B: Backend>(
             .collect();
         let judge = LmJudge {
             lm,
-            prefix: BOS,
+            format: &PolicyFormat::world(),
             templates,
             order: JudgeOrder::Mean,
             seed: 0,

@@ -16,7 +16,6 @@ use crate::eval::judge::{JudgeItem, Judged, LmJudge};
 use crate::eval::pm_agreement::HeldoutPair;
 use crate::recipe::{BackendKind, JudgeOrder};
 use crate::templates::{TemplateSet, judge_template};
-use crate::world::format::BOS;
 
 /// File of the labels (JSON, [`PairVerdicts`]).
 pub const LABELS: &str = "labels.json";
@@ -181,10 +180,11 @@ impl Stage for PairJudge {
             .collect();
         let judged = with_backend!(config.backend, B, device => {
             let lm = config.model.load::<B>(ctx, &device)?;
+            let format = config.model.format(&lm.tokenizer)?;
             let templates = config.templates.templates();
             LmJudge {
                 lm: &lm,
-                prefix: if config.model.is_world() { BOS } else { "" },
+                format: &format,
                 templates: &templates,
                 order: config.order,
                 seed: 0,

@@ -421,6 +421,7 @@ impl<'r> Planner<'r> {
         Ok(ModelRef {
             name: name.to_string(),
             source,
+            chat: spec.chat,
         })
     }
 }

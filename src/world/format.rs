@@ -45,3 +45,121 @@ pub struct Dialogue {
     /// Turns, alternating human, assistant, …, human (odd count).
     pub turns: Vec<String>,
 }
+
+/// A prompt in the dialogue format of [`STOP`]'s tags read back into its turns:
+/// `"\n\nHuman: t0\n\nAssistant (note): t1\n\nHuman: t2\n\nAssistant (note): lead"`, the
+/// shape every contrast template renders (a note is an RLCD affix in an assistant tag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedDialogue {
+    /// The turns before the final assistant tag, alternating human, assistant, …, human.
+    pub turns: Vec<TaggedTurn>,
+    /// The final assistant tag's note, if it has one.
+    pub note: Option<String>,
+    /// Text after the final assistant tag (e.g. an outline's opening), without the space
+    /// after the colon.
+    pub lead: String,
+}
+
+/// One turn of a [`TaggedDialogue`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaggedTurn {
+    /// Whether the human speaks (else the assistant).
+    pub human: bool,
+    /// The assistant tag's note, if it has one.
+    pub note: Option<String>,
+    /// The turn's text, without the space after the colon.
+    pub text: String,
+}
+
+/// Where the next speaker tag at or after `from` starts, which speaker, its note, and where
+/// its text starts.
+fn next_tag(text: &str, from: usize) -> Option<(usize, bool, Option<String>, usize)> {
+    let mut at = from;
+    while let Some(found) = text[at..].find("\n\n") {
+        let start = at + found;
+        let rest = &text[start + 2..];
+        if let Some(after) = rest.strip_prefix("Human:") {
+            return Some((start, true, None, text.len() - after.len()));
+        }
+        if let Some(after) = rest.strip_prefix("Assistant:") {
+            return Some((start, false, None, text.len() - after.len()));
+        }
+        if let Some(noted) = rest.strip_prefix("Assistant (")
+            && let Some(close) = noted.find("):")
+            && !noted[..close].contains('\n')
+        {
+            let after = &noted[close + 2..];
+            let note = noted[..close].to_string();
+            return Some((start, false, Some(note), text.len() - after.len()));
+        }
+        at = start + 1;
+    }
+    None
+}
+
+/// Reads a prompt back into its turns; `None` when it is not a dialogue that starts with a
+/// human tag, alternates speakers and ends with an assistant tag.
+pub fn tagged_dialogue(text: &str) -> Option<TaggedDialogue> {
+    let mut tags = Vec::new();
+    let mut at = 0;
+    while let Some(tag) = next_tag(text, at) {
+        at = tag.3;
+        tags.push(tag);
+    }
+    let (first, _, _, _) = tags.first()?;
+    if *first != 0 {
+        return None;
+    }
+    let strip = |s: &str| s.strip_prefix(' ').unwrap_or(s).to_string();
+    let mut turns = Vec::with_capacity(tags.len());
+    for (i, (_, human, note, body)) in tags.iter().enumerate() {
+        if *human != (i % 2 == 0) {
+            return None;
+        }
+        let end = tags.get(i + 1).map_or(text.len(), |next| next.0);
+        turns.push(TaggedTurn {
+            human: *human,
+            note: note.clone(),
+            text: strip(&text[*body..end]),
+        });
+    }
+    let last = turns.pop()?;
+    if last.human {
+        return None;
+    }
+    Some(TaggedDialogue {
+        turns,
+        note: last.note,
+        lead: last.text,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contrast_prompt_reads_back_into_turns_notes_and_lead() {
+        let text = "\n\nHuman: Hi\n\nthere\n\nAssistant (rude response): Go away.\n\nHuman: Why?\n\nAssistant (kind response): Here is a possible outline:\n1.";
+        let d = tagged_dialogue(text).unwrap();
+        assert_eq!(d.turns.len(), 3);
+        assert_eq!(d.turns[0].text, "Hi\n\nthere");
+        assert!(d.turns[0].human && !d.turns[1].human && d.turns[2].human);
+        assert_eq!(d.turns[1].note.as_deref(), Some("rude response"));
+        assert_eq!(d.turns[1].text, "Go away.");
+        assert_eq!(d.turns[2].text, "Why?");
+        assert_eq!(d.note.as_deref(), Some("kind response"));
+        assert_eq!(d.lead, "Here is a possible outline:\n1.");
+        let plain = tagged_dialogue("\n\nHuman: Hi\n\nAssistant:").unwrap();
+        assert_eq!((plain.note, plain.lead.as_str()), (None, ""));
+    }
+
+    #[test]
+    fn text_that_is_not_a_dialogue_is_refused() {
+        assert!(tagged_dialogue("Consider a conversation").is_none());
+        assert!(tagged_dialogue("\n\nHuman: Hi").is_none());
+        assert!(tagged_dialogue("\n\nAssistant: Hi\n\nHuman: x\n\nAssistant:").is_none());
+        assert!(tagged_dialogue("intro\n\nHuman: Hi\n\nAssistant:").is_none());
+        assert!(tagged_dialogue("\n\nHuman: a\n\nHuman: b\n\nAssistant:").is_none());
+    }
+}

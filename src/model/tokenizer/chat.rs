@@ -7,6 +7,7 @@ use minijinja::{Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
 use serde::{Deserialize, Serialize};
 
 use super::{Tokenizer, TokenizerError};
+use crate::world::format::tagged_dialogue;
 
 /// ChatML, used when a model carries no chat template.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -96,5 +97,49 @@ impl Tokenizer {
                 eos_token => token_text(self.eos),
             })
             .map_err(template_err)
+    }
+}
+
+impl Tokenizer {
+    /// A dialogue prompt (`"\n\nHuman: …\n\nAssistant (note): lead"`, see
+    /// [`tagged_dialogue`]) in the model's chat template: human turns become user messages,
+    /// assistant turns assistant messages (a tag's note opening its message in parentheses),
+    /// and the reply is opened by the template's generation prompt, then started with the final
+    /// tag's note in parentheses and its lead, so an affix conditions the reply as it does in
+    /// the tag.
+    pub fn chat_prompt(&self, prompt: &str) -> Result<String, TokenizerError> {
+        let dialogue = tagged_dialogue(prompt).ok_or_else(|| TokenizerError::NotDialogue {
+            start: prompt.chars().take(60).collect(),
+        })?;
+        let messages: Vec<ChatMessage> = dialogue
+            .turns
+            .iter()
+            .map(|t| {
+                let text = opening(t.note.as_deref(), &t.text);
+                if t.human {
+                    ChatMessage::user(text)
+                } else {
+                    ChatMessage::assistant(text)
+                }
+            })
+            .collect();
+        let mut text = self.render_chat(&messages, true)?;
+        text.push_str(&opening(dialogue.note.as_deref(), &dialogue.lead));
+        Ok(text)
+    }
+
+    /// The text that ends an assistant message in the chat template: the EOS token's text
+    /// (`<|im_end|>` for ChatML models), `None` when the tokenizer has no EOS.
+    pub fn end_of_turn(&self) -> Option<String> {
+        self.eos.and_then(|id| self.inner.id_to_token(id))
+    }
+}
+
+/// `"(note) text"`, `"(note)"`, `"text"` or `""`.
+fn opening(note: Option<&str>, text: &str) -> String {
+    match (note, text.is_empty()) {
+        (Some(n), true) => format!("({n})"),
+        (Some(n), false) => format!("({n}) {text}"),
+        (None, _) => text.to_string(),
     }
 }

@@ -185,6 +185,19 @@ pub enum TokenizerError {
     /// Decoding failed.
     #[error("cannot decode token ids: {0}")]
     Decode(#[source] tokenizers::Error),
+    /// A prompt to be put in a chat template is not a dialogue of human and assistant tags.
+    #[error(
+        "a prompt starting {start:?} is not a dialogue (\\n\\nHuman: …\\n\\nAssistant:), so it cannot be put in a chat template; fix: render prompts with the dialogue macro of prompt-templates/common/dialogue.j2, or set the model's `chat = false`"
+    )]
+    NotDialogue {
+        /// The prompt's first characters.
+        start: String,
+    },
+    /// A chat model's tokenizer has no EOS token to end a reply with.
+    #[error(
+        "the tokenizer has no EOS token, so a reply in its chat template has no end; fix: set the model's `chat = false`, or use a tokenizer with an EOS token"
+    )]
+    NoEndOfTurn,
     /// The chat template failed to compile or render, or raised an exception.
     #[error("chat template ({origin}) failed: {}", with_causes(source))]
     ChatTemplate {

@@ -10,66 +10,13 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
 
+pub use crate::model::PolicyFormat;
 use crate::model::pm::PmError;
 use crate::model::tokenizer::Tokenizer;
 use crate::model::train::Schedule;
 use crate::model::{Llama, Lm, LoraConfig, ModelError, ScalarHead};
 use crate::seed;
-use crate::world::format::{BOS, EOS, stop_strings};
-
-/// How a policy reads a prompt and ends a response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyFormat {
-    /// Text before every prompt: the BOS text for built-in world models, `""` for GGUF models.
-    pub prefix: String,
-    /// Text that ends a supervised response (world models: EOS; GGUF models: the next human
-    /// tag).
-    pub end_of_turn: String,
-    /// Sampling stops at these strings (the next speaker tag); the text is cut before them.
-    pub stop: Vec<String>,
-}
-
-impl PolicyFormat {
-    /// The format of built-in world models.
-    pub fn world() -> Self {
-        Self {
-            prefix: BOS.to_string(),
-            end_of_turn: EOS.to_string(),
-            stop: stop_strings(),
-        }
-    }
-
-    /// The format of pretrained (GGUF) models.
-    pub fn pretrained() -> Self {
-        Self {
-            prefix: String::new(),
-            end_of_turn: "\n\nHuman:".to_string(),
-            stop: stop_strings(),
-        }
-    }
-
-    /// The query text of a plain prompt.
-    pub fn query(&self, prompt: &str) -> String {
-        format!("{}{prompt}", self.prefix)
-    }
-
-    /// Query and response token ids of `output` answering `prompt` (the response ends with
-    /// the end-of-turn marker, so the policy learns to stop).
-    pub fn encode<B: Backend>(
-        &self,
-        lm: &Lm<B>,
-        prompt: &str,
-        output: &str,
-    ) -> Result<(Vec<u32>, Vec<u32>), ModelError> {
-        let query = lm.encode(&self.query(prompt))?;
-        let mut response = lm.encode(output.trim_start())?;
-        response.extend(lm.encode(&self.end_of_turn)?);
-        Ok((query, response))
-    }
-}
 
 /// Why a policy cannot be trained.
 #[derive(Debug, thiserror::Error)]

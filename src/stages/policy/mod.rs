@@ -227,11 +227,7 @@ impl Stage for Policy {
         with_backend!(config.backend, B, device => {
             type T = burn::backend::Autodiff<B>;
             let lm = config.policy.load::<T>(ctx, &device)?;
-            let format = if config.policy.is_world() {
-                PolicyFormat::world()
-            } else {
-                PolicyFormat::pretrained()
-            };
+            let format = config.policy.format(&lm.tokenizer)?;
             let max_len = lm.model.config().max_seq_len;
             let trained: Lm<T> = match &config.trainer {
                 Trainer::Ppo { settings: cfg, reward, prompts, family, templates } => {

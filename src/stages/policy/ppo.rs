@@ -483,11 +483,16 @@ pub fn train_ppo<B: AutodiffBackend>(
     let probe = lm_of(reference.clone());
     let mut queries = Vec::new();
     let mut texts = Vec::new();
+    let mut query_texts = Vec::new();
     for p in prompts {
-        let q = probe.encode(&format.query(p))?;
+        let text = format
+            .query(&tokenizer, p)
+            .map_err(crate::model::ModelError::from)?;
+        let q = probe.encode(&text)?;
         if !q.is_empty() && q.len() <= cfg.max_query_tokens {
             queries.push(q);
             texts.push(p.clone());
+            query_texts.push(text);
         }
     }
     if queries.is_empty() {
@@ -563,7 +568,7 @@ pub fn train_ppo<B: AutodiffBackend>(
                 .iter()
                 .enumerate()
                 .map(|(j, &p)| GenerationRequest {
-                    prompt: format.query(&texts[p]),
+                    prompt: query_texts[p].clone(),
                     seed: seed::derive_index(
                         step_seed(step),
                         "rollout",

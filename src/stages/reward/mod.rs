@@ -131,7 +131,7 @@ impl Stage for Reward {
             let format = if config.policy.is_world() {
                 PmFormat::world(cfg.max_len)
             } else {
-                PmFormat { prefix: String::new(), end_of_turn: String::new(), max_len: cfg.max_len }
+                PmFormat::pretrained(&config.policy.format(&lm.tokenizer)?, cfg.max_len)
             };
             let pm = crate::model::seeded_init::<T, _>(&device, config.seed, || {
                 Pm::from_lm(lm, format)

@@ -108,6 +108,9 @@ pub struct SimulationRecord {
     pub dropped_ids: Vec<String>,
     /// Prompts attempted.
     pub attempted: usize,
+    /// Outputs kept although they reached the token limit (`simulate.keep_unfinished`).
+    #[serde(default)]
+    pub unfinished: usize,
     /// Sequences generated, re-samples included.
     pub sequences: usize,
     /// Wall-clock seconds.
@@ -233,11 +236,8 @@ impl Stage for Simulate {
         let pb = ctx.progress(total as u64);
         let sim: Simulation = with_backend!(config.backend, B, device => {
             let lm = config.simulator.load::<B>(ctx, &device)?;
-            let base = if config.simulator.is_world() {
-                Simulator::world(&lm)
-            } else {
-                Simulator::pretrained(&lm)
-            };
+            let format = config.simulator.format(&lm.tokenizer)?;
+            let base = Simulator::new(&lm, format);
             let sim = base
                 .with_truncate(config.unkeyed.truncate)
                 .with_progress(|done, _| pb.set_position(done as u64));
@@ -257,6 +257,7 @@ impl Stage for Simulate {
                         dropped_ids: record.dropped_ids.clone(),
                         attempted: record.attempted,
                         sequences: 0,
+                        unfinished: record.unfinished,
                     }),
                 (Job::RlcdRescore { rlcd, .. }, None) => {
                     return Err(StageError::NotAnInput { input: rlcd.clone() });
@@ -301,6 +302,7 @@ impl Stage for Simulate {
             dropped: sim.dropped,
             dropped_ids: sim.dropped_ids,
             attempted: sim.attempted,
+            unfinished: sim.unfinished,
             sequences: sim.sequences,
             seconds: t0.elapsed().as_secs_f64(),
         };
@@ -309,6 +311,7 @@ impl Stage for Simulate {
             "seconds": record.seconds,
             "pairs": record.pairs,
             "dropped": record.dropped,
+            "unfinished": record.unfinished,
         }))
     }
 }

@@ -12,7 +12,8 @@
 //! Sampling follows the paper: temperature / top-p / token limit from [`SimulateConfig`], every
 //! output cut at the next speaker tag; an output that never ends its turn, or ends it without a
 //! word (empty once cut), is re-sampled with a fresh derived seed up to `retries` times, after
-//! which its prompt is dropped and counted.
+//! which its prompt is dropped and counted; with `keep_unfinished` an output cut at the token
+//! limit is kept (and counted) instead.
 //! Every seed derives from the stage seed and the prompt id, so pairs do not depend on batch
 //! size or order. Pairs are stored by [`super::pairs`].
 
@@ -24,12 +25,13 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::pairs::{Method, Pair, Slot};
 use crate::model::sampling::next_token_logits;
-use crate::model::{FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError, Truncate};
+use crate::model::{
+    FinishReason, GenerateOptions, GenerationRequest, Lm, ModelError, PolicyFormat, Truncate,
+};
 use crate::prompts::{ContrastPrompt, Dialogue, Split, contrast_prompts};
 use crate::recipe::SimulateConfig;
 use crate::seed;
 use crate::templates::{SCORE_TEMPLATE, TemplateError, Templates};
-use crate::world::format::{BOS, stop_strings};
 
 /// The result of simulating one prompt set.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +45,8 @@ pub struct Simulation {
     pub dropped_ids: Vec<String>,
     /// Prompts simulated (pairs + dropped).
     pub attempted: usize,
+    /// Outputs kept although they reached the token limit (`simulate.keep_unfinished`).
+    pub unfinished: usize,
     /// Sequences generated in total, re-samples included.
     pub sequences: usize,
 }
@@ -211,24 +215,22 @@ pub struct LabelItem<'p> {
 
 type Progress<'a> = Box<dyn FnMut(usize, usize) + 'a>;
 
-/// A simulator LM with the conventions of its family: the text put before every prompt (the
-/// BOS text for built-in world models, `""` for GGUF models, whose tokenizer conventions add
-/// nothing here) and the stop strings that end a turn.
+/// A simulator LM with the conventions of its family ([`PolicyFormat`]): how a prompt is
+/// written for it (the BOS text before it for built-in world models, nothing for GGUF models,
+/// or the model's chat template) and the stop strings that end a turn.
 pub struct Simulator<'a, B: Backend> {
     lm: &'a Lm<B>,
-    prefix: String,
-    stop: Vec<String>,
+    format: PolicyFormat,
     truncate: Truncate,
     progress: RefCell<Option<Progress<'a>>>,
 }
 
 impl<'a, B: Backend> Simulator<'a, B> {
-    /// A simulator putting `prefix` before every prompt and cutting outputs at `stop`.
-    pub fn new(lm: &'a Lm<B>, prefix: impl Into<String>, stop: Vec<String>) -> Self {
+    /// A simulator writing prompts as `format` says and cutting outputs at its stop strings.
+    pub fn new(lm: &'a Lm<B>, format: PolicyFormat) -> Self {
         Self {
             lm,
-            prefix: prefix.into(),
-            stop,
+            format,
             truncate: Truncate::default(),
             progress: RefCell::new(None),
         }
@@ -236,12 +238,12 @@ impl<'a, B: Backend> Simulator<'a, B> {
 
     /// A built-in world simulator: prefix [`BOS`], stop at the next speaker tag ([`crate::world::format::STOP`]).
     pub fn world(lm: &'a Lm<B>) -> Self {
-        Self::new(lm, BOS, stop_strings())
+        Self::new(lm, PolicyFormat::world())
     }
 
     /// A simulator for a pretrained (GGUF) model: no prefix, stop at the next speaker tag.
     pub fn pretrained(lm: &'a Lm<B>) -> Self {
-        Self::new(lm, "", stop_strings())
+        Self::new(lm, PolicyFormat::pretrained())
     }
 
     /// Calls `f(prompts_settled, prompts_total)` whenever a batch of prompts is settled
@@ -263,14 +265,14 @@ impl<'a, B: Backend> Simulator<'a, B> {
         self.lm
     }
 
-    /// The text put before every prompt.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
+    /// How prompts are written for the model.
+    pub fn format(&self) -> &PolicyFormat {
+        &self.format
     }
 
     /// The stop strings.
     pub fn stop(&self) -> &[String] {
-        &self.stop
+        &self.format.stop
     }
 
     fn report(&self, done: usize, total: usize) {
@@ -291,11 +293,11 @@ impl<'a, B: Backend> Simulator<'a, B> {
         sides: [&str; 2],
         cfg: &SimulateConfig,
         seed: u64,
-    ) -> Result<(Vec<Option<Drawn>>, usize), SimulateError> {
+    ) -> Result<(Vec<Option<Drawn>>, usize, usize), SimulateError> {
         check_config(cfg)?;
         let opts = GenerateOptions {
             truncate: self.truncate,
-            ..generate_options(cfg, &self.stop)
+            ..generate_options(cfg, &self.format.stop)
         };
         let n = prompts.len();
         let mut queue: VecDeque<Job> = (0..n)
@@ -310,21 +312,27 @@ impl<'a, B: Backend> Simulator<'a, B> {
         let mut got: Vec<[Option<Sampled>; 2]> = (0..n).map(|_| [None, None]).collect();
         let mut exhausted = vec![false; n];
         let mut open = vec![2u8; n];
-        let (mut settled, mut sequences) = (0usize, 0usize);
+        let (mut settled, mut sequences, mut unfinished) = (0usize, 0usize, 0usize);
         while !queue.is_empty() {
             let take = cfg.batch_size.min(queue.len());
             let batch: Vec<Job> = queue.drain(..take).collect();
             let requests: Vec<GenerationRequest> = batch
                 .iter()
-                .map(|j| GenerationRequest {
-                    prompt: format!("{}{}", self.prefix, prompts[j.prompt][j.side]),
-                    seed: sample_seed(seed, ids[j.prompt], sides[j.side], j.attempt),
+                .map(|j| {
+                    Ok(GenerationRequest {
+                        prompt: self
+                            .format
+                            .query(&self.lm.tokenizer, prompts[j.prompt][j.side])
+                            .map_err(ModelError::from)?,
+                        seed: sample_seed(seed, ids[j.prompt], sides[j.side], j.attempt),
+                    })
                 })
-                .collect();
+                .collect::<Result<_, SimulateError>>()?;
             let gens = self.lm.generate(&requests, &opts)?;
             sequences += gens.len();
             for ((job, req), g) in batch.iter().zip(&requests).zip(gens) {
-                if g.finish_reason == FinishReason::Length || g.text.trim().is_empty() {
+                let cut = g.finish_reason == FinishReason::Length;
+                if (cut && !cfg.keep_unfinished) || g.text.trim().is_empty() {
                     if job.attempt < cfg.retries {
                         queue.push_back(Job {
                             attempt: job.attempt + 1,
@@ -334,6 +342,7 @@ impl<'a, B: Backend> Simulator<'a, B> {
                     }
                     exhausted[job.prompt] = true;
                 } else {
+                    unfinished += usize::from(cut);
                     let len = self.lm.encode(&g.text)?.len();
                     got[job.prompt][job.side] = Some(Sampled {
                         text: g.text,
@@ -357,7 +366,7 @@ impl<'a, B: Backend> Simulator<'a, B> {
                 _ => None,
             })
             .collect();
-        Ok((drawn, sequences))
+        Ok((drawn, sequences, unfinished))
     }
 
     /// Token ids of the label letters `"A"` and `"B"`.
@@ -406,7 +415,10 @@ impl<'a, B: Backend> Simulator<'a, B> {
                             output_b => it.output_b,
                         },
                     )?;
-                    let prompt = format!("{}{text}", self.prefix);
+                    let prompt = self
+                        .format
+                        .question(&self.lm.tokenizer, &text)
+                        .map_err(ModelError::from)?;
                     let room = self.lm.model.config().max_seq_len;
                     Ok(self.lm.encode_prompt(&prompt, room, self.truncate)?)
                 })
@@ -452,13 +464,14 @@ impl<'a, B: Backend> Simulator<'a, B> {
         let contrast = contrast_prompts(templates, task_templates, &owned, seed)?;
         let ids: Vec<&str> = owned.iter().map(|d| d.id.as_str()).collect();
         let prompts: Vec<[&str; 2]> = contrast.iter().map(&pick).collect();
-        let (drawn, sequences) = self.draw(&ids, &prompts, sides, cfg, seed)?;
+        let (drawn, sequences, unfinished) = self.draw(&ids, &prompts, sides, cfg, seed)?;
         let sim = Simulation {
             pairs: Vec::new(),
             dropped: 0,
             dropped_ids: Vec::new(),
             attempted: owned.len(),
             sequences,
+            unfinished,
         };
         Ok((owned, contrast, drawn, sim))
     }

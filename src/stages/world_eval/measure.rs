@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::eval::sampling::{Sampling, sample};
 use crate::eval::winrate::{Rate, WinCounts};
-use crate::model::{Lm, ModelError};
+use crate::model::{Lm, ModelError, PolicyFormat};
 use crate::prompts::{ContrastPrompt, Dialogue, Split, contrast_prompts};
 use crate::recipe::ReportConfig;
 use crate::seed;
@@ -116,6 +116,7 @@ pub fn descriptor_effect<B: Backend>(
         let prompts: Vec<String> = contrast.iter().map(pick).collect();
         let outs = sample(
             lm,
+            &PolicyFormat::world(),
             &prompts,
             &Sampling::paper(cfg.max_new_tokens, cfg.batch_size),
             seed::derive_index(seed, "condition", k as u64),
