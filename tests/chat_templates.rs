@@ -178,9 +178,10 @@ fn qwen_carries_its_fixture_template() {
 }
 
 /// Dialogue prompts go through a chat template as the model's own conversation: human turns
-/// are user messages, an earlier assistant tag's affix opens that message in parentheses, and
-/// the final tag's affix and lead open the reply after the generation prompt; replies end with
-/// the template's end of turn, and text that is no dialogue is refused.
+/// are user messages, an assistant tag's affix goes into that message's header after the role
+/// name (the reply's too), and the final tag's lead opens the reply; replies end with the
+/// template's end of turn, and text that is no dialogue is refused. A template whose headers do
+/// not name the role gets the affix at the start of the message.
 #[test]
 fn dialogue_prompts_become_the_models_own_conversation() {
     use rlcd::model::PolicyFormat;
@@ -189,7 +190,7 @@ fn dialogue_prompts_become_the_models_own_conversation() {
     let prompt = "\n\nHuman: Hi\n\nAssistant (rude response): Go away.\n\nHuman: How are you?\n\nAssistant (kind response): Here is a possible outline:\n1.";
     let system = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n";
     let query = format!(
-        "{system}<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n(rude response) Go away.<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n(kind response) Here is a possible outline:\n1."
+        "{system}<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant (rude response)\nGo away.<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant (kind response)\nHere is a possible outline:\n1."
     );
     assert_eq!(t.chat_prompt(prompt).expect("chat prompt"), query);
     let plain = t
@@ -211,6 +212,13 @@ fn dialogue_prompts_become_the_models_own_conversation() {
     assert_eq!(
         pm.text(&t, prompt, " 2. Rest").expect("pm text"),
         format!("{query} 2. Rest<|im_end|>")
+    );
+    let unnamed = with_template(
+        "{% for m in messages %}{{ '<|im_start|>' + ('me' if m['role'] == 'assistant' else m['role']) + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>me\n' }}{% endif %}",
+    );
+    assert_eq!(
+        unnamed.chat_prompt(prompt).expect("fallback"),
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>me\n(rude response) Go away.<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>me\n(kind response) Here is a possible outline:\n1."
     );
     assert_eq!(
         pm.text(&t, "\n\nHuman: Hi\n\nAssistant:", " Hello")

@@ -11,6 +11,10 @@ use super::{Lm, ModelError};
 use crate::world::format::{BOS, EOS, stop_strings};
 use burn::tensor::backend::Backend;
 
+/// Version of the layout dialogue prompts take in a chat template
+/// ([`Tokenizer::chat_prompt`]); stage keys of chat models carry it.
+pub const CHAT_LAYOUT: u32 = 1;
+
 /// How a model reads a prompt and ends a response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -135,9 +135,9 @@ pub struct ModelSpec {
     pub sha256: Option<String>,
     /// Put prompts in the model's chat template (an instruction-tuned model; ChatML when the
     /// file carries no template) instead of reading them as raw dialogue text: human turns
-    /// become user messages, the assistant tag's RLCD affix opens the reply in parentheses,
-    /// and a reply ends at the template's end of turn. Sampling and training read prompts so;
-    /// judge and labelling prompts stay raw text. Not for world presets.
+    /// become user messages, the RLCD affix goes into the assistant's speaker tag, a reply
+    /// ends at the template's end of turn, and judge and labelling questions are user
+    /// messages whose answer opening starts the reply. Not for world presets.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub chat: bool,
     /// For a world preset: how it learns to judge (its own pretraining corpus, with judgment

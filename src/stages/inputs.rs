@@ -25,9 +25,11 @@ pub struct ModelRef {
     pub name: String,
     /// What it is.
     pub source: ModelSource,
-    /// Whether prompts go through its chat template (`models.<name>.chat`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub chat: bool,
+    /// With `models.<name>.chat`, the version of the layout its prompts take in its chat
+    /// template ([`crate::model::format::CHAT_LAYOUT`]), so a change of layout changes every
+    /// key that reads the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<u32>,
 }
 
 /// Where a model's weights come from.
@@ -103,7 +105,7 @@ impl ModelRef {
     pub fn format(&self, tokenizer: &Tokenizer) -> Result<PolicyFormat, ModelError> {
         if self.is_world() {
             Ok(PolicyFormat::world())
-        } else if self.chat {
+        } else if self.chat.is_some() {
             Ok(PolicyFormat::chat(tokenizer)?)
         } else {
             Ok(PolicyFormat::pretrained())

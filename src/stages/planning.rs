@@ -421,7 +421,7 @@ impl<'r> Planner<'r> {
         Ok(ModelRef {
             name: name.to_string(),
             source,
-            chat: spec.chat,
+            chat: spec.chat.then_some(crate::model::format::CHAT_LAYOUT),
         })
     }
 }

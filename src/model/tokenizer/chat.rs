@@ -7,7 +7,7 @@ use minijinja::{Environment, Error as JinjaError, ErrorKind as JinjaErrorKind};
 use serde::{Deserialize, Serialize};
 
 use super::{Tokenizer, TokenizerError};
-use crate::world::format::tagged_dialogue;
+use crate::world::format::{TaggedDialogue, tagged_dialogue};
 
 /// ChatML, used when a model carries no chat template.
 pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -102,30 +102,77 @@ impl Tokenizer {
 
 impl Tokenizer {
     /// A dialogue prompt (`"\n\nHuman: …\n\nAssistant (note): lead"`, see
-    /// [`tagged_dialogue`]) in the model's chat template: human turns become user messages,
-    /// assistant turns assistant messages (a tag's note opening its message in parentheses),
-    /// and the reply is opened by the template's generation prompt, then started with the final
-    /// tag's note in parentheses and its lead, so an affix conditions the reply as it does in
-    /// the tag.
+    /// [`tagged_dialogue`]) in the model's chat template: human turns become user messages and
+    /// assistant turns assistant messages, and the reply opens with the template's generation
+    /// prompt followed by the final tag's lead. A tag's note (an RLCD affix) goes where the
+    /// paper puts it, into the speaker tag: after the role name in the message's header,
+    /// `<|im_start|>assistant (harmless response)` in ChatML. A template whose assistant
+    /// header does not name the role `assistant`, or that renders a conversation other than
+    /// message by message, gets the note in parentheses at the start of the message instead.
     pub fn chat_prompt(&self, prompt: &str) -> Result<String, TokenizerError> {
         let dialogue = tagged_dialogue(prompt).ok_or_else(|| TokenizerError::NotDialogue {
             start: prompt.chars().take(60).collect(),
         })?;
+        let final_note = dialogue.note.as_deref();
+        if let Some(text) = self.chat_with_tagged_headers(&dialogue)? {
+            return Ok(text);
+        }
         let messages: Vec<ChatMessage> = dialogue
             .turns
             .iter()
-            .map(|t| {
-                let text = opening(t.note.as_deref(), &t.text);
-                if t.human {
-                    ChatMessage::user(text)
-                } else {
-                    ChatMessage::assistant(text)
-                }
-            })
+            .map(|t| message(t.human, opening(t.note.as_deref(), &t.text)))
             .collect();
         let mut text = self.render_chat(&messages, true)?;
-        text.push_str(&opening(dialogue.note.as_deref(), &dialogue.lead));
+        text.push_str(&opening(final_note, &dialogue.lead));
         Ok(text)
+    }
+
+    /// [`Self::chat_prompt`] with every note in its message's header; `None` when the template
+    /// does not allow it.
+    fn chat_with_tagged_headers(
+        &self,
+        dialogue: &TaggedDialogue,
+    ) -> Result<Option<String>, TokenizerError> {
+        let messages: Vec<ChatMessage> = dialogue
+            .turns
+            .iter()
+            .map(|t| message(t.human, t.text.clone()))
+            .collect();
+        let mut out = String::new();
+        let mut before = String::new();
+        for (i, turn) in dialogue.turns.iter().enumerate() {
+            let upto = self.render_chat(&messages[..=i], false)?;
+            let Some(segment) = upto.strip_prefix(before.as_str()) else {
+                return Ok(None);
+            };
+            match turn.note.as_deref() {
+                Some(note) if !turn.human => {
+                    let Some(at) = segment.find(turn.text.as_str()) else {
+                        return Ok(None);
+                    };
+                    let Some(header) = tag_header(&segment[..at], note) else {
+                        return Ok(None);
+                    };
+                    out.push_str(&header);
+                    out.push_str(&segment[at..]);
+                }
+                _ => out.push_str(segment),
+            }
+            before = upto;
+        }
+        let open = self.render_chat(&messages, true)?;
+        let Some(generation) = open.strip_prefix(before.as_str()) else {
+            return Ok(None);
+        };
+        match dialogue.note.as_deref() {
+            Some(note) => match tag_header(generation, note) {
+                Some(header) => out.push_str(&header),
+                None => return Ok(None),
+            },
+            None => out.push_str(generation),
+        }
+        out.push_str(&dialogue.lead);
+        Ok(Some(out))
     }
 
     /// The text that ends an assistant message in the chat template: the EOS token's text
@@ -133,6 +180,21 @@ impl Tokenizer {
     pub fn end_of_turn(&self) -> Option<String> {
         self.eos.and_then(|id| self.inner.id_to_token(id))
     }
+}
+
+/// A user or an assistant message.
+fn message(human: bool, content: String) -> ChatMessage {
+    if human {
+        ChatMessage::user(content)
+    } else {
+        ChatMessage::assistant(content)
+    }
+}
+
+/// `header` with ` (note)` after the role name `assistant`, if it names it.
+fn tag_header(header: &str, note: &str) -> Option<String> {
+    let at = header.rfind("assistant")? + "assistant".len();
+    Some(format!("{} ({note}){}", &header[..at], &header[at..]))
 }
 
 /// `"(note) text"`, `"(note)"`, `"text"` or `""`.
