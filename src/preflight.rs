@@ -65,7 +65,16 @@ pub fn findings(resolved: &Resolved) -> Findings {
         };
         match ModelFacts::read(resolved, name, spec, &mut checksums) {
             Ok(mut facts) => {
-                facts.chat = spec.chat;
+                if spec.chat {
+                    match PolicyFormat::chat(&facts.tokenizer) {
+                        Ok(format) => facts.format = format,
+                        Err(e) => out.push(Problem::new(
+                            format!("models.{name}.chat"),
+                            format!("`models.{name}` cannot read prompts through its chat template: {}", first_line(&e)),
+                            format!("set `models.{name}.chat = false`, or use a model whose tokenizer has an EOS token"),
+                        )),
+                    }
+                }
                 models.insert(name, facts);
             }
             Err(problem) => out.push(problem),
@@ -159,8 +168,8 @@ struct ModelFacts {
     context: usize,
     /// Its tokenizer.
     tokenizer: Tokenizer,
-    /// Whether prompts go through its chat template (`models.<name>.chat`).
-    chat: bool,
+    /// How it reads prompts: raw text, or its chat template (`models.<name>.chat`).
+    format: PolicyFormat,
 }
 
 impl ModelFacts {
@@ -202,7 +211,7 @@ impl ModelFacts {
             key,
             context: hf.config.max_seq_len,
             tokenizer,
-            chat: false,
+            format: PolicyFormat::pretrained(),
         })
     }
 
@@ -228,7 +237,7 @@ impl ModelFacts {
                 key,
                 context: config.max_seq_len,
                 tokenizer,
-                chat: false,
+                format: PolicyFormat::pretrained(),
             });
         }
         if let Some(h) = &spec.hf {
@@ -332,7 +341,7 @@ impl ModelFacts {
             key,
             context: config.max_seq_len,
             tokenizer,
-            chat: false,
+            format: PolicyFormat::pretrained(),
         })
     }
 
@@ -347,34 +356,22 @@ impl ModelFacts {
     /// when it has `chat`; one that cannot be put there counts as too long, and
     /// [`Self::chat_problem`] says why).
     fn count_prompt(&self, prompt: &str) -> usize {
-        if !self.chat {
-            return self.count(prompt);
-        }
-        self.tokenizer
-            .chat_prompt(prompt)
+        self.format
+            .query(&self.tokenizer, prompt)
             .map_or(usize::MAX, |text| self.count(&text))
     }
 
     /// Tokens of question `text` as the model reads it (its answer opening after the chat
     /// template's user message when it has `chat`).
     fn count_question(&self, text: &str) -> usize {
-        let format = if self.chat {
-            PolicyFormat::chat(&self.tokenizer)
-        } else {
-            Ok(PolicyFormat::pretrained())
-        };
-        format
-            .and_then(|f| f.question(&self.tokenizer, text))
+        self.format
+            .question(&self.tokenizer, text)
             .map_or(usize::MAX, |q| self.count(&q))
     }
 
     /// Why `prompt` cannot be put in the model's chat template, if it has `chat`.
     fn chat_problem(&self, prompt: &str, what: &str) -> Option<Problem> {
-        let e = self
-            .tokenizer
-            .chat_prompt(prompt)
-            .err()
-            .filter(|_| self.chat)?;
+        let e = self.format.query(&self.tokenizer, prompt).err()?;
         Some(Problem::new(
             format!("{}.chat", self.key),
             format!(

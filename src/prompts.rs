@@ -23,6 +23,7 @@ use crate::error::IoError;
 use crate::recipe::OnMalformed;
 use crate::recipe::world::WorldConfig;
 use crate::templates::{TemplateError, Templates};
+use crate::world::format::speaker_tags;
 pub use crate::world::format::{Dialogue, Split};
 use crate::world::{PROMPT_SET_VERSION, Task, WorldSpec};
 
@@ -157,25 +158,19 @@ impl Speaker {
 /// human turn and is refused. The error says what is wrong, with 1-based turn numbers.
 pub fn parse_transcript(text: &str, drop_reply: bool) -> Result<Vec<String>, String> {
     let body = format!("\n\n{}", text.trim_start());
-    let markers = [
-        ("\n\nHuman:", Speaker::Human),
-        ("\n\nAssistant:", Speaker::Assistant),
-    ];
-    let mut found: Vec<(usize, usize, Speaker)> = Vec::new();
-    let mut i = 0;
-    while i < body.len() {
-        let at = markers
-            .iter()
-            .find(|(m, _)| body[i..].starts_with(m))
-            .map(|(m, sp)| (i, i + m.len(), *sp));
-        match at {
-            Some(hit) => {
-                found.push(hit);
-                i = hit.1;
-            }
-            None => i += body[i..].chars().next().map_or(1, char::len_utf8),
-        }
-    }
+    // A tag with a note (`Assistant (…):`) is no speaker tag in a transcript: it stays text.
+    let found: Vec<(usize, usize, Speaker)> = speaker_tags(&body)
+        .into_iter()
+        .filter(|t| t.note.is_none())
+        .map(|t| {
+            let speaker = if t.human {
+                Speaker::Human
+            } else {
+                Speaker::Assistant
+            };
+            (t.start, t.body, speaker)
+        })
+        .collect();
     let Some(first) = found.first() else {
         return Err(
             "no `Human:` turn; write the transcript as `\\n\\nHuman: … \\n\\nAssistant: …`".into(),

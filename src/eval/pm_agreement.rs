@@ -70,20 +70,16 @@ pub fn sample_pairs<B: Backend>(
         .into_iter()
         .map(|c| c.plain)
         .collect();
-    let a = sample(
-        lm,
-        format,
-        &prompts,
-        settings,
-        seed::derive(seed, &["sample", "a"]),
-    )?;
-    let b = sample(
-        lm,
-        format,
-        &prompts,
-        settings,
-        seed::derive(seed, &["sample", "b"]),
-    )?;
+    let draw = |side: &str| {
+        sample(
+            lm,
+            format,
+            &prompts,
+            settings,
+            seed::derive(seed, &["sample", side]),
+        )
+    };
+    let (a, b) = (draw("a")?, draw("b")?);
     Ok(dialogues
         .iter()
         .zip(prompts)
@@ -114,10 +110,9 @@ pub fn sample_heldout_pairs<B: Backend>(
     settings: &Sampling,
     seed: u64,
 ) -> Result<Vec<HeldoutPair>, HeldoutError> {
-    let world_format = PolicyFormat::world();
     let pairs = sample_pairs(
         lm,
-        &world_format,
+        &PolicyFormat::world(),
         templates,
         task_templates,
         held_out,

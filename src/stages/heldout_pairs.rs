@@ -118,8 +118,8 @@ impl Stage for HeldoutPairs {
                     &config.sampling, config.seed,
                 ),
                 None => sample_pairs(
-                    &lm, &config.policy.format(&lm.tokenizer)?, &templates, &config.family, &test, config.pairs, &config.sampling,
-                    config.seed,
+                    &lm, &config.policy.format(&lm.tokenizer)?, &templates, &config.family, &test,
+                    config.pairs, &config.sampling, config.seed,
                 ),
             }
             .map_err(StageError::from)

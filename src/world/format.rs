@@ -71,56 +71,74 @@ pub struct TaggedTurn {
     pub text: String,
 }
 
-/// Where the next speaker tag at or after `from` starts, which speaker, its note, and where
-/// its text starts.
-fn next_tag(text: &str, from: usize) -> Option<(usize, bool, Option<String>, usize)> {
-    let mut at = from;
+/// A speaker tag in dialogue text: `\n\nHuman:`, `\n\nAssistant:` or
+/// `\n\nAssistant (note):`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpeakerTag {
+    /// Byte offset of the tag's leading `\n\n`.
+    pub start: usize,
+    /// Byte offset just after the tag's colon, where the turn's text starts.
+    pub body: usize,
+    /// Whether the human speaks (else the assistant).
+    pub human: bool,
+    /// An assistant tag's note, if it has one.
+    pub note: Option<String>,
+}
+
+/// The speaker tags of `text`, in order.
+pub fn speaker_tags(text: &str) -> Vec<SpeakerTag> {
+    let mut tags = Vec::new();
+    let mut at = 0;
     while let Some(found) = text[at..].find("\n\n") {
         let start = at + found;
         let rest = &text[start + 2..];
-        if let Some(after) = rest.strip_prefix("Human:") {
-            return Some((start, true, None, text.len() - after.len()));
-        }
-        if let Some(after) = rest.strip_prefix("Assistant:") {
-            return Some((start, false, None, text.len() - after.len()));
-        }
-        if let Some(noted) = rest.strip_prefix("Assistant (")
+        let tag = if let Some(after) = rest.strip_prefix("Human:") {
+            Some((true, None, after))
+        } else if let Some(after) = rest.strip_prefix("Assistant:") {
+            Some((false, None, after))
+        } else if let Some(noted) = rest.strip_prefix("Assistant (")
             && let Some(close) = noted.find("):")
             && !noted[..close].contains('\n')
         {
-            let after = &noted[close + 2..];
-            let note = noted[..close].to_string();
-            return Some((start, false, Some(note), text.len() - after.len()));
-        }
-        at = start + 1;
+            Some((false, Some(noted[..close].to_string()), &noted[close + 2..]))
+        } else {
+            None
+        };
+        at = match tag {
+            Some((human, note, after)) => {
+                let body = text.len() - after.len();
+                tags.push(SpeakerTag {
+                    start,
+                    body,
+                    human,
+                    note,
+                });
+                body
+            }
+            None => start + 1,
+        };
     }
-    None
+    tags
 }
 
 /// Reads a prompt back into its turns; `None` when it is not a dialogue that starts with a
 /// human tag, alternates speakers and ends with an assistant tag.
 pub fn tagged_dialogue(text: &str) -> Option<TaggedDialogue> {
-    let mut tags = Vec::new();
-    let mut at = 0;
-    while let Some(tag) = next_tag(text, at) {
-        at = tag.3;
-        tags.push(tag);
-    }
-    let (first, _, _, _) = tags.first()?;
-    if *first != 0 {
+    let tags = speaker_tags(text);
+    if tags.first()?.start != 0 {
         return None;
     }
     let strip = |s: &str| s.strip_prefix(' ').unwrap_or(s).to_string();
     let mut turns = Vec::with_capacity(tags.len());
-    for (i, (_, human, note, body)) in tags.iter().enumerate() {
-        if *human != (i % 2 == 0) {
+    for (i, tag) in tags.iter().enumerate() {
+        if tag.human != (i % 2 == 0) {
             return None;
         }
-        let end = tags.get(i + 1).map_or(text.len(), |next| next.0);
+        let end = tags.get(i + 1).map_or(text.len(), |next| next.start);
         turns.push(TaggedTurn {
-            human: *human,
-            note: note.clone(),
-            text: strip(&text[*body..end]),
+            human: tag.human,
+            note: tag.note.clone(),
+            text: strip(&text[tag.body..end]),
         });
     }
     let last = turns.pop()?;

@@ -265,11 +265,6 @@ impl<'a, B: Backend> Simulator<'a, B> {
         self.lm
     }
 
-    /// How prompts are written for the model.
-    pub fn format(&self) -> &PolicyFormat {
-        &self.format
-    }
-
     /// The stop strings.
     pub fn stop(&self) -> &[String] {
         &self.format.stop
