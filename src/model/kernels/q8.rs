@@ -1,9 +1,12 @@
 //! Q8_0 weights for forward passes that need no gradient: blocks of 32 consecutive inputs of
 //! one output column share an `f32` scale and store `i8` values (GGUF's Q8_0 layout with a
-//! full-precision scale), a quarter of the bytes of `f32`. The product dequantizes each block
-//! in registers and multiplies it with the `f32` activations; output columns are split over
-//! all cores in fixed-width blocks, so results do not depend on the thread count.
+//! full-precision scale), a quarter of the bytes of `f32`. A single row (batch-1 decoding,
+//! bound by memory bandwidth) dequantizes each block in registers and multiplies it with the
+//! `f32` activations; several rows dequantize a tile of output columns to `f32` once and
+//! multiply it with every row through `gemm`. Output columns are split over all cores in
+//! blocks whose width depends only on the shapes, so results do not depend on the thread count.
 
+use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::Out;
@@ -14,6 +17,11 @@ pub const BLOCK: usize = 32;
 const LANES: usize = 8;
 /// Output columns one task computes.
 const COLS_PER_TASK: usize = 64;
+/// Rows from which a product dequantizes tiles of columns instead of converting every
+/// weight once per row.
+const TILE_ROWS: usize = 2;
+/// The most `f32` values of one dequantized tile (256 KiB, within a core's L2 cache).
+const TILE_FLOATS: usize = 1 << 16;
 
 /// A `[k, n]` weight matrix in Q8_0, stored by output column.
 #[derive(Clone, Debug)]
@@ -79,6 +87,9 @@ impl Q8Matrix {
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "Q8 matmul: x is not [{m}, {k}]");
+        if m >= TILE_ROWS {
+            return self.matmul_tiled(x, m);
+        }
         let blocks = k / BLOCK;
         let mut out = vec![0.0f32; m * n];
         let dst = Out(out.as_mut_ptr());
@@ -106,6 +117,74 @@ impl Q8Matrix {
             });
         out
     }
+
+    /// Output columns of one dequantized tile: as many as fit [`TILE_FLOATS`], a multiple of
+    /// 8 between 8 and [`COLS_PER_TASK`].
+    fn tile_cols(&self) -> usize {
+        (TILE_FLOATS / self.k / 8 * 8).clamp(8, COLS_PER_TASK)
+    }
+
+    /// Column `j` of `W` in `f32`, written to `column` (`k` values).
+    fn dequantize_column(&self, j: usize, column: &mut [f32], avx2: bool) {
+        let k = self.k;
+        let blocks = k / BLOCK;
+        let scales = &self.scales[j * blocks..(j + 1) * blocks];
+        let quants = &self.quants[j * k..(j + 1) * k];
+        if avx2 {
+            // SAFETY: the caller checked that the CPU has AVX2 and FMA.
+            unsafe { dequantize_avx2(scales, quants, column) }
+        } else {
+            dequantize(scales, quants, column);
+        }
+    }
+
+    /// [`Q8Matrix::matmul`] for `m ≥ TILE_ROWS`: each task dequantizes a tile of columns,
+    /// `[cols, k]`, and multiplies every row of `x` with it.
+    fn matmul_tiled(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (k, n) = (self.k, self.n);
+        let cols = self.tile_cols();
+        let avx2 = has_avx2_fma();
+        let mut out = vec![0.0f32; m * n];
+        let dst = Out(out.as_mut_ptr());
+        (0..n.div_ceil(cols)).into_par_iter().for_each_init(
+            Vec::new,
+            |tile: &mut Vec<f32>, task| {
+                let j0 = task * cols;
+                let width = cols.min(n - j0);
+                tile.resize(width * k, 0.0);
+                for (c, column) in tile.chunks_exact_mut(k).enumerate() {
+                    self.dequantize_column(j0 + c, column, avx2);
+                }
+                // SAFETY: rows `0..m` and columns `j0..j0 + width` of `dst` (row stride n) lie
+                // in `out`; `x` holds `m·k` values (checked by the caller) and `tile` holds
+                // column `c` at `c·k..(c + 1)·k`; no two tasks write the same element.
+                unsafe {
+                    gemm(
+                        m,
+                        width,
+                        k,
+                        dst.at(j0),
+                        1,
+                        n as isize,
+                        false,
+                        x.as_ptr(),
+                        1,
+                        k as isize,
+                        tile.as_ptr(),
+                        k as isize,
+                        1,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+            },
+        );
+        out
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -128,6 +207,32 @@ unsafe fn dot_avx2(scales: &[f32], quants: &[i8], x: &[f32]) -> f32 {
 #[cfg(not(target_arch = "x86_64"))]
 unsafe fn dot_avx2(scales: &[f32], quants: &[i8], x: &[f32]) -> f32 {
     dot(scales, quants, x)
+}
+
+/// [`dequantize`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dequantize_avx2(scales: &[f32], quants: &[i8], out: &mut [f32]) {
+    dequantize(scales, quants, out);
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dequantize_avx2(scales: &[f32], quants: &[i8], out: &mut [f32]) {
+    dequantize(scales, quants, out);
+}
+
+/// `out_bi = scale_b · q_bi`, block by block.
+#[inline(always)]
+fn dequantize(scales: &[f32], quants: &[i8], out: &mut [f32]) {
+    for ((out, qs), &scale) in out
+        .chunks_exact_mut(BLOCK)
+        .zip(quants.chunks_exact(BLOCK))
+        .zip(scales)
+    {
+        for (o, &q) in out.iter_mut().zip(qs) {
+            *o = scale * f32::from(q);
+        }
+    }
 }
 
 /// `Σ_b scale_b · Σ_i q_bi · x_bi` with [`LANES`] independent partial sums, so the compiler
@@ -200,6 +305,26 @@ mod tests {
                 .sum::<f32>()
                 / got.len() as f32;
             assert!(mean < 0.05, "transposed {transposed}: mean error {mean}");
+        }
+    }
+
+    #[test]
+    fn tiles_of_columns_equal_one_dot_product_per_row() {
+        // 300 columns: several tiles, the last one narrower; k = 2048 gives 32-column tiles.
+        for (k, n) in [(96, 300), (2048, 70)] {
+            let m = 5;
+            let x = values(m * k, 17);
+            let q = Q8Matrix::quantize(&values(k * n, 19), k, n, false).unwrap();
+            let tiled = q.matmul(&x, m);
+            for r in 0..m {
+                let row = q.matmul(&x[r * k..(r + 1) * k], 1);
+                for (j, (t, d)) in tiled[r * n..(r + 1) * n].iter().zip(&row).enumerate() {
+                    assert!(
+                        (t - d).abs() <= 1e-4 * (1.0 + d.abs()),
+                        "k {k}, row {r}, column {j}: tiled {t} vs dot {d}"
+                    );
+                }
+            }
         }
     }
 
