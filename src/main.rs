@@ -339,6 +339,8 @@ enum LmCommand {
 }
 
 fn main() -> ExitCode {
+    // Speed only: where the allocator refuses the settings, runs are slower, not different.
+    rlcd::model::allocator::keep_freed_memory();
     let cli = Cli::parse();
     let result =
         dispatch(cli.command).and_then(|()| std::io::stdout().flush().map_err(stdout_failed));

@@ -1,6 +1,7 @@
 //! The language-model engine on burn: decoder, KV cache, GGUF and Hugging Face loading,
 //! tokenizers, sampling, scoring, the preference model and the learning-rate schedule every trainer uses.
 
+pub mod allocator;
 pub mod bench;
 pub mod format;
 pub mod gguf;
