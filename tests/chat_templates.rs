@@ -203,6 +203,16 @@ fn dialogue_prompts_become_the_models_own_conversation() {
 
     let format = PolicyFormat::chat(&t).expect("chat format");
     assert_eq!(format.end_of_turn, "<|im_end|>");
+    // A reply ends at any special token: one that opens the next message without closing its
+    // own (`<|im_start|>user…`) ends there too, as a raw reply ends at the next speaker tag.
+    for token in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] {
+        let id = t.token_to_id(token).expect("special token");
+        assert!(format.end_ids.contains(&id), "{token} does not end a reply");
+    }
+    assert_eq!(format.generate_options().eos_ids, format.end_ids);
+    assert_eq!(format.generate_options().stop, format.stop);
+    assert!(PolicyFormat::pretrained().end_ids.is_empty());
+    assert!(PolicyFormat::world().end_ids.is_empty());
     assert_eq!(format.query(&t, prompt).expect("query"), query);
     assert_eq!(
         PolicyFormat::pretrained().query(&t, prompt).expect("raw"),

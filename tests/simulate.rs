@@ -135,7 +135,7 @@ fn rlcd_slots_are_balanced_and_positive_outputs_come_from_p_plus() {
     // exactly from p+ with its stored seed; p− with the same seeds gives other outputs.
     let owned: Vec<Dialogue> = train.iter().map(|d| (*d).clone()).collect();
     let contrast = contrast_prompts(&f.templates, "harmless", &owned, 17).expect("contrast");
-    let opts = generate_options(&c, sim.stop());
+    let opts = generate_options(&c, sim.format());
     let mut from_pos = Vec::new();
     let mut from_neg = Vec::new();
     let mut stored = Vec::new();

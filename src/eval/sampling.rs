@@ -50,11 +50,10 @@ pub fn sample<B: Backend>(
         max_new_tokens: settings.max_new_tokens,
         temperature: settings.temperature,
         top_p: settings.top_p,
-        stop: format.stop.clone(),
         // Held-out and world prompts are sampled whole: one that does not fit is a fault to
         // report, never a prompt to cut.
         truncate: Truncate::Error,
-        ..GenerateOptions::default()
+        ..format.generate_options()
     };
     let size = settings.batch_size.max(1);
     let mut out = Vec::with_capacity(prompts.len());

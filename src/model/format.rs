@@ -7,13 +7,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::tokenizer::{ChatMessage, Tokenizer, TokenizerError};
-use super::{Lm, ModelError};
+use super::{GenerateOptions, Lm, ModelError};
 use crate::world::format::{BOS, EOS, stop_strings};
 use burn::tensor::backend::Backend;
 
-/// Version of the layout dialogue prompts take in a chat template
-/// ([`Tokenizer::chat_prompt`]); stage keys of chat models carry it.
-pub const CHAT_LAYOUT: u32 = 1;
+/// Version of how chat models read dialogue prompts ([`Tokenizer::chat_prompt`]) and end their
+/// replies ([`PolicyFormat::end_ids`]); stage keys of chat models carry it.
+pub const CHAT_LAYOUT: u32 = 2;
 
 /// How a model reads a prompt and ends a response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,12 @@ pub struct PolicyFormat {
     /// ([`Tokenizer::chat_prompt`]) instead of being read as raw text.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub chat: bool,
+    /// Token ids that end a reply besides the tokenizer's EOS. Chat models: every special
+    /// token of the vocabulary, so a reply that opens the next message of the conversation
+    /// (`<|im_start|>user…`) without closing its own ends there, as the raw format cuts a reply
+    /// at the next speaker tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub end_ids: Vec<u32>,
 }
 
 impl PolicyFormat {
@@ -40,6 +46,7 @@ impl PolicyFormat {
             end_of_turn: EOS.to_string(),
             stop: stop_strings(),
             chat: false,
+            end_ids: Vec::new(),
         }
     }
 
@@ -50,6 +57,7 @@ impl PolicyFormat {
             end_of_turn: "\n\nHuman:".to_string(),
             stop: stop_strings(),
             chat: false,
+            end_ids: Vec::new(),
         }
     }
 
@@ -64,7 +72,18 @@ impl PolicyFormat {
             end_of_turn,
             stop: stop_strings(),
             chat: true,
+            end_ids: tokenizer.special_ids(),
         })
+    }
+
+    /// Sampling options that end a reply where this format ends it: at the stop strings and at
+    /// [`PolicyFormat::end_ids`] (the tokenizer's EOS is added by [`Lm::generate`]).
+    pub fn generate_options(&self) -> GenerateOptions {
+        GenerateOptions {
+            stop: self.stop.clone(),
+            eos_ids: self.end_ids.clone(),
+            ..GenerateOptions::default()
+        }
     }
 
     /// The query text of a plain prompt: the prefix and the prompt, or the prompt in the chat

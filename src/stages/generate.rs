@@ -70,9 +70,8 @@ pub fn generate_samples<B: Backend>(
     let opts = GenerateOptions {
         max_new_tokens: settings.max_new_tokens,
         temperature: settings.temperature,
-        stop: format.stop.clone(),
         truncate,
-        ..GenerateOptions::default()
+        ..format.generate_options()
     };
     let mut out = Vec::with_capacity(prompts.len());
     let items: Vec<(usize, (&Dialogue, &String))> =

@@ -545,8 +545,7 @@ pub fn train_ppo<B: AutodiffBackend>(
     let gen_opts = GenerateOptions {
         max_new_tokens: cfg.max_response_tokens,
         temperature: cfg.temperature,
-        stop: format.stop.clone(),
-        ..GenerateOptions::default()
+        ..format.generate_options()
     };
     let n = queries.len();
     // Optimiser updates per step (the warm-up counts updates, as transformers' schedules do).

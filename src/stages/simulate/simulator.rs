@@ -108,14 +108,13 @@ pub enum SimulateError {
     },
 }
 
-/// Generation options for `cfg`, cutting at `stop`.
-pub fn generate_options(cfg: &SimulateConfig, stop: &[String]) -> GenerateOptions {
+/// Generation options for `cfg`, ending replies where `format` ends them.
+pub fn generate_options(cfg: &SimulateConfig, format: &PolicyFormat) -> GenerateOptions {
     GenerateOptions {
         max_new_tokens: cfg.max_new_tokens,
         temperature: cfg.temperature,
         top_p: cfg.top_p,
-        stop: stop.to_vec(),
-        ..GenerateOptions::default()
+        ..format.generate_options()
     }
 }
 
@@ -265,9 +264,9 @@ impl<'a, B: Backend> Simulator<'a, B> {
         self.lm
     }
 
-    /// The stop strings.
-    pub fn stop(&self) -> &[String] {
-        &self.format.stop
+    /// How the model reads prompts and ends its replies.
+    pub fn format(&self) -> &PolicyFormat {
+        &self.format
     }
 
     fn report(&self, done: usize, total: usize) {
@@ -292,7 +291,7 @@ impl<'a, B: Backend> Simulator<'a, B> {
         check_config(cfg)?;
         let opts = GenerateOptions {
             truncate: self.truncate,
-            ..generate_options(cfg, &self.format.stop)
+            ..generate_options(cfg, &self.format)
         };
         let n = prompts.len();
         let mut queue: VecDeque<Job> = (0..n)
