@@ -138,6 +138,11 @@ pub struct PpoConfig {
     pub max_query_tokens: usize,
     /// Maximum response tokens.
     pub max_response_tokens: usize,
+    /// Score a rollout cut at `max_response_tokens` with the preference model like a finished
+    /// one (TRL's default, which adds no missing-EOS penalty). False (the paper's Appendix B,
+    /// AlpacaFarm): its reward is −1. An empty rollout gets −1 either way.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub score_unfinished: bool,
     /// Checkpoint policy, value model, optimisers and step every this many steps, so a killed
     /// run resumes there (0: never).
     pub checkpoint_every: usize,
@@ -175,6 +180,7 @@ impl Default for PpoConfig {
             temperature: 1.0,
             max_query_tokens: 192,
             max_response_tokens: 300,
+            score_unfinished: false,
             checkpoint_every: 10,
             max_kl: None,
             lora: None,

@@ -43,12 +43,25 @@ use crate::seed;
 /// Reward of a response that never ends its turn or is empty (paper Appendix B).
 pub const UNFINISHED_REWARD: f64 = -1.0;
 
+/// The reward of a rollout whose text is `text`, which stopped for `finish`, and which the
+/// preference model scored `score`: [`UNFINISHED_REWARD`] when it is empty, or cut at the
+/// token limit unless `score_unfinished`.
+fn rollout_reward(score: f64, finish: FinishReason, text: &str, score_unfinished: bool) -> f64 {
+    let cut = finish == FinishReason::Length;
+    if text.trim().is_empty() || (cut && !score_unfinished) {
+        UNFINISHED_REWARD
+    } else {
+        score
+    }
+}
+
 /// What one PPO step measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PpoStepLog {
     /// 0-based step.
     pub step: usize,
-    /// Mean PM score of the rollouts (−1 for unfinished or empty responses).
+    /// Mean reward of the rollouts before the KL penalty: the PM score, or −1 for empty
+    /// responses and for unfinished ones unless `ppo.score_unfinished`.
     pub score: f64,
     /// Mean KL to the initial policy per response, Σ (log π − log π_ref) over its tokens.
     pub kl: f64,
@@ -584,6 +597,7 @@ pub fn train_ppo<B: AutodiffBackend>(
             let scores = score_outputs(pm, &outputs, cfg.step_batch)?;
             for ((&p, g), s) in chunk.iter().zip(gens).zip(scores) {
                 let finished = g.finish_reason != FinishReason::Length && !g.text.trim().is_empty();
+                let reward = rollout_reward(s, g.finish_reason, &g.text, cfg.score_unfinished);
                 let mut response = g.token_ids;
                 if response.is_empty() {
                     response = sampler.encode(&format.end_of_turn)?;
@@ -591,7 +605,7 @@ pub fn train_ppo<B: AutodiffBackend>(
                 rollouts.push(Rollout {
                     query: queries[p].clone(),
                     response,
-                    score: if finished { s } else { UNFINISHED_REWARD },
+                    score: reward,
                     finished,
                 });
             }
@@ -852,5 +866,16 @@ mod tests {
         // Token 0: max(0.5², (1.2 − 1.5)²) = 0.25; token 1: max(0.1², (0.7 − 1)²) = 0.09.
         assert!((v(losses.value) - 0.085).abs() < 1e-5);
         assert!((v(losses.clip_frac) - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn unfinished_rollouts_get_minus_one_unless_scored() {
+        use FinishReason::{Eos, Length, Stop};
+        assert_eq!(rollout_reward(0.7, Eos, "Sure.", false), 0.7);
+        assert_eq!(rollout_reward(0.7, Stop, "Sure.", false), 0.7);
+        assert_eq!(rollout_reward(0.7, Length, "Sure, here", false), -1.0);
+        assert_eq!(rollout_reward(0.7, Length, "Sure, here", true), 0.7);
+        assert_eq!(rollout_reward(0.7, Eos, " \n", true), -1.0, "empty");
+        assert_eq!(rollout_reward(0.7, Length, "", true), -1.0, "empty");
     }
 }
