@@ -2,7 +2,6 @@
 //! cores: the output's columns are cut into fixed-width blocks, each computed by `gemm` on one
 //! core. Block widths depend only on the shapes, so results do not depend on the thread count.
 
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::Out;
@@ -93,26 +92,12 @@ pub(super) fn matmul_rows(x: &[f32], m: usize, k: usize, w: Operand<'_>, n: usiz
             // `(i, j0 + c)` for `i < k`, `c < cols`, lies in `w.data` (checked sizes above);
             // no two tasks write the same element.
             unsafe {
-                gemm(
-                    m,
-                    cols,
-                    k,
-                    dst.at(j0),
-                    1,
-                    n as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
+                dst.write_product(
+                    [m, k, n],
+                    [j0, cols],
+                    x,
                     w.data.as_ptr().offset(j0 as isize * w.cs),
-                    w.cs,
-                    w.rs,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
+                    [w.rs, w.cs],
                 );
             }
         });

@@ -20,4 +20,47 @@ impl Out {
     fn at(&self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
+
+    /// Writes `x · W` into columns `j0..j0 + cols` of this `[m, n]` row-major output, on the
+    /// calling core: `x` is `[m, k]` row-major and `w` points at column `j0` of `W`, whose
+    /// elements lie `w_rs` apart along `k` and `w_cs` apart along the columns.
+    ///
+    /// # Safety
+    /// Rows `0..m` and columns `j0..j0 + cols` (row stride `n`) must lie in the output, no
+    /// other task may write them meanwhile, and `w` must hold every element `(i, c)` for
+    /// `i < k`, `c < cols` at `i·w_rs + c·w_cs`.
+    unsafe fn write_product(
+        &self,
+        [m, k, n]: [usize; 3],
+        [j0, cols]: [usize; 2],
+        x: &[f32],
+        w: *const f32,
+        [w_rs, w_cs]: [isize; 2],
+    ) {
+        debug_assert!(x.len() >= m * k);
+        // SAFETY: the caller's contract covers every element gemm reads and writes.
+        unsafe {
+            gemm::gemm(
+                m,
+                cols,
+                k,
+                self.at(j0),
+                1,
+                n as isize,
+                false,
+                x.as_ptr(),
+                1,
+                k as isize,
+                w,
+                w_cs,
+                w_rs,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
 }

@@ -6,7 +6,6 @@
 //! multiply it with every row through `gemm`. Output columns are split over all cores in
 //! blocks whose width depends only on the shapes, so results do not depend on the thread count.
 
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::Out;
@@ -159,27 +158,7 @@ impl Q8Matrix {
                 // in `out`; `x` holds `m·k` values (checked by the caller) and `tile` holds
                 // column `c` at `c·k..(c + 1)·k`; no two tasks write the same element.
                 unsafe {
-                    gemm(
-                        m,
-                        width,
-                        k,
-                        dst.at(j0),
-                        1,
-                        n as isize,
-                        false,
-                        x.as_ptr(),
-                        1,
-                        k as isize,
-                        tile.as_ptr(),
-                        k as isize,
-                        1,
-                        0.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        Parallelism::None,
-                    );
+                    dst.write_product([m, k, n], [j0, width], x, tile.as_ptr(), [1, k as isize]);
                 }
             },
         );
