@@ -18,7 +18,7 @@ use crate::model::gguf::GgufFile;
 use crate::model::tokenizer::Tokenizer;
 use crate::model::{LlamaConfig, PolicyFormat, Truncate};
 use crate::prompts::contrast_prompts;
-use crate::recipe::{BackendKind, ModelSpec, Problem, RecipeError, Resolved};
+use crate::recipe::{BackendKind, ModelSpec, Problem, RecipeError, Resolved, WeightFormat};
 use crate::templates::Templates;
 use crate::world::format::{BOS, Dialogue, EOS, PAD, Split};
 
@@ -74,6 +74,15 @@ pub fn findings(resolved: &Resolved) -> Findings {
                             format!("set `models.{name}.chat = false`, or use a model whose tokenizer has an EOS token"),
                         )),
                     }
+                }
+                if spec.weights == WeightFormat::Q8_0
+                    && let Some((what, width)) = facts.q8_unfit
+                {
+                    out.push(Problem::new(
+                        format!("models.{name}.weights"),
+                        format!("`models.{name}.weights = \"q8_0\"` needs matrix input widths that are multiples of 32, and the model's {what} is {width}"),
+                        format!("set `models.{name}.weights = \"f32\"` (or drop the key)"),
+                    ));
                 }
                 models.insert(name, facts);
             }
@@ -170,6 +179,8 @@ struct ModelFacts {
     tokenizer: Tokenizer,
     /// How it reads prompts: raw text, or its chat template (`models.<name>.chat`).
     format: PolicyFormat,
+    /// A matrix input width Q8_0 blocks cannot tile, if any (`models.<name>.weights`).
+    q8_unfit: Option<(&'static str, usize)>,
 }
 
 impl ModelFacts {
@@ -210,6 +221,7 @@ impl ModelFacts {
         Ok(Self {
             key,
             context: hf.config.max_seq_len,
+            q8_unfit: hf.config.q8_unfit_width(),
             tokenizer,
             format: PolicyFormat::pretrained(),
         })
@@ -236,6 +248,7 @@ impl ModelFacts {
             return Ok(Self {
                 key,
                 context: config.max_seq_len,
+                q8_unfit: config.q8_unfit_width(),
                 tokenizer,
                 format: PolicyFormat::pretrained(),
             });
@@ -340,6 +353,7 @@ impl ModelFacts {
         Ok(Self {
             key,
             context: config.max_seq_len,
+            q8_unfit: config.q8_unfit_width(),
             tokenizer,
             format: PolicyFormat::pretrained(),
         })

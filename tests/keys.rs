@@ -348,6 +348,63 @@ fn held_out_pairs_sample_at_the_temperature_their_key_holds() {
     }
 }
 
+/// `models.<name>.weights = "q8_0"` reaches exactly the stages that run the model without
+/// gradients (simulation, held-out samples, evaluation samples, LM judging and pair labelling);
+/// the configurations of the stages that train from it stay those of an `f32` run.
+#[test]
+fn q8_weights_reach_the_stages_that_run_models_without_gradients() {
+    let configs = |overrides: &[String]| -> BTreeMap<String, (StageKind, serde_json::Value)> {
+        Plan::build(&load_text(ALL_KINDS, overrides))
+            .expect("plan")
+            .stages
+            .into_iter()
+            .map(|s| (s.id, (s.kind, s.config)))
+            .collect()
+    };
+    let f32 = configs(&["eval.label_judge=\"lm:sim\"".into()]);
+    let q8 = configs(&[
+        "eval.label_judge=\"lm:sim\"".into(),
+        "models.sim.weights=\"q8_0\"".into(),
+    ]);
+    assert_eq!(
+        f32.keys().collect::<Vec<_>>(),
+        q8.keys().collect::<Vec<_>>(),
+        "the weight format adds or removes no stage"
+    );
+    let frozen = [
+        StageKind::Simulate,
+        StageKind::HeldoutPairs,
+        StageKind::Generate,
+        StageKind::Judge,
+        StageKind::PairJudge,
+    ];
+    let mut changed = BTreeSet::new();
+    for (id, (kind, before)) in &f32 {
+        let after = &q8[id].1;
+        assert!(
+            !before.to_string().contains("q8_0"),
+            "{id}: an f32 run names q8_0"
+        );
+        if before != after {
+            assert!(frozen.contains(kind), "{id} ({kind:?}) changed: {after}");
+            assert!(after.to_string().contains("\"q8_0\""), "{id}: {after}");
+            changed.insert(*kind);
+        }
+    }
+    // The RM judge and the oracle read no language model, so only the LM judge changes.
+    for kind in frozen {
+        assert!(
+            changed.contains(&kind),
+            "no {kind:?} stage reads the weight format"
+        );
+    }
+    for (id, (kind, config)) in &q8 {
+        if matches!(kind, StageKind::Reward | StageKind::Policy) {
+            assert_eq!(config, &f32[id].1, "{id} trains from f32 weights");
+        }
+    }
+}
+
 #[test]
 fn shipped_recipes_set_no_key_that_reaches_no_stage() {
     fn recipes(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

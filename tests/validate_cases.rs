@@ -432,6 +432,14 @@ cases! {
         "models.small.chat",
         "remove `models.small.chat`",
     );
+    q8_weights_on_cuda => Case::new(
+        format!(
+            "backend = \"cuda\"\n{}",
+            with_model("[models.small]\npreset = \"world-xs\"\nweights = \"q8_0\"\n")
+        ),
+        "models.small.weights",
+        "set `backend = \"cpu\"`",
+    );
     non_utf8_recipe_line => Case::new(non_utf8_on_line_3(), "line 3", "UTF-8");
     non_utf8_prompt_line => Case::new(BASE, "harmless.jsonl:4", "UTF-8")
         .file("prompts/harmless.jsonl", [PROMPTS.as_bytes(), b"{\"id\": \"d\", \"turns\": [\"caf\xe9\"]}\n"].concat());

@@ -234,6 +234,19 @@ impl LlamaConfig {
         self.n_kv_heads * self.head_dim
     }
 
+    /// The first input width of a projection or the output head that Q8_0 blocks of 32 cannot
+    /// tile (`d_model`, the query width or `d_ff`), with its value; `None` when
+    /// [`Llama::quantize_q8`] can quantize every matrix.
+    pub fn q8_unfit_width(&self) -> Option<(&'static str, usize)> {
+        [
+            ("d_model", self.d_model),
+            ("n_heads·head_dim", self.q_dim()),
+            ("d_ff", self.d_ff),
+        ]
+        .into_iter()
+        .find(|(_, w)| w % crate::model::kernels::q8::BLOCK != 0)
+    }
+
     /// Number of trainable parameters.
     pub fn num_params(&self) -> usize {
         let d = self.d_model;
@@ -984,5 +997,23 @@ impl<B: Backend> ScalarHead<B> {
         let b = tokens.dims()[0];
         let hidden = self.trunk.hidden(tokens, mask).narrow(1, start, len);
         project(&self.score, hidden, None, None).reshape([b, len])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LlamaConfig;
+
+    #[test]
+    fn q8_names_the_first_width_blocks_of_32_cannot_tile() {
+        assert_eq!(LlamaConfig::smollm2_135m().q8_unfit_width(), None);
+        assert_eq!(LlamaConfig::world_m(1500).q8_unfit_width(), None);
+        let mut c = LlamaConfig::tiny();
+        c.d_ff = 48;
+        assert_eq!(c.q8_unfit_width(), Some(("d_ff", 48)));
+        c.head_dim = 4;
+        assert_eq!(c.q8_unfit_width(), Some(("n_heads·head_dim", 16)));
+        c.d_model = 40;
+        assert_eq!(c.q8_unfit_width(), Some(("d_model", 40)));
     }
 }

@@ -140,6 +140,14 @@ pub struct ModelSpec {
     /// messages whose answer opening starts the reply. Not for world presets.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub chat: bool,
+    /// The format of its projection and output-head weights in the forward passes that take
+    /// no gradient: simulation, held-out samples, evaluation samples of its policies (trained
+    /// ones included), judging and pair labelling. `"q8_0"` quantizes them when the model is
+    /// loaded to llama.cpp's Q8_0 (blocks of 32 weights with one scale), a quarter of the bytes
+    /// a decoding step streams; `"f32"` keeps full precision. Training always reads `f32`
+    /// weights. CPU backend only.
+    #[serde(default, skip_serializing_if = "WeightFormat::is_f32")]
+    pub weights: WeightFormat,
     /// For a world preset: how it learns to judge (its own pretraining corpus, with judgment
     /// settings of its own and judge-question documents). Absent: the world's corpus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +185,25 @@ impl ModelSpec {
             asset: Some(name.to_string()),
             ..Self::default()
         }
+    }
+}
+
+/// The numeric format of a frozen model's matrices (`models.<name>.weights`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightFormat {
+    /// 32-bit floats, as loaded.
+    #[default]
+    F32,
+    /// llama.cpp's Q8_0: blocks of 32 signed 8-bit weights sharing one `f16` scale.
+    #[serde(rename = "q8_0")]
+    Q8_0,
+}
+
+impl WeightFormat {
+    /// Whether it is full precision (the default, left out of stage keys).
+    pub fn is_f32(&self) -> bool {
+        *self == WeightFormat::F32
     }
 }
 

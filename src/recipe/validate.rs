@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use super::error::{Located, Problem, RecipeError};
 use super::load::Resolved;
-use super::schema::{AXES, MethodKind, PRESETS, Recipe, TaskSpec, Trainer};
+use super::schema::{
+    AXES, BackendKind, MethodKind, PRESETS, Recipe, TaskSpec, Trainer, WeightFormat,
+};
 use crate::error::suggest;
 use crate::model::LoraConfig;
 use crate::prompts::load_prompt_set;
@@ -225,6 +227,13 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
                     "remove the key; a checkpoint directory is identified by the blake3 of its files",
                 ));
             }
+        }
+        if m.weights == WeightFormat::Q8_0 && resolved.recipe.backend == BackendKind::Cuda {
+            out.push(Problem::new(
+                format!("{key}.weights"),
+                format!("`{key}.weights = \"q8_0\"` runs on the CPU backend, and `backend` is \"cuda\""),
+                format!("drop `{key}.weights` on the GPU (its f32 matmuls are the fast path there), or set `backend = \"cpu\"`"),
+            ));
         }
         if m.chat && m.preset.is_some() {
             out.push(Problem::new(

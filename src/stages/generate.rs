@@ -6,7 +6,7 @@
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use super::inputs::ModelRef;
+use super::inputs::{ModelRef, in_format};
 use super::key::Unkeyed;
 use super::planning::{PlanError, Planned, Planner};
 use super::policy::{PolicyFormat, load_policy};
@@ -14,7 +14,7 @@ use super::stage::{Ctx, Stage, StageError, StageKind, with_backend};
 use crate::model::sampling::{FinishReason, GenerateOptions, GenerationRequest};
 use crate::model::{Lm, ModelError, Truncate};
 use crate::prompts::{Dialogue, PromptSet, contrast_prompts};
-use crate::recipe::BackendKind;
+use crate::recipe::{BackendKind, WeightFormat};
 use crate::seed;
 use crate::templates::TemplateSet;
 use crate::world::format::Split;
@@ -130,6 +130,11 @@ pub struct Config {
     pub backend: BackendKind,
     /// Seed of the samples (the same for every policy of the task).
     pub seed: u64,
+    /// The format of the policy's matrices while it samples: `models.<name>.weights` of the
+    /// method's policy model, for the base model and a trained policy alike, so every method
+    /// of a comparison samples in the same precision.
+    #[serde(default, skip_serializing_if = "WeightFormat::is_f32")]
+    pub weights: WeightFormat,
     /// Settings outside the key (over-long prompts).
     #[serde(default)]
     pub unkeyed: Unkeyed,
@@ -159,9 +164,10 @@ pub fn plan(
     trained: Option<String>,
 ) -> Result<Planned, PlanError> {
     let recipe = p.recipe();
+    let model = &p.method(method)?.policy;
     let policy = match trained {
         Some(stage) => PolicySource::Trained(stage),
-        None => PolicySource::Base(p.model(&p.method(method)?.policy)?),
+        None => PolicySource::Base(p.model(model)?),
     };
     for key in [
         "eval.n_prompts",
@@ -186,6 +192,7 @@ pub fn plan(
         },
         backend: p.backend(),
         seed: p.seed(&["generate", task]),
+        weights: p.weights(model)?,
         unkeyed: p.unkeyed(),
     };
     Planned::new::<Generate>(id(method, task), &config)
@@ -228,6 +235,7 @@ impl Stage for Generate {
                     (lm, format)
                 }
             };
+            let lm = in_format(lm, config.weights)?;
             generate_samples(
                 &lm, &format, &test, &prompts, &config.settings, config.unkeyed.truncate,
                 config.seed,

@@ -68,7 +68,7 @@ pub fn plan(p: &Planner<'_>, policy: &str, task: &str) -> Result<Planned, PlanEr
     p.read(format!("tasks.{task}.n_prompts"));
     let (family, templates) = p.task_templates(task)?;
     let config = Config {
-        policy: p.model(policy)?,
+        policy: p.frozen_model(policy)?,
         task: task.to_string(),
         prompts: p.prompts(task, Split::Test, p.task(task)?.n_prompts)?,
         family,

@@ -16,6 +16,7 @@ use super::stage::{Ctx, StageError};
 use crate::error::IoError;
 use crate::model::tokenizer::Tokenizer;
 use crate::model::{Lm, ModelError, PolicyFormat};
+use crate::recipe::WeightFormat;
 
 /// A model a stage loads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,10 @@ pub struct ModelRef {
     /// key that reads the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chat: Option<u32>,
+    /// The format its matrices are loaded in: `models.<name>.weights` for a stage that runs
+    /// it without gradients, always `f32` for one that trains from it.
+    #[serde(default, skip_serializing_if = "WeightFormat::is_f32")]
+    pub weights: WeightFormat,
 }
 
 /// Where a model's weights come from.
@@ -112,8 +117,13 @@ impl ModelRef {
         }
     }
 
-    /// Loads the model (decoder and tokenizer), checking a file's checksum first.
+    /// Loads the model (decoder and tokenizer), checking a file's checksum first, with its
+    /// matrices in [`Self::weights`].
     pub fn load<B: Backend>(&self, ctx: &Ctx<'_>, device: &B::Device) -> Result<Lm<B>, StageError> {
+        Ok(in_format(self.load_f32(ctx, device)?, self.weights)?)
+    }
+
+    fn load_f32<B: Backend>(&self, ctx: &Ctx<'_>, device: &B::Device) -> Result<Lm<B>, StageError> {
         match &self.source {
             ModelSource::World { pretrain, .. } => {
                 let artifact = ctx.input(pretrain)?;
@@ -175,6 +185,15 @@ impl ModelRef {
             }
         }
     }
+}
+
+/// `lm` with its projection and output-head matrices in `format` (Q8_0 copies the forward
+/// passes then use; the `f32` weights stay for the embedding lookup).
+pub fn in_format<B: Backend>(mut lm: Lm<B>, format: WeightFormat) -> Result<Lm<B>, ModelError> {
+    if format == WeightFormat::Q8_0 {
+        lm.model = lm.model.quantize_q8()?;
+    }
+    Ok(lm)
 }
 
 /// Id of the pretraining stage of a world model labelled `label` (see [`WorldModel`]).

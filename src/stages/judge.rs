@@ -146,7 +146,7 @@ pub fn plan(
             .filter_map(|axis| judge_template(&spec.axes, axis))
             .collect();
         How::Lm {
-            model: p.model(model)?,
+            model: p.frozen_model(model)?,
             templates: p.template_files(&format!("task `{task}`"), names)?,
             order: recipe.eval.judge_order,
             seed: p.seed(&["judge", judge, task]),

@@ -117,7 +117,7 @@ pub fn plan(
         source,
         n: recipe.eval.label_pairs,
         axis,
-        model: p.model(model)?,
+        model: p.frozen_model(model)?,
         question: template.to_string(),
         templates: p.template_files(&format!("task `{task}`"), [template])?,
         order: both_orders(recipe.eval.judge_order),

@@ -349,8 +349,32 @@ impl<'r> Planner<'r> {
         Ok((task.templates.clone(), files))
     }
 
-    /// Model `name` of the recipe as stages name it; a GGUF file without a recipe SHA-256 is
-    /// identified by its blake3.
+    /// Model `name` of the recipe as a stage that runs it without gradients names it: with
+    /// the weight format `models.<name>.weights` gives.
+    pub fn frozen_model(&self, name: &str) -> Result<ModelRef, PlanError> {
+        Ok(ModelRef {
+            weights: self.weights(name)?,
+            ..self.model(name)?
+        })
+    }
+
+    /// `models.<name>.weights`: the format of the model's matrices in forward passes without
+    /// gradients, for it and for the policies trained from it.
+    pub fn weights(&self, name: &str) -> Result<crate::recipe::WeightFormat, PlanError> {
+        self.read(format!("models.{name}"));
+        self.recipe()
+            .models
+            .get(name)
+            .map(|spec| spec.weights)
+            .ok_or_else(|| PlanError::Unknown {
+                key: "models".into(),
+                what: "model",
+                name: name.into(),
+            })
+    }
+
+    /// Model `name` of the recipe as a stage that trains from it names it (`f32` weights); a
+    /// GGUF file without a recipe SHA-256 is identified by its blake3.
     pub fn model(&self, name: &str) -> Result<ModelRef, PlanError> {
         let spec = self
             .recipe()
@@ -422,6 +446,7 @@ impl<'r> Planner<'r> {
             name: name.to_string(),
             source,
             chat: spec.chat.then_some(crate::model::format::CHAT_LAYOUT),
+            weights: crate::recipe::WeightFormat::F32,
         })
     }
 }

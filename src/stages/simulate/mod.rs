@@ -171,7 +171,7 @@ pub fn plan(
         }
     };
     let config = Config {
-        simulator: p.model(simulator)?,
+        simulator: p.frozen_model(simulator)?,
         task: task.to_string(),
         family,
         templates,
