@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use burn::backend::Autodiff;
@@ -81,6 +81,14 @@ fn reward_cfg() -> RewardConfig {
     }
 }
 
+/// The backend's random generator is one per process and the test harness runs tests on
+/// parallel threads, so a test that seeds it (and trains from what it draws) holds this lock
+/// for its whole body; otherwise another test's draws interleave with its own.
+fn backend_rng() -> MutexGuard<'static, ()> {
+    static RNG: Mutex<()> = Mutex::new(());
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn new_pm(f: &Fixture, init_seed: u64) -> Pm<Train> {
     <Train as Backend>::seed(&Default::default(), init_seed);
     Pm::from_lm(f.lm.clone(), PmFormat::world(192)).expect("pm")
@@ -146,6 +154,7 @@ fn truth(f: &Fixture) -> impl Fn(&Pair) -> Option<bool> + '_ {
 
 #[test]
 fn pm_learns_oracle_preferences_and_saves_and_loads_exactly() {
+    let _rng = backend_rng();
     let f = fixture();
     eprintln!(
         "{} training pairs, {} test pairs",
@@ -228,6 +237,7 @@ fn pm_learns_oracle_preferences_and_saves_and_loads_exactly() {
 
 #[test]
 fn pm_trained_on_random_labels_stays_near_chance() {
+    let _rng = backend_rng();
     let f = fixture();
     let mut rng = rlcd::seed::rng(99);
     let noisy: Vec<Pair> = f
@@ -267,6 +277,7 @@ fn pm_trained_on_random_labels_stays_near_chance() {
 
 #[test]
 fn training_is_deterministic_and_inputs_are_checked() {
+    let _rng = backend_rng();
     let f = fixture();
     let cfg = RewardConfig {
         epochs: 1,
