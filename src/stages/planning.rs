@@ -361,21 +361,11 @@ impl<'r> Planner<'r> {
     /// `models.<name>.weights`: the format of the model's matrices in forward passes without
     /// gradients, for it and for the policies trained from it.
     pub fn weights(&self, name: &str) -> Result<crate::recipe::WeightFormat, PlanError> {
-        self.read(format!("models.{name}"));
-        self.recipe()
-            .models
-            .get(name)
-            .map(|spec| spec.weights)
-            .ok_or_else(|| PlanError::Unknown {
-                key: "models".into(),
-                what: "model",
-                name: name.into(),
-            })
+        Ok(self.model_spec(name)?.weights)
     }
 
-    /// Model `name` of the recipe as a stage that trains from it names it (`f32` weights); a
-    /// GGUF file without a recipe SHA-256 is identified by its blake3.
-    pub fn model(&self, name: &str) -> Result<ModelRef, PlanError> {
+    /// Model `name` of the recipe (recording that its table reaches a stage).
+    fn model_spec(&self, name: &str) -> Result<&'r crate::recipe::ModelSpec, PlanError> {
         let spec = self
             .recipe()
             .models
@@ -386,6 +376,13 @@ impl<'r> Planner<'r> {
                 name: name.into(),
             })?;
         self.read(format!("models.{name}"));
+        Ok(spec)
+    }
+
+    /// Model `name` of the recipe as a stage that trains from it names it (`f32` weights); a
+    /// GGUF file without a recipe SHA-256 is identified by its blake3.
+    pub fn model(&self, name: &str) -> Result<ModelRef, PlanError> {
+        let spec = self.model_spec(name)?;
         let source = if let Some(world) = super::inputs::WorldModel::of(name, spec) {
             let tuned = world.judging.as_ref().is_some_and(|j| j.tuning.is_some());
             ModelSource::World {
