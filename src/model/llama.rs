@@ -410,11 +410,23 @@ pub struct Llama<B: Backend> {
     q8: Option<std::sync::Arc<Q8Weights>>,
 }
 
-/// Per-forward attention inputs shared by all layers.
+/// Per-forward attention inputs shared by all layers, laid out in the shapes the layers use
+/// them in, so every layer's element-wise products and sums with them run on contiguous
+/// operands of one shape (a broadcast over heads would walk them element by element).
 struct AttnCtx<B: Backend> {
+    /// RoPE tables at each token's position, `[b, s, heads, hd]` for the queries.
+    q_rope: RopeAt<B>,
+    /// The same for the keys, `[b, s, kv_heads, hd]`.
+    k_rope: RopeAt<B>,
+    /// The additive attention bias for every head, `[b, kv_heads, group · s, span]` (the
+    /// layout of the grouped scores).
+    bias: Tensor<B, 4>,
+}
+
+/// RoPE cosine and sine tables repeated over heads.
+struct RopeAt<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
-    bias: Tensor<B, 4>,
 }
 
 /// Rounds `n` up to a multiple of `m`.
@@ -756,17 +768,30 @@ impl<B: Backend> Llama<B> {
         self.q8.as_deref().map(|q| &q.blocks[i])
     }
 
+    /// The attention inputs of one forward pass: RoPE tables at `positions` `[b, s]` and the
+    /// additive bias `[b, 1, s, span]`, each repeated over heads once here rather than
+    /// broadcast in every layer.
     fn ctx(&self, positions: Tensor<B, 2, Int>, bias: Tensor<B, 4>) -> AttnCtx<B> {
         let [b, s] = positions.dims();
-        let hd = self.config.head_dim;
+        let c = &self.config;
+        let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let flat = positions.reshape([b * s]);
         let cos = self
             .rope_cos
             .clone()
             .select(0, flat.clone())
-            .reshape([b, 1, s, hd]);
-        let sin = self.rope_sin.clone().select(0, flat).reshape([b, 1, s, hd]);
-        AttnCtx { cos, sin, bias }
+            .reshape([b, s, 1, hd]);
+        let sin = self.rope_sin.clone().select(0, flat).reshape([b, s, 1, hd]);
+        let at = |heads: usize| RopeAt {
+            cos: cos.clone().repeat_dim(2, heads),
+            sin: sin.clone().repeat_dim(2, heads),
+        };
+        let span = bias.dims()[3];
+        AttnCtx {
+            q_rope: at(h),
+            k_rope: at(kv),
+            bias: bias.repeat_dim(1, h).reshape([b, kv, (h / kv) * s, span]),
+        }
     }
 }
 
@@ -891,16 +916,14 @@ impl<B: Backend> Attention<B> {
             q8.map(|q| &q.wq),
             lora.and_then(|l| l.wq.as_ref()),
         )
-        .reshape([b, s, h, hd])
-        .swap_dims(1, 2);
+        .reshape([b, s, h, hd]);
         let k = project(
             &self.wk,
             x.clone(),
             q8.map(|q| &q.wk),
             lora.and_then(|l| l.wk.as_ref()),
         )
-        .reshape([b, s, kv, hd])
-        .swap_dims(1, 2);
+        .reshape([b, s, kv, hd]);
         let v = project(
             &self.wv,
             x,
@@ -909,8 +932,13 @@ impl<B: Backend> Attention<B> {
         )
         .reshape([b, s, kv, hd])
         .swap_dims(1, 2);
-        let q = apply_rope(q, ctx.cos.clone(), ctx.sin.clone(), c.rope_style);
-        let k = apply_rope(k, ctx.cos.clone(), ctx.sin.clone(), c.rope_style);
+        // RoPE on the projections' own `[b, s, heads, hd]` layout, where they and the tables
+        // are contiguous; then heads before positions.
+        let rope = |x, at: &RopeAt<B>| {
+            apply_rope(x, at.cos.clone(), at.sin.clone(), c.rope_style).swap_dims(1, 2)
+        };
+        let q = rope(q, &ctx.q_rope);
+        let k = rope(k, &ctx.k_rope);
         let (k, v) = match cache {
             Some(lc) => lc.append(k, v, start, span),
             None => (k, v),
@@ -918,10 +946,9 @@ impl<B: Backend> Attention<B> {
         let len = k.dims()[2];
         let scale = 1.0 / (hd as f64).sqrt();
         let q = q.reshape([b, kv, g * s, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-        let scores =
-            scores.reshape([b, kv, g, s, len]) + ctx.bias.clone().reshape([b, 1, 1, s, len]);
-        let probs = softmax(scores, 4).reshape([b, kv, g * s, len]);
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + ctx.bias.clone();
+        debug_assert_eq!(scores.dims()[3], len);
+        let probs = softmax(scores, 3);
         let out = probs
             .matmul(v)
             .reshape([b, h, s, hd])

@@ -39,7 +39,7 @@ pub(super) fn rope_tables<B: Backend>(
     )
 }
 
-/// Exchanges the two channels of every RoPE pair of `x` `[b, h, s, hd]`.
+/// Exchanges the two channels of every RoPE pair along the last axis of `x` `[.., .., .., hd]`.
 fn rope_swap<B: Backend>(x: Tensor<B, 4>, style: RopeStyle) -> Tensor<B, 4> {
     let [b, h, s, hd] = x.dims();
     let half = hd / 2;
@@ -58,8 +58,9 @@ fn rope_swap<B: Backend>(x: Tensor<B, 4>, style: RopeStyle) -> Tensor<B, 4> {
     }
 }
 
-/// Rotates `x` `[b, h, s, hd]` by the RoPE angles `cos` and `sin` (`[b, 1, s, hd]`, from
-/// [`rope_tables`] at each token's position).
+/// Rotates `x` (4-D, head channels last) by the RoPE angles `cos` and `sin` from
+/// [`rope_tables`] at each token's position, in `x`'s shape (or one that broadcasts to it; the
+/// decoder passes them in `x`'s shape, so the products run on contiguous operands).
 pub(super) fn apply_rope<B: Backend>(
     x: Tensor<B, 4>,
     cos: Tensor<B, 4>,
