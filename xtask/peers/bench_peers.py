@@ -20,6 +20,10 @@ and llama-cpp-python, which compiles llama.cpp natively during pip install).
 - train-256-lora: every weight frozen, rank-8 adapters (alpha 8, B zero) on
   the query and value projections written out in PyTorch (peft's LoRA
   computation without its wrappers), AdamW over the adapters only.
+- score-256-products: the matrix products of a 256-token SmolLM2-135M forward
+  pass alone (seven projections per layer and the tied output head, random
+  weights), as rlcd's worker runs them; set beside score-256 it separates the
+  products from the rest of a forward pass.
 - llamacpp: llama-cpp-python's low-level ctypes API over libllama (its own
   quantized Q4_1 kernels on the GGUF as is); inference workloads only.
 
@@ -45,8 +49,10 @@ SCORE_LEN = TRAIN_LEN = 256
 TRAIN_STEPS = 2
 WORLD = dict(vocab=1536, batch=8, seq=256, steps=5)
 DECODE_BATCH = {"decode-b1": 1, "decode-b16": 16}
-WORKLOADS = ("decode-b1", "decode-b16", "score-256", "train-256", "train-256-lora",
-             "world-s-pretrain")
+WORKLOADS = ("decode-b1", "decode-b16", "score-256", "score-256-products", "train-256",
+             "train-256-lora", "world-s-pretrain")
+# score-256-products: SmolLM2-135M's widths (model, key/value, MLP, layers, vocabulary).
+SMOL = dict(d=576, kv=192, ff=1536, layers=30, vocab=49152)
 # train-256-lora: the defaults of peft's LoraConfig for LLaMA models, as rlcd's.
 LORA = dict(rank=8, alpha=8.0, targets=("q_proj", "v_proj"))
 
@@ -87,6 +93,29 @@ def add_lora(torch, model, seed):
         for name in LORA["targets"]:
             base = getattr(layer.self_attn, name)
             setattr(layer.self_attn, name, Lora(base, LORA["rank"], LORA["alpha"], generator))
+
+
+def products(torch, rows):
+    """The matrix products of one SmolLM2-135M forward pass over `rows` tokens and nothing
+    else: every layer's seven projections and the tied output head (x @ E.T), on random
+    weights. Returns (tokens, seconds, warmup_s, load_s)."""
+    d, kv, ff = SMOL["d"], SMOL["kv"], SMOL["ff"]
+    rand = lambda *shape: torch.randn(*shape) * 0.02
+    layers, load_s = timed(lambda: [
+        [rand(*s) for s in ((d, d), (d, kv), (d, kv), (d, d), (d, ff), (d, ff), (ff, d))]
+        for _ in range(SMOL["layers"])])
+    head, x, h = rand(SMOL["vocab"], d), rand(rows, d), rand(rows, ff)
+
+    @torch.inference_mode()
+    def one_pass():
+        for layer in layers:
+            for w in layer:
+                (h if w.shape[0] == ff else x) @ w
+        x @ head.T
+
+    _, warmup_s = timed(one_pass)
+    _, seconds = timed(one_pass)
+    return rows, seconds, warmup_s, load_s
 
 
 def run_pytorch(args, rng):
@@ -137,6 +166,8 @@ def run_pytorch(args, rng):
         return torch.from_numpy(random_ids(rng, shape, vocab))
 
     w = args.workload
+    if w == "score-256-products":
+        return (version, *products(torch, SCORE_LEN))
     if w == "world-s-pretrain":
         config = LlamaConfig(
             vocab_size=WORLD["vocab"], hidden_size=128, intermediate_size=384,
@@ -246,7 +277,8 @@ def run_llamacpp(args, rng):
     import llama_cpp
     w = args.workload
     if w not in DECODE_BATCH and w != "score-256":
-        print(f"unsupported: llama.cpp has no {w} workload (inference only)", file=sys.stderr)
+        print(f"unsupported: llama.cpp runs the decode and score-256 workloads only, not {w}",
+              file=sys.stderr)
         sys.exit(3)
     libllama = glob.glob(os.path.join(os.path.dirname(llama_cpp.__file__), "lib", "libllama.so.*.*.*"))
     version = f"llama-cpp-python {llama_cpp.__version__} / {os.path.basename(libllama[0])}"
@@ -275,7 +307,7 @@ def main():
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    if args.gguf is None and args.workload != "world-s-pretrain":
+    if args.gguf is None and args.workload not in ("world-s-pretrain", "score-256-products"):
         p.error(f"--gguf is required for {args.workload}")
     rng = np.random.default_rng(args.seed)
     run = run_pytorch if args.tool == "pytorch" else run_llamacpp

@@ -19,13 +19,14 @@ use serde::{Deserialize, Serialize};
 /// The workloads, in table order. A `-q8` workload is its base workload with rlcd's Q8_0
 /// weights; peers run the base workload only (PyTorch in f32, llama.cpp on the GGUF's own
 /// quantization).
-pub const WORKLOADS: [&str; 9] = [
+pub const WORKLOADS: [&str; 10] = [
     "decode-b1",
     "decode-b1-q8",
     "decode-b16",
     "decode-b16-q8",
     "score-256",
     "score-256-q8",
+    "score-256-products",
     "train-256",
     "train-256-lora",
     "world-s-pretrain",
@@ -45,6 +46,13 @@ const WORLD_VOCAB: usize = 1536;
 const WORLD_BATCH: usize = 8;
 const WORLD_SEQ: usize = 256;
 const WORLD_STEPS: usize = 5;
+/// SmolLM2-135M's widths, for `score-256-products`: model, key/value projection, MLP, layers,
+/// vocabulary (the tied output head).
+const SMOL_D: usize = 576;
+const SMOL_KV: usize = 192;
+const SMOL_FF: usize = 1536;
+const SMOL_LAYERS: usize = 30;
+const SMOL_VOCAB: usize = 49_152;
 /// Exit status of a peer that cannot run a workload.
 const UNSUPPORTED: i32 = 3;
 
@@ -93,6 +101,7 @@ pub fn run_rlcd(workload: &str, gguf: &Path, seed: u64) -> Result<Measurement> {
             generation_rate(&smol()?, [batch, PROMPT_LEN, NEW_TOKENS], 0.0, true, seed)?
         }
         "score-256" => scoring_rate(&smol()?, 256, seed)?,
+        "score-256-products" => forward_products(256, seed),
         "train-256" => {
             let model = load_llama_path::<Ad>(gguf, &device)?;
             training_rate::<Cpu>(model, 1, 256, 2, seed)?
@@ -118,6 +127,49 @@ pub fn run_rlcd(workload: &str, gguf: &Path, seed: u64) -> Result<Measurement> {
         peak_rss_mb: peak_rss_mb(),
         threads: cores(),
     })
+}
+
+/// The matrix products of one SmolLM2-135M forward pass over `rows` tokens and nothing else:
+/// every layer's seven projections and the tied output head, on random weights, through the
+/// same calls the decoder makes on the CPU backend (`x · W`, and `x · Eᵀ` for the head). Set
+/// beside `score-256`, it tells the products' share of a forward pass from the rest.
+fn forward_products(rows: usize, seed: u64) -> Timing {
+    use burn::tensor::{Distribution, Tensor};
+    let device = Default::default();
+    <Cpu as burn::tensor::backend::Backend>::seed(&device, seed);
+    let rand = |shape: [usize; 2]| {
+        Tensor::<Cpu, 2>::random(shape, Distribution::Normal(0.0, 0.02), &device)
+    };
+    let (d, kv, ff) = (SMOL_D, SMOL_KV, SMOL_FF);
+    let layers: Vec<Vec<Tensor<Cpu, 2>>> = (0..SMOL_LAYERS)
+        .map(|_| {
+            [[d, d], [d, kv], [d, kv], [d, d], [d, ff], [d, ff], [ff, d]]
+                .map(rand)
+                .to_vec()
+        })
+        .collect();
+    let head = rand([SMOL_VOCAB, d]);
+    let x = rand([rows, d]);
+    let h = rand([rows, ff]);
+    let pass = || {
+        for layer in &layers {
+            for w in layer {
+                let input = if w.dims()[0] == ff { &h } else { &x };
+                std::hint::black_box(input.clone().matmul(w.clone()));
+            }
+        }
+        std::hint::black_box(x.clone().matmul(head.clone().transpose()));
+    };
+    let t0 = Instant::now();
+    pass();
+    let warmup_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    pass();
+    Timing {
+        tokens: rows,
+        seconds: t1.elapsed().as_secs_f64(),
+        warmup_s,
+    }
 }
 
 /// Pretraining steps of a fresh world-s model on random rows, through the world pretraining
