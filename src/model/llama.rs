@@ -943,11 +943,9 @@ impl<B: Backend> Attention<B> {
             Some(lc) => lc.append(k, v, start, span),
             None => (k, v),
         };
-        let len = k.dims()[2];
         let scale = 1.0 / (hd as f64).sqrt();
         let q = q.reshape([b, kv, g * s, hd]);
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + ctx.bias.clone();
-        debug_assert_eq!(scores.dims()[3], len);
         let probs = softmax(scores, 3);
         let out = probs
             .matmul(v)

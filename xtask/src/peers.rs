@@ -46,13 +46,6 @@ const WORLD_VOCAB: usize = 1536;
 const WORLD_BATCH: usize = 8;
 const WORLD_SEQ: usize = 256;
 const WORLD_STEPS: usize = 5;
-/// SmolLM2-135M's widths, for `score-256-products`: model, key/value projection, MLP, layers,
-/// vocabulary (the tied output head).
-const SMOL_D: usize = 576;
-const SMOL_KV: usize = 192;
-const SMOL_FF: usize = 1536;
-const SMOL_LAYERS: usize = 30;
-const SMOL_VOCAB: usize = 49_152;
 /// Exit status of a peer that cannot run a workload.
 const UNSUPPORTED: i32 = 3;
 
@@ -140,25 +133,26 @@ fn forward_products(rows: usize, seed: u64) -> Timing {
     let rand = |shape: [usize; 2]| {
         Tensor::<Cpu, 2>::random(shape, Distribution::Normal(0.0, 0.02), &device)
     };
-    let (d, kv, ff) = (SMOL_D, SMOL_KV, SMOL_FF);
-    let layers: Vec<Vec<Tensor<Cpu, 2>>> = (0..SMOL_LAYERS)
-        .map(|_| {
-            [[d, d], [d, kv], [d, kv], [d, d], [d, ff], [d, ff], [ff, d]]
-                .map(rand)
-                .to_vec()
-        })
+    let c = LlamaConfig::smollm2_135m();
+    let (d, q, kv, ff) = (c.d_model, c.q_dim(), c.kv_dim(), c.d_ff);
+    // Every layer's q, k, v, o, gate, up and down weights, then the tied head read as `Eᵀ`.
+    let mut weights: Vec<Tensor<Cpu, 2>> = (0..c.n_layers)
+        .flat_map(|_| [[d, q], [d, kv], [d, kv], [q, d], [d, ff], [d, ff], [ff, d]].map(rand))
         .collect();
-    let head = rand([SMOL_VOCAB, d]);
-    let x = rand([rows, d]);
-    let h = rand([rows, ff]);
+    weights.push(rand([c.vocab_size, d]).transpose());
+    // One input per width a product reads: the model width, the attention output, the MLP.
+    let inputs = [d, q, ff].map(|k| rand([rows, k]));
+    let input = |w: &Tensor<Cpu, 2>| {
+        inputs
+            .iter()
+            .find(|x| x.dims()[1] == w.dims()[0])
+            .expect("every weight reads one of the widths")
+            .clone()
+    };
     let pass = || {
-        for layer in &layers {
-            for w in layer {
-                let input = if w.dims()[0] == ff { &h } else { &x };
-                std::hint::black_box(input.clone().matmul(w.clone()));
-            }
+        for w in &weights {
+            std::hint::black_box(input(w).matmul(w.clone()));
         }
-        std::hint::black_box(x.clone().matmul(head.clone().transpose()));
     };
     let t0 = Instant::now();
     pass();
