@@ -1,5 +1,5 @@
 //! The key/value cache of incremental decoding: preallocated, fixed-capacity per-layer key and
-//! value tensors written in place with `slice_assign`, the additive key bias of every slot, and
+//! value tensors written in place (slot ranges, without copying the rest), the additive key bias of every slot, and
 //! the number of real tokens per row (the next RoPE position).
 //!
 //! Attention over the cache covers its filled prefix rounded up to a bucket of [`KV_BUCKET`]
@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::ModelError;
+use super::kernels::write_along;
 use super::llama::{LlamaConfig, MASKED, key_bias_from_mask, round_up};
 
 /// Attention over a [`KvCache`] covers the filled prefix rounded up to a multiple of this.
@@ -33,14 +34,11 @@ impl<B: Backend> LayerCache<B> {
         start: usize,
         span: usize,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let [b, kv, s, hd] = k.dims();
-        let end = start + s;
+        let [b, kv, _, hd] = k.dims();
         let device = k.device();
         let cap = [b, kv, self.capacity, hd];
-        let full_k =
-            take_slot(&mut self.k, &device, cap).slice_assign([0..b, 0..kv, start..end, 0..hd], k);
-        let full_v =
-            take_slot(&mut self.v, &device, cap).slice_assign([0..b, 0..kv, start..end, 0..hd], v);
+        let full_k = write_along(take_slot(&mut self.k, &device, cap), k, 2, start);
+        let full_v = write_along(take_slot(&mut self.v, &device, cap), v, 2, start);
         self.k = Some(full_k.clone());
         self.v = Some(full_v.clone());
         (full_k.narrow(2, 0, span), full_v.narrow(2, 0, span))
@@ -144,8 +142,12 @@ impl<B: Backend> KvCache<B> {
         let positions = (self.n_real.clone() + mask.clone().cumsum(1) - 1).clamp_min(0);
         self.n_real = self.n_real.clone() + mask.clone().sum_dim(1);
         let new_bias = key_bias_from_mask(mask);
-        let key_bias = take_slot(&mut self.key_bias, &device, [b, self.capacity])
-            .slice_assign([0..b, start..end], new_bias);
+        let key_bias = write_along(
+            take_slot(&mut self.key_bias, &device, [b, self.capacity]),
+            new_bias,
+            1,
+            start,
+        );
         self.key_bias = Some(key_bias.clone());
         let span = round_up(end, KV_BUCKET).min(self.capacity);
         Ok(Step {
@@ -163,8 +165,8 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-/// Takes a cached tensor out of its slot so that it is uniquely owned and `slice_assign` can
-/// write in place; an emptied slot (never left so by this module) is re-created as zeros.
+/// Takes a cached tensor out of its slot so that it is uniquely owned and can be written in
+/// place; an emptied slot (never left so by this module) is re-created as zeros.
 fn take_slot<B: Backend, const D: usize>(
     slot: &mut Option<Tensor<B, D>>,
     device: &B::Device,

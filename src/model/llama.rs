@@ -8,13 +8,13 @@
 //! Padding is handled with a boolean mask (`true` = real token). A token's RoPE position is the
 //! number of real tokens before it in its row, so left padding never shifts positions, and
 //! masked keys are never attended to. Incremental decoding goes through [`KvCache`]: a
-//! preallocated, fixed-capacity cache written with `slice_assign`, attended over its filled
+//! preallocated, fixed-capacity cache written in place, attended over its filled
 //! prefix rounded up to a bucket of [`KV_BUCKET`] slots so shapes change rarely (CUDA kernels
 //! are compiled per shape) and the CPU never pays for the unused capacity.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Embedding, Linear, RmsNorm};
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -875,12 +875,12 @@ impl<B: Backend> Block<B> {
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 3>, q8: Option<&BlockQ8>) -> Tensor<B, 3> {
         let lora = self.lora.as_ref();
-        let gate = silu(project(
+        let gate = project(
             &self.gate,
             x.clone(),
             q8.map(|q| &q.gate),
             lora.and_then(|l| l.gate.as_ref()),
-        ));
+        );
         let up = project(
             &self.up,
             x,
@@ -889,7 +889,7 @@ impl<B: Backend> Mlp<B> {
         );
         project(
             &self.down,
-            gate * up,
+            kernels::swiglu(gate, up),
             q8.map(|q| &q.down),
             lora.and_then(|l| l.down.as_ref()),
         )

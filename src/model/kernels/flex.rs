@@ -3,14 +3,17 @@
 //! burn's operations.
 
 use std::any::{Any, TypeId};
+use std::ops::Range;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
+use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::matmul::{Operand, matmul_rows, worth_it};
 use super::q8::Q8Matrix;
+use super::swiglu::swiglu_in_place;
 
 /// Whether `B` is the Flex CPU backend (whose tensors these kernels read).
 pub(crate) fn is_flex<B: Backend>() -> bool {
@@ -28,6 +31,134 @@ fn flex_f32<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> 
     let boxed: Box<dyn Any> = Box::new(p);
     let flex = *boxed.downcast::<FlexTensor>().ok()?;
     (flex.dtype() == DType::F32).then_some(flex)
+}
+
+/// The Flex tensor that is `t` (no copy, no other reference taken), when `B` is Flex and `t`
+/// holds `f32`; `t` itself otherwise.
+fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<FlexTensor, Tensor<B, D>> {
+    if !is_flex::<B>() {
+        return Err(t);
+    }
+    let TensorPrimitive::Float(p) = t.into_primitive() else {
+        unreachable!("a float tensor's primitive is a float primitive")
+    };
+    let boxed: Box<dyn Any> = Box::new(p);
+    let flex = *boxed
+        .downcast::<FlexTensor>()
+        .expect("B is Flex, whose float primitive is FlexTensor");
+    if flex.dtype() == DType::F32 {
+        Ok(flex)
+    } else {
+        Err(from_flex(flex))
+    }
+}
+
+/// The tensor of backend `B` (which is Flex) that is `flex`.
+fn from_flex<B: Backend, const D: usize>(flex: FlexTensor) -> Tensor<B, D> {
+    let boxed: Box<dyn Any> = Box::new(flex);
+    let p = *boxed
+        .downcast::<B::FloatTensorPrimitive>()
+        .expect("B is Flex, whose float primitive is FlexTensor");
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+/// `dst` with `src` written over indices `start..start + len` of dimension `dim` (`len` being
+/// `src`'s size there; every other size equal to `dst`'s): what `slice_assign` computes, in
+/// place when `B` is Flex and `dst` is uniquely owned and contiguous. burn-flex's own
+/// `slice_assign` copies the whole destination first, which for a KV cache is every slot of
+/// every layer at every decoding step.
+pub(crate) fn write_along<B: Backend, const D: usize>(
+    dst: Tensor<B, D>,
+    src: Tensor<B, D>,
+    dim: usize,
+    start: usize,
+) -> Tensor<B, D> {
+    let (to, from) = (dst.dims(), src.dims());
+    let ranges: [Range<usize>; D] = std::array::from_fn(|i| {
+        if i == dim {
+            start..start + from[i]
+        } else {
+            0..from[i]
+        }
+    });
+    let fits = (0..D).all(|i| {
+        if i == dim {
+            start + from[i] <= to[i]
+        } else {
+            from[i] == to[i]
+        }
+    });
+    if !fits {
+        // burn's checks name the mismatch.
+        return dst.slice_assign(ranges, src);
+    }
+    let mut flex = match into_flex(dst) {
+        Ok(flex) => flex,
+        Err(dst) => return dst.slice_assign(ranges, src),
+    };
+    let whole = flex.layout().contiguous_offsets() == Some((0, to.iter().product()));
+    let written = whole && {
+        let outer: usize = to[..dim].iter().product();
+        let inner: usize = to[dim + 1..].iter().product();
+        let (span, chunk) = (to[dim] * inner, from[dim] * inner);
+        match (
+            flex_f32(&src).map(contiguous),
+            flex.try_storage_mut::<f32>(),
+        ) {
+            (Some(values), Some(out)) => match rows(&values, outer * chunk) {
+                Some(values) => {
+                    for (o, v) in values.chunks_exact(chunk.max(1)).enumerate() {
+                        let at = o * span + start * inner;
+                        out[at..at + chunk].copy_from_slice(v);
+                    }
+                    true
+                }
+                None => false,
+            },
+            _ => false,
+        }
+    };
+    let dst = from_flex::<B, D>(flex);
+    if written {
+        dst
+    } else {
+        dst.slice_assign(ranges, src)
+    }
+}
+
+/// `silu(gate) ⊙ up` (equal shapes): on Flex in one pass over all cores, written over `gate`'s
+/// buffer when it is uniquely owned, with bit-identical results; burn's operations otherwise
+/// (other backends, and autodiff, which records them).
+pub(crate) fn swiglu<B: Backend, const D: usize>(
+    gate: Tensor<B, D>,
+    up: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let dims = gate.dims();
+    if dims != up.dims() {
+        return silu(gate) * up;
+    }
+    let len = dims.iter().product();
+    let (gate, up_flex) = match (into_flex(gate), flex_f32(&up)) {
+        (Ok(g), Some(u)) => (g, contiguous(u)),
+        (Ok(g), None) => return silu(from_flex::<B, D>(g)) * up,
+        (Err(g), _) => return silu(g) * up,
+    };
+    let Some(up_values) = rows(&up_flex, len) else {
+        return silu(from_flex::<B, D>(gate)) * up;
+    };
+    let mut gate = contiguous(gate);
+    if gate.layout().contiguous_offsets() == Some((0, len))
+        && let Some(out) = gate.try_storage_mut::<f32>()
+    {
+        swiglu_in_place(&mut out[..len], up_values);
+        return from_flex(gate);
+    }
+    let Some(g) = rows(&gate, len) else {
+        return silu(from_flex::<B, D>(gate)) * up;
+    };
+    let mut out = g.to_vec();
+    swiglu_in_place(&mut out, up_values);
+    from_flex(FlexTensor::from_data(TensorData::new(out, dims)))
 }
 
 /// `t` laid out contiguously (a copy only when it is a strided view).
@@ -101,4 +232,82 @@ fn flex_product<B: Backend>(
     };
     let out = matmul_rows(rows(&xf, m * k)?, m, k, rhs, n);
     from_rows::<B>(out, m, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Autodiff;
+    use burn::backend::Flex;
+    use burn::tensor::{Distribution, Tensor};
+
+    use burn::tensor::activation::silu;
+
+    use super::{swiglu, write_along};
+
+    fn same<const D: usize, B: burn::tensor::backend::Backend>(a: Tensor<B, D>, b: Tensor<B, D>) {
+        assert_eq!(a.dims(), b.dims());
+        assert_eq!(
+            a.into_data().to_vec::<f32>().unwrap(),
+            b.into_data().to_vec::<f32>().unwrap()
+        );
+    }
+
+    /// Where `t`'s values live.
+    fn buffer<const D: usize>(t: &Tensor<Flex, D>) -> usize {
+        super::flex_f32(t).unwrap().bytes().as_ptr() as usize
+    }
+
+    #[test]
+    fn writing_along_a_dimension_is_slice_assign() {
+        let device = Default::default();
+        let dst = Tensor::<Flex, 4>::random([2, 3, 8, 4], Distribution::Default, &device);
+        // A swapped view, as the decoder's keys arrive.
+        let src =
+            Tensor::<Flex, 4>::random([2, 3, 4, 3], Distribution::Default, &device).swap_dims(2, 3);
+        let want = dst
+            .clone()
+            .slice_assign([0..2, 0..3, 5..8, 0..4], src.clone());
+        let kept = dst.clone();
+        // Shared: the other reference must not see the write.
+        same(write_along(dst.clone(), src.clone(), 2, 5), want.clone());
+        same(kept.clone(), dst);
+        // Uniquely owned: written in place, same values.
+        let before = buffer(&kept);
+        let written = write_along(kept, src, 2, 5);
+        assert_eq!(
+            buffer(&written),
+            before,
+            "a unique destination is written in place"
+        );
+        same(written, want);
+
+        let bias = Tensor::<Flex, 2>::zeros([3, 6], &device);
+        let new = Tensor::<Flex, 2>::ones([3, 2], &device);
+        let want = bias.clone().slice_assign([0..3, 1..3], new.clone());
+        same(write_along(bias, new, 1, 1), want);
+    }
+
+    #[test]
+    fn swiglu_leaves_a_shared_gate_alone_and_equals_burns() {
+        let device = Default::default();
+        let gate = Tensor::<Flex, 3>::random([2, 3, 40], Distribution::Normal(0.0, 4.0), &device);
+        let up = Tensor::<Flex, 3>::random([2, 3, 40], Distribution::Default, &device);
+        let want = silu(gate.clone()) * up.clone();
+        let kept = gate.clone();
+        same(swiglu(gate, up.clone()), want.clone());
+        let before = buffer(&kept);
+        let out = swiglu(kept.clone(), up);
+        assert_ne!(buffer(&out), before, "a shared gate is not overwritten");
+        same(out, want);
+    }
+
+    #[test]
+    fn other_backends_take_slice_assign() {
+        type B = Autodiff<Flex>;
+        let device = Default::default();
+        let dst = Tensor::<B, 3>::zeros([2, 5, 2], &device);
+        let src = Tensor::<B, 3>::ones([2, 1, 2], &device);
+        let want = dst.clone().slice_assign([0..2, 4..5, 0..2], src.clone());
+        same(write_along(dst, src, 1, 4), want);
+    }
 }
