@@ -185,7 +185,7 @@ pub fn scoring_rate<B: Backend>(
     let tokens = random_tokens::<B>([1, seq], model.config().vocab_size, seed, &model.device());
     let score = || -> Result<Vec<f32>, ModelError> {
         let mask = tokens.clone().greater_equal_elem(0);
-        let logp = log_softmax(model.forward(tokens.clone(), mask), 2).narrow(1, 0, seq - 1);
+        let logp = super::log_softmax(model.forward(tokens.clone(), mask)).narrow(1, 0, seq - 1);
         let next = tokens
             .clone()
             .narrow(1, 1, seq - 1)

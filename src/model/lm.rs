@@ -6,18 +6,17 @@
 
 use std::path::Path;
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::ModelError;
 use super::gguf::GgufFile;
 use super::llama::Llama;
 use super::load::load_llama;
 use super::sampling::{GenerateOptions, Generation, GenerationRequest, generate_ids, pad_batch};
 use super::tokenizer::Tokenizer;
 use super::truncate::{self, Truncate};
+use super::{ModelError, log_softmax};
 
 /// Per-token scores of one text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,7 +119,7 @@ impl<B: Backend> Lm<B> {
             let next: Vec<i64> = ids[1..].iter().map(|&t| t as i64).collect();
             let next = Tensor::<B, 1, Int>::from_data(TensorData::new(next, [n - 1]), &device)
                 .reshape([n - 1, 1]);
-            host(log_softmax(logits.clone().narrow(0, 0, n - 1), 1).gather(1, next))?
+            host(log_softmax(logits.clone().narrow(0, 0, n - 1)).gather(1, next))?
         } else {
             Vec::new()
         };

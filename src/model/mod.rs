@@ -28,6 +28,7 @@ pub type Cpu = burn::backend::Flex;
 pub type CudaBackend = burn::backend::Cuda;
 
 pub use format::PolicyFormat;
+pub use kernels::log_softmax;
 pub use llama::{KvCache, Llama, LlamaConfig, RopeStyle, ScalarHead};
 pub use lm::{Lm, ScoreReport};
 pub use lora::{LoraConfig, LoraTarget};

@@ -9,15 +9,14 @@
 //! Scoring ([`continuation_logprob`], [`next_token_logits`]) is backend-generic: on an
 //! `Autodiff` backend the returned tensors carry gradients (PPO, DPO).
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use super::ModelError;
 use super::llama::{Llama, round_up};
+use super::{ModelError, log_softmax};
 use crate::seed;
 
 /// Prompt widths are padded up to a multiple of this, so the shapes a backend sees repeat.
@@ -259,7 +258,7 @@ pub fn continuation_logprob<B: Backend>(
     let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [b, width]), &device);
     let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(mask, [b, width]), &device);
     let hidden = model.hidden(tokens, mask).narrow(1, pw - 1, cw);
-    let logp = log_softmax(model.head(hidden), 2); // [b, cw, v]
+    let logp = log_softmax(model.head(hidden)); // [b, cw, v]
     let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [b, cw]), &device);
     let tmask = Tensor::<B, 2>::from_data(TensorData::new(tmask, [b, cw]), &device);
     let picked = logp.gather(2, targets.reshape([b, cw, 1])).reshape([b, cw]);

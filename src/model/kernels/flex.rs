@@ -7,10 +7,11 @@ use std::ops::Range;
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::activation::silu;
+use burn::tensor::activation::{self, silu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
+use super::log_softmax::{shift_and_exp, subtract_rows};
 use super::matmul::{Operand, matmul_rows, worth_it};
 use super::q8::Q8Matrix;
 use super::swiglu::swiglu_in_place;
@@ -161,6 +162,41 @@ pub(crate) fn swiglu<B: Backend, const D: usize>(
     from_flex(FlexTensor::from_data(TensorData::new(out, dims)))
 }
 
+/// Log-softmax along the last dimension: on Flex with its element-wise passes over all cores
+/// and results bit-identical to burn's `log_softmax` (which computes the same passes on one
+/// core); burn's `log_softmax` otherwise (other backends, and autodiff, which records it).
+pub fn log_softmax<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let last = D - 1;
+    let dims = x.dims();
+    let (len, total) = (dims[last], dims.iter().product::<usize>());
+    if !is_flex::<B>() || total == 0 {
+        return activation::log_softmax(x, last);
+    }
+    // burn's own maximum and sums, so that the passes around them are all that changes.
+    let max = x.clone().detach().max_dim(last);
+    let (Some(xf), Some(mf)) = (flex_f32(&x).map(contiguous), flex_f32(&max).map(contiguous))
+    else {
+        return activation::log_softmax(x, last);
+    };
+    let (Some(values), Some(maxima)) = (rows(&xf, total), rows(&mf, total / len)) else {
+        return activation::log_softmax(x, last);
+    };
+    let mut shifted = vec![0.0f32; total];
+    let mut exps = vec![0.0f32; total];
+    shift_and_exp(values, len, maxima, &mut shifted, &mut exps);
+    let lse = from_flex::<B, D>(FlexTensor::from_data(TensorData::new(exps, dims)))
+        .sum_dim(last)
+        .log();
+    let Some(lf) = flex_f32(&lse).map(contiguous) else {
+        return activation::log_softmax(x, last);
+    };
+    let Some(lse) = rows(&lf, total / len) else {
+        return activation::log_softmax(x, last);
+    };
+    subtract_rows(&mut shifted, len, lse);
+    from_flex(FlexTensor::from_data(TensorData::new(shifted, dims)))
+}
+
 /// `t` laid out contiguously (a copy only when it is a strided view).
 fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.is_contiguous() {
@@ -240,9 +276,9 @@ mod tests {
     use burn::backend::Flex;
     use burn::tensor::{Distribution, Tensor};
 
-    use burn::tensor::activation::silu;
+    use burn::tensor::activation::{self, silu};
 
-    use super::{swiglu, write_along};
+    use super::{log_softmax, swiglu, write_along};
 
     fn same<const D: usize, B: burn::tensor::backend::Backend>(a: Tensor<B, D>, b: Tensor<B, D>) {
         assert_eq!(a.dims(), b.dims());
@@ -299,6 +335,37 @@ mod tests {
         let out = swiglu(kept.clone(), up);
         assert_ne!(buffer(&out), before, "a shared gate is not overwritten");
         same(out, want);
+    }
+
+    #[test]
+    fn log_softmax_equals_burns_bit_for_bit() {
+        let device = Default::default();
+        // Rows longer and shorter than a task, large logits, a strided view.
+        for [a, b, c] in [[2, 3, 7000], [1, 40, 33]] {
+            let dims = [a, b, c];
+            let x = Tensor::<Flex, 3>::random(dims, Distribution::Normal(0.0, 30.0), &device);
+            let strided = Tensor::<Flex, 3>::random([b, a, c], Distribution::Default, &device)
+                .swap_dims(0, 1);
+            for x in [x.clone(), strided, x.flip([2])] {
+                let want = activation::log_softmax(x.clone(), 2);
+                let got = log_softmax(x);
+                let (got, want) = (
+                    got.into_data().to_vec::<f32>().unwrap(),
+                    want.into_data().to_vec::<f32>().unwrap(),
+                );
+                let differ = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(
+                    differ,
+                    0,
+                    "{differ} of {} values differ at {dims:?}",
+                    got.len()
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! CPU kernels for the decoder's inference path on the Flex backend (the model core behind
 //! every simulator, judge and policy rollout of the paper's §3 pipeline): matrix products of
-//! decoding shapes spread over all cores, the SwiGLU gate in one pass, and KV-cache slots
-//! written in place. Other backends, and autodiff backends, keep burn's own
-//! operations; these kernels only see tensors that need no gradient.
+//! decoding shapes spread over all cores, the SwiGLU gate in one pass, log-softmax's
+//! element-wise passes over all cores, and KV-cache slots written in place. Other backends,
+//! and autodiff backends, keep burn's own operations; these kernels only see tensors that need
+//! no gradient.
 
 mod flex;
+mod log_softmax;
 mod matmul;
 pub mod q8;
 mod swiglu;
 
+pub use flex::log_softmax;
 pub(crate) use flex::{is_flex, product, q8_product, swiglu, write_along};
 
 /// An output buffer shared by the tasks of a product, each writing elements no other task

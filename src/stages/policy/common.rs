@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -191,7 +190,7 @@ pub fn response_logprobs<B: Backend>(model: &Llama<B>, rows: &Rows<B>) -> Tensor
     let hidden = model
         .hidden(rows.tokens.clone(), rows.mask.clone())
         .narrow(1, rows.pw - 1, cw);
-    let logp = log_softmax(model.head(hidden), 2);
+    let logp = crate::model::log_softmax(model.head(hidden));
     logp.gather(2, rows.targets.clone().reshape([b, cw, 1]))
         .reshape([b, cw])
         * rows.response_mask.clone()
