@@ -1,6 +1,6 @@
 //! The key/value cache of incremental decoding: preallocated, fixed-capacity per-layer key and
-//! value tensors written in place (slot ranges, without copying the rest), the additive key bias of every slot, and
-//! the number of real tokens per row (the next RoPE position).
+//! value tensors whose new slots are written in place (without copying the rest), the additive
+//! key bias of every slot, and the number of real tokens per row (the next RoPE position).
 //!
 //! Attention over the cache covers its filled prefix rounded up to a bucket of [`KV_BUCKET`]
 //! slots, so shapes change rarely (CUDA kernels are compiled per shape) and the CPU never pays

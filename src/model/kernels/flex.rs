@@ -23,15 +23,7 @@ pub(crate) fn is_flex<B: Backend>() -> bool {
 
 /// The Flex tensor behind `t` (an O(1) shared view), when `B` is Flex and `t` holds `f32`.
 fn flex_f32<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
-    if !is_flex::<B>() {
-        return None;
-    }
-    let TensorPrimitive::Float(p) = t.clone().into_primitive() else {
-        return None;
-    };
-    let boxed: Box<dyn Any> = Box::new(p);
-    let flex = *boxed.downcast::<FlexTensor>().ok()?;
-    (flex.dtype() == DType::F32).then_some(flex)
+    into_flex(t.clone()).ok()
 }
 
 /// The Flex tensor that is `t` (no copy, no other reference taken), when `B` is Flex and `t`
@@ -61,6 +53,11 @@ fn from_flex<B: Backend, const D: usize>(flex: FlexTensor) -> Tensor<B, D> {
         .downcast::<B::FloatTensorPrimitive>()
         .expect("B is Flex, whose float primitive is FlexTensor");
     Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+/// A tensor of backend `B` (which is Flex) holding `values` row-major in shape `dims`.
+fn from_values<B: Backend, const D: usize>(values: Vec<f32>, dims: [usize; D]) -> Tensor<B, D> {
+    from_flex(FlexTensor::from_data(TensorData::new(values, dims)))
 }
 
 /// `dst` with `src` written over indices `start..start + len` of dimension `dim` (`len` being
@@ -97,34 +94,38 @@ pub(crate) fn write_along<B: Backend, const D: usize>(
         Ok(flex) => flex,
         Err(dst) => return dst.slice_assign(ranges, src),
     };
-    let whole = flex.layout().contiguous_offsets() == Some((0, to.iter().product()));
-    let written = whole && {
-        let outer: usize = to[..dim].iter().product();
-        let inner: usize = to[dim + 1..].iter().product();
-        let (span, chunk) = (to[dim] * inner, from[dim] * inner);
-        match (
-            flex_f32(&src).map(contiguous),
-            flex.try_storage_mut::<f32>(),
-        ) {
-            (Some(values), Some(out)) => match rows(&values, outer * chunk) {
-                Some(values) => {
-                    for (o, v) in values.chunks_exact(chunk.max(1)).enumerate() {
-                        let at = o * span + start * inner;
-                        out[at..at + chunk].copy_from_slice(v);
-                    }
-                    true
-                }
-                None => false,
-            },
-            _ => false,
-        }
-    };
+    let inner: usize = to[dim + 1..].iter().product();
+    let written = write_slots(&mut flex, &src, to[dim] * inner, start * inner);
     let dst = from_flex::<B, D>(flex);
-    if written {
+    if written.is_some() {
         dst
     } else {
         dst.slice_assign(ranges, src)
     }
+}
+
+/// Copies `src` into `dst` (contiguous, uniquely owned): `src` is a run of equal chunks, chunk
+/// `o` going `at` elements into the `o`-th span of `span` elements of `dst`. `None`, leaving
+/// `dst` untouched, when `dst` is shared or strided.
+fn write_slots<B: Backend, const D: usize>(
+    dst: &mut FlexTensor,
+    src: &Tensor<B, D>,
+    span: usize,
+    at: usize,
+) -> Option<()> {
+    let len = dst.layout().num_elements();
+    if dst.layout().contiguous_offsets() != Some((0, len)) || span == 0 {
+        return None;
+    }
+    let values = contiguous(flex_f32(src)?);
+    let outer = len / span;
+    let values = rows(&values, values.layout().num_elements())?;
+    let chunk = values.len() / outer.max(1);
+    let out = dst.try_storage_mut::<f32>()?;
+    for (o, v) in values.chunks_exact(chunk.max(1)).enumerate() {
+        out[o * span + at..o * span + at + chunk].copy_from_slice(v);
+    }
+    Some(())
 }
 
 /// `silu(gate) ⊙ up` (equal shapes): on Flex in one pass over all cores, written over `gate`'s
@@ -138,28 +139,24 @@ pub(crate) fn swiglu<B: Backend, const D: usize>(
     if dims != up.dims() {
         return silu(gate) * up;
     }
-    let len = dims.iter().product();
-    let (gate, up_flex) = match (into_flex(gate), flex_f32(&up)) {
-        (Ok(g), Some(u)) => (g, contiguous(u)),
+    let (mut gate, up_flex) = match (into_flex(gate), flex_f32(&up)) {
+        (Ok(g), Some(u)) => (contiguous(g), contiguous(u)),
         (Ok(g), None) => return silu(from_flex::<B, D>(g)) * up,
         (Err(g), _) => return silu(g) * up,
     };
-    let Some(up_values) = rows(&up_flex, len) else {
-        return silu(from_flex::<B, D>(gate)) * up;
-    };
-    let mut gate = contiguous(gate);
+    let len = dims.iter().product();
+    let up_values = rows(&up_flex, len).expect("a contiguous tensor holds its values");
     if gate.layout().contiguous_offsets() == Some((0, len))
         && let Some(out) = gate.try_storage_mut::<f32>()
     {
-        swiglu_in_place(&mut out[..len], up_values);
+        swiglu_in_place(out, up_values);
         return from_flex(gate);
     }
-    let Some(g) = rows(&gate, len) else {
-        return silu(from_flex::<B, D>(gate)) * up;
-    };
-    let mut out = g.to_vec();
+    let mut out = rows(&gate, len)
+        .expect("a contiguous tensor holds its values")
+        .to_vec();
     swiglu_in_place(&mut out, up_values);
-    from_flex(FlexTensor::from_data(TensorData::new(out, dims)))
+    from_values(out, dims)
 }
 
 /// Log-softmax along the last dimension: on Flex with its element-wise passes over all cores
@@ -169,32 +166,26 @@ pub fn log_softmax<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     let last = D - 1;
     let dims = x.dims();
     let (len, total) = (dims[last], dims.iter().product::<usize>());
-    if !is_flex::<B>() || total == 0 {
-        return activation::log_softmax(x, last);
-    }
-    // burn's own maximum and sums, so that the passes around them are all that changes.
-    let max = x.clone().detach().max_dim(last);
-    let (Some(xf), Some(mf)) = (flex_f32(&x).map(contiguous), flex_f32(&max).map(contiguous))
-    else {
+    let Some(xf) = flex_f32(&x).filter(|_| total > 0).map(contiguous) else {
         return activation::log_softmax(x, last);
     };
-    let (Some(values), Some(maxima)) = (rows(&xf, total), rows(&mf, total / len)) else {
-        return activation::log_softmax(x, last);
-    };
+    // burn's own maxima and sums, so that the passes around them are all that changes.
+    let maxima = host_values(x.max_dim(last));
+    let values = rows(&xf, total).expect("a contiguous tensor holds its values");
     let mut shifted = vec![0.0f32; total];
     let mut exps = vec![0.0f32; total];
-    shift_and_exp(values, len, maxima, &mut shifted, &mut exps);
-    let lse = from_flex::<B, D>(FlexTensor::from_data(TensorData::new(exps, dims)))
-        .sum_dim(last)
-        .log();
-    let Some(lf) = flex_f32(&lse).map(contiguous) else {
-        return activation::log_softmax(x, last);
-    };
-    let Some(lse) = rows(&lf, total / len) else {
-        return activation::log_softmax(x, last);
-    };
-    subtract_rows(&mut shifted, len, lse);
-    from_flex(FlexTensor::from_data(TensorData::new(shifted, dims)))
+    shift_and_exp(values, len, &maxima, &mut shifted, &mut exps);
+    let lse = host_values(from_values::<B, D>(exps, dims).sum_dim(last).log());
+    subtract_rows(&mut shifted, len, &lse);
+    from_values(shifted, dims)
+}
+
+/// The values of a Flex `f32` tensor, row-major.
+fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    let t = contiguous(flex_f32(&t).expect("a Flex f32 tensor"));
+    rows(&t, t.layout().num_elements())
+        .expect("a contiguous tensor holds its values")
+        .to_vec()
 }
 
 /// `t` laid out contiguously (a copy only when it is a strided view).
@@ -210,14 +201,6 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
 fn rows(t: &FlexTensor, len: usize) -> Option<&[f32]> {
     let (start, _) = t.layout().contiguous_offsets()?;
     t.storage::<f32>().get(start..start + len)
-}
-
-/// A tensor of backend `B` (which is Flex) holding `data` `[rows, cols]`.
-fn from_rows<B: Backend>(data: Vec<f32>, rows: usize, cols: usize) -> Option<Tensor<B, 2>> {
-    let flex = FlexTensor::from_data(TensorData::new(data, [rows, cols]));
-    let boxed: Box<dyn Any> = Box::new(flex);
-    let p = *boxed.downcast::<B::FloatTensorPrimitive>().ok()?;
-    Some(Tensor::from_primitive(TensorPrimitive::Float(p)))
 }
 
 /// `x · W` for `x` `[m, k]` and `w` `[k, n]`, or `x · Eᵀ` for `w` = `E` `[n, k]` when
@@ -245,7 +228,7 @@ pub(crate) fn q8_product<B: Backend>(x: &Tensor<B, 2>, w: &Q8Matrix) -> Option<T
     }
     let xf = contiguous(flex_f32(x)?);
     let out = w.matmul(rows(&xf, m * k)?, m);
-    from_rows::<B>(out, m, w.n())
+    Some(from_values(out, [m, w.n()]))
 }
 
 fn flex_product<B: Backend>(
@@ -267,16 +250,14 @@ fn flex_product<B: Backend>(
         Operand::rows(wdata, n)
     };
     let out = matmul_rows(rows(&xf, m * k)?, m, k, rhs, n);
-    from_rows::<B>(out, m, n)
+    Some(from_values(out, [m, n]))
 }
 
 #[cfg(test)]
 mod tests {
-    use burn::backend::Autodiff;
-    use burn::backend::Flex;
-    use burn::tensor::{Distribution, Tensor};
-
+    use burn::backend::{Autodiff, Flex};
     use burn::tensor::activation::{self, silu};
+    use burn::tensor::{Distribution, Tensor};
 
     use super::{log_softmax, swiglu, write_along};
 
