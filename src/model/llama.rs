@@ -600,7 +600,7 @@ impl<B: Backend> Llama<B> {
                 } else if b * s <= 64 {
                     e.matmul(h.transpose()).transpose()
                 } else {
-                    h.matmul(e.transpose())
+                    kernels::tied_head(h, e)
                 };
                 logits.reshape([b, s, v])
             }

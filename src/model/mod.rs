@@ -12,6 +12,7 @@ pub mod llama;
 pub mod lm;
 pub mod load;
 pub mod lora;
+pub mod optim;
 pub mod pm;
 pub mod quant;
 mod rope;

@@ -12,8 +12,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::model::optim::AdamWConfig;
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;

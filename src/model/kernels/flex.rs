@@ -11,6 +11,7 @@ use burn::tensor::activation::{self, silu};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
+use super::adamw::{AdamWScalars, adamw_in_place};
 use super::log_softmax::{shift_and_exp, subtract_rows};
 use super::matmul::{Operand, matmul_rows, worth_it};
 use super::q8::Q8Matrix;
@@ -178,6 +179,72 @@ pub fn log_softmax<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> 
     let lse = host_values(from_values::<B, D>(exps, dims).sum_dim(last).log());
     subtract_rows(&mut shifted, len, &lse);
     from_values(shifted, dims)
+}
+
+/// A parameter, its gradient and its two moment estimates (`None` before the first step).
+pub(crate) type AdamWInputs<B, const D: usize> =
+    (Tensor<B, D>, Tensor<B, D>, Option<[Tensor<B, D>; 2]>);
+
+/// One AdamW update on Flex, in one pass over all cores with results bit-identical to burn's
+/// AdamW: the parameter and its two moments after the step, each written over its old buffer
+/// where that is uniquely owned. `Err` hands the inputs back when `B` is not Flex or a tensor
+/// does not hold `f32`.
+pub(crate) fn adamw<B: Backend, const D: usize>(
+    (param, grad, moments): AdamWInputs<B, D>,
+    scalars: &AdamWScalars,
+) -> Result<[Tensor<B, D>; 3], AdamWInputs<B, D>> {
+    let dims = param.dims();
+    let fits = is_flex::<B>()
+        && std::iter::once(&grad)
+            .chain(moments.iter().flatten())
+            .all(|t| t.dims() == dims && t.dtype() == DType::F32)
+        && param.dtype() == DType::F32;
+    if !fits {
+        return Err((param, grad, moments));
+    }
+    let flex = |t: Tensor<B, D>| -> FlexTensor {
+        let Ok(t) = into_flex(t) else {
+            unreachable!("B is Flex and the tensor holds f32")
+        };
+        t
+    };
+    let len = dims.iter().product();
+    let mut param = owned(flex(param), dims);
+    let grad = contiguous(flex(grad));
+    let first = moments.is_none();
+    let [mut m, mut v] = match moments {
+        Some([m, v]) => [owned(flex(m), dims), owned(flex(v), dims)],
+        None => [(); 2].map(|()| FlexTensor::from_data(TensorData::new(vec![0.0f32; len], dims))),
+    };
+    adamw_in_place(
+        storage(&mut param),
+        storage(&mut m),
+        storage(&mut v),
+        rows(&grad, len).expect("a contiguous tensor holds its values"),
+        first,
+        scalars,
+    );
+    Ok([param, m, v].map(from_flex))
+}
+
+/// `t` uniquely owned and contiguous from its buffer's start (a copy when it is not).
+fn owned<const D: usize>(t: FlexTensor, dims: [usize; D]) -> FlexTensor {
+    let len = dims.iter().product();
+    if t.is_unique() && t.layout().contiguous_offsets() == Some((0, len)) {
+        return t;
+    }
+    let t = contiguous(t);
+    let values = rows(&t, len).expect("a contiguous tensor holds its values");
+    FlexTensor::from_data(TensorData::new(values.to_vec(), dims))
+}
+
+/// The values of a tensor [`owned`] returned.
+fn storage(t: &mut FlexTensor) -> &mut [f32] {
+    let len = t.layout().num_elements();
+    let values = t
+        .try_storage_mut::<f32>()
+        .expect("an owned tensor's buffer is unique");
+    &mut values[..len]
 }
 
 /// The values of a Flex `f32` tensor, row-major.

@@ -1,18 +1,24 @@
-//! CPU kernels for the decoder's inference path on the Flex backend (the model core behind
-//! every simulator, judge and policy rollout of the paper's §3 pipeline): matrix products of
-//! decoding shapes spread over all cores, the SwiGLU gate in one pass, log-softmax's
-//! element-wise passes over all cores, and KV-cache slots written in place. Other backends,
-//! and autodiff backends, keep burn's own operations; these kernels only see tensors that need
-//! no gradient.
+//! CPU kernels for the model core on the Flex backend (behind every simulator, judge, policy
+//! rollout and trainer of the paper's §3 pipeline). Inference: matrix products of decoding
+//! shapes spread over all cores, the SwiGLU gate in one pass, log-softmax's element-wise passes
+//! over all cores, and KV-cache slots written in place; these only see tensors that need no
+//! gradient. Training: AdamW's update in one pass over all cores, and the tied output head as
+//! one differentiable operation whose embedding gradient is laid out row-major. Besides the
+//! products with Q8_0 weights (quantized models, which burn has no operation for), every kernel
+//! gives results bit-identical to the burn operations it replaces; other backends keep burn's.
 
+mod adamw;
 mod flex;
 mod log_softmax;
 mod matmul;
 pub mod q8;
 mod swiglu;
+mod tied_head;
 
+pub(crate) use adamw::AdamWScalars;
 pub use flex::log_softmax;
-pub(crate) use flex::{is_flex, product, q8_product, swiglu, write_along};
+pub(crate) use flex::{adamw, is_flex, product, q8_product, swiglu, write_along};
+pub(crate) use tied_head::tied_head;
 
 /// An output buffer shared by the tasks of a product, each writing elements no other task
 /// writes.

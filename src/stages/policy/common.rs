@@ -268,7 +268,8 @@ pub fn fine_tune<B: burn::tensor::backend::AutodiffBackend>(
     loss: &mut BatchLoss<'_, B>,
     on_step: &mut dyn FnMut(usize, f64),
 ) -> Result<(Llama<B>, Vec<f64>), PolicyError> {
-    use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+    use crate::model::optim::AdamWConfig;
+    use burn::optim::{GradientsParams, Optimizer};
     check_lora(trainer.section, lora)?;
     let schedule = fine_tune_schedule(n, epochs, batch_size, lr, warmup_frac);
     if let Some(lora) = lora {
