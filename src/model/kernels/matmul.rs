@@ -15,8 +15,10 @@ const FLEX_PARALLEL: usize = 192 * 192 * 192;
 const FEW_ROWS: usize = 64;
 /// Products smaller than this many multiply-adds stay on one core.
 const MIN_WORK: usize = 1 << 16;
-/// A single row (batch-1 decoding) is bound by memory bandwidth, which a second core does
-/// not raise on the machines measured; it stays on gemm's one-core matrix-vector kernel.
+/// A single row (batch-1 decoding) stays on gemm's one-core matrix-vector kernel, which
+/// streams `W` in order. Split into column blocks, each core reads a few hundred bytes per row
+/// of `W` and then jumps to the next row, a new memory page each time, where the hardware
+/// prefetcher stops: two cores then read no faster than one does in order.
 const MIN_ROWS: usize = 2;
 
 /// Whether an `[m, k] · [k, n]` product is better split over cores by columns here.
