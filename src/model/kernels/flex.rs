@@ -33,13 +33,7 @@ fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<FlexTensor, 
     if !is_flex::<B>() {
         return Err(t);
     }
-    let TensorPrimitive::Float(p) = t.into_primitive() else {
-        unreachable!("a float tensor's primitive is a float primitive")
-    };
-    let boxed: Box<dyn Any> = Box::new(p);
-    let flex = *boxed
-        .downcast::<FlexTensor>()
-        .expect("B is Flex, whose float primitive is FlexTensor");
+    let flex: FlexTensor = cast(float_primitive(t));
     if flex.dtype() == DType::F32 {
         Ok(flex)
     } else {
@@ -49,11 +43,26 @@ fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<FlexTensor, 
 
 /// The tensor of backend `B` (which is Flex) that is `flex`.
 fn from_flex<B: Backend, const D: usize>(flex: FlexTensor) -> Tensor<B, D> {
-    let boxed: Box<dyn Any> = Box::new(flex);
-    let p = *boxed
-        .downcast::<B::FloatTensorPrimitive>()
-        .expect("B is Flex, whose float primitive is FlexTensor");
-    Tensor::from_primitive(TensorPrimitive::Float(p))
+    Tensor::from_primitive(TensorPrimitive::Float(cast(flex)))
+}
+
+/// The backend primitive of a float tensor.
+pub(super) fn float_primitive<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+) -> B::FloatTensorPrimitive {
+    let TensorPrimitive::Float(p) = t.into_primitive() else {
+        unreachable!("a float tensor's primitive is a float primitive")
+    };
+    p
+}
+
+/// `value` as type `U`, which the caller checked is its type (a backend's primitive as the
+/// concrete backend's, or back).
+pub(super) fn cast<T: 'static, U: 'static>(value: T) -> U {
+    let boxed: Box<dyn Any> = Box::new(value);
+    *boxed
+        .downcast::<U>()
+        .expect("the caller checked the backend's type")
 }
 
 /// A tensor of backend `B` (which is Flex) holding `values` row-major in shape `dims`.
@@ -195,10 +204,10 @@ pub(crate) fn adamw<B: Backend, const D: usize>(
 ) -> Result<[Tensor<B, D>; 3], AdamWInputs<B, D>> {
     let dims = param.dims();
     let fits = is_flex::<B>()
-        && std::iter::once(&grad)
+        && [&param, &grad]
+            .into_iter()
             .chain(moments.iter().flatten())
-            .all(|t| t.dims() == dims && t.dtype() == DType::F32)
-        && param.dtype() == DType::F32;
+            .all(|t| t.dims() == dims && t.dtype() == DType::F32);
     if !fits {
         return Err((param, grad, moments));
     }
@@ -256,7 +265,7 @@ fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 }
 
 /// `t` laid out contiguously (a copy only when it is a strided view).
-fn contiguous(t: FlexTensor) -> FlexTensor {
+pub(super) fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.is_contiguous() {
         t
     } else {
@@ -265,7 +274,7 @@ fn contiguous(t: FlexTensor) -> FlexTensor {
 }
 
 /// The `len` values of a contiguous `f32` tensor; `None` when it is strided.
-fn rows(t: &FlexTensor, len: usize) -> Option<&[f32]> {
+pub(super) fn rows(t: &FlexTensor, len: usize) -> Option<&[f32]> {
     let (start, _) = t.layout().contiguous_offsets()?;
     t.storage::<f32>().get(start..start + len)
 }

@@ -6,7 +6,7 @@
 //! values, written out row-major over all cores, so the sum is a contiguous one. Forward
 //! values and gradients are bit-identical to burn's.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -19,6 +19,8 @@ use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
+
+use super::flex::{cast, contiguous, float_primitive, rows as values};
 
 /// The training backend this operation replaces burn's product on.
 type Ad = Autodiff<Flex>;
@@ -36,23 +38,11 @@ pub(crate) fn tied_head<B: Backend>(h: Tensor<B, 2>, e: Tensor<B, 2>) -> Tensor<
     if !fits {
         return h.matmul(e.transpose());
     }
-    let out = product(cast::<_, AdTensor>(primitive(h)), cast(primitive(e)));
+    let out = product(
+        cast::<_, AdTensor>(float_primitive(h)),
+        cast(float_primitive(e)),
+    );
     Tensor::from_primitive(TensorPrimitive::Float(cast(out)))
-}
-
-fn primitive<B: Backend>(t: Tensor<B, 2>) -> B::FloatTensorPrimitive {
-    let TensorPrimitive::Float(p) = t.into_primitive() else {
-        unreachable!("a float tensor's primitive is a float primitive")
-    };
-    p
-}
-
-/// `value` as type `U`, which the caller checked is its type.
-fn cast<T: 'static, U: 'static>(value: T) -> U {
-    let boxed: Box<dyn Any> = Box::new(value);
-    *boxed
-        .downcast::<U>()
-        .expect("the backend is Autodiff<Flex>")
 }
 
 /// burn's forward product: `h` times the transposed view of `E`.
@@ -101,15 +91,10 @@ impl Backward<Flex, 2> for TiedHead {
 
 /// The transpose of a 2-D tensor, written row-major.
 fn transposed(t: FlexTensor) -> FlexTensor {
-    let t = if t.is_contiguous() {
-        t
-    } else {
-        t.to_contiguous()
-    };
+    let t = contiguous(t);
     let shape = t.layout().shape();
     let (rows, cols) = (shape[0], shape[1]);
-    let start = t.layout().start_offset();
-    let src = &t.storage::<f32>()[start..start + rows * cols];
+    let src = values(&t, rows * cols).expect("a contiguous tensor holds its values");
     let mut out = vec![0.0f32; rows * cols];
     out.par_chunks_mut(ROWS_PER_TASK * rows)
         .enumerate()
