@@ -806,12 +806,55 @@ fn project<B: Backend>(
 ) -> Tensor<B, 3> {
     let [b, s, d_in] = x.dims();
     let w = l.weight.val();
-    let d_out = w.dims()[1];
     let x = x.reshape([b * s, d_in]);
     let y = q8
         .and_then(|q| kernels::q8_product(&x, q))
         .or_else(|| kernels::product(&x, &w, false))
         .unwrap_or_else(|| x.clone().matmul(w));
+    finish_projection(l, x, y, adapter, [b, s])
+}
+
+/// [`project`] for several linears reading the same `x` (a block's query, key and value
+/// projections; its gate and up projections): on the CPU their products share one parallel
+/// pass where the kernels take their shapes ([`kernels::q8_products`] with Q8_0 copies,
+/// [`kernels::products`] for decoding shapes), which gives each the same values as its own
+/// product; otherwise one [`project`] after another.
+fn project_each<B: Backend, const N: usize>(
+    ls: [&Linear<B>; N],
+    x: Tensor<B, 3>,
+    q8: Option<[&Q8Matrix; N]>,
+    adapters: [Option<&Adapter<B>>; N],
+) -> [Tensor<B, 3>; N] {
+    let [b, s, d_in] = x.dims();
+    let x2 = x.clone().reshape([b * s, d_in]);
+    let shared = match q8 {
+        Some(q) => kernels::q8_products(&x2, q),
+        None => {
+            let ws = ls.map(|l| l.weight.val());
+            kernels::products(&x2, std::array::from_fn(|i| &ws[i]))
+        }
+    };
+    match shared {
+        Some(ys) => {
+            let mut ys = ys.into_iter();
+            std::array::from_fn(|i| match ys.next() {
+                Some(y) => finish_projection(ls[i], x2.clone(), y, adapters[i], [b, s]),
+                None => project(ls[i], x.clone(), None, adapters[i]),
+            })
+        }
+        None => std::array::from_fn(|i| project(ls[i], x.clone(), None, adapters[i])),
+    }
+}
+
+/// `y` (`x·W`, `[b·s, d_out]`) plus the LoRA `adapter`'s term and `l`'s bias, as `[b, s, d_out]`.
+fn finish_projection<B: Backend>(
+    l: &Linear<B>,
+    x: Tensor<B, 2>,
+    y: Tensor<B, 2>,
+    adapter: Option<&Adapter<B>>,
+    [b, s]: [usize; 2],
+) -> Tensor<B, 3> {
+    let d_out = y.dims()[1];
     let y = match adapter {
         Some(a) => y + a.delta(x),
         None => y,
@@ -875,17 +918,14 @@ impl<B: Backend> Block<B> {
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 3>, q8: Option<&BlockQ8>) -> Tensor<B, 3> {
         let lora = self.lora.as_ref();
-        let gate = project(
-            &self.gate,
-            x.clone(),
-            q8.map(|q| &q.gate),
-            lora.and_then(|l| l.gate.as_ref()),
-        );
-        let up = project(
-            &self.up,
+        let [gate, up] = project_each(
+            [&self.gate, &self.up],
             x,
-            q8.map(|q| &q.up),
-            lora.and_then(|l| l.up.as_ref()),
+            q8.map(|q| [&q.gate, &q.up]),
+            [
+                lora.and_then(|l| l.gate.as_ref()),
+                lora.and_then(|l| l.up.as_ref()),
+            ],
         );
         project(
             &self.down,
@@ -910,28 +950,19 @@ impl<B: Backend> Attention<B> {
         let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let g = h / kv;
         let lora = self.lora.as_ref();
-        let q = project(
-            &self.wq,
-            x.clone(),
-            q8.map(|q| &q.wq),
-            lora.and_then(|l| l.wq.as_ref()),
-        )
-        .reshape([b, s, h, hd]);
-        let k = project(
-            &self.wk,
-            x.clone(),
-            q8.map(|q| &q.wk),
-            lora.and_then(|l| l.wk.as_ref()),
-        )
-        .reshape([b, s, kv, hd]);
-        let v = project(
-            &self.wv,
+        let [q, k, v] = project_each(
+            [&self.wq, &self.wk, &self.wv],
             x,
-            q8.map(|q| &q.wv),
-            lora.and_then(|l| l.wv.as_ref()),
-        )
-        .reshape([b, s, kv, hd])
-        .swap_dims(1, 2);
+            q8.map(|q| [&q.wq, &q.wk, &q.wv]),
+            [
+                lora.and_then(|l| l.wq.as_ref()),
+                lora.and_then(|l| l.wk.as_ref()),
+                lora.and_then(|l| l.wv.as_ref()),
+            ],
+        );
+        let q = q.reshape([b, s, h, hd]);
+        let k = k.reshape([b, s, kv, hd]);
+        let v = v.reshape([b, s, kv, hd]).swap_dims(1, 2);
         // RoPE on the projections' own `[b, s, heads, hd]` layout, where they and the tables
         // are contiguous; then heads before positions.
         let rope = |x, at: &RopeAt<B>| {

@@ -13,7 +13,7 @@ use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::adamw::{AdamWScalars, adamw_in_place};
 use super::log_softmax::{shift_and_exp, subtract_rows};
-use super::matmul::{Operand, matmul_rows, worth_it};
+use super::matmul::{Operand, matmul_each, matmul_rows, task_widths, worth_it};
 use super::q8::Q8Matrix;
 use super::swiglu::swiglu_in_place;
 
@@ -296,15 +296,65 @@ pub(crate) fn product<B: Backend>(
     flex_product::<B>(x, w, transposed)
 }
 
+/// `x · W` for `x` `[m, k]` and every `w` `[k, n]` of `ws` in one parallel pass
+/// ([`matmul_each`]), when `B` is Flex and every product is one this module computes: a
+/// decoding shape split by columns, as [`product`] splits it, or a single row, whose product
+/// runs whole on one core as burn runs it, beside the others. `None` otherwise (the caller
+/// runs them one by one).
+pub(crate) fn products<B: Backend, const N: usize>(
+    x: &Tensor<B, 2>,
+    ws: [&Tensor<B, 2>; N],
+) -> Option<[Tensor<B, 2>; N]> {
+    let [m, k] = x.dims();
+    if !is_flex::<B>() || ws.iter().any(|w| w.dims()[0] != k) {
+        return None;
+    }
+    let widths = task_widths(m, k, &ws.map(|w| w.dims()[1]))?;
+    let xf = contiguous(flex_f32(x)?);
+    let wfs = ws
+        .iter()
+        .map(|w| flex_f32(w))
+        .collect::<Option<Vec<FlexTensor>>>()?;
+    let operands = wfs
+        .iter()
+        .zip(&ws)
+        .zip(widths)
+        .map(|((wf, w), width)| {
+            let [r, c] = w.dims();
+            Some((Operand::rows(rows(wf, r * c)?, c), width))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let outs: Vec<Tensor<B, 2>> = matmul_each(rows(&xf, m * k)?, m, k, &operands)
+        .into_iter()
+        .zip(ws)
+        .map(|(out, w)| from_values(out, [m, w.dims()[1]]))
+        .collect();
+    outs.try_into().ok()
+}
+
 /// `x · W` for `x` `[m, k]` with `W` in Q8_0; `None` when `B` is not Flex or the shapes differ.
 pub(crate) fn q8_product<B: Backend>(x: &Tensor<B, 2>, w: &Q8Matrix) -> Option<Tensor<B, 2>> {
+    let [out] = q8_products(x, [w])?;
+    Some(out)
+}
+
+/// `x · W` for every `W` of `ws`, all in Q8_0, in one parallel pass
+/// ([`Q8Matrix::matmul_each`]); `None` when `B` is not Flex or a shape differs.
+pub(crate) fn q8_products<B: Backend, const N: usize>(
+    x: &Tensor<B, 2>,
+    ws: [&Q8Matrix; N],
+) -> Option<[Tensor<B, 2>; N]> {
     let [m, k] = x.dims();
-    if k != w.k() {
+    if ws.iter().any(|w| w.k() != k) {
         return None;
     }
     let xf = contiguous(flex_f32(x)?);
-    let out = w.matmul(rows(&xf, m * k)?, m);
-    Some(from_values(out, [m, w.n()]))
+    let outs: Vec<Tensor<B, 2>> = Q8Matrix::matmul_each(&ws, rows(&xf, m * k)?, m)
+        .into_iter()
+        .zip(ws)
+        .map(|(out, w)| from_values(out, [m, w.n()]))
+        .collect();
+    outs.try_into().ok()
 }
 
 fn flex_product<B: Backend>(
@@ -335,7 +385,7 @@ mod tests {
     use burn::tensor::activation::{self, silu};
     use burn::tensor::{Distribution, Tensor};
 
-    use super::{log_softmax, swiglu, write_along};
+    use super::{log_softmax, product, products, swiglu, write_along};
 
     fn same<const D: usize, B: burn::tensor::backend::Backend>(a: Tensor<B, D>, b: Tensor<B, D>) {
         assert_eq!(a.dims(), b.dims());
@@ -423,6 +473,50 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn products_in_one_pass_equal_each_product_alone_bit_for_bit() {
+        let device = Default::default();
+        // What a projection computes alone: a decoding shape split by columns, else burn's.
+        let alone = |x: &Tensor<Flex, 2>, w: &Tensor<Flex, 2>| {
+            product(x, w, false).unwrap_or_else(|| x.clone().matmul(w.clone()))
+        };
+        // A block's query, key and value projections and its gate and up projections at
+        // SmolLM2-135M's widths, for one row (whole products side by side) and sixteen (the
+        // query's columns split, the key's and value's whole).
+        for m in [1, 16] {
+            let x = Tensor::<Flex, 2>::random([m, 576], Distribution::Default, &device);
+            let ws = [576, 192, 192, 1536, 1536]
+                .map(|n| Tensor::<Flex, 2>::random([576, n], Distribution::Default, &device));
+            let qkv = products(&x, [&ws[0], &ws[1], &ws[2]]).expect("a shared pass");
+            let gate_up = products(&x, [&ws[3], &ws[4]]).expect("a shared pass");
+            for (got, w) in qkv.into_iter().chain(gate_up).zip(&ws) {
+                let want = alone(&x, w);
+                let (got, want) = (
+                    got.into_data().to_vec::<f32>().unwrap(),
+                    want.into_data().to_vec::<f32>().unwrap(),
+                );
+                let differ = got
+                    .iter()
+                    .zip(&want)
+                    .filter(|(a, b)| a.to_bits() != b.to_bits())
+                    .count();
+                assert_eq!(
+                    differ,
+                    0,
+                    "{m} rows, {:?}: {differ} values differ",
+                    w.dims()
+                );
+            }
+        }
+        // Too little work to share, and a product burn runs on all cores itself.
+        let x = Tensor::<Flex, 2>::random([1, 64], Distribution::Default, &device);
+        let w = Tensor::<Flex, 2>::random([64, 64], Distribution::Default, &device);
+        assert!(products(&x, [&w, &w]).is_none());
+        let x = Tensor::<Flex, 2>::random([512, 576], Distribution::Default, &device);
+        let w = Tensor::<Flex, 2>::random([576, 1536], Distribution::Default, &device);
+        assert!(products(&x, [&w]).is_none());
     }
 
     #[test]

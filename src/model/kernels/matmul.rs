@@ -1,6 +1,9 @@
 //! `x · W` for the row counts of decoding (one row per sequence of a batch) spread over all
 //! cores: the output's columns are cut into fixed-width blocks, each computed by `gemm` on one
 //! core. Block widths depend only on the shapes, so results do not depend on the thread count.
+//! Products that read the same `x` (a block's query, key and value projections) can share one
+//! pass, whose tasks the cores take from one queue; there a single row's product runs whole
+//! on one core beside the others.
 
 use rayon::prelude::*;
 
@@ -15,6 +18,10 @@ const FLEX_PARALLEL: usize = 192 * 192 * 192;
 const FEW_ROWS: usize = 64;
 /// Products smaller than this many multiply-adds stay on one core.
 const MIN_WORK: usize = 1 << 16;
+/// Products that share a pass, each whole on one core, hold at least this many multiply-adds
+/// together (a block's query, key and value projections of SmolLM2-135M hold 552,960 for one
+/// row; a world model's, for one row, fit in cache and finish before the cores would meet).
+const MIN_SHARED_WORK: usize = 1 << 18;
 /// A single row (batch-1 decoding) stays on gemm's one-core matrix-vector kernel, which
 /// streams `W` in order. Split into column blocks, each core reads a few hundred bytes per row
 /// of `W` and then jumps to the next row, a new memory page each time, where the hardware
@@ -69,41 +76,94 @@ impl<'a> Operand<'a> {
     }
 }
 
+/// The columns each task computes when `[m, k] · [k, n]` products for every `n` of `ns` share
+/// one parallel pass: blocks of [`COLS_PER_TASK`] for a product [`worth_it`] splits; the whole
+/// width for one that burn would run on one core (for a single row gemm's matrix-vector
+/// kernel, which streams `W` in order while the other products of the pass run on the other
+/// cores), when the pass holds at least [`MIN_SHARED_WORK`] multiply-adds. `None` when a
+/// product is left to burn.
+pub(super) fn task_widths(m: usize, k: usize, ns: &[usize]) -> Option<Vec<usize>> {
+    let work = |n: usize| m.saturating_mul(k).saturating_mul(n);
+    let total: usize = ns.iter().map(|&n| work(n)).sum();
+    ns.iter()
+        .map(|&n| {
+            if worth_it(m, k, n) {
+                Some(COLS_PER_TASK)
+            } else if n > 0 && work(n) < FLEX_PARALLEL && total >= MIN_SHARED_WORK {
+                Some(n)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 /// `x · W` for `x` `[m, k]` row-major and `w` `[k, n]`: `[m, n]` row-major.
 ///
 /// # Panics
 /// When the operands' sizes disagree with `m`, `k` and `n` (a bug of the caller).
 pub(super) fn matmul_rows(x: &[f32], m: usize, k: usize, w: Operand<'_>, n: usize) -> Vec<f32> {
-    assert!(
-        x.len() == m * k && w.k == k && w.n == n && w.data.len() == k * n,
-        "matmul_rows: [{m}, {k}] · [{}, {}] with {} and {} elements",
-        w.k,
-        w.n,
-        x.len(),
-        w.data.len()
+    assert_eq!(
+        w.n, n,
+        "matmul_rows: [{}, {}] has not {n} columns",
+        w.k, w.n
     );
-    let mut out = vec![0.0f32; m * n];
-    let dst = Out(out.as_mut_ptr());
-    (0..n.div_ceil(COLS_PER_TASK))
-        .into_par_iter()
-        .for_each(|task| {
-            let j0 = task * COLS_PER_TASK;
-            let cols = COLS_PER_TASK.min(n - j0);
-            // SAFETY: rows `0..m` and columns `j0..j0 + cols` of `dst` (row stride n) lie in
-            // `out`; column `j0` of `w` starts at `j0·cs`, and every element the kernel reads,
-            // `(i, j0 + c)` for `i < k`, `c < cols`, lies in `w.data` (checked sizes above);
-            // no two tasks write the same element.
-            unsafe {
-                dst.write_product(
-                    [m, k, n],
-                    [j0, cols],
-                    x,
-                    w.data.as_ptr().offset(j0 as isize * w.cs),
-                    [w.rs, w.cs],
-                );
-            }
-        });
-    out
+    let mut out = matmul_each(x, m, k, &[(w, COLS_PER_TASK)]);
+    out.pop().unwrap_or_default()
+}
+
+/// `x · W` for `x` `[m, k]` row-major and every `(W, width)` of `ws` (`W` `[k, n]`), in one
+/// parallel pass: each product is cut into tasks of `width` columns, and the cores share
+/// one queue of the tasks of all products instead of meeting after each. A task computes its
+/// columns with one gemm call on one core, as the same task of a product run alone would.
+///
+/// # Panics
+/// When the operands' sizes disagree with `m` and `k`, or a width is 0 (a bug of the caller).
+pub(super) fn matmul_each(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    ws: &[(Operand<'_>, usize)],
+) -> Vec<Vec<f32>> {
+    for (w, width) in ws {
+        assert!(
+            x.len() == m * k && w.k == k && w.data.len() == k * w.n && *width > 0,
+            "matmul_each: [{m}, {k}] · [{}, {}] with {} and {} elements, {width} columns a task",
+            w.k,
+            w.n,
+            x.len(),
+            w.data.len()
+        );
+    }
+    let mut outs: Vec<Vec<f32>> = ws.iter().map(|(w, _)| vec![0.0f32; m * w.n]).collect();
+    let dsts: Vec<Out> = outs.iter_mut().map(|o| Out(o.as_mut_ptr())).collect();
+    // (product, first column, columns) of every task, product by product.
+    let tasks: Vec<(usize, usize, usize)> = ws
+        .iter()
+        .enumerate()
+        .flat_map(|(p, &(w, width))| {
+            (0..w.n)
+                .step_by(width)
+                .map(move |j0| (p, j0, width.min(w.n - j0)))
+        })
+        .collect();
+    tasks.par_iter().for_each(|&(p, j0, cols)| {
+        let w = ws[p].0;
+        // SAFETY: rows `0..m` and columns `j0..j0 + cols` of product `p`'s output (row stride
+        // `w.n`) lie in it; column `j0` of `w` starts at `j0·cs`, and every element the kernel
+        // reads, `(i, j0 + c)` for `i < k`, `c < cols`, lies in `w.data` (checked sizes
+        // above); no two tasks write the same element.
+        unsafe {
+            dsts[p].write_product(
+                [m, k, w.n],
+                [j0, cols],
+                x,
+                w.data.as_ptr().offset(j0 as isize * w.cs),
+                [w.rs, w.cs],
+            );
+        }
+    });
+    outs
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ mod tied_head;
 
 pub(crate) use adamw::AdamWScalars;
 pub use flex::log_softmax;
-pub(crate) use flex::{adamw, is_flex, product, q8_product, swiglu, write_along};
+pub(crate) use flex::{
+    adamw, is_flex, product, products, q8_product, q8_products, swiglu, write_along,
+};
 pub(crate) use tied_head::tied_head;
 
 /// An output buffer shared by the tasks of a product, each writing elements no other task

@@ -4,7 +4,8 @@
 //! bound by memory bandwidth) dequantizes each block in registers and multiplies it with the
 //! `f32` activations; several rows dequantize a tile of output columns to `f32` once and
 //! multiply it with every row through `gemm`. Output columns are split over all cores in
-//! blocks whose width depends only on the shapes, so results do not depend on the thread count.
+//! blocks whose width depends only on the shapes, so results do not depend on the thread count;
+//! products that read the same activations share one such pass.
 
 use rayon::prelude::*;
 
@@ -84,37 +85,74 @@ impl Q8Matrix {
     /// # Panics
     /// When `x` does not hold `m·k` values (a bug of the caller).
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        let (k, n) = (self.k, self.n);
+        let mut out = Self::matmul_each(&[self], x, m);
+        out.pop().unwrap_or_default()
+    }
+
+    /// `x · W` for every `W` of `matrices` (each with `k` inputs, such as a block's query, key
+    /// and value projections), in one parallel pass: the cores share one queue of tasks
+    /// instead of meeting after each product. Every task computes the same columns in the same
+    /// way as in [`Q8Matrix::matmul`] of its matrix alone, so the results are identical.
+    ///
+    /// # Panics
+    /// When `x` does not hold `m·k` values or the matrices' input widths differ (a bug of the
+    /// caller).
+    pub fn matmul_each(matrices: &[&Q8Matrix], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+        let k = matrices.first().map_or(0, |w| w.k);
+        assert!(
+            matrices.iter().all(|w| w.k == k),
+            "Q8 matmul: matrices of different input widths"
+        );
         assert_eq!(x.len(), m * k, "Q8 matmul: x is not [{m}, {k}]");
-        if m >= TILE_ROWS {
-            return self.matmul_tiled(x, m);
-        }
-        let blocks = k / BLOCK;
-        let mut out = vec![0.0f32; m * n];
-        let dst = Out(out.as_mut_ptr());
+        let mut outs: Vec<Vec<f32>> = matrices.iter().map(|w| vec![0.0f32; m * w.n]).collect();
+        let dsts: Vec<Out> = outs.iter_mut().map(|o| Out(o.as_mut_ptr())).collect();
+        let tiled = m >= TILE_ROWS;
+        // (matrix, first column, columns) of every task, matrix by matrix.
+        let tasks: Vec<(usize, usize, usize)> = matrices
+            .iter()
+            .enumerate()
+            .flat_map(|(p, w)| {
+                let cols = if tiled { w.tile_cols() } else { COLS_PER_TASK };
+                (0..w.n)
+                    .step_by(cols)
+                    .map(move |j0| (p, j0, cols.min(w.n - j0)))
+            })
+            .collect();
         let avx2 = has_avx2_fma();
-        (0..n.div_ceil(COLS_PER_TASK))
-            .into_par_iter()
-            .for_each(|task| {
-                let j0 = task * COLS_PER_TASK;
-                for j in j0..(j0 + COLS_PER_TASK).min(n) {
-                    let scales = &self.scales[j * blocks..(j + 1) * blocks];
-                    let quants = &self.quants[j * k..(j + 1) * k];
-                    for r in 0..m {
-                        let xr = &x[r * k..(r + 1) * k];
-                        let v = if avx2 {
-                            // SAFETY: the CPU has AVX2 and FMA (checked above).
-                            unsafe { dot_avx2(scales, quants, xr) }
-                        } else {
-                            dot(scales, quants, xr)
-                        };
-                        // SAFETY: `r < m`, `j < n`: inside `out`; column `j` belongs to this
-                        // task only.
-                        unsafe { *dst.at(r * n + j) = v };
-                    }
+        tasks
+            .par_iter()
+            .for_each_init(Vec::new, |tile: &mut Vec<f32>, &(p, j0, width)| {
+                let (w, dst) = (matrices[p], &dsts[p]);
+                if tiled {
+                    w.tile_product(x, m, [j0, width], dst, tile, avx2);
+                } else {
+                    w.dot_columns(x, m, [j0, width], dst, avx2);
                 }
             });
-        out
+        outs
+    }
+
+    /// Columns `j0..j0 + width` of `x · W` into `dst` (`[m, n]` row-major), one block dot
+    /// product per element.
+    fn dot_columns(&self, x: &[f32], m: usize, [j0, width]: [usize; 2], dst: &Out, avx2: bool) {
+        let (k, n) = (self.k, self.n);
+        let blocks = k / BLOCK;
+        for j in j0..j0 + width {
+            let scales = &self.scales[j * blocks..(j + 1) * blocks];
+            let quants = &self.quants[j * k..(j + 1) * k];
+            for r in 0..m {
+                let xr = &x[r * k..(r + 1) * k];
+                let v = if avx2 {
+                    // SAFETY: the CPU has AVX2 and FMA (checked by the caller).
+                    unsafe { dot_avx2(scales, quants, xr) }
+                } else {
+                    dot(scales, quants, xr)
+                };
+                // SAFETY: `r < m`, `j < n`: inside the output; column `j` belongs to this
+                // task only.
+                unsafe { *dst.at(r * n + j) = v };
+            }
+        }
     }
 
     /// Output columns of one dequantized tile: as many as fit [`TILE_FLOATS`], a multiple of
@@ -137,32 +175,29 @@ impl Q8Matrix {
         }
     }
 
-    /// [`Q8Matrix::matmul`] for `m ≥ TILE_ROWS`: each task dequantizes a tile of columns,
-    /// `[cols, k]`, and multiplies every row of `x` with it.
-    fn matmul_tiled(&self, x: &[f32], m: usize) -> Vec<f32> {
+    /// Columns `j0..j0 + width` of `x · W` into `dst` (`[m, n]` row-major) for
+    /// `m ≥ TILE_ROWS`: the tile of columns, `[width, k]`, dequantized into `tile` once and
+    /// multiplied with every row of `x`.
+    fn tile_product(
+        &self,
+        x: &[f32],
+        m: usize,
+        [j0, width]: [usize; 2],
+        dst: &Out,
+        tile: &mut Vec<f32>,
+        avx2: bool,
+    ) {
         let (k, n) = (self.k, self.n);
-        let cols = self.tile_cols();
-        let avx2 = has_avx2_fma();
-        let mut out = vec![0.0f32; m * n];
-        let dst = Out(out.as_mut_ptr());
-        (0..n.div_ceil(cols)).into_par_iter().for_each_init(
-            Vec::new,
-            |tile: &mut Vec<f32>, task| {
-                let j0 = task * cols;
-                let width = cols.min(n - j0);
-                tile.resize(width * k, 0.0);
-                for (c, column) in tile.chunks_exact_mut(k).enumerate() {
-                    self.dequantize_column(j0 + c, column, avx2);
-                }
-                // SAFETY: rows `0..m` and columns `j0..j0 + width` of `dst` (row stride n) lie
-                // in `out`; `x` holds `m·k` values (checked by the caller) and `tile` holds
-                // column `c` at `c·k..(c + 1)·k`; no two tasks write the same element.
-                unsafe {
-                    dst.write_product([m, k, n], [j0, width], x, tile.as_ptr(), [1, k as isize]);
-                }
-            },
-        );
-        out
+        tile.resize(width * k, 0.0);
+        for (c, column) in tile.chunks_exact_mut(k).enumerate() {
+            self.dequantize_column(j0 + c, column, avx2);
+        }
+        // SAFETY: rows `0..m` and columns `j0..j0 + width` of `dst` (row stride n) lie in the
+        // output; `x` holds `m·k` values (checked by the caller) and `tile` holds column `c`
+        // at `c·k..(c + 1)·k`; no two tasks write the same element.
+        unsafe {
+            dst.write_product([m, k, n], [j0, width], x, tile.as_ptr(), [1, k as isize]);
+        }
     }
 }
 
@@ -303,6 +338,35 @@ mod tests {
                         "k {k}, row {r}, column {j}: tiled {t} vs dot {d}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_over_several_matrices_equals_their_own_products() {
+        // A block's query, key and value projections (576 and 192 columns), and widths that
+        // leave a narrower last task or tile.
+        let k = 96;
+        let widths = [130, 64, 200];
+        let ws: Vec<Q8Matrix> = widths
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| Q8Matrix::quantize(&values(k * n, 23 + i as u32), k, n, false).unwrap())
+            .collect();
+        let refs: Vec<&Q8Matrix> = ws.iter().collect();
+        for m in [1, 2, 5] {
+            let x = values(m * k, 29);
+            let each = Q8Matrix::matmul_each(&refs, &x, m);
+            for (w, got) in ws.iter().zip(&each) {
+                let alone = w.matmul(&x, m);
+                assert_eq!(got.len(), m * w.n());
+                assert!(
+                    got.iter()
+                        .zip(&alone)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "m {m}, n {}: the shared pass differs from the matrix's own product",
+                    w.n()
+                );
             }
         }
     }
