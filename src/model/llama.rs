@@ -829,17 +829,15 @@ fn project_each<B: Backend, const N: usize>(
     let x2 = x.clone().reshape([b * s, d_in]);
     let shared = match q8 {
         Some(q) => kernels::q8_products(&x2, q),
-        None => {
-            let ws = ls.map(|l| l.weight.val());
-            kernels::products(&x2, std::array::from_fn(|i| &ws[i]))
-        }
+        None => kernels::products(&x2, ls.map(|l| l.weight.val()).each_ref()),
     };
     match shared {
         Some(ys) => {
-            let mut ys = ys.into_iter();
-            std::array::from_fn(|i| match ys.next() {
-                Some(y) => finish_projection(ls[i], x2.clone(), y, adapters[i], [b, s]),
-                None => project(ls[i], x.clone(), None, adapters[i]),
+            let mut i = 0;
+            ys.map(|y| {
+                let out = finish_projection(ls[i], x2.clone(), y, adapters[i], [b, s]);
+                i += 1;
+                out
             })
         }
         None => std::array::from_fn(|i| project(ls[i], x.clone(), None, adapters[i])),

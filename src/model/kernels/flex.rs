@@ -395,6 +395,20 @@ mod tests {
         );
     }
 
+    /// How many values of `got` and `want` differ in any bit, and how many there are.
+    fn bits_differ<const D: usize>(got: Tensor<Flex, D>, want: Tensor<Flex, D>) -> (usize, usize) {
+        let (got, want) = (
+            got.into_data().to_vec::<f32>().unwrap(),
+            want.into_data().to_vec::<f32>().unwrap(),
+        );
+        let differ = got
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        (differ, got.len())
+    }
+
     /// Where `t`'s values live.
     fn buffer<const D: usize>(t: &Tensor<Flex, D>) -> usize {
         super::flex_f32(t).unwrap().bytes().as_ptr() as usize
@@ -455,22 +469,8 @@ mod tests {
                 .swap_dims(0, 1);
             for x in [x.clone(), strided, x.flip([2])] {
                 let want = activation::log_softmax(x.clone(), 2);
-                let got = log_softmax(x);
-                let (got, want) = (
-                    got.into_data().to_vec::<f32>().unwrap(),
-                    want.into_data().to_vec::<f32>().unwrap(),
-                );
-                let differ = got
-                    .iter()
-                    .zip(&want)
-                    .filter(|(a, b)| a.to_bits() != b.to_bits())
-                    .count();
-                assert_eq!(
-                    differ,
-                    0,
-                    "{differ} of {} values differ at {dims:?}",
-                    got.len()
-                );
+                let (differ, n) = bits_differ(log_softmax(x), want);
+                assert_eq!(differ, 0, "{differ} of {n} values differ at {dims:?}");
             }
         }
     }
@@ -492,16 +492,7 @@ mod tests {
             let qkv = products(&x, [&ws[0], &ws[1], &ws[2]]).expect("a shared pass");
             let gate_up = products(&x, [&ws[3], &ws[4]]).expect("a shared pass");
             for (got, w) in qkv.into_iter().chain(gate_up).zip(&ws) {
-                let want = alone(&x, w);
-                let (got, want) = (
-                    got.into_data().to_vec::<f32>().unwrap(),
-                    want.into_data().to_vec::<f32>().unwrap(),
-                );
-                let differ = got
-                    .iter()
-                    .zip(&want)
-                    .filter(|(a, b)| a.to_bits() != b.to_bits())
-                    .count();
+                let (differ, _) = bits_differ(got, alone(&x, w));
                 assert_eq!(
                     differ,
                     0,

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use super::Out;
+use super::{column_tasks, outputs};
 
 /// Output columns one task computes.
 const COLS_PER_TASK: usize = 128;
@@ -135,18 +135,8 @@ pub(super) fn matmul_each(
             w.data.len()
         );
     }
-    let mut outs: Vec<Vec<f32>> = ws.iter().map(|(w, _)| vec![0.0f32; m * w.n]).collect();
-    let dsts: Vec<Out> = outs.iter_mut().map(|o| Out(o.as_mut_ptr())).collect();
-    // (product, first column, columns) of every task, product by product.
-    let tasks: Vec<(usize, usize, usize)> = ws
-        .iter()
-        .enumerate()
-        .flat_map(|(p, &(w, width))| {
-            (0..w.n)
-                .step_by(width)
-                .map(move |j0| (p, j0, width.min(w.n - j0)))
-        })
-        .collect();
+    let (outs, dsts) = outputs(m, ws.iter().map(|(w, _)| w.n));
+    let tasks = column_tasks(ws.iter().map(|&(w, width)| (w.n, width)));
     tasks.par_iter().for_each(|&(p, j0, cols)| {
         let w = ws[p].0;
         // SAFETY: rows `0..m` and columns `j0..j0 + cols` of product `p`'s output (row stride

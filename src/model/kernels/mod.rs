@@ -22,6 +22,28 @@ pub(crate) use flex::{
 };
 pub(crate) use tied_head::tied_head;
 
+/// Zeroed `[m, n]` outputs for every `n` of `widths`, with the handles the tasks of a pass
+/// write them through.
+fn outputs(m: usize, widths: impl Iterator<Item = usize>) -> (Vec<Vec<f32>>, Vec<Out>) {
+    let mut outs: Vec<Vec<f32>> = widths.map(|n| vec![0.0f32; m * n]).collect();
+    let dsts = outs.iter_mut().map(|o| Out(o.as_mut_ptr())).collect();
+    (outs, dsts)
+}
+
+/// `(product, first column, columns)` of every task of a pass whose product `p`, of `n`
+/// columns, is cut into tasks of `width` columns (`(n, width)` at index `p` of `products`),
+/// product by product; a product's last task may be narrower.
+fn column_tasks(products: impl Iterator<Item = (usize, usize)>) -> Vec<(usize, usize, usize)> {
+    products
+        .enumerate()
+        .flat_map(|(p, (n, width))| {
+            (0..n)
+                .step_by(width)
+                .map(move |j0| (p, j0, width.min(n - j0)))
+        })
+        .collect()
+}
+
 /// An output buffer shared by the tasks of a product, each writing elements no other task
 /// writes.
 struct Out(*mut f32);

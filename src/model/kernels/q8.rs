@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::Out;
+use super::{Out, column_tasks, outputs};
 
 /// Inputs per block.
 pub const BLOCK: usize = 32;
@@ -104,20 +104,13 @@ impl Q8Matrix {
             "Q8 matmul: matrices of different input widths"
         );
         assert_eq!(x.len(), m * k, "Q8 matmul: x is not [{m}, {k}]");
-        let mut outs: Vec<Vec<f32>> = matrices.iter().map(|w| vec![0.0f32; m * w.n]).collect();
-        let dsts: Vec<Out> = outs.iter_mut().map(|o| Out(o.as_mut_ptr())).collect();
+        let (outs, dsts) = outputs(m, matrices.iter().map(|w| w.n));
         let tiled = m >= TILE_ROWS;
-        // (matrix, first column, columns) of every task, matrix by matrix.
-        let tasks: Vec<(usize, usize, usize)> = matrices
-            .iter()
-            .enumerate()
-            .flat_map(|(p, w)| {
-                let cols = if tiled { w.tile_cols() } else { COLS_PER_TASK };
-                (0..w.n)
-                    .step_by(cols)
-                    .map(move |j0| (p, j0, cols.min(w.n - j0)))
-            })
-            .collect();
+        let tasks = column_tasks(
+            matrices
+                .iter()
+                .map(|w| (w.n, if tiled { w.tile_cols() } else { COLS_PER_TASK })),
+        );
         let avx2 = has_avx2_fma();
         tasks
             .par_iter()
