@@ -245,30 +245,56 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
         assert!((rate.get(i).unwrap() - want).abs() < 1e-9);
     }
     // judge_agreement: each judge against the other on both axes, on the same items, over all
-    // comparisons and over each of the 5 alone.
+    // comparisons and over each of the 5 alone; then over all comparisons in each band of the
+    // oracle's score gap that has items.
     let ja = table(first, "judge_agreement");
-    assert_eq!(
-        ja.height(),
-        2 * 2 * (1 + 5),
-        "2 judges × 2 axes × (all + 5 comparisons)"
-    );
     let u = |name: &str| -> Vec<u64> {
         let c = ja.column(name).unwrap().u64().unwrap().clone();
         (0..ja.height()).map(|i| c.get(i).unwrap()).collect()
     };
-    let comparison = ja.column("comparison").unwrap().str().unwrap().clone();
-    let axis = ja.column("axis").unwrap().str().unwrap().clone();
+    let text = |name: &str| -> Vec<String> {
+        let c = ja.column(name).unwrap().str().unwrap().clone();
+        (0..ja.height())
+            .map(|i| c.get(i).unwrap().to_string())
+            .collect()
+    };
+    let (comparison, axis, band, judge) = (
+        text("comparison"),
+        text("axis"),
+        text("oracle_gap"),
+        text("judge"),
+    );
     let (items, decided, common) = (u("n_items"), u("n_decided"), u("n_common"));
     let (both, agree) = (u("n_both_decided"), u("n_agree"));
-    let pooled: Vec<usize> = (0..ja.height())
-        .filter(|&i| comparison.get(i) == Some("all"))
+    let unbanded: Vec<usize> = (0..ja.height()).filter(|&i| band[i] == "all").collect();
+    assert_eq!(
+        unbanded.len(),
+        2 * 2 * (1 + 5),
+        "2 judges × 2 axes × (all + 5 comparisons)"
+    );
+    let pooled: Vec<usize> = unbanded
+        .iter()
+        .copied()
+        .filter(|&i| comparison[i] == "all")
         .collect();
     assert_eq!(pooled.len(), 2 * 2);
     for i in 0..ja.height() {
-        let per = if pooled.contains(&i) { 5 * 8 } else { 8 };
-        assert_eq!(items[i], per, "5 comparisons × 8 prompts, or 8 prompts");
+        if unbanded.contains(&i) {
+            let per = if pooled.contains(&i) { 5 * 8 } else { 8 };
+            assert_eq!(items[i], per, "5 comparisons × 8 prompts, or 8 prompts");
+        } else {
+            assert_eq!(comparison[i], "all", "bands are over all comparisons");
+        }
         assert_eq!(common[i], items[i]);
         assert!(agree[i] <= both[i] && both[i] <= decided[i] && decided[i] <= items[i]);
+    }
+    // The bands split each judge's items over all comparisons.
+    for &p in &pooled {
+        let banded: u64 = (0..ja.height())
+            .filter(|&i| band[i] != "all" && axis[i] == axis[p] && judge[i] == judge[p])
+            .map(|i| items[i])
+            .sum();
+        assert_eq!(banded, items[p], "{} on {}", judge[p], axis[p]);
     }
     // Agreement is symmetric: the oracle-vs-PM row counts what the PM-vs-oracle row counts.
     assert_eq!(both[pooled[0]], both[pooled[1]]);
@@ -276,7 +302,12 @@ fn check_policies(first: &RunSummary, second: &RunSummary, root: &Path) {
     // The comparisons' rows add up to the rows over all of them (first judge, each axis).
     for &p in pooled.iter().step_by(2) {
         let parts: Vec<usize> = (0..ja.height())
-            .filter(|&i| !pooled.contains(&i) && axis.get(i) == axis.get(p) && i % 2 == p % 2)
+            .filter(|&i| {
+                unbanded.contains(&i)
+                    && !pooled.contains(&i)
+                    && axis[i] == axis[p]
+                    && judge[i] == judge[p]
+            })
             .collect();
         assert_eq!(parts.len(), 5);
         let sum = |v: &[u64]| parts.iter().map(|&i| v[i]).sum::<u64>();

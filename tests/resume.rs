@@ -112,3 +112,74 @@ fn a_run_killed_during_ppo_resumes_and_gives_the_same_tables() {
         without_seconds(read(&whole, "policy_training.csv"))
     );
 }
+
+#[test]
+fn judge_tuning_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
+    use burn::backend::Autodiff;
+    use burn::module::AutodiffModule;
+    use rlcd::model::Lm;
+    use rlcd::recipe::JudgeTuning;
+    use rlcd::recipe::WorldConfig;
+    use rlcd::stages::judge_tuning::{TuneCheckpoints, checkpoint_step, draw_pairs, tune};
+    use rlcd::world::World;
+    type Train = Autodiff<rlcd::model::Cpu>;
+
+    let config = WorldConfig {
+        documents: 300,
+        ..WorldConfig::default()
+    };
+    let world = World::new(&config, 31).expect("world");
+    let templates = common::templates();
+    let lm = common::world_xs_steps::<Train>(&world, &templates, 3, 20);
+    let pairs = draw_pairs(&world, 0.5, 12, 8);
+    // 12 questions, 4 per step, 2 passes: 6 steps.
+    let tuning = JudgeTuning {
+        pairs: 12,
+        epochs: 2,
+        batch_size: 4,
+        lr: 1e-3,
+        ..JudgeTuning::default()
+    };
+    let run = |ckpt: &TuneCheckpoints| {
+        let fresh = Lm::new(lm.model.clone(), lm.tokenizer.clone()).expect("lm");
+        tune(
+            fresh,
+            &world,
+            &templates,
+            &pairs,
+            &tuning,
+            4,
+            ckpt,
+            &mut |_, _| {},
+        )
+        .expect("tune")
+    };
+    let (whole, whole_state, _) = run(&TuneCheckpoints::default());
+    assert_eq!(whole_state.losses.len(), 6);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = TuneCheckpoints {
+        dir: Some(dir.path().to_path_buf()),
+        every: 0,
+        stop_after: Some(4),
+    };
+    let (_, half, _) = run(&first);
+    assert_eq!(
+        half.losses.len(),
+        4,
+        "the interrupted run stops after 4 steps"
+    );
+    assert_eq!(checkpoint_step(dir.path()), Some(4));
+    // A fresh process: the pretrained model is passed again and replaced by the checkpoint.
+    let rest = TuneCheckpoints {
+        stop_after: None,
+        ..first
+    };
+    let (resumed, resumed_state, _) = run(&rest);
+    assert_eq!(
+        resumed_state.losses, whole_state.losses,
+        "every step's loss"
+    );
+    let w = |lm: &Lm<Train>| rlcd::stages::pretrain::weights_blake3(&lm.model.valid());
+    assert_eq!(w(&resumed), w(&whole), "final weights");
+}

@@ -116,13 +116,9 @@ pub enum JudgeError {
     },
 }
 
-/// Oracle verdicts on `axis` of `task` (the world's scorer; equal scores tie).
-pub fn judge_oracle(
-    world: &World,
-    task: Task,
-    axis: &str,
-    items: &[JudgeItem<'_>],
-) -> Vec<Verdict> {
+/// Oracle verdicts on `axis` of `task` (the world's scorer; equal scores tie), each with the
+/// score gap.
+pub fn judge_oracle(world: &World, task: Task, axis: &str, items: &[JudgeItem<'_>]) -> Vec<Judged> {
     items
         .iter()
         .map(|it| {
@@ -133,7 +129,11 @@ pub fn judge_oracle(
                     .and_then(|s| s.axis(axis))
                     .unwrap_or(crate::world::INCOHERENT)
             };
-            Verdict::from_scores(score(it.output_a), score(it.output_b))
+            let (a, b) = (score(it.output_a), score(it.output_b));
+            Judged {
+                gap: Some(a - b),
+                ..Verdict::from_scores(a, b).into()
+            }
         })
         .collect()
 }
@@ -188,13 +188,17 @@ pub fn letter_id<B: Backend>(lm: &Lm<B>, letter: &'static str) -> Result<u32, Ju
 
 /// One item's judgement: the verdict, and when the judge was asked in both orders, each
 /// order's answer mapped back to the unswapped order (A's output shown first, then second).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Judged {
     /// The verdict counted in the win rate.
     pub verdict: Verdict,
     /// The answers with A shown first and with B shown first (both-order LM judges only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orders: Option<[Verdict; 2]>,
+    /// The score of A's output minus B's on the axis (the oracle only): how far apart the two
+    /// outputs are, by which other judges' agreement with it can be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<f64>,
 }
 
 impl From<Verdict> for Judged {
@@ -202,6 +206,7 @@ impl From<Verdict> for Judged {
         Judged {
             verdict,
             orders: None,
+            gap: None,
         }
     }
 }
@@ -278,6 +283,7 @@ impl<B: Backend> LmJudge<'_, B> {
                         Judged {
                             verdict,
                             orders: Some([x, y]),
+                            gap: None,
                         }
                     })
                     .collect())

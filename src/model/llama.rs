@@ -192,8 +192,14 @@ impl LlamaConfig {
         Self::world(vocab_size, 192, 4, 6, 576)
     }
 
+    /// Built-in world, large (≈4.7M parameters at the world's 0.7k vocabulary): a judge larger
+    /// than either simulator, as the paper's GPT-4 is larger than its 30B simulator.
+    pub fn world_l(vocab_size: usize) -> Self {
+        Self::world(vocab_size, 256, 6, 8, 768)
+    }
+
     /// Looks a preset up by name (`tiny`, `smollm2-135m`, `qwen2.5-0.5b`, `qwen2.5-1.5b`,
-    /// `world-xs`, `world-s`, `world-m`). World presets get `world_vocab` as vocabulary size.
+    /// `world-xs`, `world-s`, `world-m`, `world-l`). World presets get `world_vocab` as vocabulary size.
     pub fn preset_with_vocab(name: &str, world_vocab: usize) -> Option<Self> {
         match name.replace('_', "-").as_str() {
             "tiny" => Some(Self::tiny()),
@@ -203,6 +209,7 @@ impl LlamaConfig {
             "world-xs" => Some(Self::world_xs(world_vocab)),
             "world-s" => Some(Self::world_s(world_vocab)),
             "world-m" => Some(Self::world_m(world_vocab)),
+            "world-l" => Some(Self::world_l(world_vocab)),
             _ => None,
         }
     }
@@ -214,7 +221,7 @@ impl LlamaConfig {
     }
 
     /// Names accepted by [`LlamaConfig::preset`].
-    pub const PRESETS: [&'static str; 7] = [
+    pub const PRESETS: [&'static str; 8] = [
         "tiny",
         "smollm2-135m",
         "qwen2.5-0.5b",
@@ -222,6 +229,7 @@ impl LlamaConfig {
         "world-xs",
         "world-s",
         "world-m",
+        "world-l",
     ];
 
     /// Width of all query heads together.
@@ -310,7 +318,7 @@ impl LlamaConfig {
 pub fn is_world_preset(name: &str) -> bool {
     matches!(
         name.replace('_', "-").as_str(),
-        "world-xs" | "world-s" | "world-m"
+        "world-xs" | "world-s" | "world-m" | "world-l"
     )
 }
 

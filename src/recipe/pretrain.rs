@@ -1,6 +1,6 @@
 //! The recipe's `[pretrain]` section: from-scratch pretraining of the built-in world's
-//! presets (`world-xs`, `world-s`, `world-m`, the paper's simulator sizes in the world) and
-//! the sizes of the world report that measures them.
+//! presets (`world-xs`, `world-s`, `world-m`, the paper's simulator sizes in the world, and the
+//! larger judge `world-l`) and the sizes of the world report that measures them.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -114,12 +114,13 @@ pub struct PretrainConfig {
 }
 
 impl PretrainConfig {
-    /// Named presets: defaults for `world-xs`, `world-s`, `world-m`; `None` otherwise.
+    /// Named presets: defaults for `world-xs`, `world-s`, `world-m`, `world-l`; `None` otherwise.
     pub fn for_preset(name: &str) -> Option<Self> {
         let (steps, batch_size, lr) = match name.replace('_', "-").as_str() {
             "world-xs" => (60, 8, 1e-2),
             "world-s" => (680, 8, 1e-2),
             "world-m" => (1200, 8, 7e-3),
+            "world-l" => (2400, 8, 5e-3),
             _ => return None,
         };
         Some(Self {

@@ -21,7 +21,7 @@ use super::world::WorldConfig;
 use crate::model::Truncate;
 
 /// Built-in model presets a `[models.<name>]` table may name with `preset = "…"`.
-pub const PRESETS: &[&str] = &["tiny", "world-xs", "world-s", "world-m"];
+pub const PRESETS: &[&str] = &["tiny", "world-xs", "world-s", "world-m", "world-l"];
 
 /// Evaluation axes a task may list in `axes`: harmlessness, helpfulness, outline quality.
 pub const AXES: &[&str] = &["harm", "help", "outline"];
@@ -80,7 +80,7 @@ pub struct Recipe {
     /// The built-in world: its corpus, descriptors, judgment documents and `world:` prompt sets.
     #[serde(default)]
     pub world: WorldConfig,
-    /// From-scratch pretraining of the world presets (`world-xs`, `world-s`, `world-m`):
+    /// From-scratch pretraining of the world presets (`world-xs` to `world-l`):
     /// overrides of each preset's defaults, and the world report's sizes.
     #[serde(default)]
     pub pretrain: PretrainSettings,
@@ -113,8 +113,8 @@ pub enum BackendKind {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// A built-in preset: `world-xs`, `world-s` or `world-m` (trained from scratch on the
-    /// built-in world), or `tiny` (untrained, for tests).
+    /// A built-in preset: `world-xs`, `world-s`, `world-m` or `world-l` (trained from scratch
+    /// on the built-in world), or `tiny` (untrained, for tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
     /// Path of a GGUF file, relative to the project root.

@@ -250,7 +250,7 @@ fn check_models(resolved: &Resolved, out: &mut Vec<Problem>) {
             {
                 out.push(Problem::new(
                     format!("{key}.judging"),
-                    format!("`{key}.judging` applies to a world preset (`world-xs`, `world-s`, `world-m`), which is pretrained on the world's corpus"),
+                    format!("`{key}.judging` applies to a world preset (`world-xs`, `world-s`, `world-m`, `world-l`), which is pretrained on the world's corpus"),
                     format!("remove `[{key}.judging]`, or give the model `preset = \"world-s\"`"),
                 ));
             }

@@ -236,7 +236,7 @@ impl<B: burn::tensor::backend::Backend> Loaded<B> {
     ) -> Result<Vec<Judged>, StageError> {
         let plain = |v: Vec<Verdict>| v.into_iter().map(Judged::from).collect();
         Ok(match self {
-            Loaded::Oracle(world, task) => plain(judge_oracle(world, *task, axis, items)),
+            Loaded::Oracle(world, task) => judge_oracle(world, *task, axis, items),
             Loaded::Rm(pm, batch) => plain(judge_rm(pm, items, *batch)?),
             Loaded::Lm {
                 lm,
@@ -391,8 +391,9 @@ impl Stage for Judge {
     const KIND: StageKind = StageKind::Judge;
     /// Covers the judges' protocol, including the answer lead
     /// ([`crate::eval::judge::ANSWER_LEAD`]); 2: rows carry distinct shares and collapse marks;
-    /// 3: every item's verdict is kept (`verdicts.json`).
-    const VERSION: u32 = 3;
+    /// 3: every item's verdict is kept (`verdicts.json`); 4: the oracle's verdicts keep their
+    /// score gaps.
+    const VERSION: u32 = 4;
     type Config = Config;
 
     fn inputs(config: &Config) -> Vec<String> {

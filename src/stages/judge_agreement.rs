@@ -5,7 +5,9 @@
 //! of judges, how often they pick the same side on the items both decide. An `lm:` judge's row
 //! against the oracle says whether it meets the bar of a judge whose rows can be read: it
 //! decides at least [`BAR_PCT`] % of the items and agrees with the oracle on at least
-//! [`BAR_PCT`] % of the items both decide.
+//! [`BAR_PCT`] % of the items both decide. With the oracle among the judges, the rows over all
+//! comparisons are repeated for each band of the oracle's score gap ([`GAP_BANDS`]): where a
+//! judge fails, between outputs the oracle barely separates or between clearly different ones.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +41,27 @@ pub fn plan(judges: Vec<String>) -> Result<Planned, PlanError> {
     Planned::new::<JudgeAgreement>(ID, &TableConfig { inputs: judges })
 }
 
+/// The bands of the oracle's absolute score gap that rows are repeated for: `(label, low,
+/// high)`, an item in the band when `low < |gap| ≤ high` (the first band includes 0, where the
+/// oracle ties). One outline item is worth 1 on the outline axis and a wrong fact 1.5 to 5 on
+/// helpfulness, so the bands run from differences of detail to differences of kind.
+pub const GAP_BANDS: [(&str, f64, f64); 5] = [
+    ("0-0.5", f64::NEG_INFINITY, 0.5),
+    ("0.5-1", 0.5, 1.0),
+    ("1-2", 1.0, 2.0),
+    ("2-4", 2.0, 4.0),
+    ("4+", 4.0, f64::INFINITY),
+];
+
+/// The band of [`GAP_BANDS`] that oracle score gap `gap` falls in.
+pub fn gap_band(gap: f64) -> &'static str {
+    let g = gap.abs();
+    GAP_BANDS
+        .iter()
+        .find(|(_, low, high)| g > *low && g <= *high)
+        .map_or(GAP_BANDS[GAP_BANDS.len() - 1].0, |(label, _, _)| label)
+}
+
 /// One row: a judge on one task and axis, against one other judge.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AgreementRow {
@@ -48,6 +71,8 @@ pub struct AgreementRow {
     pub axis: String,
     /// The comparison the row counts: [`ALL`], or one comparison as `A vs B`.
     pub comparison: String,
+    /// The band of the oracle's score gap the row counts ([`GAP_BANDS`]), or [`ALL`].
+    pub oracle_gap: String,
     /// The judge.
     pub judge: String,
     /// The judge compared with.
@@ -91,9 +116,10 @@ impl AgreementRow {
         Self::rate(self.n_both_decided, self.n_agree)
     }
 
-    /// For an `lm:` judge against the oracle: whether it meets [`BAR_PCT`] on both counts.
+    /// For an `lm:` judge against the oracle: whether it meets [`BAR_PCT`] on both counts
+    /// (not asked of a band of the oracle's gap alone).
     pub fn meets_bar(&self) -> Option<bool> {
-        if !(self.judge.starts_with("lm:") && self.other == "oracle") {
+        if !(self.judge.starts_with("lm:") && self.other == "oracle") || self.oracle_gap != ALL {
             return None;
         }
         let decided = self.decided().map_or(0.0, |e| e.value);
@@ -117,9 +143,17 @@ struct Group {
 /// The `comparison` of a row over every comparison of its task and axis.
 pub const ALL: &str = "all";
 
+/// The items of one row's scope: every comparison or one, and every oracle gap or one band.
+struct Scope<'a> {
+    comparison: Option<&'a (String, String)>,
+    band: Option<&'static str>,
+}
+
 /// The rows of every judge against every other on each task and axis, in judge order: first
 /// over all comparisons (`comparison` = [`ALL`]), then over each comparison alone (`A vs B`),
-/// since a judge that reads wide gaps well can still fail between two aligned policies.
+/// since a judge that reads wide gaps well can still fail between two aligned policies; then,
+/// where a judge kept the oracle's score gaps, over all comparisons in each band of
+/// [`GAP_BANDS`] that has items.
 pub fn rows(verdicts: &[ItemVerdicts]) -> Vec<AgreementRow> {
     let mut groups: Vec<Group> = Vec::new();
     for v in verdicts {
@@ -157,11 +191,38 @@ pub fn rows(verdicts: &[ItemVerdicts]) -> Vec<AgreementRow> {
     }
     let mut out = Vec::new();
     for g in &groups {
-        let scopes = std::iter::once(None).chain(g.comparisons.iter().map(Some));
+        // The oracle's gap band of each item it judged.
+        let bands: BTreeMap<&(String, String, String), &'static str> = g
+            .judges
+            .iter()
+            .flat_map(|(_, items)| items.iter())
+            .filter_map(|(k, j)| j.gap.map(|gap| (k, gap_band(gap))))
+            .collect();
+        let scopes = std::iter::once(Scope {
+            comparison: None,
+            band: None,
+        })
+        .chain(g.comparisons.iter().map(|c| Scope {
+            comparison: Some(c),
+            band: None,
+        }))
+        .chain(
+            GAP_BANDS
+                .iter()
+                .filter(|(label, _, _)| bands.values().any(|b| b == label))
+                .map(|(label, _, _)| Scope {
+                    comparison: None,
+                    band: Some(label),
+                }),
+        );
         for scope in scopes {
-            let comparison = scope.map_or(ALL.to_string(), |(a, b)| format!("{a} vs {b}"));
-            let within =
-                |k: &(String, String, String)| scope.is_none_or(|(a, b)| k.0 == *a && k.1 == *b);
+            let comparison = scope
+                .comparison
+                .map_or(ALL.to_string(), |(a, b)| format!("{a} vs {b}"));
+            let within = |k: &(String, String, String)| {
+                scope.comparison.is_none_or(|(a, b)| k.0 == *a && k.1 == *b)
+                    && scope.band.is_none_or(|band| bands.get(k) == Some(&band))
+            };
             for (name, items) in &g.judges {
                 let mine: Vec<(&(String, String, String), &Judged)> =
                     items.iter().filter(|(k, _)| within(k)).collect();
@@ -184,6 +245,7 @@ pub fn rows(verdicts: &[ItemVerdicts]) -> Vec<AgreementRow> {
                         task: g.task.clone(),
                         axis: g.axis.clone(),
                         comparison: comparison.clone(),
+                        oracle_gap: scope.band.unwrap_or(ALL).to_string(),
                         judge: name.clone(),
                         other: other.clone(),
                         n_items: mine.len() as u64,
@@ -201,7 +263,7 @@ pub fn rows(verdicts: &[ItemVerdicts]) -> Vec<AgreementRow> {
     out
 }
 
-/// The table: task, axis, comparison, judge, other, n_items, n_decided, decided_pct (with
+/// The table: task, axis, comparison, oracle_gap, judge, other, n_items, n_decided, decided_pct (with
 /// stderr and Wilson CI), n_both_orders, n_order_consistent, order_consistency_pct (with CI),
 /// n_common, n_both_decided, n_agree, agreement_pct (with stderr and CI), meets_bar.
 pub fn frame(rows: &[AgreementRow]) -> Result<DataFrame, TableError> {
@@ -212,6 +274,7 @@ pub fn frame(rows: &[AgreementRow]) -> Result<DataFrame, TableError> {
         str_col("task", s(|r| &r.task)),
         str_col("axis", s(|r| &r.axis)),
         str_col("comparison", s(|r| &r.comparison)),
+        str_col("oracle_gap", s(|r| &r.oracle_gap)),
         str_col("judge", s(|r| &r.judge)),
         str_col("other", s(|r| &r.other)),
         u64_col("n_items", n(|r| r.n_items)),
@@ -252,7 +315,8 @@ pub fn frame(rows: &[AgreementRow]) -> Result<DataFrame, TableError> {
 
 impl Stage for JudgeAgreement {
     const KIND: StageKind = StageKind::JudgeAgreement;
-    const VERSION: u32 = 2;
+    /// 3: rows by band of the oracle's score gap.
+    const VERSION: u32 = 3;
     const TABLE: Option<&'static str> = Some(STEM);
     type Config = TableConfig;
 
@@ -302,6 +366,7 @@ mod tests {
                         Judged {
                             verdict: *verdict,
                             orders: *orders,
+                            gap: None,
                         },
                     )
                 })
@@ -368,6 +433,7 @@ mod tests {
                 *j = Judged {
                     verdict: A,
                     orders: j.orders.map(|_| [A, A]),
+                    gap: None,
                 }
             });
             v
@@ -393,5 +459,68 @@ mod tests {
         assert_eq!(all.meets_bar(), Some(true));
         assert_eq!(first.meets_bar(), Some(false));
         assert_eq!(second.meets_bar(), Some(true));
+    }
+
+    #[test]
+    fn rows_by_band_of_the_oracles_gap_count_the_items_in_that_band() {
+        use Verdict::{A, B, Tie};
+        assert_eq!(gap_band(0.0), "0-0.5");
+        assert_eq!(gap_band(-0.5), "0-0.5");
+        assert_eq!(gap_band(0.51), "0.5-1");
+        assert_eq!(gap_band(-4.0), "2-4");
+        assert_eq!(gap_band(4.01), "4+");
+        let mut oracle = items(
+            "oracle",
+            &[(A, None), (B, None), (A, None), (Tie, None), (A, None)],
+        );
+        for ((_, j), gap) in oracle.items.iter_mut().zip([0.3, -0.7, 1.5, 0.0, 5.0]) {
+            j.gap = Some(gap);
+        }
+        let lm = items(
+            "lm:sim",
+            &[
+                (A, Some([A, A])),
+                (A, Some([A, A])),
+                (B, Some([B, B])),
+                (B, Some([B, B])),
+                (A, Some([A, B])),
+            ],
+        );
+        let rows = rows(&[oracle, lm]);
+        let bands: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.judge == "lm:sim")
+            .map(|r| r.oracle_gap.as_str())
+            .collect();
+        // Over all, over the one comparison, then the four bands with items (none in 2-4).
+        assert_eq!(bands, [ALL, ALL, "0-0.5", "0.5-1", "1-2", "4+"]);
+        let band = |b: &str| {
+            rows.iter()
+                .find(|r| r.judge == "lm:sim" && r.oracle_gap == b)
+                .unwrap()
+                .clone()
+        };
+        // 0-0.5: items 0 (both A) and 3 (oracle tie): one decided by both, agreeing.
+        let low = band("0-0.5");
+        assert_eq!(low.comparison, ALL);
+        assert_eq!((low.n_items, low.n_both_decided, low.n_agree), (2, 1, 1));
+        // 0.5-1: item 1, the judge says A where the oracle says B.
+        assert_eq!(
+            (band("0.5-1").n_both_decided, band("0.5-1").n_agree),
+            (1, 0)
+        );
+        // 1-2: item 2, B against A; 4+: item 4, agreeing, with the orders split.
+        assert_eq!(band("1-2").n_agree, 0);
+        let high = band("4+");
+        assert_eq!((high.n_agree, high.n_order_consistent), (1, 0));
+        // The bar is asked of the rows over every gap only.
+        assert_eq!(high.meets_bar(), None);
+        assert!(band(ALL).meets_bar().is_some());
+        // The oracle's own rows are banded by its gaps too.
+        assert!(
+            rows.iter()
+                .any(|r| r.judge == "oracle" && r.oracle_gap == "1-2")
+        );
+        assert!(frame(&rows).unwrap().column("oracle_gap").is_ok());
     }
 }

@@ -10,11 +10,13 @@
 //! over held-out prompts.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::model::optim::AdamWConfig;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
+use burn::record::Recorder;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
@@ -22,6 +24,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint;
 use super::inputs::WorldModel;
 use super::planning::{PlanError, Planned, Planner};
 use super::pretrain::artifact::files;
@@ -47,6 +50,9 @@ use crate::world::{PROMPT_SET_VERSION, Split, Task, World, WorldError, WorldSpec
 
 /// File of the tuning record ([`TuningRecord`]).
 pub const RECORD: &str = "judge_tuning.json";
+
+/// Steps between checkpoints of a running tuning (a killed run resumes from the last one).
+const CHECKPOINT_EVERY: usize = 100;
 
 /// Questions scored together when measuring.
 const MEASURE_BATCH: usize = 32;
@@ -178,6 +184,16 @@ pub enum TuningError {
         task: &'static str,
         /// The split.
         split: Split,
+    },
+    /// A checkpoint in the stage's work directory could not be written or read.
+    #[error(
+        "judge tuning checkpoint {path}: {message}\n  fix: delete the directory and run again; the tuning starts over"
+    )]
+    Checkpoint {
+        /// The checkpoint's file or directory.
+        path: String,
+        /// What failed.
+        message: String,
     },
     /// The loss is not finite.
     #[error(
@@ -472,10 +488,68 @@ pub fn measure<B: Backend>(
     Ok(out)
 }
 
+/// Where and how often [`tune`] checkpoints, and when it stops early.
+#[derive(Clone, Debug, Default)]
+pub struct TuneCheckpoints {
+    /// Directory of the checkpoints (resumed from when it holds one).
+    pub dir: Option<PathBuf>,
+    /// Checkpoint after every this many steps (0: never).
+    pub every: usize,
+    /// Return after this many steps in total, checkpointed (a planned interruption).
+    pub stop_after: Option<usize>,
+}
+
+/// The progress of a tuning run, saved with its model and optimiser state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TuneState {
+    /// Steps finished.
+    pub step: usize,
+    /// The loss of every finished step.
+    pub losses: Vec<f64>,
+    /// Wall-clock seconds of the steps, over every process that ran some.
+    pub seconds: f64,
+}
+
+type Optim<B> =
+    burn::optim::adaptor::OptimizerAdaptor<crate::model::optim::AdamW, crate::model::Llama<B>, B>;
+
+fn checkpoint_error(path: &Path, message: impl std::fmt::Display) -> TuningError {
+    TuningError::Checkpoint {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn save_state<B: AutodiffBackend>(
+    dir: &Path,
+    model: &crate::model::Llama<B>,
+    optim: &Optim<B>,
+    state: &TuneState,
+) -> Result<(), TuningError> {
+    checkpoint::save(dir, state, checkpoint_error, |next| {
+        crate::model::load::save_checkpoint(&model.valid(), next)?;
+        checkpoint::OptimRecorder::new()
+            .record(optim.to_record(), next.join("optim"))
+            .map_err(|e| checkpoint_error(next, e))
+    })
+}
+
+/// The step a tuning run resuming from checkpoint directory `dir` starts at (`None`: none).
+pub fn checkpoint_step(dir: &Path) -> Option<usize> {
+    let from = checkpoint::latest(dir)?;
+    checkpoint::read_state::<TuneState>(&from)
+        .ok()
+        .map(|s| s.step)
+}
+
 /// Fine-tunes `lm` on `pairs`: `tuning.epochs` passes, each in its own seeded order,
 /// `tuning.batch_size` questions (both orders of each) per AdamW step (β 0.9/0.999, no weight
 /// decay, global gradient norm clipped at 1), warm-up then cosine decay to 0. `on_step(step,
-/// loss)` after every step. Returns the tuned model, the losses and the truncated count.
+/// loss)` after every step. With a checkpoint directory it resumes from the checkpoint there
+/// (the model passed in is then replaced), and a resumed run ends exactly as an uninterrupted
+/// one. Returns the tuned model, the progress (every step's loss, resumed ones included) and
+/// the truncated count.
+#[allow(clippy::too_many_arguments)]
 pub fn tune<B: AutodiffBackend>(
     lm: Lm<B>,
     world: &World,
@@ -483,8 +557,10 @@ pub fn tune<B: AutodiffBackend>(
     pairs: &[JudgePair],
     tuning: &Tuning,
     seed: u64,
+    ckpt: &TuneCheckpoints,
     on_step: &mut dyn FnMut(usize, f64),
-) -> Result<(Lm<B>, Vec<f64>, usize), TuningError> {
+) -> Result<(Lm<B>, TuneState, usize), TuningError> {
+    let start = Instant::now();
     let (rows, truncated) = encode_rows(&lm, templates, pairs)?;
     let letters = [letter_id(&lm, "A")?, letter_id(&lm, "B")?];
     let device = lm.model.device();
@@ -499,7 +575,7 @@ pub fn tune<B: AutodiffBackend>(
     let batch = tuning.batch_size.max(1);
     let steps = Schedule::fine_tune_steps(pairs.len(), tuning.epochs, batch);
     let schedule = Schedule::warmup_cosine(steps, tuning.lr, tuning.warmup_frac);
-    let mut optim = AdamWConfig::new()
+    let mut optim: Optim<B> = AdamWConfig::new()
         .with_beta_1(0.9)
         .with_beta_2(0.999)
         .with_epsilon(1e-8)
@@ -509,9 +585,21 @@ pub fn tune<B: AutodiffBackend>(
         mut model,
         tokenizer,
     } = lm;
-    let mut losses = Vec::with_capacity(steps);
+    let mut state = TuneState {
+        losses: Vec::with_capacity(steps),
+        ..TuneState::default()
+    };
+    if let Some(from) = ckpt.dir.as_deref().and_then(checkpoint::latest) {
+        state = checkpoint::read_state(&from).map_err(|e| checkpoint_error(&from, e))?;
+        let config = model.config().clone();
+        model = crate::model::load::load_checkpoint_into(model, &config, &from, &device)?;
+        let record = checkpoint::OptimRecorder::new()
+            .load(from.join("optim"), &device)
+            .map_err(|e| checkpoint_error(&from, e))?;
+        optim = optim.load_record(record);
+    }
     let mut step = 0;
-    for epoch in 0..tuning.epochs {
+    'epochs: for epoch in 0..tuning.epochs {
         let mut order: Vec<usize> = (0..pairs.len()).collect();
         order.shuffle(&mut seed::rng(seed::derive_index(
             seed,
@@ -519,6 +607,13 @@ pub fn tune<B: AutodiffBackend>(
             epoch as u64,
         )));
         for chunk in order.chunks(batch) {
+            if step < state.step {
+                step += 1;
+                continue;
+            }
+            if ckpt.stop_after.is_some_and(|s| step >= s) {
+                break 'epochs;
+            }
             let k = chunk.len();
             let batch_rows: Vec<Vec<u32>> = chunk
                 .iter()
@@ -548,12 +643,24 @@ pub fn tune<B: AutodiffBackend>(
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             clip_global_norm(&model, &mut grads, 1.0);
             model = optim.step(schedule.lr_at(step), model, grads);
-            losses.push(value);
+            state.losses.push(value);
             on_step(step, value);
             step += 1;
+            state.step = step;
+            let due = ckpt.every > 0 && step.is_multiple_of(ckpt.every);
+            let stopping = ckpt.stop_after == Some(step);
+            if let Some(dir) = &ckpt.dir
+                && (due || stopping)
+                && step < steps
+            {
+                let mut saved = state.clone();
+                saved.seconds += start.elapsed().as_secs_f64();
+                save_state(dir, &model, &optim, &saved)?;
+            }
         }
     }
-    Ok((Lm::new(model, tokenizer)?, losses, truncated))
+    state.seconds += start.elapsed().as_secs_f64();
+    Ok((Lm::new(model, tokenizer)?, state, truncated))
 }
 
 /// The model without its autodiff wrapper.
@@ -565,6 +672,7 @@ fn run_tuning<B: AutodiffBackend>(
     ctx: &Ctx<'_>,
     config: &Config,
     device: &B::Device,
+    resumed_from: &mut Option<usize>,
 ) -> Result<TuningRecord, StageError> {
     let base = ctx.input(&config.pretrain)?;
     let world = config.world.build()?;
@@ -618,21 +726,34 @@ fn run_tuning<B: AutodiffBackend>(
     drop(pretrained);
     let steps = Schedule::fine_tune_steps(train.len(), tuning.epochs, tuning.batch_size);
     let pb = ctx.progress(steps as u64);
-    let mut on_step = |_: usize, loss: f64| {
-        pb.inc(1);
+    let work = ctx.work_dir();
+    crate::error::create_dir_all(&work)?;
+    *resumed_from = checkpoint_step(&work);
+    pb.set_position(resumed_from.unwrap_or(0) as u64);
+    let mut on_step = |step: usize, loss: f64| {
+        pb.set_position(step as u64 + 1);
         pb.set_message(format!("loss {loss:.3}"));
     };
-    let t0 = Instant::now();
-    let (lm, losses, truncated) = tune(
+    let ckpt = TuneCheckpoints {
+        dir: Some(work),
+        every: CHECKPOINT_EVERY,
+        stop_after: None,
+    };
+    let (lm, progress, truncated) = tune(
         lm,
         &world,
         &templates,
         &train,
         tuning,
         seed::derive(config.seed, &["order"]),
+        &ckpt,
         &mut on_step,
     )?;
-    let train_seconds = t0.elapsed().as_secs_f64();
+    let TuneState {
+        losses,
+        seconds: train_seconds,
+        ..
+    } = progress;
     pb.finish_and_clear();
     let lm = inner(&lm)?;
     let after = measure(&lm, &templates, &heldout)?;
@@ -678,8 +799,9 @@ impl Stage for JudgeTuningStage {
 
     fn run(ctx: &Ctx<'_>, config: &Config) -> Result<serde_json::Value, StageError> {
         let t0 = Instant::now();
+        let mut resumed_from = None;
         let record = with_backend!(config.backend, B, device => {
-            run_tuning::<burn::backend::Autodiff<B>>(ctx, config, &device)
+            run_tuning::<burn::backend::Autodiff<B>>(ctx, config, &device, &mut resumed_from)
         })?;
         ctx.write_json(RECORD, &record)?;
         let pct = |j: &JudgeCounts| (100.0 * j.agreement(), 100.0 * j.decided());
@@ -694,6 +816,7 @@ impl Stage for JudgeTuningStage {
             "heldout_decided_pct": decided_after,
             "heldout_sampled_agreement_pct_before": record.before_sampled.as_ref().map(|m| 100.0 * m.all.agreement()),
             "heldout_sampled_agreement_pct": record.after_sampled.as_ref().map(|m| 100.0 * m.all.agreement()),
+            "resumed_from_step": resumed_from,
         }))
     }
 }

@@ -17,8 +17,10 @@
 //!
 //! The layer's own machinery: [`stage`] (the trait and its context), [`key`] (cache keys),
 //! [`planning`] (recipe → configurations), [`inputs`] (model references), [`table`] (the
-//! shared collect step of table stages) and [`registry`] (kind → type).
+//! shared collect step of table stages), [`checkpoint`] (resumable training state) and
+//! [`registry`] (kind → type).
 
+pub mod checkpoint;
 pub mod inputs;
 pub mod key;
 pub mod planning;

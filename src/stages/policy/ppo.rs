@@ -25,7 +25,7 @@ use std::time::Instant;
 use crate::model::optim::AdamWConfig;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsParams, Optimizer};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::Recorder;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,7 @@ use crate::model::sampling::{FinishReason, GenerateOptions, GenerationRequest};
 use crate::model::{Llama, Lm, ScalarHead};
 use crate::recipe::{AdaptiveKl, PpoConfig};
 use crate::seed;
+use crate::stages::checkpoint;
 
 /// Reward of a response that never ends its turn or is empty (paper Appendix B).
 pub const UNFINISHED_REWARD: f64 = -1.0;
@@ -145,11 +146,7 @@ struct State {
     kl_coef: f64,
 }
 
-type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
-
-const LATEST: &str = "latest";
-const NEXT: &str = "next";
-const OLD: &str = "old";
+type Rec = checkpoint::OptimRecorder;
 
 fn check(cfg: &PpoConfig) -> Result<(), PolicyError> {
     check_lora("ppo", cfg.lora.as_ref())?;
@@ -416,50 +413,25 @@ where
     OP: Optimizer<Llama<B>, B>,
     OV: Optimizer<ScalarHead<B>, B>,
 {
-    let next = dir.join(NEXT);
-    if next.exists() {
-        std::fs::remove_dir_all(&next).map_err(|e| file_error(&next, e))?;
-    }
-    std::fs::create_dir_all(next.join("policy")).map_err(|e| file_error(&next, e))?;
-    std::fs::create_dir_all(next.join("value")).map_err(|e| file_error(&next, e))?;
-    save_checkpoint(&policy.valid(), &next.join("policy"))?;
-    save_scalar_checkpoint(&value.valid(), &next.join("value"))?;
-    Rec::new()
-        .record(opt_p.to_record(), next.join("optim-policy"))
-        .map_err(|e| file_error(&next, e))?;
-    Rec::new()
-        .record(opt_v.to_record(), next.join("optim-value"))
-        .map_err(|e| file_error(&next, e))?;
-    let json = serde_json::to_vec_pretty(state).map_err(|e| file_error(&next, e))?;
-    std::fs::write(next.join("state.json"), json).map_err(|e| file_error(&next, e))?;
-    let (latest, old) = (dir.join(LATEST), dir.join(OLD));
-    if latest.exists() {
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| file_error(&old, e))?;
+    checkpoint::save(dir, state, file_error, |next| {
+        for sub in ["policy", "value"] {
+            std::fs::create_dir_all(next.join(sub)).map_err(|e| file_error(next, e))?;
         }
-        std::fs::rename(&latest, &old).map_err(|e| file_error(&latest, e))?;
-    }
-    std::fs::rename(&next, &latest).map_err(|e| file_error(&latest, e))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| file_error(&old, e))?;
-    }
-    Ok(())
-}
-
-/// The checkpoint to resume from, if `dir` holds one (a finished `latest`, or the `old` one
-/// left when a run died while replacing it).
-fn resume_dir(dir: &Path) -> Option<PathBuf> {
-    [LATEST, OLD]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|d| d.join("state.json").is_file())
+        save_checkpoint(&policy.valid(), &next.join("policy"))?;
+        save_scalar_checkpoint(&value.valid(), &next.join("value"))?;
+        Rec::new()
+            .record(opt_p.to_record(), next.join("optim-policy"))
+            .map_err(|e| file_error(next, e))?;
+        Rec::new()
+            .record(opt_v.to_record(), next.join("optim-value"))
+            .map_err(|e| file_error(next, e))
+    })
 }
 
 /// The step a run resuming from checkpoint directory `dir` starts at (`None`: no checkpoint).
 pub fn checkpoint_step(dir: &Path) -> Option<usize> {
-    let from = resume_dir(dir)?;
-    let bytes = std::fs::read(from.join("state.json")).ok()?;
-    serde_json::from_slice::<State>(&bytes).ok().map(|s| s.step)
+    let from = checkpoint::latest(dir)?;
+    checkpoint::read_state::<State>(&from).ok().map(|s| s.step)
 }
 
 /// Runs PPO for `cfg.steps` steps (or until `ckpt.stop_after`), resuming from `ckpt.dir` when
@@ -540,9 +512,8 @@ pub fn train_ppo<B: AutodiffBackend>(
         },
         kl_coef: cfg.kl_coef,
     };
-    if let Some(from) = ckpt.dir.as_deref().and_then(resume_dir) {
-        let bytes = std::fs::read(from.join("state.json")).map_err(|e| file_error(&from, e))?;
-        state = serde_json::from_slice(&bytes).map_err(|e| file_error(&from, e))?;
+    if let Some(from) = ckpt.dir.as_deref().and_then(checkpoint::latest) {
+        state = checkpoint::read_state(&from).map_err(|e| file_error(&from, e))?;
         let config = policy.config().clone();
         policy = load_checkpoint_into(policy, &config, &from.join("policy"), &device)?;
         let config = value.trunk.config().clone();

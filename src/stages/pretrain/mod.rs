@@ -1,5 +1,5 @@
-//! The `pretrain` stage: a built-in world preset (`world-xs`, `world-s`, `world-m`, the
-//! paper's simulator sizes, §4) pretrained from scratch on the world's corpus — dialogues whose
+//! The `pretrain` stage: a built-in world preset (`world-xs`, `world-s`, `world-m` — the
+//! paper's simulator sizes, §4 — or the larger judge `world-l`) pretrained from scratch on the world's corpus — dialogues whose
 //! assistant tags carry noisy descriptors, and RLAIF judgment documents.
 //!
 //! - [`engine`]: packing, the training loop, held-out NLL;
@@ -41,7 +41,7 @@ pub struct WorldPretrain<'a> {
     pub templates: &'a Templates,
     /// Words the vocabulary holds beyond the corpus's (see [`vocabulary_words`]).
     pub vocabulary_words: &'a [String],
-    /// The preset (`world-xs`, `world-s`, `world-m`).
+    /// The preset (`world-xs`, `world-s`, `world-m`, `world-l`).
     pub preset: &'a str,
     /// The preset's architecture; its vocabulary size is set from the corpus.
     pub architecture: LlamaConfig,
