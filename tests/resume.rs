@@ -120,7 +120,8 @@ fn judge_tuning_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
     use rlcd::model::Lm;
     use rlcd::recipe::JudgeTuning;
     use rlcd::recipe::WorldConfig;
-    use rlcd::stages::judge_tuning::{TuneCheckpoints, checkpoint_step, draw_pairs, tune};
+    use rlcd::stages::checkpoint::{self, Checkpoints};
+    use rlcd::stages::judge_tuning::{draw_pairs, tune};
     use rlcd::world::World;
     type Train = Autodiff<rlcd::model::Cpu>;
 
@@ -140,7 +141,7 @@ fn judge_tuning_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
         lr: 1e-3,
         ..JudgeTuning::default()
     };
-    let run = |ckpt: &TuneCheckpoints| {
+    let run = |ckpt: &Checkpoints| {
         let fresh = Lm::new(lm.model.clone(), lm.tokenizer.clone()).expect("lm");
         tune(
             fresh,
@@ -154,11 +155,11 @@ fn judge_tuning_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
         )
         .expect("tune")
     };
-    let (whole, whole_state, _) = run(&TuneCheckpoints::default());
+    let (whole, whole_state, _) = run(&Checkpoints::default());
     assert_eq!(whole_state.losses.len(), 6);
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = TuneCheckpoints {
+    let first = Checkpoints {
         dir: Some(dir.path().to_path_buf()),
         every: 0,
         stop_after: Some(4),
@@ -169,9 +170,9 @@ fn judge_tuning_resumed_from_a_checkpoint_equals_an_uninterrupted_run() {
         4,
         "the interrupted run stops after 4 steps"
     );
-    assert_eq!(checkpoint_step(dir.path()), Some(4));
+    assert_eq!(checkpoint::step(dir.path()), Some(4));
     // A fresh process: the pretrained model is passed again and replaced by the checkpoint.
-    let rest = TuneCheckpoints {
+    let rest = Checkpoints {
         stop_after: None,
         ..first
     };

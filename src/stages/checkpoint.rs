@@ -17,6 +17,34 @@ pub const STATE: &str = "state.json";
 /// How optimiser records are written: full precision, so a resumed run is the uninterrupted one.
 pub type OptimRecorder = NamedMpkFileRecorder<FullPrecisionSettings>;
 
+/// Where and how often a training loop checkpoints, and when it stops early.
+#[derive(Clone, Debug, Default)]
+pub struct Checkpoints {
+    /// Directory of the checkpoints (resumed from when it holds one).
+    pub dir: Option<PathBuf>,
+    /// Checkpoint after every this many steps (0: only at a planned stop).
+    pub every: usize,
+    /// Return after this many steps in total, checkpointed (a planned interruption).
+    pub stop_after: Option<usize>,
+}
+
+impl Checkpoints {
+    /// Whether the loop stops before running 0-based step `step` (the planned stop is reached).
+    pub fn stops_at(&self, step: usize) -> bool {
+        self.stop_after.is_some_and(|s| step >= s)
+    }
+
+    /// Where to checkpoint once `done` of `total` steps are finished: every `every` steps and
+    /// at the planned stop, never after the last step (the stage's artifact follows it).
+    pub fn due(&self, done: usize, total: usize) -> Option<&Path> {
+        let due = self.every > 0 && done.is_multiple_of(self.every);
+        let stopping = self.stop_after == Some(done);
+        self.dir
+            .as_deref()
+            .filter(|_| (due || stopping) && done < total)
+    }
+}
+
 const LATEST: &str = "latest";
 const NEXT: &str = "next";
 const OLD: &str = "old";
@@ -60,6 +88,16 @@ pub fn latest(dir: &Path) -> Option<PathBuf> {
         .iter()
         .map(|n| dir.join(n))
         .find(|d| d.join(STATE).is_file())
+}
+
+/// The step a loop resuming from checkpoint directory `dir` starts at, from the `step` field of
+/// its latest checkpoint's state (`None`: no checkpoint).
+pub fn step(dir: &Path) -> Option<usize> {
+    #[derive(serde::Deserialize)]
+    struct Step {
+        step: usize,
+    }
+    read_state::<Step>(&latest(dir)?).ok().map(|s| s.step)
 }
 
 /// The progress saved in the checkpoint directory `from` (one [`latest`] returned).

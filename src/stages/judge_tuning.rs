@@ -10,7 +10,7 @@
 //! over held-out prompts.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use crate::model::optim::AdamWConfig;
@@ -488,17 +488,6 @@ pub fn measure<B: Backend>(
     Ok(out)
 }
 
-/// Where and how often [`tune`] checkpoints, and when it stops early.
-#[derive(Clone, Debug, Default)]
-pub struct TuneCheckpoints {
-    /// Directory of the checkpoints (resumed from when it holds one).
-    pub dir: Option<PathBuf>,
-    /// Checkpoint after every this many steps (0: never).
-    pub every: usize,
-    /// Return after this many steps in total, checkpointed (a planned interruption).
-    pub stop_after: Option<usize>,
-}
-
 /// The progress of a tuning run, saved with its model and optimiser state.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TuneState {
@@ -534,14 +523,6 @@ fn save_state<B: AutodiffBackend>(
     })
 }
 
-/// The step a tuning run resuming from checkpoint directory `dir` starts at (`None`: none).
-pub fn checkpoint_step(dir: &Path) -> Option<usize> {
-    let from = checkpoint::latest(dir)?;
-    checkpoint::read_state::<TuneState>(&from)
-        .ok()
-        .map(|s| s.step)
-}
-
 /// Fine-tunes `lm` on `pairs`: `tuning.epochs` passes, each in its own seeded order,
 /// `tuning.batch_size` questions (both orders of each) per AdamW step (β 0.9/0.999, no weight
 /// decay, global gradient norm clipped at 1), warm-up then cosine decay to 0. `on_step(step,
@@ -557,7 +538,7 @@ pub fn tune<B: AutodiffBackend>(
     pairs: &[JudgePair],
     tuning: &Tuning,
     seed: u64,
-    ckpt: &TuneCheckpoints,
+    ckpt: &checkpoint::Checkpoints,
     on_step: &mut dyn FnMut(usize, f64),
 ) -> Result<(Lm<B>, TuneState, usize), TuningError> {
     let start = Instant::now();
@@ -611,7 +592,7 @@ pub fn tune<B: AutodiffBackend>(
                 step += 1;
                 continue;
             }
-            if ckpt.stop_after.is_some_and(|s| step >= s) {
+            if ckpt.stops_at(step) {
                 break 'epochs;
             }
             let k = chunk.len();
@@ -647,12 +628,7 @@ pub fn tune<B: AutodiffBackend>(
             on_step(step, value);
             step += 1;
             state.step = step;
-            let due = ckpt.every > 0 && step.is_multiple_of(ckpt.every);
-            let stopping = ckpt.stop_after == Some(step);
-            if let Some(dir) = &ckpt.dir
-                && (due || stopping)
-                && step < steps
-            {
+            if let Some(dir) = ckpt.due(step, steps) {
                 let mut saved = state.clone();
                 saved.seconds += start.elapsed().as_secs_f64();
                 save_state(dir, &model, &optim, &saved)?;
@@ -672,7 +648,7 @@ fn run_tuning<B: AutodiffBackend>(
     ctx: &Ctx<'_>,
     config: &Config,
     device: &B::Device,
-    resumed_from: &mut Option<usize>,
+    resumed_from: Option<usize>,
 ) -> Result<TuningRecord, StageError> {
     let base = ctx.input(&config.pretrain)?;
     let world = config.world.build()?;
@@ -728,13 +704,12 @@ fn run_tuning<B: AutodiffBackend>(
     let pb = ctx.progress(steps as u64);
     let work = ctx.work_dir();
     crate::error::create_dir_all(&work)?;
-    *resumed_from = checkpoint_step(&work);
     pb.set_position(resumed_from.unwrap_or(0) as u64);
     let mut on_step = |step: usize, loss: f64| {
         pb.set_position(step as u64 + 1);
         pb.set_message(format!("loss {loss:.3}"));
     };
-    let ckpt = TuneCheckpoints {
+    let ckpt = checkpoint::Checkpoints {
         dir: Some(work),
         every: CHECKPOINT_EVERY,
         stop_after: None,
@@ -799,9 +774,9 @@ impl Stage for JudgeTuningStage {
 
     fn run(ctx: &Ctx<'_>, config: &Config) -> Result<serde_json::Value, StageError> {
         let t0 = Instant::now();
-        let mut resumed_from = None;
+        let resumed_from = checkpoint::step(&ctx.work_dir());
         let record = with_backend!(config.backend, B, device => {
-            run_tuning::<burn::backend::Autodiff<B>>(ctx, config, &device, &mut resumed_from)
+            run_tuning::<burn::backend::Autodiff<B>>(ctx, config, &device, resumed_from)
         })?;
         ctx.write_json(RECORD, &record)?;
         let pct = |j: &JudgeCounts| (100.0 * j.agreement(), 100.0 * j.decided());

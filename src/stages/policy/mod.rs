@@ -244,7 +244,7 @@ impl Stage for Policy {
                     let pb = ctx.progress(cfg.steps as u64);
                     let work = ctx.work_dir();
                     crate::error::create_dir_all(&work)?;
-                    resumed_from = ppo::checkpoint_step(&work);
+                    resumed_from = crate::stages::checkpoint::step(&work);
                     let ckpt = PpoCheckpoints {
                         dir: Some(work),
                         every: cfg.checkpoint_every,

@@ -19,7 +19,7 @@
 //! model, both optimiser states, the step and the log so far) is all a resumed run needs to
 //! continue exactly as an uninterrupted one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use crate::model::optim::AdamWConfig;
@@ -127,16 +127,8 @@ pub struct PpoModels<'a, B: AutodiffBackend> {
     pub pm: &'a Pm<B::InnerBackend>,
 }
 
-/// Where and how often to checkpoint, and when to stop early.
-#[derive(Clone, Debug, Default)]
-pub struct PpoCheckpoints {
-    /// Directory of the checkpoint (resumed from when it holds one).
-    pub dir: Option<PathBuf>,
-    /// Checkpoint after every this many steps (0: only at the end of an early stop).
-    pub every: usize,
-    /// Return after this many steps in total, checkpointed (a planned interruption).
-    pub stop_after: Option<usize>,
-}
+/// Where and how often PPO checkpoints, and when it stops early.
+pub type PpoCheckpoints = checkpoint::Checkpoints;
 
 #[derive(Serialize, Deserialize)]
 struct State {
@@ -428,12 +420,6 @@ where
     })
 }
 
-/// The step a run resuming from checkpoint directory `dir` starts at (`None`: no checkpoint).
-pub fn checkpoint_step(dir: &Path) -> Option<usize> {
-    let from = checkpoint::latest(dir)?;
-    checkpoint::read_state::<State>(&from).ok().map(|s| s.step)
-}
-
 /// Runs PPO for `cfg.steps` steps (or until `ckpt.stop_after`), resuming from `ckpt.dir` when
 /// it holds a checkpoint. `on_step` is called after every step. Returns the policy, the value
 /// model and the log of every step (resumed ones included).
@@ -537,7 +523,7 @@ pub fn train_ppo<B: AutodiffBackend>(
     let per_step = cfg.epochs * cfg.rollouts.div_ceil(cfg.step_batch);
     let step_seed = |step: usize| seed::derive_index(seed, "ppo-step", step as u64);
     while state.step < cfg.steps {
-        if ckpt.stop_after.is_some_and(|s| state.step >= s) {
+        if ckpt.stops_at(state.step) {
             break;
         }
         let step = state.step;
@@ -720,12 +706,7 @@ pub fn train_ppo<B: AutodiffBackend>(
         on_step(&entry);
         state.log.steps.push(entry);
         state.step += 1;
-        let due = ckpt.every > 0 && state.step.is_multiple_of(ckpt.every);
-        let stopping = ckpt.stop_after == Some(state.step);
-        if let Some(dir) = &ckpt.dir
-            && (due || stopping)
-            && state.step < cfg.steps
-        {
+        if let Some(dir) = ckpt.due(state.step, cfg.steps) {
             save_state(dir, &policy, &value, &opt_p, &opt_v, &state)?;
         }
     }
