@@ -664,6 +664,12 @@ fn a_tuned_judge_is_read_from_its_tuning_and_tuning_keys_reach_only_judging() {
         a["judge_tuning/world-m-judge"],
         keys(&other)["judge_tuning/world-m-judge"]
     );
+    // Degraded responses are other tuning questions.
+    let degraded = plan(&["models.judge.judging.tuning.degraded.hot_frac=0.2"]);
+    assert_ne!(
+        a["judge_tuning/world-m-judge"],
+        keys(&degraded)["judge_tuning/world-m-judge"]
+    );
     let unsampled = plan(&["models.judge.judging.tuning.sampled_pairs=0"]);
     assert_eq!(deps(&unsampled), ["pretrain/world-m-judge"]);
     // Without a tuning table the judge is read from its pretraining.

@@ -397,6 +397,19 @@ cases! {
         "models.small.judging.tuning.responder",
         "e.g. responder = \"sim-s\"",
     );
+    judge_tuning_degraded_without_sampled_pairs => Case::new(
+        format!("{BASE}\n[models.small.judging.tuning.degraded]\nhot_frac = 0.2\n"),
+        "models.small.judging.tuning.degraded",
+        "set sampled_pairs and a responder",
+    );
+    judge_tuning_degraded_shares_above_one => Case::new(
+        format!(
+            "{BASE}\n[models.small.judging.tuning]\nsampled_pairs = 100\nresponder = \"small\"\n\n\
+             [models.small.judging.tuning.degraded]\noff_topic_frac = 0.6\nhot_frac = 0.5\n"
+        ),
+        "models.small.judging.tuning.degraded.hot_frac",
+        "lower one of them",
+    );
     judge_tuning_unknown_responder => Case::new(
         format!("{BASE}\n[models.small.judging.tuning]\nsampled_pairs = 100\nresponder = \"smal\"\n"),
         "models.small.judging.tuning.responder",

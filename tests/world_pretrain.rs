@@ -288,7 +288,7 @@ fn a_judge_tuned_on_sampled_responses_reads_its_responder_and_the_oracle_scores_
     .unwrap();
     let world = config.world.build().unwrap();
     let family = responses.templates.templates();
-    let draw = |seed| {
+    let draw_degraded = |degraded: Option<&rlcd::recipe::Degraded>, seed| {
         judge_tuning::sampled_pairs(
             &lm,
             &world,
@@ -296,11 +296,37 @@ fn a_judge_tuned_on_sampled_responses_reads_its_responder_and_the_oracle_scores_
             rlcd::world::Split::Train,
             12,
             24,
+            degraded,
             seed,
         )
         .unwrap()
     };
+    let draw = |seed| draw_degraded(None, seed);
     let pairs = draw(3);
+    // Degrading draws from streams of its own: with no share degraded the pairs are the same,
+    // and off-topic or hot responses change the outputs, never the questions.
+    let degraded = |off_topic_frac, hot_frac| rlcd::recipe::Degraded {
+        off_topic_frac,
+        hot_frac,
+        hot_temperature: 1.5,
+    };
+    assert_eq!(draw_degraded(Some(&degraded(0.0, 0.0)), 3), pairs);
+    for d in [degraded(1.0, 0.0), degraded(0.0, 1.0)] {
+        let other = draw_degraded(Some(&d), 3);
+        for (a, b) in other.iter().zip(&pairs) {
+            assert_eq!(
+                (&a.turns, &a.axis, a.template),
+                (&b.turns, &b.axis, b.template)
+            );
+        }
+        let same = other
+            .iter()
+            .zip(&pairs)
+            .flat_map(|(a, b)| a.outputs.iter().zip(&b.outputs))
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(same < 12, "{d:?}: {same} of 24 responses unchanged");
+    }
     assert_eq!(pairs.len(), 12);
     assert_eq!(pairs, draw(3), "the same seed draws the same pairs");
     assert_ne!(pairs, draw(4));

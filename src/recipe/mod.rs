@@ -24,4 +24,6 @@ pub use schema::*;
 pub use theory::{TheoryConfig, TheoryMethod};
 pub use training::{AdaptiveKl, DistillConfig, DpoConfig, PpoConfig, RewardConfig, SimulateConfig};
 pub use validate::{WORLD_PROMPT_SETS, located, problems, validate};
-pub use world::{DescriptorLists, Descriptors, JudgeTuning, Judging, TaskMix, WorldConfig};
+pub use world::{
+    Degraded, DescriptorLists, Descriptors, JudgeTuning, Judging, TaskMix, WorldConfig,
+};

@@ -325,6 +325,71 @@ pub struct JudgeTuning {
     /// responses of `sampled_pairs`; needed when `sampled_pairs` is above 0.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub responder: Option<String>,
+    /// Sampled responses degraded the way a drifting policy's are (off-topic or garbled), so
+    /// the judge learns to rank a fluent wrong answer above a broken one; absent keeps every
+    /// sampled response on its prompt at the paper's temperature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<Degraded>,
+}
+
+/// How the sampled judge-tuning responses are degraded (`[...judging.tuning.degraded]`). Each
+/// response is drawn in turn: off-topic with probability `off_topic_frac`, else hot with
+/// probability `hot_frac`, else as usual.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Degraded {
+    /// Share of sampled responses that answer another prompt of the same task (drawn from the
+    /// same split) while the question shows its own prompt.
+    pub off_topic_frac: f64,
+    /// Share of sampled responses drawn at `hot_temperature` instead of temperature 1.
+    pub hot_frac: f64,
+    /// Softmax temperature of the hot responses (above 1 garbles them).
+    pub hot_temperature: f64,
+}
+
+impl Default for Degraded {
+    fn default() -> Self {
+        Self {
+            off_topic_frac: 0.15,
+            hot_frac: 0.15,
+            hot_temperature: 1.5,
+        }
+    }
+}
+
+impl Degraded {
+    /// Problems with the settings as `(key, problem and fix)`; empty when valid.
+    fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut add = |key: &str, why: String| out.push((format!("degraded.{key}"), why));
+        for (key, v) in [
+            ("off_topic_frac", self.off_topic_frac),
+            ("hot_frac", self.hot_frac),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                add(key, format!("{v} is not a share in [0, 1]"));
+            }
+        }
+        if self.off_topic_frac + self.hot_frac > 1.0 {
+            add(
+                "hot_frac",
+                format!(
+                    "off_topic_frac + hot_frac = {} is above 1; lower one of them",
+                    self.off_topic_frac + self.hot_frac
+                ),
+            );
+        }
+        if !(self.hot_temperature.is_finite() && self.hot_temperature > 0.0) {
+            add(
+                "hot_temperature",
+                format!(
+                    "{} must be a positive temperature, e.g. 1.5",
+                    self.hot_temperature
+                ),
+            );
+        }
+        out
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -343,6 +408,7 @@ impl Default for JudgeTuning {
             heldout_pairs: 400,
             sampled_pairs: 0,
             responder: None,
+            degraded: None,
         }
     }
 }
@@ -391,6 +457,17 @@ impl JudgeTuning {
                     self.sampled_pairs
                 ),
             );
+        }
+        if let Some(degraded) = &self.degraded {
+            if self.sampled_pairs == 0 {
+                add(
+                    "degraded",
+                    "degrades sampled responses, and sampled_pairs is 0; set sampled_pairs and a responder, or remove the table".to_string(),
+                );
+            }
+            for (key, why) in degraded.problems() {
+                add(&key, why);
+            }
         }
         out
     }

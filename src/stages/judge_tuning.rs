@@ -39,7 +39,7 @@ use crate::model::train::Schedule;
 use crate::model::{Lm, ModelError, PolicyFormat, Truncate};
 use crate::prompts::contrast_prompts;
 use crate::recipe::eval::JudgeOrder;
-use crate::recipe::{BackendKind, JudgeTuning as Tuning};
+use crate::recipe::{BackendKind, Degraded, JudgeTuning as Tuning};
 use crate::seed;
 use crate::stages::reward::train::bt_loss;
 use crate::templates::{TemplateError, TemplateSet, Templates, judge_template};
@@ -320,10 +320,47 @@ pub fn draw_pairs(world: &World, rho: f64, n: usize, seed: u64) -> Vec<JudgePair
         .collect()
 }
 
+/// What a sampled judge-tuning response answers, and how.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Response {
+    /// The question's own prompt, at temperature 1.
+    OnTopic,
+    /// Prompt `j` of the task's set, not the question's own.
+    OffTopic(usize),
+    /// The question's own prompt, at the hot temperature.
+    Hot,
+}
+
+impl Response {
+    /// One response's kind under `degraded` for a question over prompt `own` of a set of
+    /// `prompts`: off-topic with probability `off_topic_frac` (on topic instead when the set has
+    /// one prompt), else hot with probability `hot_frac`.
+    fn draw(degraded: Option<&Degraded>, prompts: usize, own: usize, rng: &mut impl Rng) -> Self {
+        let Some(d) = degraded else {
+            return Self::OnTopic;
+        };
+        let u: f64 = rng.random();
+        if u < d.off_topic_frac {
+            if prompts < 2 {
+                return Self::OnTopic;
+            }
+            let j = rng.random_range(0..prompts - 1);
+            Self::OffTopic(if j >= own { j + 1 } else { j })
+        } else if u < d.off_topic_frac + d.hot_frac {
+            Self::Hot
+        } else {
+            Self::OnTopic
+        }
+    }
+}
+
 /// `n` judge questions over two responses `lm` samples, question `i` over task `i mod 3` and a
 /// `split` prompt of the world drawn from its own child seed. Each response answers the
 /// prompt's plain, positive or negative contrast prompt (drawn per response, so pairs range
-/// from RLAIF-like to RLCD-like); the oracle's scores on the question's axis give the gap.
+/// from RLAIF-like to RLCD-like); the oracle's scores on the question's axis give the gap. With
+/// `degraded`, a response may instead answer another prompt of the task or be sampled hot, each
+/// drawn from a stream of its own (so without it the questions are the same).
+#[allow(clippy::too_many_arguments)]
 pub fn sampled_pairs<B: Backend>(
     lm: &Lm<B>,
     world: &World,
@@ -331,6 +368,7 @@ pub fn sampled_pairs<B: Backend>(
     split: Split,
     n: usize,
     max_new_tokens: usize,
+    degraded: Option<&Degraded>,
     seed: u64,
 ) -> Result<Vec<JudgePair>, TuningError> {
     let mut sets = Vec::with_capacity(Task::ALL.len());
@@ -345,45 +383,77 @@ pub fn sampled_pairs<B: Backend>(
         }
         sets.push(set);
     }
-    let mut frames = Vec::with_capacity(n);
-    let mut prompts = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        let mut rng = seed::rng(seed::derive_index(seed, "question", i as u64));
-        let t = i % Task::ALL.len();
-        let task = Task::ALL[t];
-        let dialogue = &sets[t][rng.random_range(0..sets[t].len())];
-        let axes: Vec<String> = task.axes().iter().map(|a| a.to_string()).collect();
-        let axis = axes[rng.random_range(0..axes.len())].clone();
-        let template =
-            judge_template(&axes, &axis).expect("every axis of a world task has a judge question");
+    let render = |task: Task, dialogue, affix: u64, kind: u32| -> Result<String, TuningError> {
         let contrast = contrast_prompts(
             templates,
             task.name(),
             std::slice::from_ref(dialogue),
-            seed::derive_index(seed, "affix", i as u64),
+            affix,
         )?
         .remove(0);
-        for _ in 0..2 {
-            prompts.push(match rng.random_range(0..3) {
-                0 => contrast.positive.clone(),
-                1 => contrast.plain.clone(),
-                _ => contrast.negative.clone(),
-            });
+        Ok(match kind {
+            0 => contrast.positive,
+            1 => contrast.plain,
+            _ => contrast.negative,
+        })
+    };
+    let mut frames = Vec::with_capacity(n);
+    // Each response's prompt and whether it is sampled hot.
+    let mut prompts: [Vec<String>; 2] = [Vec::with_capacity(2 * n), Vec::new()];
+    let mut slots = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        let mut rng = seed::rng(seed::derive_index(seed, "question", i as u64));
+        let t = i % Task::ALL.len();
+        let task = Task::ALL[t];
+        let own = rng.random_range(0..sets[t].len());
+        let dialogue = &sets[t][own];
+        let axes: Vec<String> = task.axes().iter().map(|a| a.to_string()).collect();
+        let axis = axes[rng.random_range(0..axes.len())].clone();
+        let template =
+            judge_template(&axes, &axis).expect("every axis of a world task has a judge question");
+        let affix = seed::derive_index(seed, "affix", i as u64);
+        let kinds = [rng.random_range(0..3), rng.random_range(0..3)];
+        let mut worse = seed::rng(seed::derive_index(seed, "degrade", i as u64));
+        for kind in kinds {
+            let (prompt_of, hot) = match Response::draw(degraded, sets[t].len(), own, &mut worse) {
+                Response::OnTopic => (dialogue, false),
+                Response::OffTopic(j) => (&sets[t][j], false),
+                Response::Hot => (dialogue, true),
+            };
+            let text = render(task, prompt_of, affix, kind)?;
+            let list = usize::from(hot);
+            slots.push((list, prompts[list].len()));
+            prompts[list].push(text);
         }
         frames.push((task, dialogue.turns.clone(), axis, template));
     }
-    let outs = sample(
-        lm,
-        &PolicyFormat::world(),
-        &prompts,
-        &Sampling::paper(max_new_tokens, SAMPLE_BATCH),
-        seed::derive(seed, &["responses"]),
-    )?;
+    let paper = Sampling::paper(max_new_tokens, SAMPLE_BATCH);
+    let hot = Sampling {
+        temperature: degraded.map_or(paper.temperature, |d| d.hot_temperature),
+        ..paper.clone()
+    };
+    let outs = [
+        sample(
+            lm,
+            &PolicyFormat::world(),
+            &prompts[0],
+            &paper,
+            seed::derive(seed, &["responses"]),
+        )?,
+        sample(
+            lm,
+            &PolicyFormat::world(),
+            &prompts[1],
+            &hot,
+            seed::derive(seed, &["hot responses"]),
+        )?,
+    ];
     frames
         .into_iter()
-        .zip(outs.chunks(2))
+        .zip(slots.chunks(2))
         .map(|((task, turns, axis, template), two)| {
-            let outputs = [two[0].0.clone(), two[1].0.clone()];
+            let text = |(list, k): (usize, usize)| outs[list][k].0.clone();
+            let outputs = [text(two[0]), text(two[1])];
             Ok(scored_pair(world, task, turns, axis, template, outputs)?)
         })
         .collect()
@@ -680,6 +750,7 @@ fn run_tuning<B: AutodiffBackend>(
                     split,
                     n,
                     r.max_new_tokens,
+                    tuning.degraded.as_ref(),
                     seed::derive(config.seed, &["sampled", name]),
                 )
             };
@@ -836,6 +907,55 @@ mod tests {
             .unwrap();
             assert_eq!(swapped.gap, -pair.gap);
         }
+    }
+
+    #[test]
+    fn degraded_responses_follow_their_shares_and_never_answer_their_own_prompt_off_topic() {
+        let mut rng = seed::rng(9);
+        let none: Vec<Response> = (0..100)
+            .map(|_| Response::draw(None, 5, 2, &mut rng))
+            .collect();
+        assert!(none.iter().all(|r| *r == Response::OnTopic));
+        let off = Degraded {
+            off_topic_frac: 1.0,
+            hot_frac: 0.0,
+            hot_temperature: 1.5,
+        };
+        let mut seen = [0usize; 5];
+        for _ in 0..1000 {
+            match Response::draw(Some(&off), 5, 2, &mut rng) {
+                Response::OffTopic(j) => seen[j] += 1,
+                other => panic!("{other:?} with off_topic_frac 1"),
+            }
+        }
+        assert_eq!(seen[2], 0, "never the question's own prompt");
+        assert!(
+            [0, 1, 3, 4].iter().all(|&j| seen[j] > 200),
+            "the other prompts evenly: {seen:?}"
+        );
+        // A set of one prompt has no other prompt to answer.
+        assert_eq!(
+            Response::draw(Some(&off), 1, 0, &mut rng),
+            Response::OnTopic
+        );
+        let mixed = Degraded {
+            off_topic_frac: 0.2,
+            hot_frac: 0.3,
+            hot_temperature: 1.5,
+        };
+        let n = 20_000;
+        let (mut n_off, mut n_hot) = (0, 0);
+        for _ in 0..n {
+            match Response::draw(Some(&mixed), 7, 0, &mut rng) {
+                Response::OffTopic(_) => n_off += 1,
+                Response::Hot => n_hot += 1,
+                Response::OnTopic => {}
+            }
+        }
+        // Four standard errors of a share of 20,000 draws is below 0.013.
+        let share = |k: usize| k as f64 / n as f64;
+        assert!((share(n_off) - 0.2).abs() < 0.013, "{}", share(n_off));
+        assert!((share(n_hot) - 0.3).abs() < 0.013, "{}", share(n_hot));
     }
 
     #[test]
