@@ -374,8 +374,8 @@ impl Degraded {
             add(
                 "hot_frac",
                 format!(
-                    "off_topic_frac + hot_frac = {} is above 1; lower one of them",
-                    self.off_topic_frac + self.hot_frac
+                    "off_topic_frac + hot_frac = {} + {} is above 1; lower one of them",
+                    self.off_topic_frac, self.hot_frac
                 ),
             );
         }
