@@ -37,7 +37,7 @@ use crate::model::pm::host;
 use crate::model::sampling::next_token_logits;
 use crate::model::train::Schedule;
 use crate::model::{Lm, ModelError, PolicyFormat, Truncate};
-use crate::prompts::contrast_prompts;
+use crate::prompts::{ContrastPrompt, contrast_prompts};
 use crate::recipe::eval::JudgeOrder;
 use crate::recipe::{BackendKind, Degraded, JudgeTuning as Tuning};
 use crate::seed;
@@ -383,19 +383,19 @@ pub fn sampled_pairs<B: Backend>(
         }
         sets.push(set);
     }
-    let render = |task: Task, dialogue, affix: u64, kind: u32| -> Result<String, TuningError> {
-        let contrast = contrast_prompts(
+    let render = |task: Task, dialogue, affix: u64| {
+        contrast_prompts(
             templates,
             task.name(),
             std::slice::from_ref(dialogue),
             affix,
-        )?
-        .remove(0);
-        Ok(match kind {
-            0 => contrast.positive,
-            1 => contrast.plain,
-            _ => contrast.negative,
-        })
+        )
+        .map(|mut c| c.remove(0))
+    };
+    let pick = |contrast: &ContrastPrompt, kind: u32| match kind {
+        0 => contrast.positive.clone(),
+        1 => contrast.plain.clone(),
+        _ => contrast.negative.clone(),
     };
     let mut frames = Vec::with_capacity(n);
     // Each response's prompt and whether it is sampled hot.
@@ -413,14 +413,14 @@ pub fn sampled_pairs<B: Backend>(
             judge_template(&axes, &axis).expect("every axis of a world task has a judge question");
         let affix = seed::derive_index(seed, "affix", i as u64);
         let kinds = [rng.random_range(0..3), rng.random_range(0..3)];
+        let contrast = render(task, dialogue, affix)?;
         let mut worse = seed::rng(seed::derive_index(seed, "degrade", i as u64));
         for kind in kinds {
-            let (prompt_of, hot) = match Response::draw(degraded, sets[t].len(), own, &mut worse) {
-                Response::OnTopic => (dialogue, false),
-                Response::OffTopic(j) => (&sets[t][j], false),
-                Response::Hot => (dialogue, true),
+            let (text, hot) = match Response::draw(degraded, sets[t].len(), own, &mut worse) {
+                Response::OnTopic => (pick(&contrast, kind), false),
+                Response::OffTopic(j) => (pick(&render(task, &sets[t][j], affix)?, kind), false),
+                Response::Hot => (pick(&contrast, kind), true),
             };
-            let text = render(task, prompt_of, affix, kind)?;
             let list = usize::from(hot);
             slots.push((list, prompts[list].len()));
             prompts[list].push(text);
@@ -432,22 +432,19 @@ pub fn sampled_pairs<B: Backend>(
         temperature: degraded.map_or(paper.temperature, |d| d.hot_temperature),
         ..paper.clone()
     };
-    let outs = [
-        sample(
-            lm,
-            &PolicyFormat::world(),
-            &prompts[0],
-            &paper,
-            seed::derive(seed, &["responses"]),
-        )?,
-        sample(
-            lm,
-            &PolicyFormat::world(),
-            &prompts[1],
-            &hot,
-            seed::derive(seed, &["hot responses"]),
-        )?,
-    ];
+    let outs = [(&paper, "responses"), (&hot, "hot responses")]
+        .into_iter()
+        .zip(&prompts)
+        .map(|((settings, stream), list)| {
+            sample(
+                lm,
+                &PolicyFormat::world(),
+                list,
+                settings,
+                seed::derive(seed, &[stream]),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     frames
         .into_iter()
         .zip(slots.chunks(2))
