@@ -14,7 +14,6 @@
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::nn::{Embedding, Linear, RmsNorm};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -983,7 +982,7 @@ impl<B: Backend> Attention<B> {
         let scale = 1.0 / (hd as f64).sqrt();
         let q = q.reshape([b, kv, g * s, hd]);
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + ctx.bias.clone();
-        let probs = softmax(scores, 3);
+        let probs = kernels::softmax(scores);
         let out = probs
             .matmul(v)
             .reshape([b, h, s, hd])

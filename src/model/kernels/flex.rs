@@ -5,21 +5,41 @@
 use std::any::{Any, TypeId};
 use std::ops::Range;
 
-use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{self, silu};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::adamw::{AdamWScalars, adamw_in_place};
 use super::log_softmax::{shift_and_exp, subtract_rows};
 use super::matmul::{Operand, matmul_each, matmul_rows, task_widths, worth_it};
 use super::q8::Q8Matrix;
-use super::swiglu::swiglu_in_place;
+use super::swiglu::{recorded as recorded_swiglu, swiglu_in_place};
 
 /// Whether `B` is the Flex CPU backend (whose tensors these kernels read).
 pub(crate) fn is_flex<B: Backend>() -> bool {
     TypeId::of::<B>() == TypeId::of::<Flex>()
+}
+
+/// The training backend: autodiff over Flex.
+pub(super) type Ad = Autodiff<Flex>;
+/// Its float tensors.
+pub(super) type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
+
+/// Whether `B` is the training backend [`Ad`].
+pub(super) fn is_ad<B: Backend>() -> bool {
+    TypeId::of::<B>() == TypeId::of::<Ad>()
+}
+
+/// The [`Ad`] tensor that is `t`, when the caller checked that `B` is [`Ad`].
+pub(super) fn ad_primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> AdTensor {
+    cast(float_primitive(t))
+}
+
+/// The tensor of backend `B` (which is [`Ad`]) that is `t`.
+pub(super) fn from_ad<B: Backend, const D: usize>(t: AdTensor) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(cast(t)))
 }
 
 /// The Flex tensor behind `t` (an O(1) shared view), when `B` is Flex and `t` holds `f32`.
@@ -42,7 +62,7 @@ fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<FlexTensor, 
 }
 
 /// The tensor of backend `B` (which is Flex) that is `flex`.
-fn from_flex<B: Backend, const D: usize>(flex: FlexTensor) -> Tensor<B, D> {
+pub(super) fn from_flex<B: Backend, const D: usize>(flex: FlexTensor) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(cast(flex)))
 }
 
@@ -148,6 +168,9 @@ pub(crate) fn swiglu<B: Backend, const D: usize>(
     let dims = gate.dims();
     if dims != up.dims() {
         return silu(gate) * up;
+    }
+    if is_ad::<B>() && [gate.dtype(), up.dtype()] == [DType::F32; 2] {
+        return from_ad(recorded_swiglu(ad_primitive(gate), ad_primitive(up)));
     }
     let (mut gate, up_flex) = match (into_flex(gate), flex_f32(&up)) {
         (Ok(g), Some(u)) => (contiguous(g), contiguous(u)),
@@ -385,6 +408,7 @@ mod tests {
     use burn::tensor::activation::{self, silu};
     use burn::tensor::{Distribution, Tensor};
 
+    use super::super::bits_differ;
     use super::{log_softmax, product, products, swiglu, write_along};
 
     fn same<const D: usize, B: burn::tensor::backend::Backend>(a: Tensor<B, D>, b: Tensor<B, D>) {
@@ -393,20 +417,6 @@ mod tests {
             a.into_data().to_vec::<f32>().unwrap(),
             b.into_data().to_vec::<f32>().unwrap()
         );
-    }
-
-    /// How many values of `got` and `want` differ in any bit, and how many there are.
-    fn bits_differ<const D: usize>(got: Tensor<Flex, D>, want: Tensor<Flex, D>) -> (usize, usize) {
-        let (got, want) = (
-            got.into_data().to_vec::<f32>().unwrap(),
-            want.into_data().to_vec::<f32>().unwrap(),
-        );
-        let differ = got
-            .iter()
-            .zip(&want)
-            .filter(|(a, b)| a.to_bits() != b.to_bits())
-            .count();
-        (differ, got.len())
     }
 
     /// Where `t`'s values live.

@@ -1,17 +1,25 @@
 //! CPU kernels for the model core on the Flex backend (behind every simulator, judge, policy
 //! rollout and trainer of the paper's §3 pipeline). Inference: matrix products of decoding
-//! shapes spread over all cores, the SwiGLU gate in one pass, log-softmax's element-wise passes
-//! over all cores, and KV-cache slots written in place; these only see tensors that need no
-//! gradient. Training: AdamW's update in one pass over all cores, and the tied output head as
-//! one differentiable operation whose embedding gradient is laid out row-major. Besides the
-//! products with Q8_0 weights (quantized models, which burn has no operation for), every kernel
-//! gives results bit-identical to the burn operations it replaces; other backends keep burn's.
+//! shapes spread over all cores, the SwiGLU gate and RoPE in one pass each, attention's softmax
+//! without libm calls for masked keys, log-softmax's element-wise passes over all cores, and
+//! KV-cache slots written in place; these only see tensors that need no gradient. Training:
+//! AdamW's update in one pass over all cores, and four differentiable operations recorded
+//! whole: the tied output head (its embedding gradient laid out row-major), the SwiGLU gate and
+//! attention's softmax (each computing its `exp` once, not again in the backward pass), and
+//! RoPE (one pass each way instead of a narrow, a concatenation, products and zero-padded
+//! gradients over strided views). Besides the products with Q8_0 weights (quantized models,
+//! which burn has no operation for), every kernel gives results bit-identical to the burn
+//! operations it replaces; other backends keep burn's.
+
+use rayon::prelude::*;
 
 mod adamw;
 mod flex;
 mod log_softmax;
 mod matmul;
 pub mod q8;
+mod rope;
+mod softmax;
 mod swiglu;
 mod tied_head;
 
@@ -20,7 +28,43 @@ pub use flex::log_softmax;
 pub(crate) use flex::{
     adamw, is_flex, product, products, q8_product, q8_products, swiglu, write_along,
 };
+pub(crate) use rope::{Pairs, rope};
+pub(crate) use softmax::softmax;
 pub(crate) use tied_head::tied_head;
+
+/// Calls `f(first, a, b)` for consecutive chunks of `per` elements of the equally long `a` and
+/// `b` (`first` the index of the chunks' first element), spread over all cores; on the calling
+/// thread when one chunk holds everything, where handing it to the thread pool costs more than
+/// the work (a decoding step's heads, for one).
+fn in_chunks(
+    a: &mut [f32],
+    b: &mut [f32],
+    per: usize,
+    f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) {
+    assert_eq!(a.len(), b.len(), "chunked outputs differ in length");
+    let per = per.max(1);
+    if a.len() <= per {
+        f(0, a, b);
+    } else {
+        a.par_chunks_mut(per)
+            .zip(b.par_chunks_mut(per))
+            .enumerate()
+            .for_each(|(i, (a, b))| f(i * per, a, b));
+    }
+}
+
+/// [`in_chunks`] over one output.
+fn in_chunks_of(out: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let per = per.max(1);
+    if out.len() <= per {
+        f(0, out);
+    } else {
+        out.par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(i, out)| f(i * per, out));
+    }
+}
 
 /// Zeroed `[m, n]` outputs for every `n` of `widths`, with the handles the tasks of a pass
 /// write them through.
@@ -98,4 +142,24 @@ impl Out {
             );
         }
     }
+}
+
+/// How many values of `got` and `want` differ in any bit, and how many there are (the measure
+/// of every bit-for-bit comparison with burn's operations).
+#[cfg(test)]
+pub(crate) fn bits_differ<const D: usize>(
+    got: burn::tensor::Tensor<burn::backend::Flex, D>,
+    want: burn::tensor::Tensor<burn::backend::Flex, D>,
+) -> (usize, usize) {
+    let (got, want) = (
+        got.into_data().to_vec::<f32>().unwrap(),
+        want.into_data().to_vec::<f32>().unwrap(),
+    );
+    assert_eq!(got.len(), want.len(), "shapes differ");
+    let differ = got
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| a.to_bits() != b.to_bits())
+        .count();
+    (differ, got.len())
 }

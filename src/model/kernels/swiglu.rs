@@ -2,9 +2,21 @@
 //! operands and spread over all cores. Each element is computed with exactly the operations of
 //! burn's `silu(g) * u` on the Flex backend (its two-sided logistic, then two products in the
 //! same order), so results are bit-identical to it; only the passes, the allocations and the
-//! single core go.
+//! single core go. In training (`Autodiff<Flex>`) the gate is one recorded operation whose
+//! gradients are the ones autodiff derives through burn's three (`sigmoid`, two products),
+//! computed in one pass, with the logistic computed once instead of again in the backward pass.
 
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::TensorData;
 use rayon::prelude::*;
+
+use super::flex::{AdTensor, contiguous, rows};
+use super::in_chunks;
 
 /// Elements one task computes.
 const CHUNK: usize = 1 << 14;
@@ -36,12 +48,110 @@ pub(super) fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
         });
 }
 
+/// `silu(gate) ⊙ up` recorded as one operation of the training graph (equal shapes, `f32`).
+pub(super) fn recorded(gate: AdTensor, up: AdTensor) -> AdTensor {
+    match SwiGlu
+        .prepare::<NoCheckpointing>([gate.node.clone(), up.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (out, state) = forward(gate.primitive, up.primitive);
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(gate.primitive, up.primitive).0),
+    }
+}
+
+/// The operands and the logistic of the gate, as the backward pass reads them.
+#[derive(Clone, Debug)]
+struct Saved {
+    gate: FlexTensor,
+    up: FlexTensor,
+    sigmoid: Vec<f32>,
+}
+
+impl Saved {
+    fn gate(&self) -> &[f32] {
+        rows(&self.gate, self.sigmoid.len()).expect("saved contiguous")
+    }
+
+    fn up(&self) -> &[f32] {
+        rows(&self.up, self.sigmoid.len()).expect("saved contiguous")
+    }
+}
+
+/// `g · σ(g) · u` per element (burn's `silu(g) * u`), and what the backward pass reads.
+fn forward(gate: FlexTensor, up: FlexTensor) -> (FlexTensor, Saved) {
+    let (gate, up) = (contiguous(gate), contiguous(up));
+    let shape = gate.layout().shape().clone();
+    let len = gate.layout().num_elements();
+    let mut out = vec![0.0f32; len];
+    let mut sig = vec![0.0f32; len];
+    {
+        let g = rows(&gate, len).expect("a contiguous tensor holds its values");
+        let u = rows(&up, len).expect("a contiguous tensor holds its values");
+        in_chunks(&mut out, &mut sig, CHUNK, |first, o, s| {
+            let (g, u) = (&g[first..first + o.len()], &u[first..first + o.len()]);
+            for (((o, s), &g), &u) in o.iter_mut().zip(s.iter_mut()).zip(g).zip(u) {
+                *s = sigmoid(g);
+                *o = g * *s * u;
+            }
+        });
+    }
+    let out = FlexTensor::from_data(TensorData::new(out, shape));
+    let saved = Saved {
+        gate,
+        up,
+        sigmoid: sig,
+    };
+    (out, saved)
+}
+
+#[derive(Debug)]
+struct SwiGlu;
+
+impl Backward<Flex, 2> for SwiGlu {
+    type State = Saved;
+
+    /// For the incoming gradient `G`, as autodiff derives it through `(g · σ(g)) · u`: `u`
+    /// gets `G · (g · σ)`; the product `g · σ` gets `G · u`, which reaches `g` directly as
+    /// `(G · u) · σ` and through the logistic as `((G · u) · g) · σ · (1 − σ)`, the two added.
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let saved = ops.state;
+        let grad = contiguous(grads.consume::<Flex>(&ops.node));
+        let [to_gate, to_up] = ops.parents;
+        let len = saved.sigmoid.len();
+        let shape = grad.layout().shape().clone();
+        let gr = rows(&grad, len).expect("a contiguous tensor holds its values");
+        let (g, u, s) = (saved.gate(), saved.up(), &saved.sigmoid[..]);
+        let mut d_gate = vec![0.0f32; len];
+        let mut d_up = vec![0.0f32; len];
+        in_chunks(&mut d_gate, &mut d_up, CHUNK, |at, dg, du| {
+            for (i, (dg, du)) in dg.iter_mut().zip(du.iter_mut()).enumerate() {
+                let (gr, g, u, s) = (gr[at + i], g[at + i], u[at + i], s[at + i]);
+                let to_silu = gr * u;
+                *du = gr * (g * s);
+                *dg = to_silu * s + to_silu * g * s * (1.0 - s);
+            }
+        });
+        let tensor = |v| FlexTensor::from_data(TensorData::new(v, shape.clone()));
+        if let Some(node) = to_gate {
+            grads.register::<Flex>(node.id, tensor(d_gate));
+        }
+        if let Some(node) = to_up {
+            grads.register::<Flex>(node.id, tensor(d_up));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use burn::backend::Flex;
-    use burn::tensor::Tensor;
+    use burn::backend::{Autodiff, Flex};
     use burn::tensor::activation::silu;
+    use burn::tensor::{Distribution, Tensor};
 
+    use super::super::{bits_differ, swiglu};
     use super::swiglu_in_place;
 
     #[test]
@@ -68,5 +178,36 @@ mod tests {
             .filter(|(a, b)| a.to_bits() != b.to_bits())
             .count();
         assert_eq!(differ, 0, "{differ} of {n} elements differ from burn's");
+    }
+
+    /// Training: the gate's output and both operands' gradients equal burn's graph and
+    /// autodiff's gradients bit for bit, over more than one task's chunk.
+    #[test]
+    fn recorded_gate_equals_burns_graph_and_gradients_bit_for_bit() {
+        type Ad = Autodiff<Flex>;
+        let device = Default::default();
+        let dims = [3, 5 + super::CHUNK / 64, 64];
+        let sample = |std| Tensor::<Flex, 3>::random(dims, Distribution::Normal(0.0, std), &device);
+        let (g0, u0, w) = (sample(4.0), sample(1.0), sample(1.0));
+        let run = |ours: bool| {
+            let g = Tensor::<Ad, 3>::from_inner(g0.clone()).require_grad();
+            let u = Tensor::<Ad, 3>::from_inner(u0.clone()).require_grad();
+            let y = if ours {
+                swiglu(g.clone(), u.clone())
+            } else {
+                silu(g.clone()) * u.clone()
+            };
+            let grads = (y.clone() * Tensor::from_inner(w.clone())).sum().backward();
+            [y.inner(), g.grad(&grads).unwrap(), u.grad(&grads).unwrap()]
+        };
+        let (ours, burn) = (run(true), run(false));
+        for ((what, ours), burn) in ["output", "gate gradient", "up gradient"]
+            .into_iter()
+            .zip(ours)
+            .zip(burn)
+        {
+            let (differ, n) = bits_differ(ours, burn);
+            assert_eq!(differ, 0, "{what}: {differ} of {n} differ");
+        }
     }
 }

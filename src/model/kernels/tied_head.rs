@@ -6,43 +6,31 @@
 //! values, written out row-major over all cores, so the sum is a contiguous one. Forward
 //! values and gradients are bit-identical to burn's.
 
-use std::any::TypeId;
-
+use burn::backend::Flex;
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::{Backend, BackendTypes};
+use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::flex::{cast, contiguous, float_primitive, rows as values};
-
-/// The training backend this operation replaces burn's product on.
-type Ad = Autodiff<Flex>;
-/// Its float tensors.
-type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
+use super::flex::{AdTensor, ad_primitive, contiguous, from_ad, is_ad, rows as values};
 
 /// Rows of the transposed gradient one task writes.
 const ROWS_PER_TASK: usize = 64;
 
 /// `h · Eᵀ` for `h` `[n, d]` and `E` `[v, d]`: `[n, v]`.
 pub(crate) fn tied_head<B: Backend>(h: Tensor<B, 2>, e: Tensor<B, 2>) -> Tensor<B, 2> {
-    let fits = TypeId::of::<B>() == TypeId::of::<Ad>()
-        && h.dims()[1] == e.dims()[1]
-        && [h.dtype(), e.dtype()] == [DType::F32; 2];
+    let fits =
+        is_ad::<B>() && h.dims()[1] == e.dims()[1] && [h.dtype(), e.dtype()] == [DType::F32; 2];
     if !fits {
         return h.matmul(e.transpose());
     }
-    let out = product(
-        cast::<_, AdTensor>(float_primitive(h)),
-        cast(float_primitive(e)),
-    );
-    Tensor::from_primitive(TensorPrimitive::Float(cast(out)))
+    from_ad(product(ad_primitive(h), ad_primitive(e)))
 }
 
 /// burn's forward product: `h` times the transposed view of `E`.
@@ -116,18 +104,10 @@ mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::{Distribution, Int, Tensor};
 
+    use super::super::bits_differ;
     use super::tied_head;
 
     type Ad = Autodiff<Flex>;
-
-    fn bits(t: Tensor<Flex, 2>) -> Vec<u32> {
-        t.into_data()
-            .to_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f32::to_bits)
-            .collect()
-    }
 
     /// An embedding lookup and a tied head, as a decoder uses them: the logits and both
     /// gradients equal burn's bit for bit.
@@ -150,21 +130,19 @@ mod tests {
             let loss =
                 (logits.clone() * logits.clone().tanh()).sum() + looked_up.powi_scalar(2).sum();
             let grads = loss.backward();
-            (
-                bits(logits.inner()),
-                bits(h.grad(&grads).unwrap()),
-                bits(e.grad(&grads).unwrap()),
-            )
+            [
+                logits.inner(),
+                h.grad(&grads).unwrap(),
+                e.grad(&grads).unwrap(),
+            ]
         };
-        let (ours, burns) = (run(true), run(false));
-        let differ = |a: &[u32], b: &[u32]| a.iter().zip(b).filter(|(x, y)| x != y).count();
-        for (what, a, b) in [
-            ("logits", &ours.0, &burns.0),
-            ("the gradient of h", &ours.1, &burns.1),
-            ("the gradient of E", &ours.2, &burns.2),
-        ] {
-            assert_eq!(a.len(), b.len(), "{what}: sizes");
-            assert_eq!(differ(a, b), 0, "{what}: values differ from burn's");
+        let whats = ["logits", "the gradient of h", "the gradient of E"];
+        for ((what, ours), burns) in whats.into_iter().zip(run(true)).zip(run(false)) {
+            let (differ, n) = bits_differ(ours, burns);
+            assert_eq!(
+                differ, 0,
+                "{what}: {differ} of {n} values differ from burn's"
+            );
         }
     }
 }

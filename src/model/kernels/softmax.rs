@@ -1,0 +1,277 @@
+//! Attention's softmax over keys (every forward pass of the paper's §3 pipeline: simulation,
+//! preference models, PPO's policy and reference, judges) on the Flex backend. Masked keys
+//! carry a bias of −10⁹, so about half of a causal score matrix shifts far below the range
+//! where `exp` is not 0; libm takes its slow underflow path (which also sets `errno`) for each
+//! of them, and burn's training graph computes every `exp` twice (forward, and again in the
+//! backward pass). Here an `exp` whose argument lies below [`ZERO_BELOW`] is the 0 it would
+//! return, computed once, and the steps around it are fused into fewer passes over all cores.
+//! Values and gradients are bit-identical to burn's: inference to burn-flex's fused softmax
+//! (max, sequential `exp` sums, scaling by the reciprocal), training to burn's decomposed
+//! graph (`x − max`, `exp`, row sums, division) and the gradients autodiff derives for it.
+
+use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::activation;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensorOps;
+use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+
+use super::flex::{
+    AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, is_ad, is_flex,
+    rows as values,
+};
+use super::in_chunks_of;
+
+/// Arguments below this have an `f32` `exp` of exactly 0: `exp(−104)` is already below half
+/// the smallest subnormal, so any faithful `expf` rounds it to 0.
+const ZERO_BELOW: f32 = -128.0;
+
+/// Elements one task covers at least (whole rows, at least one).
+const MIN_ELEMS_PER_TASK: usize = 1 << 14;
+
+/// `exp(x)`, without calling libm where the result is 0.
+#[inline]
+fn exp_or_zero(x: f32) -> f32 {
+    if x < ZERO_BELOW { 0.0 } else { x.exp() }
+}
+
+/// Softmax along the last dimension: the fused kernels on Flex (inference) and on
+/// `Autodiff<Flex>` (training, one recorded operation); burn's `softmax` on other backends.
+pub(crate) fn softmax<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let last = D - 1;
+    if x.dtype() != DType::F32 || x.dims()[last] == 0 {
+        return activation::softmax(x, last);
+    }
+    if is_ad::<B>() {
+        return from_ad(recorded(ad_primitive(x)));
+    }
+    if is_flex::<B>() {
+        let out = inference(cast::<_, FlexTensor>(float_primitive(x)));
+        return Tensor::from_primitive(TensorPrimitive::Float(cast(out)));
+    }
+    activation::softmax(x, last)
+}
+
+/// Rows of `len` values per task.
+fn rows_per_task(len: usize) -> usize {
+    MIN_ELEMS_PER_TASK.div_ceil(len).max(1)
+}
+
+/// The length of the last dimension and the number of values of a tensor.
+fn row_shape(t: &FlexTensor) -> (usize, usize) {
+    let shape = t.layout().shape();
+    let len = shape[shape.num_dims() - 1];
+    (len, shape.iter().product())
+}
+
+/// A contiguous tensor of `t`'s shape holding `values`.
+fn shaped(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
+}
+
+/// burn-flex's fused softmax: per row its maximum `m`, then `e = exp(x − m)` and their sum
+/// in order, then each `e` times `1 / sum`.
+fn inference(x: FlexTensor) -> FlexTensor {
+    let x = contiguous(x);
+    let (len, total) = row_shape(&x);
+    let src = values(&x, total).expect("a contiguous tensor holds its values");
+    let mut out = vec![0.0f32; total];
+    shifted_exps(src, len, &mut out, |row| {
+        let inv = 1.0f32 / row.iter().fold(0.0f32, |sum, &e| sum + e);
+        for e in row {
+            *e *= inv;
+        }
+    });
+    shaped(out, &x)
+}
+
+/// Writes `exp(x − m)` of every row of `len` values of `x` (`m` the row's maximum) into
+/// `out`, then calls `finish` on the row, tasks of whole rows spread over all cores.
+fn shifted_exps(x: &[f32], len: usize, out: &mut [f32], finish: impl Fn(&mut [f32]) + Sync) {
+    in_chunks_of(out, rows_per_task(len) * len, |first, out| {
+        let x = &x[first..first + out.len()];
+        for (out, x) in out.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
+            let m = row_max(x);
+            for (e, &x) in out.iter_mut().zip(x) {
+                *e = exp_or_zero(x - m);
+            }
+            finish(out);
+        }
+    });
+}
+
+/// The largest value of a row (`-inf` for an empty one); exact in any order.
+fn row_max(x: &[f32]) -> f32 {
+    x.iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// Softmax recorded as one operation of the training graph.
+fn recorded(x: AdTensor) -> AdTensor {
+    match Softmax
+        .prepare::<NoCheckpointing>([x.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (out, exps, sums) = forward(x.primitive);
+            prep.finish((exps, sums), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.primitive).0),
+    }
+}
+
+/// burn's decomposed softmax: `e = exp(x − max)`, the row sums `s` of `e` (burn's own
+/// `sum_dim`, whose order this does not repeat) and `e / s`; returns the softmax, `e` and `s`.
+fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let x = contiguous(x);
+    let (len, total) = row_shape(&x);
+    let src = values(&x, total).expect("a contiguous tensor holds its values");
+    let mut exps = vec![0.0f32; total];
+    shifted_exps(src, len, &mut exps, |_| {});
+    let exps = shaped(exps, &x);
+    let last = x.layout().shape().num_dims() - 1;
+    let sums = contiguous(Flex::float_sum_dim(exps.clone(), last));
+    let e = values(&exps, total).expect("built contiguous");
+    let s = values(&sums, total / len).expect("a contiguous tensor holds its values");
+    let mut out = vec![0.0f32; total];
+    per_row(&mut out, len, |row, out| {
+        let (e, s) = (&e[row * len..(row + 1) * len], s[row]);
+        for (o, &e) in out.iter_mut().zip(e) {
+            *o = e / s;
+        }
+    });
+    (shaped(out, &x), exps, sums)
+}
+
+/// Runs `f(row, values)` over the rows of `len` values of `out`, tasks of whole rows spread
+/// over all cores.
+fn per_row(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    in_chunks_of(out, rows_per_task(len) * len, |first, out| {
+        for (i, row) in out.chunks_exact_mut(len).enumerate() {
+            f(first / len + i, row);
+        }
+    });
+}
+
+#[derive(Debug)]
+struct Softmax;
+
+impl Backward<Flex, 1> for Softmax {
+    /// `e = exp(x − max)` and its row sums `s`.
+    type State = (FlexTensor, FlexTensor);
+
+    /// The gradient autodiff derives through burn's graph, step for step: the division gives
+    /// `g / s`… as `g · (1/s)` to `e` and `g · (−e / s²)` to `s`, whose row sum (then that
+    /// sum's sum over its single column, as `sum_dim`'s backward computes it) reaches every
+    /// `e` of the row; `exp`'s backward multiplies their sum by `e`.
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (exps, sums) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let grad = contiguous(grad);
+            let (len, total) = row_shape(&exps);
+            let last = exps.layout().shape().num_dims() - 1;
+            let g = values(&grad, total).expect("a contiguous tensor holds its values");
+            let e = values(&exps, total).expect("built contiguous");
+            let s = values(&sums, total / len).expect("a contiguous tensor holds its values");
+            let mut to_sums = vec![0.0f32; total];
+            per_row(&mut to_sums, len, |row, out| {
+                let span = row * len..(row + 1) * len;
+                let s2 = s[row] * s[row];
+                for ((o, &g), &e) in out.iter_mut().zip(&g[span.clone()]).zip(&e[span]) {
+                    *o = g * (-e / s2);
+                }
+            });
+            let to_sums = Flex::float_sum_dim(shaped(to_sums, &exps), last);
+            let from_sums = contiguous(Flex::float_sum_dim(to_sums, last));
+            let b = values(&from_sums, total / len).expect("a contiguous tensor holds its values");
+            let mut out = vec![0.0f32; total];
+            per_row(&mut out, len, |row, out| {
+                let span = row * len..(row + 1) * len;
+                let r = 1.0f32 / s[row];
+                for ((o, &g), &e) in out.iter_mut().zip(&g[span.clone()]).zip(&e[span]) {
+                    *o = (g * r + b[row]) * e;
+                }
+            });
+            shaped(out, &exps)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::{Autodiff, Flex};
+    use burn::tensor::activation;
+    use burn::tensor::{Distribution, Tensor, TensorData};
+
+    use super::super::bits_differ;
+    use super::softmax;
+
+    type Ad = Autodiff<Flex>;
+
+    /// Attention scores of `[b, h, s, s]` with a causal bias of −10⁹ above the diagonal, a
+    /// padding key masked in every row of the first batch row, and a query whose keys are all
+    /// masked (finite, so burn's softmax spreads it evenly). Unmasked keys are pushed down by
+    /// up to 130, so shifted scores also fall where `exp` is subnormal and around the cut-off.
+    fn scores(s: usize) -> Tensor<Flex, 4> {
+        let device = Default::default();
+        let raw = Tensor::<Flex, 4>::random([2, 3, s, s], Distribution::Normal(0.0, 3.0), &device);
+        let mut bias = vec![0.0f32; 2 * s * s];
+        for b in 0..2 {
+            for i in 0..s {
+                for j in 0..s {
+                    let masked = j > i || (b == 0 && j == 1) || (b == 1 && i == 2);
+                    bias[(b * s + i) * s + j] = if masked {
+                        -1.0e9
+                    } else {
+                        -(((i * 7 + j * 3) % 11) as f32) * 13.0
+                    };
+                }
+            }
+        }
+        let bias = Tensor::<Flex, 4>::from_data(TensorData::new(bias, [2, 1, s, s]), &device);
+        raw + bias
+    }
+
+    /// Inference: every value equals burn-flex's fused softmax bit for bit, for rows of odd
+    /// and vector-multiple lengths.
+    #[test]
+    fn equals_burns_fused_softmax_bit_for_bit() {
+        for s in [7, 64] {
+            let x = scores(s);
+            let (differ, n) = bits_differ(softmax(x.clone()), activation::softmax(x, 3));
+            assert_eq!(differ, 0, "{differ} of {n} values differ at s = {s}");
+        }
+    }
+
+    /// Training: the softmax and the gradient reaching its input equal burn's decomposed graph
+    /// and autodiff's gradients bit for bit.
+    #[test]
+    fn equals_burns_graph_and_gradient_bit_for_bit() {
+        let device = Default::default();
+        for s in [7, 64] {
+            let x0 = scores(s);
+            let w = Tensor::<Flex, 4>::random(x0.dims(), Distribution::Normal(0.0, 1.0), &device);
+            let run = |ours: bool| {
+                let x = Tensor::<Ad, 4>::from_inner(x0.clone()).require_grad();
+                let y = if ours {
+                    softmax(x.clone())
+                } else {
+                    activation::softmax(x.clone(), 3)
+                };
+                let loss = (y.clone() * Tensor::from_inner(w.clone())).sum();
+                let grads = loss.backward();
+                (y.inner(), x.grad(&grads).expect("x is tracked"))
+            };
+            let ((y_ours, g_ours), (y_burn, g_burn)) = (run(true), run(false));
+            for (what, ours, burn) in [("softmax", y_ours, y_burn), ("gradient", g_ours, g_burn)] {
+                let (differ, n) = bits_differ(ours, burn);
+                assert_eq!(differ, 0, "{what}: {differ} of {n} differ at s = {s}");
+            }
+        }
+    }
+}
