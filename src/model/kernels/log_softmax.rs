@@ -7,13 +7,7 @@
 
 use rayon::prelude::*;
 
-/// Rows one task computes at least (and at least one).
-const MIN_ELEMS_PER_TASK: usize = 1 << 14;
-
-/// Rows of `len` values per task.
-fn rows_per_task(len: usize) -> usize {
-    MIN_ELEMS_PER_TASK.div_ceil(len.max(1)).max(1)
-}
+use super::rows_per_task;
 
 /// For rows of `len` values and their maxima `max`: writes `x − max` into `shifted` and its
 /// `exp` into `exps`.

@@ -32,6 +32,14 @@ pub(crate) use rope::{Pairs, rope};
 pub(crate) use softmax::softmax;
 pub(crate) use tied_head::tied_head;
 
+/// Elements one task of a row-wise pass covers at least.
+const MIN_ELEMS_PER_TASK: usize = 1 << 14;
+
+/// Whole rows of `len` values per task of a row-wise pass (at least one).
+fn rows_per_task(len: usize) -> usize {
+    MIN_ELEMS_PER_TASK.div_ceil(len.max(1)).max(1)
+}
+
 /// Calls `f(first, a, b)` for consecutive chunks of `per` elements of the equally long `a` and
 /// `b` (`first` the index of the chunks' first element), spread over all cores; on the calling
 /// thread when one chunk holds everything, where handing it to the thread pool costs more than

@@ -19,10 +19,7 @@ use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
     rows,
 };
-use super::in_chunks_of;
-
-/// Elements one task covers at least (whole heads).
-const MIN_ELEMS_PER_TASK: usize = 1 << 14;
+use super::{in_chunks_of, rows_per_task};
 
 /// Which channels of a head RoPE rotates together.
 #[derive(Clone, Copy, Debug)]
@@ -101,7 +98,7 @@ fn pass([a, b, c]: [&FlexTensor; 3], pairs: Pairs, backward: bool) -> FlexTensor
     let [av, bv, cv] =
         [&a, &b, &c].map(|t| rows(t, len).expect("a contiguous tensor holds its values"));
     let mut out = vec![0.0f32; len];
-    let per = MIN_ELEMS_PER_TASK.div_ceil(hd).max(1) * hd;
+    let per = rows_per_task(hd) * hd;
     in_chunks_of(&mut out, per, |first, chunk| {
         for (h, head) in chunk.chunks_exact_mut(hd).enumerate() {
             let at = first + h * hd;

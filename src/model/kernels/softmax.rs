@@ -18,20 +18,17 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use super::flex::{
-    AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, is_ad, is_flex,
+    AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
     rows as values,
 };
-use super::in_chunks_of;
+use super::{in_chunks_of, rows_per_task};
 
 /// Arguments below this have an `f32` `exp` of exactly 0: `exp(−104)` is already below half
 /// the smallest subnormal, so any faithful `expf` rounds it to 0.
 const ZERO_BELOW: f32 = -128.0;
-
-/// Elements one task covers at least (whole rows, at least one).
-const MIN_ELEMS_PER_TASK: usize = 1 << 14;
 
 /// `exp(x)`, without calling libm where the result is 0.
 #[inline]
@@ -50,15 +47,9 @@ pub(crate) fn softmax<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 
         return from_ad(recorded(ad_primitive(x)));
     }
     if is_flex::<B>() {
-        let out = inference(cast::<_, FlexTensor>(float_primitive(x)));
-        return Tensor::from_primitive(TensorPrimitive::Float(cast(out)));
+        return from_flex(inference(cast(float_primitive(x))));
     }
     activation::softmax(x, last)
-}
-
-/// Rows of `len` values per task.
-fn rows_per_task(len: usize) -> usize {
-    MIN_ELEMS_PER_TASK.div_ceil(len).max(1)
 }
 
 /// The length of the last dimension and the number of values of a tensor.
