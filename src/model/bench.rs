@@ -1,5 +1,6 @@
 //! Throughput benchmarks of the model engine: generation tokens/s (KV cache on and off) and
-//! training tokens/s (forward + backward + AdamW), with warm-up timed separately.
+//! training tokens/s (forward + backward + AdamW), with warm-up timed separately, and the share
+//! of the machine's cores the timed run kept busy.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -7,7 +8,6 @@ use std::time::Instant;
 use crate::model::optim::AdamWConfig;
 use burn::backend::Autodiff;
 use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
@@ -86,6 +86,14 @@ pub struct BenchRow {
     pub tokens_per_s: f64,
     /// Seconds of the warm-up run (compilation, allocation, caches).
     pub warmup_s: f64,
+    /// CPU time of the measured run over its wall time, in percent (200 = two cores busy);
+    /// NaN where the operating system does not report CPU time.
+    #[serde(default = "not_reported")]
+    pub cpu_percent: f64,
+}
+
+fn not_reported() -> f64 {
+    f64::NAN
 }
 
 /// `n` rows of `len` token ids drawn uniformly from `0..vocab` with `seed`.
@@ -124,6 +132,9 @@ pub struct Timing {
     pub seconds: f64,
     /// Seconds of the warm-up run before it (allocation, caches, compilation).
     pub warmup_s: f64,
+    /// CPU seconds of the timed run: this process, every thread, user and system time; NaN
+    /// where the operating system does not report them.
+    pub cpu_s: f64,
 }
 
 impl Timing {
@@ -131,6 +142,66 @@ impl Timing {
     pub fn tokens_per_s(&self) -> f64 {
         self.tokens as f64 / self.seconds.max(1e-9)
     }
+
+    /// CPU time over wall time of the timed run, in percent (200 = two cores busy throughout).
+    pub fn cpu_percent(&self) -> f64 {
+        100.0 * self.cpu_s / self.seconds.max(1e-9)
+    }
+}
+
+/// Wall time and this process's CPU time since it started, for one timed run.
+#[derive(Clone, Copy, Debug)]
+pub struct Stopwatch {
+    wall: Instant,
+    cpu_s: f64,
+}
+
+impl Stopwatch {
+    /// Starts both clocks.
+    pub fn start() -> Self {
+        Self {
+            wall: Instant::now(),
+            cpu_s: process_cpu_s(),
+        }
+    }
+
+    /// Wall seconds since the start.
+    pub fn wall_s(&self) -> f64 {
+        self.wall.elapsed().as_secs_f64()
+    }
+
+    /// The timed run that started at this stopwatch: `tokens`, its wall and CPU seconds so
+    /// far, and `warmup_s` of the warm-up before it.
+    pub fn timing(&self, tokens: usize, warmup_s: f64) -> Timing {
+        Timing {
+            tokens,
+            seconds: self.wall_s(),
+            warmup_s,
+            cpu_s: process_cpu_s() - self.cpu_s,
+        }
+    }
+}
+
+/// User and system CPU seconds of this process so far, every thread included (`getrusage`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn process_cpu_s() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` writes one `rusage` into the pointer it is given, which points at
+    // memory of that type; it reads nothing else of ours.
+    let ok = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } == 0;
+    if !ok {
+        return f64::NAN;
+    }
+    // SAFETY: the call succeeded, so it filled the struct (which was zeroed before).
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// User and system CPU seconds of this process so far: not reported on this platform.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn process_cpu_s() -> f64 {
+    f64::NAN
 }
 
 /// Generation of `new_tokens` tokens (at `temperature`, 0 = greedy; never stopping early)
@@ -159,16 +230,12 @@ pub fn generation_rate<B: Backend>(
         max_new_tokens: new_tokens.min(4),
         ..opts.clone()
     };
-    let t0 = Instant::now();
+    let warm_up = Stopwatch::start();
     generate_ids(model, &prompts, &seeds, &warm, &decode)?;
-    let warmup_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+    let warmup_s = warm_up.wall_s();
+    let timed = Stopwatch::start();
     let out = generate_ids(model, &prompts, &seeds, &opts, &decode)?;
-    Ok(Timing {
-        tokens: out.iter().map(|g| g.token_ids.len()).sum(),
-        seconds: t1.elapsed().as_secs_f64(),
-        warmup_s,
-    })
+    Ok(timed.timing(out.iter().map(|g| g.token_ids.len()).sum(), warmup_s))
 }
 
 /// Scoring one random sequence of `seq` tokens: a forward pass, log-softmax over the
@@ -196,16 +263,12 @@ pub fn scoring_rate<B: Backend>(
             .to_vec::<f32>()
             .map_err(|e| ModelError::Data(format!("{e:?}")))
     };
-    let t0 = Instant::now();
+    let warm_up = Stopwatch::start();
     score()?;
-    let warmup_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+    let warmup_s = warm_up.wall_s();
+    let timed = Stopwatch::start();
     score()?;
-    Ok(Timing {
-        tokens: seq,
-        seconds: t1.elapsed().as_secs_f64(),
-        warmup_s,
-    })
+    Ok(timed.timing(seq, warmup_s))
 }
 
 /// Training steps of next-token cross-entropy on random `[batch, seq]` rows: forward,
@@ -231,24 +294,20 @@ pub fn training_rate<B: Backend>(
     let mut optim = AdamWConfig::new().init::<Autodiff<B>, Llama<Autodiff<B>>>();
     let mut model = model;
     let mut step = |model: Llama<Autodiff<B>>| {
-        let logp = log_softmax(model.forward(inputs.clone(), mask.clone()), 2);
+        let logp = super::log_softmax(model.forward(inputs.clone(), mask.clone()));
         let loss = -logp.gather(2, targets.clone()).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         optim.step(1e-4, model, grads)
     };
-    let t0 = Instant::now();
+    let warm_up = Stopwatch::start();
     model = step(model);
-    let warmup_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+    let warmup_s = warm_up.wall_s();
+    let timed = Stopwatch::start();
     for _ in 0..steps {
         model = step(model);
     }
     drop(model);
-    Ok(Timing {
-        tokens: steps * b * (s - 1),
-        seconds: t1.elapsed().as_secs_f64(),
-        warmup_s,
-    })
+    Ok(timed.timing(steps * b * (s - 1), warmup_s))
 }
 
 fn row(
@@ -269,6 +328,7 @@ fn row(
         seconds: t.seconds,
         tokens_per_s: t.tokens_per_s(),
         warmup_s: t.warmup_s,
+        cpu_percent: t.cpu_percent(),
     }
 }
 
@@ -346,12 +406,12 @@ pub fn run_bench<B: Backend>(
 /// Formats rows as a Markdown table.
 pub fn markdown(rows: &[BenchRow]) -> String {
     let mut out = String::from(
-        "| model | backend | task | batch | seq | tokens | seconds | tokens/s | warm-up s |\n\
-         |---|---|---|---:|---:|---:|---:|---:|---:|\n",
+        "| model | backend | task | batch | seq | tokens | seconds | tokens/s | warm-up s | CPU % |\n\
+         |---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.1} | {:.3} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.3} | {:.1} | {:.3} | {:.0} |\n",
             r.model,
             r.backend,
             r.task,
@@ -360,7 +420,8 @@ pub fn markdown(rows: &[BenchRow]) -> String {
             r.tokens,
             r.seconds,
             r.tokens_per_s,
-            r.warmup_s
+            r.warmup_s,
+            r.cpu_percent
         ));
     }
     out
@@ -377,11 +438,12 @@ pub fn write_rows(rows: &[BenchRow], dir: &Path) -> Result<String, ModelError> {
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(dir, &e))?;
     let json = serde_json::to_string_pretty(rows).map_err(|e| fail(dir, &e))?;
-    let mut csv =
-        String::from("model,backend,task,batch,seq,tokens,seconds,tokens_per_s,warmup_s\n");
+    let mut csv = String::from(
+        "model,backend,task,batch,seq,tokens,seconds,tokens_per_s,warmup_s,cpu_percent\n",
+    );
     for r in rows {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{:.6},{:.3},{:.6}\n",
+            "{},{},{},{},{},{},{:.6},{:.3},{:.6},{:.1}\n",
             r.model,
             r.backend,
             r.task,
@@ -390,7 +452,8 @@ pub fn write_rows(rows: &[BenchRow], dir: &Path) -> Result<String, ModelError> {
             r.tokens,
             r.seconds,
             r.tokens_per_s,
-            r.warmup_s
+            r.warmup_s,
+            r.cpu_percent
         ));
     }
     let table = markdown(rows);

@@ -6,9 +6,10 @@
 Runs ONE measurement of ONE workload in this process: build the inputs, one
 short warm-up run of the same workload (timed as warmup_s), then the timed run.
 The last line of stdout is one JSON object:
-    {"tool", "workload", "version", "tokens", "seconds", "warmup_s",
+    {"tool", "workload", "version", "tokens", "seconds", "warmup_s", "cpu_s",
      "peak_rss_mb", "threads", "load_s"}
-(load_s, the model load time, is informative only). A workload that a tool
+(cpu_s: the process's CPU seconds during the timed run, every thread, user and
+system; load_s, the model load time, is informative only). A workload that a tool
 cannot run exits with status 3 and "unsupported: ..." on stderr.
 
 Both tools come from requirements.txt beside this file (torch + transformers,
@@ -57,10 +58,16 @@ SMOL = dict(d=576, kv=192, ff=1536, layers=30, vocab=49152)
 LORA = dict(rank=8, alpha=8.0, targets=("q_proj", "v_proj"))
 
 
+# CPU seconds of the last call to timed(): the process's every thread, user and system.
+LAST_CPU_S = [float("nan")]
+
+
 def timed(fn, *args):
-    """Run fn(*args) and return (its result, wall seconds)."""
-    start = time.perf_counter()
+    """Run fn(*args) and return (its result, wall seconds); its CPU seconds go to
+    LAST_CPU_S."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = fn(*args)
+    LAST_CPU_S[0] = time.process_time() - start_cpu
     return result, time.perf_counter() - start
 
 
@@ -315,6 +322,7 @@ def main():
     print(json.dumps({
         "tool": args.tool, "workload": args.workload, "version": version,
         "tokens": tokens, "seconds": round(seconds, 6), "warmup_s": round(warmup_s, 6),
+        "cpu_s": round(LAST_CPU_S[0], 6),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "threads": args.threads, "load_s": round(load_s, 3),
     }))

@@ -5,10 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use rlcd::model::bench::{Timing, generation_rate, random_rows, scoring_rate, training_rate};
+use rlcd::model::bench::{
+    Stopwatch, Timing, generation_rate, random_rows, scoring_rate, training_rate,
+};
 use rlcd::model::load::load_llama_path;
 use rlcd::model::{Cpu, LlamaConfig, LoraConfig};
 
@@ -64,15 +65,28 @@ pub struct Measurement {
     pub seconds: f64,
     /// Seconds of the warm-up run.
     pub warmup_s: f64,
+    /// CPU seconds of the timed run (the process's every thread, user and system); NaN where
+    /// the tool could not tell.
+    #[serde(default = "not_reported")]
+    pub cpu_s: f64,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mb: f64,
     /// Threads the tool was told to use.
     pub threads: usize,
 }
 
+fn not_reported() -> f64 {
+    f64::NAN
+}
+
 impl Measurement {
     fn tokens_per_s(&self) -> f64 {
         self.tokens as f64 / self.seconds.max(1e-9)
+    }
+
+    /// CPU time over wall time of the timed run, in percent (200 = two cores busy).
+    fn cpu_percent(&self) -> f64 {
+        100.0 * self.cpu_s / self.seconds.max(1e-9)
     }
 }
 
@@ -117,6 +131,7 @@ pub fn run_rlcd(workload: &str, gguf: &Path, seed: u64) -> Result<Measurement> {
         tokens: timing.tokens,
         seconds: timing.seconds,
         warmup_s: timing.warmup_s,
+        cpu_s: timing.cpu_s,
         peak_rss_mb: peak_rss_mb(),
         threads: cores(),
     })
@@ -154,16 +169,12 @@ fn forward_products(rows: usize, seed: u64) -> Timing {
             std::hint::black_box(input(w).matmul(w.clone()));
         }
     };
-    let t0 = Instant::now();
+    let warm_up = Stopwatch::start();
     pass();
-    let warmup_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+    let warmup_s = warm_up.wall_s();
+    let timed = Stopwatch::start();
     pass();
-    Timing {
-        tokens: rows,
-        seconds: t1.elapsed().as_secs_f64(),
-        warmup_s,
-    }
+    timed.timing(rows, warmup_s)
 }
 
 /// Pretraining steps of a fresh world-s model on random rows, through the world pretraining
@@ -183,16 +194,12 @@ fn world_pretrain(seed: u64) -> Result<Timing> {
         seq_len: WORLD_SEQ,
         ..base.clone()
     };
-    let t0 = Instant::now();
+    let warm_up = Stopwatch::start();
     let (model, _) = pretrain(model, &rows, 0, &cfg(1), seed, &mut |_, _| {})?;
-    let warmup_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
+    let warmup_s = warm_up.wall_s();
+    let timed = Stopwatch::start();
     let (_, log) = pretrain(model, &rows, 0, &cfg(WORLD_STEPS), seed, &mut |_, _| {})?;
-    Ok(Timing {
-        tokens: log.tokens,
-        seconds: t1.elapsed().as_secs_f64(),
-        warmup_s,
-    })
+    Ok(timed.timing(log.tokens, warmup_s))
 }
 
 fn cores() -> usize {
@@ -361,6 +368,7 @@ fn table(all: &[Measurement], reps: usize) -> String {
     };
     let rate = |ms: &[&Measurement]| median(ms.iter().map(|m| m.tokens_per_s()).collect());
     let rss = |ms: &[&Measurement]| median(ms.iter().map(|m| m.peak_rss_mb).collect());
+    let cpu = |ms: &[&Measurement]| median(ms.iter().map(|m| m.cpu_percent()).collect());
     let cell = |v: f64, digits: usize| {
         if v.is_nan() {
             "–".to_string()
@@ -375,9 +383,11 @@ fn table(all: &[Measurement], reps: usize) -> String {
         .collect();
     let mut s = format!(
         "Machine: {}. Threads per tool: {}. Median of {reps} repetitions; each measurement is \
-         a fresh process, tools alternating. Versions: {}.\n\n\
-         | workload | rlcd tok/s | PyTorch tok/s | llama.cpp tok/s | rlcd / PyTorch | rlcd / llama.cpp | rlcd peak RSS MiB | PyTorch peak RSS MiB | llama.cpp peak RSS MiB |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         a fresh process, tools alternating. CPU % is the process's CPU time (every thread, \
+         user and system) over the wall time of the timed run: 100 per core kept busy. \
+         Versions: {}.\n\n\
+         | workload | rlcd tok/s | PyTorch tok/s | llama.cpp tok/s | rlcd / PyTorch | rlcd / llama.cpp | rlcd CPU % | PyTorch CPU % | llama.cpp CPU % | rlcd peak RSS MiB | PyTorch peak RSS MiB | llama.cpp peak RSS MiB |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         machine(),
         cores(),
         versions.join("; ")
@@ -390,12 +400,15 @@ fn table(all: &[Measurement], reps: usize) -> String {
         );
         let (rr, pr, lr) = (rate(&r), rate(&p), rate(&l));
         s.push_str(&format!(
-            "| {w} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {w} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             cell(rr, 1),
             cell(pr, 1),
             cell(lr, 1),
             cell(rr / pr, 2) + if pr.is_nan() { "" } else { "×" },
             cell(rr / lr, 2) + if lr.is_nan() { "" } else { "×" },
+            cell(cpu(&r), 0),
+            cell(cpu(&p), 0),
+            cell(cpu(&l), 0),
             cell(rss(&r), 0),
             cell(rss(&p), 0),
             cell(rss(&l), 0),

@@ -12,7 +12,7 @@ use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
 use super::adamw::{AdamWScalars, adamw_in_place};
-use super::log_softmax::{shift_and_exp, subtract_rows};
+use super::log_softmax::{forward as log_softmax_forward, recorded as recorded_log_softmax};
 use super::matmul::{Operand, matmul_each, matmul_rows, task_widths, worth_it};
 use super::q8::Q8Matrix;
 use super::swiglu::{recorded as recorded_swiglu, swiglu_in_place};
@@ -194,23 +194,20 @@ pub(crate) fn swiglu<B: Backend, const D: usize>(
 
 /// Log-softmax along the last dimension: on Flex with its element-wise passes over all cores
 /// and results bit-identical to burn's `log_softmax` (which computes the same passes on one
-/// core); burn's `log_softmax` otherwise (other backends, and autodiff, which records it).
+/// core); on `Autodiff<Flex>` as one recorded operation with burn's values and gradients;
+/// burn's `log_softmax` on other backends.
 pub fn log_softmax<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     let last = D - 1;
-    let dims = x.dims();
-    let (len, total) = (dims[last], dims.iter().product::<usize>());
-    let Some(xf) = flex_f32(&x).filter(|_| total > 0).map(contiguous) else {
+    if x.dtype() != DType::F32 || x.dims().iter().product::<usize>() == 0 {
         return activation::log_softmax(x, last);
-    };
-    // burn's own maxima and sums, so that the passes around them are all that changes.
-    let maxima = host_values(x.max_dim(last));
-    let values = rows(&xf, total).expect("a contiguous tensor holds its values");
-    let mut shifted = vec![0.0f32; total];
-    let mut exps = vec![0.0f32; total];
-    shift_and_exp(values, len, &maxima, &mut shifted, &mut exps);
-    let lse = host_values(from_values::<B, D>(exps, dims).sum_dim(last).log());
-    subtract_rows(&mut shifted, len, &lse);
-    from_values(shifted, dims)
+    }
+    if is_ad::<B>() {
+        return from_ad(recorded_log_softmax(ad_primitive(x)));
+    }
+    match into_flex(x) {
+        Ok(flex) => from_flex(log_softmax_forward(flex).0),
+        Err(x) => activation::log_softmax(x, last),
+    }
 }
 
 /// A parameter, its gradient and its two moment estimates (`None` before the first step).
@@ -277,14 +274,6 @@ fn storage(t: &mut FlexTensor) -> &mut [f32] {
         .try_storage_mut::<f32>()
         .expect("an owned tensor's buffer is unique");
     &mut values[..len]
-}
-
-/// The values of a Flex `f32` tensor, row-major.
-fn host_values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    let t = contiguous(flex_f32(&t).expect("a Flex f32 tensor"));
-    rows(&t, t.layout().num_elements())
-        .expect("a contiguous tensor holds its values")
-        .to_vec()
 }
 
 /// `t` laid out contiguously (a copy only when it is a strided view).

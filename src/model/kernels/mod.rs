@@ -3,17 +3,20 @@
 //! shapes spread over all cores, the SwiGLU gate and RoPE in one pass each, attention's softmax
 //! without libm calls for masked keys, log-softmax's element-wise passes over all cores, and
 //! KV-cache slots written in place; these only see tensors that need no gradient. Training:
-//! AdamW's update in one pass over all cores, and four differentiable operations recorded
+//! AdamW's update in one pass over all cores, and five differentiable operations recorded
 //! whole: the tied output head (its embedding gradient laid out row-major), the SwiGLU gate and
-//! attention's softmax (each computing its `exp` once, not again in the backward pass), and
-//! RoPE (one pass each way instead of a narrow, a concatenation, products and zero-padded
-//! gradients over strided views). Besides the products with Q8_0 weights (quantized models,
-//! which burn has no operation for), every kernel gives results bit-identical to the burn
-//! operations it replaces; other backends keep burn's.
+//! attention's softmax (each computing its `exp` once, not again in the backward pass), RoPE
+//! (one pass each way instead of a narrow, a concatenation, products and zero-padded gradients
+//! over strided views) and the log-softmax of the losses (one pass back over all cores). Both:
+//! the `exp`s of the gate's logistic, the softmax and the log-softmax run four lanes at a time
+//! with libm's results. Besides the products with Q8_0 weights (quantized models, which burn
+//! has no operation for), every kernel gives results bit-identical to the burn operations it
+//! replaces; other backends keep burn's.
 
 use rayon::prelude::*;
 
 mod adamw;
+mod exp;
 mod flex;
 mod log_softmax;
 mod matmul;

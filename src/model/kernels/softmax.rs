@@ -3,8 +3,10 @@
 //! carry a bias of −10⁹, so about half of a causal score matrix shifts far below the range
 //! where `exp` is not 0; libm takes its slow underflow path (which also sets `errno`) for each
 //! of them, and burn's training graph computes every `exp` twice (forward, and again in the
-//! backward pass). Here an `exp` whose argument lies below [`ZERO_BELOW`] is the 0 it would
-//! return, computed once, and the steps around it are fused into fewer passes over all cores.
+//! backward pass). Here the `exp`s run four at a time through the vector `exp` of
+//! [`super::exp`], which gives libm's results and the +0 of far-negative arguments without its
+//! underflow path, computed once, and the steps around them are fused into fewer passes over
+//! all cores.
 //! Values and gradients are bit-identical to burn's: inference to burn-flex's fused softmax
 //! (max, sequential `exp` sums, scaling by the reciprocal), training to burn's decomposed
 //! graph (`x − max`, `exp`, row sums, division) and the gradients autodiff derives for it.
@@ -20,21 +22,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, Tensor, TensorData};
 
+use super::exp::exp_in_place;
 use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
     rows as values,
 };
 use super::{in_chunks_of, rows_per_task};
-
-/// Arguments below this have an `f32` `exp` of exactly 0: `exp(−104)` is already below half
-/// the smallest subnormal, so any faithful `expf` rounds it to 0.
-const ZERO_BELOW: f32 = -128.0;
-
-/// `exp(x)`, without calling libm where the result is 0.
-#[inline]
-fn exp_or_zero(x: f32) -> f32 {
-    if x < ZERO_BELOW { 0.0 } else { x.exp() }
-}
 
 /// Softmax along the last dimension: the fused kernels on Flex (inference) and on
 /// `Autodiff<Flex>` (training, one recorded operation); burn's `softmax` on other backends.
@@ -88,8 +81,9 @@ fn shifted_exps(x: &[f32], len: usize, out: &mut [f32], finish: impl Fn(&mut [f3
         for (out, x) in out.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
             let m = row_max(x);
             for (e, &x) in out.iter_mut().zip(x) {
-                *e = exp_or_zero(x - m);
+                *e = x - m;
             }
+            exp_in_place(out);
             finish(out);
         }
     });

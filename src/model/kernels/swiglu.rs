@@ -15,23 +15,37 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::TensorData;
 use rayon::prelude::*;
 
+use super::exp::exp_in_place;
 use super::flex::{AdTensor, contiguous, rows};
 use super::in_chunks;
 
 /// Elements one task computes.
 const CHUNK: usize = 1 << 14;
 
-/// The logistic function as burn-flex computes it: `exp` of a non-positive number only, so it
-/// never overflows.
-#[inline]
-fn sigmoid(x: f32) -> f32 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
+/// Writes the logistic of every `gate` value into `out` as burn-flex computes it: `exp` of a
+/// non-positive number only, so it never overflows (`1 / (1 + exp(−x))` for `x ≥ 0`, `e / (1 +
+/// e)` with `e = exp(x)` otherwise), the `exp`s taken over the whole run at once.
+///
+/// # Panics
+/// When the two slices differ in length (a bug of the caller).
+fn sigmoids(gate: &[f32], out: &mut [f32]) {
+    assert_eq!(gate.len(), out.len(), "sigmoid: operands differ in length");
+    for (o, &g) in out.iter_mut().zip(gate) {
+        *o = -g.abs();
+    }
+    exp_in_place(out);
+    for (o, &g) in out.iter_mut().zip(gate) {
+        let e = *o;
+        *o = if g >= 0.0 {
+            1.0 / (1.0 + e)
+        } else {
+            e / (1.0 + e)
+        };
     }
 }
+
+/// Values per block of [`swiglu_in_place`]'s logistic, a buffer on the stack.
+const BLOCK: usize = 256;
 
 /// Overwrites `gate` with `silu(gate) ⊙ up`.
 ///
@@ -42,8 +56,13 @@ pub(super) fn swiglu_in_place(gate: &mut [f32], up: &[f32]) {
     gate.par_chunks_mut(CHUNK)
         .zip(up.par_chunks(CHUNK))
         .for_each(|(g, u)| {
-            for (g, &u) in g.iter_mut().zip(u) {
-                *g = *g * sigmoid(*g) * u;
+            let mut sig = [0.0f32; BLOCK];
+            for (g, u) in g.chunks_mut(BLOCK).zip(u.chunks(BLOCK)) {
+                let sig = &mut sig[..g.len()];
+                sigmoids(g, sig);
+                for ((g, &s), &u) in g.iter_mut().zip(sig.iter()).zip(u) {
+                    *g = *g * s * u;
+                }
             }
         });
 }
@@ -93,9 +112,9 @@ fn forward(gate: FlexTensor, up: FlexTensor) -> (FlexTensor, Saved) {
         let u = rows(&up, len).expect("a contiguous tensor holds its values");
         in_chunks(&mut out, &mut sig, CHUNK, |first, o, s| {
             let (g, u) = (&g[first..first + o.len()], &u[first..first + o.len()]);
-            for (((o, s), &g), &u) in o.iter_mut().zip(s.iter_mut()).zip(g).zip(u) {
-                *s = sigmoid(g);
-                *o = g * *s * u;
+            sigmoids(g, s);
+            for (((o, &s), &g), &u) in o.iter_mut().zip(s.iter()).zip(g).zip(u) {
+                *o = g * s * u;
             }
         });
     }

@@ -12,7 +12,6 @@ use std::time::Instant;
 use crate::model::optim::AdamWConfig;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, Optimizer};
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -154,7 +153,7 @@ fn batch_nll_sum<B: Backend>(model: &Llama<B>, batch: &Batch<B>) -> Tensor<B, 1>
         batch.positions.clone(),
         batch.bias.clone(),
     );
-    let logp = log_softmax(logits, 2).gather(2, batch.targets.clone());
+    let logp = crate::model::log_softmax(logits).gather(2, batch.targets.clone());
     -(logp.reshape([b, s]) * batch.weights.clone()).sum()
 }
 
