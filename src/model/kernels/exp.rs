@@ -104,19 +104,19 @@ mod fma {
     pub(super) unsafe fn exp_in_place(values: &mut [f32]) {
         let mut quads = values.chunks_exact_mut(4);
         for quad in &mut quads {
-            let mut x = [0.0f32; 4];
-            x.copy_from_slice(quad);
-            // SAFETY: `x` and `quad` hold four `f32` each, which the unaligned load and store
+            // SAFETY: `quad` and `x` hold four `f32` each, which the unaligned loads and stores
             // read and write; the caller guarantees the features.
-            let special = unsafe {
-                let (y, special) = exp4(_mm_loadu_ps(x.as_ptr()));
+            unsafe {
+                let arg = _mm_loadu_ps(quad.as_ptr());
+                let (y, special) = exp4(arg);
                 _mm_storeu_ps(quad.as_mut_ptr(), y);
-                special
-            };
-            if special != 0 {
-                for (lane, (out, x)) in quad.iter_mut().zip(x).enumerate() {
-                    if special & (1 << lane) != 0 {
-                        *out = x.exp();
+                if special != 0 {
+                    let mut x = [0.0f32; 4];
+                    _mm_storeu_ps(x.as_mut_ptr(), arg);
+                    for (lane, (out, x)) in quad.iter_mut().zip(x).enumerate() {
+                        if special & (1 << lane) != 0 {
+                            *out = x.exp();
+                        }
                     }
                 }
             }

@@ -276,6 +276,26 @@ fn storage(t: &mut FlexTensor) -> &mut [f32] {
     &mut values[..len]
 }
 
+/// The length of the last dimension and the number of values of a tensor.
+pub(super) fn row_shape(t: &FlexTensor) -> (usize, usize) {
+    let shape = t.layout().shape();
+    let len = shape[shape.num_dims() - 1];
+    (len, shape.iter().product())
+}
+
+/// A contiguous tensor of `like`'s shape holding `values`.
+pub(super) fn shaped(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
+}
+
+/// The `len` values of a contiguous tensor.
+///
+/// # Panics
+/// When `t` is not contiguous or holds another number of `f32` values (a bug of the caller).
+pub(super) fn values_of(t: &FlexTensor, len: usize) -> &[f32] {
+    rows(t, len).expect("a contiguous tensor holds its values")
+}
+
 /// `t` laid out contiguously (a copy only when it is a strided view).
 pub(super) fn contiguous(t: FlexTensor) -> FlexTensor {
     if t.is_contiguous() {

@@ -15,13 +15,12 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::tensor::TensorData;
 use burn::tensor::ops::FloatTensorOps;
 use rayon::prelude::*;
 
 use super::exp::exp_in_place;
-use super::flex::{AdTensor, contiguous, rows};
-use super::{in_chunks_of, rows_per_task};
+use super::flex::{AdTensor, contiguous, row_shape, shaped, values_of as of};
+use super::{per_row, rows_per_task};
 
 /// For rows of `len` values and their maxima `max`: writes `x − max` into `shifted` and its
 /// `exp` into `exps`.
@@ -81,29 +80,13 @@ fn subtract_rows(shifted: &mut [f32], len: usize, lse: &[f32]) {
         });
 }
 
-/// The length of the last dimension, its index and the number of values of a tensor.
-fn row_shape(t: &FlexTensor) -> (usize, usize, usize) {
-    let shape = t.layout().shape();
-    let last = shape.num_dims() - 1;
-    (shape[last], last, t.layout().num_elements())
-}
-
-/// A tensor of `values` shaped like `like`.
-fn shaped(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
-}
-
-/// The values of a contiguous tensor of `len` values.
-fn of(t: &FlexTensor, len: usize) -> &[f32] {
-    rows(t, len).expect("a contiguous tensor holds its values")
-}
-
 /// burn's log-softmax along the last dimension of a non-empty `f32` tensor: `x − m` and its
 /// `exp` here, burn's own maxima `m`, row sums `s` of the `exp`s and their `ln`, then
 /// `(x − m) − ln s` here. Returns the log-softmax, the `exp`s and `s`.
 pub(super) fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
     let x = contiguous(x);
-    let (len, last, total) = row_shape(&x);
+    let (len, total) = row_shape(&x);
+    let last = x.layout().shape().num_dims() - 1;
     let maxima = contiguous(Flex::float_max_dim(x.clone(), last));
     let mut shifted = vec![0.0f32; total];
     let mut exps = vec![0.0f32; total];
@@ -153,7 +136,8 @@ impl Backward<Flex, 1> for LogSoftmax {
         let (exps, sums) = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             let grad = contiguous(grad);
-            let (len, last, total) = row_shape(&exps);
+            let (len, total) = row_shape(&exps);
+            let last = exps.layout().shape().num_dims() - 1;
             let to_lse = Flex::float_sum_dim(Flex::float_neg(grad.clone()), last);
             let to_sums = Flex::float_mul(to_lse, Flex::float_recip(sums));
             let to_exps = contiguous(Flex::float_sum_dim(to_sums, last));
@@ -163,13 +147,10 @@ impl Backward<Flex, 1> for LogSoftmax {
                 of(&to_exps, total / len),
             );
             let mut out = vec![0.0f32; total];
-            in_chunks_of(&mut out, rows_per_task(len) * len, |first, out| {
-                for (i, row) in out.chunks_exact_mut(len).enumerate() {
-                    let at = first + i * len;
-                    let (g, e, b) = (&g[at..at + len], &e[at..at + len], b[at / len]);
-                    for ((o, &g), &e) in row.iter_mut().zip(g).zip(e) {
-                        *o = g + b * e;
-                    }
+            per_row(&mut out, len, |row, out| {
+                let at = row * len..(row + 1) * len;
+                for ((o, &g), &e) in out.iter_mut().zip(&g[at.clone()]).zip(&e[at]) {
+                    *o = g + b[row] * e;
                 }
             });
             shaped(out, &exps)

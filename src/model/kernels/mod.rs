@@ -77,6 +77,16 @@ fn in_chunks_of(out: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Syn
     }
 }
 
+/// Runs `f(row, values)` over the rows of `len` values of `out`, tasks of whole rows spread
+/// over all cores.
+fn per_row(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    in_chunks_of(out, rows_per_task(len) * len, |first, out| {
+        for (i, row) in out.chunks_exact_mut(len).enumerate() {
+            f(first / len + i, row);
+        }
+    });
+}
+
 /// Zeroed `[m, n]` outputs for every `n` of `widths`, with the handles the tasks of a pass
 /// write them through.
 fn outputs(m: usize, widths: impl Iterator<Item = usize>) -> (Vec<Vec<f32>>, Vec<Out>) {

@@ -20,14 +20,14 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
 use super::exp::exp_in_place;
 use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
-    rows as values,
+    row_shape, rows as values, shaped,
 };
-use super::{in_chunks_of, rows_per_task};
+use super::{in_chunks_of, per_row, rows_per_task};
 
 /// Softmax along the last dimension: the fused kernels on Flex (inference) and on
 /// `Autodiff<Flex>` (training, one recorded operation); burn's `softmax` on other backends.
@@ -43,18 +43,6 @@ pub(crate) fn softmax<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 
         return from_flex(inference(cast(float_primitive(x))));
     }
     activation::softmax(x, last)
-}
-
-/// The length of the last dimension and the number of values of a tensor.
-fn row_shape(t: &FlexTensor) -> (usize, usize) {
-    let shape = t.layout().shape();
-    let len = shape[shape.num_dims() - 1];
-    (len, shape.iter().product())
-}
-
-/// A contiguous tensor of `t`'s shape holding `values`.
-fn shaped(values: Vec<f32>, like: &FlexTensor) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(values, like.layout().shape().clone()))
 }
 
 /// burn-flex's fused softmax: per row its maximum `m`, then `e = exp(x − m)` and their sum
@@ -131,16 +119,6 @@ fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
         }
     });
     (shaped(out, &x), exps, sums)
-}
-
-/// Runs `f(row, values)` over the rows of `len` values of `out`, tasks of whole rows spread
-/// over all cores.
-fn per_row(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    in_chunks_of(out, rows_per_task(len) * len, |first, out| {
-        for (i, row) in out.chunks_exact_mut(len).enumerate() {
-            f(first / len + i, row);
-        }
-    });
 }
 
 #[derive(Debug)]
