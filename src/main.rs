@@ -494,7 +494,8 @@ fn dispatch(command: Command) -> Result<()> {
         }
         Command::Export { command } => export(command),
         Command::Assets { command } => assets(command),
-        Command::Lm { command } => lm(command),
+        // One computation at a time: it runs on the kernels' thread pool.
+        Command::Lm { command } => rlcd::model::on_pool(|| lm(command)),
     }
 }
 

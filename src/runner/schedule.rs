@@ -133,6 +133,16 @@ pub(super) fn execute_all(
     });
     let wake = Condvar::new();
     let log = Mutex::new(log);
+    let workers = jobs.clamp(1, n.max(1));
+    // One stage at a time runs on the kernels' pool (faster, same results); concurrent stages
+    // stay on their own threads, where none can end up nested inside another's wait.
+    let compute = |stage| {
+        if workers == 1 {
+            crate::model::on_pool(|| run_stage(stage, plan, root, store, opts))
+        } else {
+            run_stage(stage, plan, root, store, opts)
+        }
+    };
     let worker = || loop {
         let i = {
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
@@ -155,7 +165,7 @@ pub(super) fn execute_all(
         };
         let stage = &plan.stages[i];
         let t0 = Instant::now();
-        let result = run_stage(stage, plan, root, store, opts).and_then(|(cached, notes)| {
+        let result = compute(stage).and_then(|(cached, notes)| {
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
             for note in notes {
                 log.always(&format!("note: {note}"))?;
@@ -190,7 +200,7 @@ pub(super) fn execute_all(
         wake.notify_all();
     };
     std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, n.max(1)) {
+        for _ in 0..workers {
             scope.spawn(worker);
         }
     });

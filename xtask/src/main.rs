@@ -105,7 +105,7 @@ fn main() -> Result<()> {
             gguf,
             seed,
         } => {
-            let m = peers::run_rlcd(&workload, &gguf, seed)?;
+            let m = rlcd::model::on_pool(|| peers::run_rlcd(&workload, &gguf, seed))?;
             println!("{}", serde_json::to_string(&m)?);
         }
         Command::Bench {
@@ -123,8 +123,9 @@ fn main() -> Result<()> {
                 smollm2,
                 ..Default::default()
             };
-            let rows =
-                rlcd::model::bench::run_bench::<rlcd::model::Cpu>(&opts, &Default::default())?;
+            let rows = rlcd::model::on_pool(|| {
+                rlcd::model::bench::run_bench::<rlcd::model::Cpu>(&opts, &Default::default())
+            })?;
             println!(
                 "{}",
                 rlcd::model::bench::write_rows(&rows, &root.join(out))?
