@@ -145,8 +145,13 @@ impl Timing {
 
     /// CPU time over wall time of the timed run, in percent (200 = two cores busy throughout).
     pub fn cpu_percent(&self) -> f64 {
-        100.0 * self.cpu_s / self.seconds.max(1e-9)
+        cpu_percent(self.cpu_s, self.seconds)
     }
+}
+
+/// `cpu_s` CPU seconds over `seconds` of wall time, in percent (200 = two cores busy).
+pub fn cpu_percent(cpu_s: f64, seconds: f64) -> f64 {
+    100.0 * cpu_s / seconds.max(1e-9)
 }
 
 /// Wall time and this process's CPU time since it started, for one timed run.

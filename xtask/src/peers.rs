@@ -86,7 +86,7 @@ impl Measurement {
 
     /// CPU time over wall time of the timed run, in percent (200 = two cores busy).
     fn cpu_percent(&self) -> f64 {
-        100.0 * self.cpu_s / self.seconds.max(1e-9)
+        rlcd::model::bench::cpu_percent(self.cpu_s, self.seconds)
     }
 }
 

@@ -178,16 +178,14 @@ pub(crate) fn swiglu<B: Backend, const D: usize>(
         (Err(g), _) => return silu(g) * up,
     };
     let len = dims.iter().product();
-    let up_values = rows(&up_flex, len).expect("a contiguous tensor holds its values");
+    let up_values = values_of(&up_flex, len);
     if gate.layout().contiguous_offsets() == Some((0, len))
         && let Some(out) = gate.try_storage_mut::<f32>()
     {
         swiglu_in_place(out, up_values);
         return from_flex(gate);
     }
-    let mut out = rows(&gate, len)
-        .expect("a contiguous tensor holds its values")
-        .to_vec();
+    let mut out = values_of(&gate, len).to_vec();
     swiglu_in_place(&mut out, up_values);
     from_values(out, dims)
 }
@@ -249,7 +247,7 @@ pub(crate) fn adamw<B: Backend, const D: usize>(
         storage(&mut param),
         storage(&mut m),
         storage(&mut v),
-        rows(&grad, len).expect("a contiguous tensor holds its values"),
+        values_of(&grad, len),
         first,
         scalars,
     );
@@ -263,7 +261,7 @@ fn owned<const D: usize>(t: FlexTensor, dims: [usize; D]) -> FlexTensor {
         return t;
     }
     let t = contiguous(t);
-    let values = rows(&t, len).expect("a contiguous tensor holds its values");
+    let values = values_of(&t, len);
     FlexTensor::from_data(TensorData::new(values.to_vec(), dims))
 }
 

@@ -17,7 +17,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 
 use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
-    rows,
+    values_of,
 };
 use super::{in_chunks_of, rows_per_task};
 
@@ -95,8 +95,7 @@ fn pass([a, b, c]: [&FlexTensor; 3], pairs: Pairs, backward: bool) -> FlexTensor
     let hd = shape[3];
     let len = shape.iter().product();
     let [a, b, c] = [a, b, c].map(|t| contiguous(t.clone()));
-    let [av, bv, cv] =
-        [&a, &b, &c].map(|t| rows(t, len).expect("a contiguous tensor holds its values"));
+    let [av, bv, cv] = [&a, &b, &c].map(|t| values_of(t, len));
     let mut out = vec![0.0f32; len];
     let per = rows_per_task(hd) * hd;
     in_chunks_of(&mut out, per, |first, chunk| {

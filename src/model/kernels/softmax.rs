@@ -25,7 +25,7 @@ use burn::tensor::{DType, Tensor};
 use super::exp::exp_in_place;
 use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
-    row_shape, rows as values, shaped,
+    row_shape, shaped, values_of,
 };
 use super::{in_chunks_of, per_row, rows_per_task};
 
@@ -50,7 +50,7 @@ pub(crate) fn softmax<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 
 fn inference(x: FlexTensor) -> FlexTensor {
     let x = contiguous(x);
     let (len, total) = row_shape(&x);
-    let src = values(&x, total).expect("a contiguous tensor holds its values");
+    let src = values_of(&x, total);
     let mut out = vec![0.0f32; total];
     shifted_exps(src, len, &mut out, |row| {
         let inv = 1.0f32 / row.iter().fold(0.0f32, |sum, &e| sum + e);
@@ -103,14 +103,14 @@ fn recorded(x: AdTensor) -> AdTensor {
 fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
     let x = contiguous(x);
     let (len, total) = row_shape(&x);
-    let src = values(&x, total).expect("a contiguous tensor holds its values");
+    let src = values_of(&x, total);
     let mut exps = vec![0.0f32; total];
     shifted_exps(src, len, &mut exps, |_| {});
     let exps = shaped(exps, &x);
     let last = x.layout().shape().num_dims() - 1;
     let sums = contiguous(Flex::float_sum_dim(exps.clone(), last));
-    let e = values(&exps, total).expect("built contiguous");
-    let s = values(&sums, total / len).expect("a contiguous tensor holds its values");
+    let e = values_of(&exps, total);
+    let s = values_of(&sums, total / len);
     let mut out = vec![0.0f32; total];
     per_row(&mut out, len, |row, out| {
         let (e, s) = (&e[row * len..(row + 1) * len], s[row]);
@@ -138,9 +138,9 @@ impl Backward<Flex, 1> for Softmax {
             let grad = contiguous(grad);
             let (len, total) = row_shape(&exps);
             let last = exps.layout().shape().num_dims() - 1;
-            let g = values(&grad, total).expect("a contiguous tensor holds its values");
-            let e = values(&exps, total).expect("built contiguous");
-            let s = values(&sums, total / len).expect("a contiguous tensor holds its values");
+            let g = values_of(&grad, total);
+            let e = values_of(&exps, total);
+            let s = values_of(&sums, total / len);
             let mut to_sums = vec![0.0f32; total];
             per_row(&mut to_sums, len, |row, out| {
                 let span = row * len..(row + 1) * len;
@@ -151,7 +151,7 @@ impl Backward<Flex, 1> for Softmax {
             });
             let to_sums = Flex::float_sum_dim(shaped(to_sums, &exps), last);
             let from_sums = contiguous(Flex::float_sum_dim(to_sums, last));
-            let b = values(&from_sums, total / len).expect("a contiguous tensor holds its values");
+            let b = values_of(&from_sums, total / len);
             let mut out = vec![0.0f32; total];
             per_row(&mut out, len, |row, out| {
                 let span = row * len..(row + 1) * len;

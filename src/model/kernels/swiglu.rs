@@ -16,7 +16,7 @@ use burn::tensor::TensorData;
 use rayon::prelude::*;
 
 use super::exp::exp_in_place;
-use super::flex::{AdTensor, contiguous, rows};
+use super::flex::{AdTensor, contiguous, rows, values_of};
 use super::in_chunks;
 
 /// Elements one task computes.
@@ -108,8 +108,8 @@ fn forward(gate: FlexTensor, up: FlexTensor) -> (FlexTensor, Saved) {
     let mut out = vec![0.0f32; len];
     let mut sig = vec![0.0f32; len];
     {
-        let g = rows(&gate, len).expect("a contiguous tensor holds its values");
-        let u = rows(&up, len).expect("a contiguous tensor holds its values");
+        let g = values_of(&gate, len);
+        let u = values_of(&up, len);
         in_chunks(&mut out, &mut sig, CHUNK, |first, o, s| {
             let (g, u) = (&g[first..first + o.len()], &u[first..first + o.len()]);
             sigmoids(g, s);
@@ -142,7 +142,7 @@ impl Backward<Flex, 2> for SwiGlu {
         let [to_gate, to_up] = ops.parents;
         let len = saved.sigmoid.len();
         let shape = grad.layout().shape().clone();
-        let gr = rows(&grad, len).expect("a contiguous tensor holds its values");
+        let gr = values_of(&grad, len);
         let (g, u, s) = (saved.gate(), saved.up(), &saved.sigmoid[..]);
         let mut d_gate = vec![0.0f32; len];
         let mut d_up = vec![0.0f32; len];

@@ -18,7 +18,7 @@ use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::flex::{AdTensor, ad_primitive, contiguous, from_ad, is_ad, rows as values};
+use super::flex::{AdTensor, ad_primitive, contiguous, from_ad, is_ad, values_of};
 
 /// Rows of the transposed gradient one task writes.
 const ROWS_PER_TASK: usize = 64;
@@ -82,7 +82,7 @@ fn transposed(t: FlexTensor) -> FlexTensor {
     let t = contiguous(t);
     let shape = t.layout().shape();
     let (rows, cols) = (shape[0], shape[1]);
-    let src = values(&t, rows * cols).expect("a contiguous tensor holds its values");
+    let src = values_of(&t, rows * cols);
     let mut out = vec![0.0f32; rows * cols];
     out.par_chunks_mut(ROWS_PER_TASK * rows)
         .enumerate()
