@@ -803,7 +803,8 @@ impl<B: Backend> Llama<B> {
 }
 
 /// `x·W + b` through a 2-D matmul (burn-flex's fused `linear` is several times slower than its
-/// matmul at decoding shapes), split over all cores at decoding shapes on the CPU, or with the
+/// matmul at decoding shapes), split over all cores by columns on the CPU (decoding, scoring
+/// and, recorded as one operation, training with more than 64 rows), or with the
 /// weight's Q8_0 copy `q8` when given (CPU only); plus the LoRA `adapter`'s term when given.
 fn project<B: Backend>(
     l: &Linear<B>,
@@ -817,7 +818,7 @@ fn project<B: Backend>(
     let y = q8
         .and_then(|q| kernels::q8_product(&x, q))
         .or_else(|| kernels::product(&x, &w, false))
-        .unwrap_or_else(|| x.clone().matmul(w));
+        .unwrap_or_else(|| kernels::projection(x.clone(), w));
     finish_projection(l, x, y, adapter, [b, s])
 }
 

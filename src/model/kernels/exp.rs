@@ -1,9 +1,10 @@
-//! `exp` over runs of `f32` values, four lanes at a time, for the logistic of the SwiGLU gate,
+//! `exp` over runs of `f32` values, eight or four lanes at a time, for the logistic of the SwiGLU gate,
 //! attention's softmax and log-softmax (every forward pass of the paper's §3 pipeline). Each
 //! value comes out bit-identical to the C library's scalar `expf`, which the Flex backend and
 //! these kernels otherwise call once per element: on x86-64 Linux with glibc, a CPU with AVX2
 //! and FMA runs glibc's `expf` as its FMA build, and this kernel evaluates the same algorithm
-//! with the same fused and unfused steps on vector registers. Arguments outside the range that
+//! with the same fused and unfused steps on vector registers: four lanes at a time with AVX2,
+//! eight with AVX-512 (where the 32-entry table is looked up in registers, not gathered). Arguments outside the range that
 //! algorithm's main path covers (|x| ≥ 88, NaN) take the scalar `expf`, except those below
 //! [`ZERO_BELOW`], whose result is exactly +0; everywhere else (other CPUs, other C
 //! libraries) every value takes the scalar `expf`.
@@ -21,8 +22,13 @@ pub(super) const ZERO_BELOW: f32 = f32::from_bits(0xc2cf_f1b4); // −0x1.9fe368
 pub(super) fn exp_in_place(values: &mut [f32]) {
     #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
     if vectorized() {
-        // SAFETY: `vectorized` has checked that this CPU has AVX2 and FMA.
-        unsafe { fma::exp_in_place(values) };
+        if wide() {
+            // SAFETY: `vectorized` and `wide` have checked AVX2, FMA and AVX-512F.
+            unsafe { fma::exp_in_place_wide(values) };
+        } else {
+            // SAFETY: `vectorized` has checked that this CPU has AVX2 and FMA.
+            unsafe { fma::exp_in_place(values) };
+        }
         return;
     }
     for v in values {
@@ -40,6 +46,12 @@ pub(super) fn vectorized() -> bool {
     {
         false
     }
+}
+
+/// Whether the vector path runs eight lanes at a time (AVX-512F) on this machine.
+#[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+fn wide() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
@@ -126,6 +138,74 @@ mod fma {
         }
     }
 
+    /// [`super::exp_in_place`] on AVX-512F, eight values at a time; the last seven or fewer
+    /// take [`exp_in_place`].
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and AVX-512F.
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    pub(super) unsafe fn exp_in_place_wide(values: &mut [f32]) {
+        // The table's halves, entries 0–15 and 16–31, for in-register lookups.
+        // SAFETY: each half is 8 + 8 `u64` of the 32-entry table.
+        let halves =
+            unsafe { [0, 8, 16, 24].map(|i| _mm512_loadu_si512(TABLE[i..].as_ptr().cast())) };
+        let mut octs = values.chunks_exact_mut(8);
+        for oct in &mut octs {
+            // SAFETY: `oct` and `x` hold eight `f32` each, which the unaligned loads and
+            // stores read and write; the caller guarantees the features.
+            unsafe {
+                let arg = _mm256_loadu_ps(oct.as_ptr());
+                let (y, special) = exp8(arg, &halves);
+                _mm256_storeu_ps(oct.as_mut_ptr(), y);
+                if special != 0 {
+                    let mut x = [0.0f32; 8];
+                    _mm256_storeu_ps(x.as_mut_ptr(), arg);
+                    for (lane, (out, x)) in oct.iter_mut().zip(x).enumerate() {
+                        if special & (1 << lane) != 0 {
+                            *out = x.exp();
+                        }
+                    }
+                }
+            }
+        }
+        // SAFETY: the caller guarantees AVX2 and FMA.
+        unsafe { exp_in_place(octs.into_remainder()) };
+    }
+
+    /// [`exp4`] on eight lanes, the table entry of each picked from `halves` (entries 0–7,
+    /// 8–15, 16–23 and 24–31) by two two-register permutes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,avx512f")]
+    fn exp8(x: __m256, halves: &[__m512i; 4]) -> (__m256, i32) {
+        let xd = _mm512_cvtps_pd(x);
+        let shifted = _mm512_fmadd_pd(_mm512_set1_pd(INV_LN2_N), xd, _mm512_set1_pd(SHIFT));
+        let ki = _mm512_castpd_si512(shifted);
+        let kd = _mm512_sub_pd(shifted, _mm512_set1_pd(SHIFT));
+        let r = _mm512_fmsub_pd(_mm512_set1_pd(INV_LN2_N), xd, kd);
+        // Bits 0–3 of the index pick an entry of a 16-entry half, bit 4 the half.
+        let low = _mm512_permutex2var_epi64(halves[0], ki, halves[1]);
+        let high = _mm512_permutex2var_epi64(halves[2], ki, halves[3]);
+        let upper = _mm512_test_epi64_mask(ki, _mm512_set1_epi64(16));
+        let entry = _mm512_mask_blend_epi64(upper, low, high);
+        let s = _mm512_castsi512_pd(_mm512_add_epi64(entry, _mm512_slli_epi64::<47>(ki)));
+        let z = _mm512_fmadd_pd(r, _mm512_set1_pd(C[0]), _mm512_set1_pd(C[1]));
+        let r2 = _mm512_mul_pd(r, r);
+        let y = _mm512_fmadd_pd(r, _mm512_set1_pd(C[2]), _mm512_set1_pd(1.0));
+        let y = _mm512_fmadd_pd(z, r2, y);
+        let y = _mm512_cvtpd_ps(_mm512_mul_pd(y, s));
+        let zero = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(super::ZERO_BELOW));
+        let top = _mm256_and_si256(
+            _mm256_srli_epi32::<20>(_mm256_castps_si256(x)),
+            _mm256_set1_epi32(0x7ff),
+        );
+        let outside = _mm256_cmpgt_epi32(top, _mm256_set1_epi32(SPECIAL_ABSTOP - 1));
+        let special = _mm256_andnot_si256(_mm256_castps_si256(zero), outside);
+        (
+            _mm256_andnot_ps(zero, y),
+            _mm256_movemask_ps(_mm256_castsi256_ps(special)),
+        )
+    }
+
     /// `exp` of four lanes by the main path, lanes below [`super::ZERO_BELOW`] set to +0, and
     /// a bit mask of the lanes the main path does not cover (|x| ≥ 88 and not below
     /// [`super::ZERO_BELOW`], or NaN), whose results the caller replaces.
@@ -164,11 +244,11 @@ mod fma {
 mod tests {
     use super::*;
 
-    /// Every value of `inputs` through [`exp_in_place`], against `f32::exp` bit for bit (NaN
-    /// against NaN); returns the inputs that differ.
-    fn differing(inputs: &[f32]) -> Vec<f32> {
+    /// Every value of `inputs` through `exp` (an in-place `exp`), against `f32::exp` bit for
+    /// bit (NaN against NaN); returns the inputs that differ.
+    fn differing(inputs: &[f32], exp: impl Fn(&mut [f32])) -> Vec<f32> {
         let mut out = inputs.to_vec();
-        exp_in_place(&mut out);
+        exp(&mut out);
         inputs
             .iter()
             .zip(&out)
@@ -222,7 +302,7 @@ mod tests {
         // Odd lengths: the last values take the scalar remainder.
         inputs.push(0.5);
         assert!(inputs.len() > 5_000_000);
-        let differ = differing(&inputs);
+        let differ = differing(&inputs, exp_in_place);
         assert!(
             differ.is_empty(),
             "{} of {} values differ from expf, e.g. {:?}",
@@ -230,6 +310,17 @@ mod tests {
             inputs.len(),
             &differ[..differ.len().min(8)]
         );
+        // Where the eight-lane path runs, the four-lane one too.
+        #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+        if vectorized() && wide() {
+            // SAFETY: `vectorized` has checked AVX2 and FMA.
+            let differ = differing(&inputs, |v| unsafe { fma::exp_in_place(v) });
+            assert!(
+                differ.is_empty(),
+                "four lanes: {} values differ",
+                differ.len()
+            );
+        }
         let mut below = [ZERO_BELOW - 1.0; 4];
         exp_in_place(&mut below);
         assert_eq!(below.map(f32::to_bits), [0; 4], "below the cut-off: +0");

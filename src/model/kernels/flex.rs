@@ -11,6 +11,8 @@ use burn::tensor::activation::{self, silu};
 use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
+use rayon::prelude::*;
+
 use super::adamw::{AdamWScalars, adamw_in_place};
 use super::log_softmax::{forward as log_softmax_forward, recorded as recorded_log_softmax};
 use super::matmul::{Operand, matmul_each, matmul_rows, task_widths, worth_it};
@@ -274,6 +276,31 @@ fn storage(t: &mut FlexTensor) -> &mut [f32] {
     &mut values[..len]
 }
 
+/// Rows of a transposed matrix one task of [`transposed`] writes.
+const ROWS_PER_TASK: usize = 64;
+
+/// The transpose of a 2-D tensor, written row-major.
+pub(super) fn transposed(t: FlexTensor) -> FlexTensor {
+    let t = contiguous(t);
+    let shape = t.layout().shape();
+    let (rows, cols) = (shape[0], shape[1]);
+    let src = values_of(&t, rows * cols);
+    let mut out = vec![0.0f32; rows * cols];
+    out.par_chunks_mut(ROWS_PER_TASK * rows)
+        .enumerate()
+        .for_each(|(task, block)| {
+            let c0 = task * ROWS_PER_TASK;
+            let width = block.len() / rows;
+            for r in 0..rows {
+                let from = &src[r * cols + c0..r * cols + c0 + width];
+                for (j, &x) in from.iter().enumerate() {
+                    block[j * rows + r] = x;
+                }
+            }
+        });
+    FlexTensor::from_data(TensorData::new(out, [cols, rows]))
+}
+
 /// The length of the last dimension and the number of values of a tensor.
 pub(super) fn row_shape(t: &FlexTensor) -> (usize, usize) {
     let shape = t.layout().shape();
@@ -492,6 +519,39 @@ mod tests {
         }
     }
 
+    /// Scoring, judging and prefill shapes (more than 64 rows, no gradient): the blocks give
+    /// burn's values bit for bit, in both layouts, for widths with a last block of 3, 15, 44 or
+    /// 64 columns, a few columns past a whole block, and a vocabulary of whole blocks.
+    #[test]
+    fn many_row_products_equal_burns_bit_for_bit() {
+        let device = Default::default();
+        for m in [65, 85, 100, 256] {
+            for (k, n) in [
+                (576, 4099),
+                (576, 4111),
+                (576, 192),
+                (128, 300),
+                (1536, 576),
+            ]
+            .into_iter()
+            .chain([(576, 130), (64, 49_152)])
+            {
+                let x = Tensor::<Flex, 2>::random([m, k], Distribution::Default, &device);
+                let w = Tensor::<Flex, 2>::random([k, n], Distribution::Default, &device);
+                let e = Tensor::<Flex, 2>::random([n, k], Distribution::Default, &device);
+                let rows = product(&x, &w, false).expect("split by columns");
+                let head = product(&x, &e, true).expect("split by columns");
+                for (what, got, want) in [
+                    ("x·W", rows, x.clone().matmul(w)),
+                    ("x·Eᵀ", head, x.clone().matmul(e.transpose())),
+                ] {
+                    let (differ, _) = bits_differ(got, want);
+                    assert_eq!(differ, 0, "{what} at {m}×{k}×{n}: {differ} values differ");
+                }
+            }
+        }
+    }
+
     #[test]
     fn products_in_one_pass_equal_each_product_alone_bit_for_bit() {
         let device = Default::default();
@@ -518,12 +578,12 @@ mod tests {
                 );
             }
         }
-        // Too little work to share, and a product burn runs on all cores itself.
+        // Too little work to share, and a one-block product burn runs on all cores itself.
         let x = Tensor::<Flex, 2>::random([1, 64], Distribution::Default, &device);
         let w = Tensor::<Flex, 2>::random([64, 64], Distribution::Default, &device);
         assert!(products(&x, [&w, &w]).is_none());
-        let x = Tensor::<Flex, 2>::random([512, 576], Distribution::Default, &device);
-        let w = Tensor::<Flex, 2>::random([576, 1536], Distribution::Default, &device);
+        let x = Tensor::<Flex, 2>::random([4096, 576], Distribution::Default, &device);
+        let w = Tensor::<Flex, 2>::random([576, 128], Distribution::Default, &device);
         assert!(products(&x, [&w]).is_none());
     }
 

@@ -1,9 +1,17 @@
-//! `x · W` for the row counts of decoding (one row per sequence of a batch) spread over all
-//! cores: the output's columns are cut into fixed-width blocks, each computed by `gemm` on one
-//! core. Block widths depend only on the shapes, so results do not depend on the thread count.
-//! Products that read the same `x` (a block's query, key and value projections) can share one
-//! pass, whose tasks the cores take from one queue; there a single row's product runs whole
-//! on one core beside the others.
+//! `x · W` spread over all cores for the row counts of decoding (one row per sequence of a
+//! batch) and of scoring, judging and prefill (hundreds of rows, no gradient): the output's
+//! columns are cut into fixed-width blocks, each computed by `gemm` on one core. Block widths
+//! depend only on the shapes, so results do not depend on the thread count. Products that read
+//! the same `x` (a block's query, key and value projections) can share one pass, whose tasks the
+//! cores take from one queue; there a single row's product runs whole on one core beside the
+//! others.
+//!
+//! Above [`FEW_ROWS`] rows the blocks replace gemm's own parallel split, which forks and joins
+//! the thread pool several times per product and wakes a sleeping core each time; each block's
+//! values equal those of burn's single call bit for bit. gemm sums `k` in the same blocks for
+//! any output shape except two it treats apart: a block of at most 256 outputs (horizontal dot
+//! products) and one of at most 64 rows and 64 columns (`k` cut at 512). Beyond 64 rows only a
+//! last block of one to three columns falls in either, and it joins the block before it.
 
 use rayon::prelude::*;
 
@@ -11,11 +19,15 @@ use super::{column_tasks, outputs};
 
 /// Output columns one task computes.
 const COLS_PER_TASK: usize = 128;
-/// Flex already runs products of at least this many multiply-adds on all cores (rows above
-/// [`FEW_ROWS`] only: gemm's own split leaves cores idle on fewer rows).
+/// Flex runs products of at least this many multiply-adds on all cores, and smaller ones on one.
 const FLEX_PARALLEL: usize = 192 * 192 * 192;
-/// Rows up to which gemm's own parallel split is replaced.
+/// Rows up to which a product is split only when burn would leave cores idle (decoding
+/// shapes, whose blocks keep the values they have always had); above it every product of
+/// more than one block is split.
 const FEW_ROWS: usize = 64;
+/// Beyond [`FEW_ROWS`] rows, a product's last block narrower than this joins the block before
+/// it, so that no block falls in gemm's horizontal kernel (at most 256 outputs).
+const MIN_LAST_COLS: usize = 16;
 /// Products smaller than this many multiply-adds stay on one core.
 const MIN_WORK: usize = 1 << 16;
 /// Products that share a pass, each whole on one core, hold at least this many multiply-adds
@@ -31,10 +43,18 @@ const MIN_ROWS: usize = 2;
 /// Whether an `[m, k] · [k, n]` product is better split over cores by columns here.
 pub(super) fn worth_it(m: usize, k: usize, n: usize) -> bool {
     let work = m.saturating_mul(k).saturating_mul(n);
-    m >= MIN_ROWS
-        && n >= 2 * COLS_PER_TASK
-        && work >= MIN_WORK
-        && (m <= FEW_ROWS || work < FLEX_PARALLEL)
+    let wide = if m <= FEW_ROWS {
+        n >= 2 * COLS_PER_TASK
+    } else {
+        n > COLS_PER_TASK
+    };
+    m >= MIN_ROWS && work >= MIN_WORK && wide
+}
+
+/// Whether `m` rows are more than [`FEW_ROWS`], where every block of a product [`worth_it`]
+/// splits gives burn's values bit for bit.
+pub(super) fn many_rows(m: usize) -> bool {
+    m > FEW_ROWS
 }
 
 /// The right operand of a product: a `[k, n]` matrix read from `data` with strides.
@@ -136,7 +156,10 @@ pub(super) fn matmul_each(
         );
     }
     let (outs, dsts) = outputs(m, ws.iter().map(|(w, _)| w.n));
-    let tasks = column_tasks(ws.iter().map(|&(w, width)| (w.n, width)));
+    let mut tasks = column_tasks(ws.iter().map(|&(w, width)| (w.n, width)));
+    if m > FEW_ROWS {
+        join_narrow_last_blocks(&mut tasks);
+    }
     tasks.par_iter().for_each(|&(p, j0, cols)| {
         let w = ws[p].0;
         // SAFETY: rows `0..m` and columns `j0..j0 + cols` of product `p`'s output (row stride
@@ -154,6 +177,19 @@ pub(super) fn matmul_each(
         }
     });
     outs
+}
+
+/// Joins every task narrower than [`MIN_LAST_COLS`] (a product's last block) to the task
+/// before it when that task belongs to the same product.
+fn join_narrow_last_blocks(tasks: &mut Vec<(usize, usize, usize)>) {
+    let mut joined: Vec<(usize, usize, usize)> = Vec::with_capacity(tasks.len());
+    for &(p, j0, cols) in tasks.iter() {
+        match joined.last_mut() {
+            Some(last) if cols < MIN_LAST_COLS && last.0 == p => last.2 += cols,
+            _ => joined.push((p, j0, cols)),
+        }
+    }
+    *tasks = joined;
 }
 
 #[cfg(test)]
@@ -208,7 +244,22 @@ mod tests {
             "one row stays on gemm's vector kernel"
         );
         assert!(!worth_it(4, 8, 64), "too little work");
-        assert!(!worth_it(512, 576, 1536), "flex splits this itself");
         assert!(worth_it(128, 128, 384), "flex would run this on one core");
+        assert!(
+            worth_it(512, 576, 1536) && worth_it(256, 576, 192),
+            "many rows: blocks instead of gemm's own split"
+        );
+        assert!(!worth_it(512, 576, 128), "many rows, one block");
+        assert!(!worth_it(16, 576, 192), "few rows, under two blocks");
+    }
+
+    #[test]
+    fn a_narrow_last_block_joins_the_one_before_it() {
+        let mut tasks = column_tasks([(4099, 128), (3, 128), (300, 128)].into_iter());
+        join_narrow_last_blocks(&mut tasks);
+        assert_eq!(tasks.len(), 32 + 1 + 3);
+        assert_eq!(tasks[31], (0, 31 * 128, 131), "3 columns joined");
+        assert_eq!(tasks[32], (1, 0, 3), "a product of one block keeps it");
+        assert_eq!(tasks[35], (2, 256, 44), "44 columns stay apart");
     }
 }

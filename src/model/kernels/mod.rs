@@ -1,17 +1,21 @@
 //! CPU kernels for the model core on the Flex backend (behind every simulator, judge, policy
-//! rollout and trainer of the paper's §3 pipeline). Inference: matrix products of decoding
-//! shapes spread over all cores, the SwiGLU gate and RoPE in one pass each, attention's softmax
-//! without libm calls for masked keys, log-softmax's element-wise passes over all cores, and
-//! KV-cache slots written in place; these only see tensors that need no gradient. Training:
-//! AdamW's update in one pass over all cores, and five differentiable operations recorded
-//! whole: the tied output head (its embedding gradient laid out row-major), the SwiGLU gate and
-//! attention's softmax (each computing its `exp` once, not again in the backward pass), RoPE
-//! (one pass each way instead of a narrow, a concatenation, products and zero-padded gradients
-//! over strided views) and the log-softmax of the losses (one pass back over all cores). Both:
-//! the `exp`s of the gate's logistic, the softmax and the log-softmax run four lanes at a time
-//! with libm's results. Besides the products with Q8_0 weights (quantized models, which burn
-//! has no operation for), every kernel gives results bit-identical to the burn operations it
-//! replaces; other backends keep burn's.
+//! rollout and trainer of the paper's §3 pipeline). Inference: matrix products of decoding and
+//! scoring shapes spread over all cores by column blocks, the SwiGLU gate and RoPE in one pass
+//! each, attention's softmax without libm calls for masked keys, log-softmax's element-wise
+//! passes over all cores, and KV-cache slots written in place; these only see tensors that
+//! need no gradient. Training: AdamW's update in one pass over all cores, and six
+//! differentiable operations recorded whole: the projections of more than 64 rows and the tied
+//! output head (each product and gradient split by column blocks, the embedding gradient laid
+//! out row-major), the SwiGLU gate and attention's softmax (each computing its `exp` once, not
+//! again in the backward pass), RoPE (one pass each way instead of a narrow, a concatenation,
+//! products and zero-padded gradients over strided views) and the log-softmax of the losses
+//! (one pass back over all cores). Both: the `exp`s of the gate's logistic, the softmax and the
+//! log-softmax run eight or four lanes at a time with libm's results. Every kernel gives
+//! results bit-identical to the burn operations it replaces, except two: the products with
+//! Q8_0 weights (quantized models, which burn has no operation for) and the products of 2 to 64
+//! rows (decoding), where gemm sums some blocks of columns (at most 64 by 64 outputs) in other
+//! chunks than burn's single call does, in the last bits; their values do not depend on the
+//! thread count. Other backends keep burn's operations.
 
 use rayon::prelude::*;
 
@@ -20,6 +24,7 @@ mod exp;
 mod flex;
 mod log_softmax;
 mod matmul;
+mod projection;
 pub mod q8;
 mod rope;
 mod softmax;
@@ -31,6 +36,7 @@ pub use flex::log_softmax;
 pub(crate) use flex::{
     adamw, is_flex, product, products, q8_product, q8_products, swiglu, write_along,
 };
+pub(crate) use projection::projection;
 pub(crate) use rope::{Pairs, rope};
 pub(crate) use softmax::softmax;
 pub(crate) use tied_head::tied_head;

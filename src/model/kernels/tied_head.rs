@@ -2,9 +2,11 @@
 //! preference model's trunk: paper §3), as one differentiable operation on the Flex backend.
 //! Through burn's `matmul` of a transposed view, the embedding matrix's gradient from the head
 //! arrives as a transposed view, and adding the embedding lookup's gradient to it walks the
-//! matrix (113 MB for SmolLM2-135M) column by column on one core. Here the same product gives the same gradient
-//! values, written out row-major over all cores, so the sum is a contiguous one. Forward
-//! values and gradients are bit-identical to burn's.
+//! matrix (113 MB for SmolLM2-135M) column by column on one core. Here the same gradient values
+//! come out row-major, so the sum is a contiguous one; for more than 64 rows the logits and
+//! both gradients are products split by columns over all cores ([`super::projection`]), the
+//! embedding's computed as `gradᵀ · h`. Forward values and gradients are bit-identical to
+//! burn's.
 
 use burn::backend::Flex;
 use burn::backend::autodiff::NodeId;
@@ -15,13 +17,10 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, Tensor, TensorData};
-use rayon::prelude::*;
+use burn::tensor::{DType, Tensor};
 
-use super::flex::{AdTensor, ad_primitive, contiguous, from_ad, is_ad, values_of};
-
-/// Rows of the transposed gradient one task writes.
-const ROWS_PER_TASK: usize = 64;
+use super::flex::{AdTensor, ad_primitive, from_ad, is_ad, transposed};
+use super::projection::{self, dims};
 
 /// `h · Eᵀ` for `h` `[n, d]` and `E` `[v, d]`: `[n, v]`.
 pub(crate) fn tied_head<B: Backend>(h: Tensor<B, 2>, e: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -33,9 +32,10 @@ pub(crate) fn tied_head<B: Backend>(h: Tensor<B, 2>, e: Tensor<B, 2>) -> Tensor<
     from_ad(product(ad_primitive(h), ad_primitive(e)))
 }
 
-/// burn's forward product: `h` times the transposed view of `E`.
+/// `h · Eᵀ`, split by columns over all cores for more than 64 rows (burn's product of `h` and
+/// the transposed view of `E` otherwise).
 fn forward(h: FlexTensor, e: FlexTensor) -> FlexTensor {
-    Flex::float_matmul(h, Flex::float_transpose(e))
+    projection::product(h, e, true)
 }
 
 fn product(h: AdTensor, e: AdTensor) -> AdTensor {
@@ -68,35 +68,22 @@ impl Backward<Flex, 2> for TiedHead {
             ops.node,
             grads,
             // As burn's matmul differentiates its left operand: the gradient times the right
-            // operand transposed back.
-            |grad| Flex::float_matmul(grad, Flex::float_transpose(Flex::float_transpose(e))),
-            // As burn differentiates its right operand (`hᵀ · grad`, `[d, v]`), then laid out
-            // as `E` is.
-            |grad| transposed(Flex::float_matmul(Flex::float_transpose(h), grad)),
+            // operand transposed back (`grad · E`).
+            |grad| projection::product(grad, e, false),
+            // As burn differentiates its right operand (`hᵀ · grad`, `[d, v]`), laid out as `E`
+            // is: `gradᵀ · h` from `gradᵀ` row-major where that product is split (the same
+            // sums of the same products), else burn's product transposed.
+            |grad| {
+                let [n, d] = dims(&h);
+                let v = dims(&grad)[1];
+                if projection::splits(v, n, d) {
+                    projection::product(transposed(grad), h, false)
+                } else {
+                    transposed(Flex::float_matmul(Flex::float_transpose(h), grad))
+                }
+            },
         );
     }
-}
-
-/// The transpose of a 2-D tensor, written row-major.
-fn transposed(t: FlexTensor) -> FlexTensor {
-    let t = contiguous(t);
-    let shape = t.layout().shape();
-    let (rows, cols) = (shape[0], shape[1]);
-    let src = values_of(&t, rows * cols);
-    let mut out = vec![0.0f32; rows * cols];
-    out.par_chunks_mut(ROWS_PER_TASK * rows)
-        .enumerate()
-        .for_each(|(task, block)| {
-            let c0 = task * ROWS_PER_TASK;
-            let width = block.len() / rows;
-            for r in 0..rows {
-                let from = &src[r * cols + c0..r * cols + c0 + width];
-                for (j, &x) in from.iter().enumerate() {
-                    block[j * rows + r] = x;
-                }
-            }
-        });
-    FlexTensor::from_data(TensorData::new(out, [cols, rows]))
 }
 
 #[cfg(test)]
@@ -114,10 +101,18 @@ mod tests {
     #[test]
     fn equals_burns_product_and_gradients() {
         let device = Default::default();
-        let (n, d, v) = (37, 48, 301);
-        let e0 = Tensor::<Flex, 2>::random([v, d], Distribution::Normal(0.0, 1.0), &device);
-        let tokens = Tensor::<Ad, 2, Int>::from_ints([[3, 7, 300, 3]], &device);
-        let h0 = Tensor::<Flex, 2>::random([n, d], Distribution::Normal(0.0, 1.0), &device);
+        // Rows too few to split; every product split; the head split, its gradients too narrow.
+        for (n, d, v) in [(37, 48, 301), (130, 576, 4099), (256, 64, 1000)] {
+            compare(n, d, v, &device);
+        }
+    }
+
+    /// An embedding lookup and a tied head of `n` rows, width `d` and vocabulary `v`, ours against
+    /// burn's.
+    fn compare(n: usize, d: usize, v: usize, device: &burn::backend::flex::FlexDevice) {
+        let e0 = Tensor::<Flex, 2>::random([v, d], Distribution::Normal(0.0, 1.0), device);
+        let tokens = Tensor::<Ad, 2, Int>::from_ints([[3, 7, 300, 3]], device);
+        let h0 = Tensor::<Flex, 2>::random([n, d], Distribution::Normal(0.0, 1.0), device);
         let run = |ours: bool| {
             let e = Tensor::<Ad, 2>::from_inner(e0.clone()).require_grad();
             let h = Tensor::<Ad, 2>::from_inner(h0.clone()).require_grad();
@@ -138,10 +133,10 @@ mod tests {
         };
         let whats = ["logits", "the gradient of h", "the gradient of E"];
         for ((what, ours), burns) in whats.into_iter().zip(run(true)).zip(run(false)) {
-            let (differ, n) = bits_differ(ours, burns);
+            let (differ, _) = bits_differ(ours, burns);
             assert_eq!(
                 differ, 0,
-                "{what}: {differ} of {n} values differ from burn's"
+                "{n}×{d}×{v}, {what}: {differ} values differ from burn's"
             );
         }
     }
