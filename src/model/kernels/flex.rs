@@ -282,8 +282,7 @@ const ROWS_PER_TASK: usize = 64;
 /// The transpose of a 2-D tensor, written row-major.
 pub(super) fn transposed(t: FlexTensor) -> FlexTensor {
     let t = contiguous(t);
-    let shape = t.layout().shape();
-    let (rows, cols) = (shape[0], shape[1]);
+    let [rows, cols] = dims(&t);
     let src = values_of(&t, rows * cols);
     let mut out = vec![0.0f32; rows * cols];
     out.par_chunks_mut(ROWS_PER_TASK * rows)
@@ -419,21 +418,37 @@ fn flex_product<B: Backend>(
     w: &Tensor<B, 2>,
     transposed: bool,
 ) -> Option<Tensor<B, 2>> {
-    let [m, k] = x.dims();
-    let [r, c] = w.dims();
-    let (n, inner) = if transposed { (r, c) } else { (c, r) };
+    column_product(&flex_f32(x)?, &flex_f32(w)?, transposed).map(from_flex)
+}
+
+/// `a · b` for `a` `[m, k]` and `b` `[k, n]` (`b` read through its transpose `bᵀ` `[n, k]`
+/// when `b_transposed`), cut into column blocks over all cores ([`matmul_rows`]); `None` when
+/// `b` is a strided view or the inner sizes differ.
+pub(super) fn column_product(
+    a: &FlexTensor,
+    b: &FlexTensor,
+    b_transposed: bool,
+) -> Option<FlexTensor> {
+    let ([m, k], [r, c]) = (dims(a), dims(b));
+    let (n, inner) = if b_transposed { (r, c) } else { (c, r) };
     if inner != k {
         return None;
     }
-    let (xf, wf) = (contiguous(flex_f32(x)?), flex_f32(w)?);
-    let wdata = rows(&wf, r * c)?;
-    let rhs = if transposed {
-        Operand::transposed(wdata, k)
+    let a = contiguous(a.clone());
+    let bv = rows(b, r * c)?;
+    let rhs = if b_transposed {
+        Operand::transposed(bv, k)
     } else {
-        Operand::rows(wdata, n)
+        Operand::rows(bv, n)
     };
-    let out = matmul_rows(rows(&xf, m * k)?, m, k, rhs, n);
-    Some(from_values(out, [m, n]))
+    let out = matmul_rows(rows(&a, m * k)?, m, k, rhs, n);
+    Some(FlexTensor::from_data(TensorData::new(out, [m, n])))
+}
+
+/// The sizes of a 2-D tensor.
+pub(super) fn dims(t: &FlexTensor) -> [usize; 2] {
+    let shape = t.layout().shape();
+    [shape[0], shape[1]]
 }
 
 #[cfg(test)]

@@ -157,7 +157,7 @@ pub(super) fn matmul_each(
     }
     let (outs, dsts) = outputs(m, ws.iter().map(|(w, _)| w.n));
     let mut tasks = column_tasks(ws.iter().map(|&(w, width)| (w.n, width)));
-    if m > FEW_ROWS {
+    if many_rows(m) {
         join_narrow_last_blocks(&mut tasks);
     }
     tasks.par_iter().for_each(|&(p, j0, cols)| {

@@ -17,10 +17,12 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
-use super::flex::{AdTensor, ad_primitive, contiguous, from_ad, is_ad, transposed, values_of};
-use super::matmul::{Operand, many_rows, matmul_rows, worth_it};
+use super::flex::{
+    AdTensor, ad_primitive, column_product, contiguous, dims, from_ad, is_ad, transposed,
+};
+use super::matmul::{many_rows, worth_it};
 
 /// `x · W` for `x` `[m, k]` and `W` `[k, n]`: `[m, n]`.
 pub(crate) fn projection<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -34,7 +36,7 @@ pub(crate) fn projection<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor
 }
 
 /// Whether `[m, k] · [k, n]` is cut into column blocks here (else burn computes it).
-pub(super) fn splits(m: usize, k: usize, n: usize) -> bool {
+fn splits(m: usize, k: usize, n: usize) -> bool {
     many_rows(m) && worth_it(m, k, n)
 }
 
@@ -43,29 +45,23 @@ pub(super) fn splits(m: usize, k: usize, n: usize) -> bool {
 pub(super) fn product(a: FlexTensor, b: FlexTensor, b_transposed: bool) -> FlexTensor {
     let [m, k] = dims(&a);
     let n = dims(&b)[usize::from(!b_transposed)];
-    if !splits(m, k, n) {
-        let b = if b_transposed {
-            Flex::float_transpose(b)
-        } else {
-            b
-        };
-        return Flex::float_matmul(a, b);
+    if splits(m, k, n) {
+        return column_product(&a, &contiguous(b), b_transposed)
+            .expect("a product's inner sizes agree");
     }
-    let (a, b) = (contiguous(a), contiguous(b));
-    let bv = values_of(&b, k * n);
-    let rhs = if b_transposed {
-        Operand::transposed(bv, k)
+    let b = if b_transposed {
+        Flex::float_transpose(b)
     } else {
-        Operand::rows(bv, n)
+        b
     };
-    let out = matmul_rows(values_of(&a, m * k), m, k, rhs, n);
-    FlexTensor::from_data(TensorData::new(out, [m, n]))
+    Flex::float_matmul(a, b)
 }
 
-/// The sizes of a 2-D tensor.
-pub(super) fn dims(t: &FlexTensor) -> [usize; 2] {
-    let shape = t.layout().shape();
-    [shape[0], shape[1]]
+/// `aᵀ · b` for `a` `[m, k]` and `b` `[m, n]`, from `aᵀ` written row-major and split by
+/// columns, where [`splits`] says so for `[k, m] · [m, n]`; `None` otherwise.
+pub(super) fn transposed_product(a: &FlexTensor, b: &FlexTensor) -> Option<FlexTensor> {
+    let ([m, k], n) = (dims(a), dims(b)[1]);
+    splits(k, m, n).then(|| product(transposed(a.clone()), b.clone(), false))
 }
 
 fn record(x: AdTensor, w: AdTensor) -> AdTensor {
@@ -99,15 +95,10 @@ impl Backward<Flex, 2> for Projection {
             grads,
             // `grad · Wᵀ`, as burn differentiates a product's left operand.
             |grad| product(grad, w, true),
-            // `xᵀ · grad`, as burn differentiates its right operand, from `xᵀ` row-major.
+            // `xᵀ · grad`, as burn differentiates its right operand.
             |grad| {
-                let [m, k] = dims(&x);
-                let n = dims(&grad)[1];
-                if splits(k, m, n) {
-                    product(transposed(x), grad, false)
-                } else {
-                    Flex::float_matmul(Flex::float_transpose(x), grad)
-                }
+                transposed_product(&x, &grad)
+                    .unwrap_or_else(|| Flex::float_matmul(Flex::float_transpose(x), grad))
             },
         );
     }

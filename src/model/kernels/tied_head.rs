@@ -20,7 +20,7 @@ use burn::tensor::ops::FloatTensorOps;
 use burn::tensor::{DType, Tensor};
 
 use super::flex::{AdTensor, ad_primitive, from_ad, is_ad, transposed};
-use super::projection::{self, dims};
+use super::projection;
 
 /// `h · Eᵀ` for `h` `[n, d]` and `E` `[v, d]`: `[n, v]`.
 pub(crate) fn tied_head<B: Backend>(h: Tensor<B, 2>, e: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -74,13 +74,9 @@ impl Backward<Flex, 2> for TiedHead {
             // is: `gradᵀ · h` from `gradᵀ` row-major where that product is split (the same
             // sums of the same products), else burn's product transposed.
             |grad| {
-                let [n, d] = dims(&h);
-                let v = dims(&grad)[1];
-                if projection::splits(v, n, d) {
-                    projection::product(transposed(grad), h, false)
-                } else {
+                projection::transposed_product(&grad, &h).unwrap_or_else(|| {
                     transposed(Flex::float_matmul(Flex::float_transpose(h), grad))
-                }
+                })
             },
         );
     }
