@@ -9,9 +9,11 @@
 //! the kernels' pool (an embedding gradient of 113 MB, logits of 50 MB) would fault its pages
 //! in again at every step.
 
-/// Most bytes `free` leaves at the top of the heap before returning memory to the system.
+/// Most bytes `free` leaves at the top of the heap before returning memory to the system: -1
+/// for no limit (the largest `int` would be 2 GiB, less than a 0.5B model's training
+/// footprint).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-const TRIM_THRESHOLD: libc::c_int = libc::c_int::MAX;
+const TRIM_THRESHOLD: libc::c_int = -1;
 /// Bytes the heap grows by beyond each request, so growth takes fewer system calls.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const TOP_PAD: libc::c_int = 256 << 20;

@@ -45,7 +45,7 @@ pub(super) fn from_ad<B: Backend, const D: usize>(t: AdTensor) -> Tensor<B, D> {
 }
 
 /// The Flex tensor behind `t` (an O(1) shared view), when `B` is Flex and `t` holds `f32`.
-fn flex_f32<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
+pub(super) fn flex_f32<B: Backend, const D: usize>(t: &Tensor<B, D>) -> Option<FlexTensor> {
     into_flex(t.clone()).ok()
 }
 
@@ -88,7 +88,10 @@ pub(super) fn cast<T: 'static, U: 'static>(value: T) -> U {
 }
 
 /// A tensor of backend `B` (which is Flex) holding `values` row-major in shape `dims`.
-fn from_values<B: Backend, const D: usize>(values: Vec<f32>, dims: [usize; D]) -> Tensor<B, D> {
+pub(super) fn from_values<B: Backend, const D: usize>(
+    values: Vec<f32>,
+    dims: [usize; D],
+) -> Tensor<B, D> {
     from_flex(FlexTensor::from_data(TensorData::new(values, dims)))
 }
 

@@ -1,9 +1,10 @@
 //! CPU kernels for the model core on the Flex backend (behind every simulator, judge, policy
 //! rollout and trainer of the paper's §3 pipeline). Inference: matrix products of decoding and
 //! scoring shapes spread over all cores by column blocks, the SwiGLU gate and RoPE in one pass
-//! each, attention's softmax without libm calls for masked keys, log-softmax's element-wise
-//! passes over all cores, and KV-cache slots written in place; these only see tensors that
-//! need no gradient. Training: AdamW's update in one pass over all cores, and six
+//! each, attention fused per block of a head's query rows (products, scale, bias and softmax
+//! in one task, written straight into the layout the output projection reads), log-softmax's
+//! element-wise passes over all cores, and KV-cache slots written in place; these only see
+//! tensors that need no gradient. Training: AdamW's update in one pass over all cores, and six
 //! differentiable operations recorded whole: the projections of more than 64 rows and the tied
 //! output head (each product and gradient split by column blocks, the embedding gradient laid
 //! out row-major), the SwiGLU gate and attention's softmax (each computing its `exp` once, not
@@ -20,6 +21,7 @@
 use rayon::prelude::*;
 
 mod adamw;
+mod attention;
 mod exp;
 mod flex;
 mod log_softmax;
@@ -32,6 +34,7 @@ mod swiglu;
 mod tied_head;
 
 pub(crate) use adamw::AdamWScalars;
+pub(crate) use attention::attention;
 pub use flex::log_softmax;
 pub(crate) use flex::{
     adamw, is_flex, product, products, q8_product, q8_products, swiglu, write_along,
@@ -93,12 +96,34 @@ fn per_row(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     });
 }
 
-/// Zeroed `[m, n]` outputs for every `n` of `widths`, with the handles the tasks of a pass
-/// write them through.
-fn outputs(m: usize, widths: impl Iterator<Item = usize>) -> (Vec<Vec<f32>>, Vec<Out>) {
-    let mut outs: Vec<Vec<f32>> = widths.map(|n| vec![0.0f32; m * n]).collect();
-    let dsts = outs.iter_mut().map(|o| Out(o.as_mut_ptr())).collect();
-    (outs, dsts)
+/// `[m, n]` outputs for every `n` of `widths`, allocated but not yet written (zeroing them
+/// first would be one more pass over memory the products overwrite), with the handles the
+/// tasks of a pass write them through.
+fn outputs(m: usize, widths: impl Iterator<Item = usize>) -> (Unwritten, Vec<Out>) {
+    let mut outs: Vec<(Vec<f32>, usize)> =
+        widths.map(|n| (Vec::with_capacity(m * n), m * n)).collect();
+    let dsts = outs.iter_mut().map(|(o, _)| Out(o.as_mut_ptr())).collect();
+    (Unwritten(outs), dsts)
+}
+
+/// Buffers [`outputs`] allocated, each with the number of values it will hold once written.
+struct Unwritten(Vec<(Vec<f32>, usize)>);
+
+impl Unwritten {
+    /// The buffers, holding what the pass wrote.
+    ///
+    /// # Safety
+    /// Every value of every buffer must have been written through its handle.
+    unsafe fn written(self) -> Vec<Vec<f32>> {
+        self.0
+            .into_iter()
+            .map(|(mut out, len)| {
+                // SAFETY: the capacity is `len` and the caller wrote every value.
+                unsafe { out.set_len(len) };
+                out
+            })
+            .collect()
+    }
 }
 
 /// `(product, first column, columns)` of every task of a pass whose product `p`, of `n`
@@ -146,28 +171,52 @@ impl Out {
         debug_assert!(x.len() >= m * k);
         // SAFETY: the caller's contract covers every element gemm reads and writes.
         unsafe {
-            gemm::gemm(
-                m,
-                cols,
-                k,
-                self.at(j0),
-                1,
-                n as isize,
-                false,
-                x.as_ptr(),
-                1,
-                k as isize,
-                w,
-                w_cs,
-                w_rs,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+            product_on_core(
+                [m, cols, k],
+                (self.at(j0), n as isize),
+                (x.as_ptr(), k as isize, 1),
+                (w, w_rs, w_cs),
             );
         }
+    }
+}
+
+/// `dst = lhs · rhs` for `[m, n, k]`, computed by one gemm call on the calling core: `dst`
+/// row-major with its row step, `lhs` `[m, k]` with its row and column steps, `rhs` `[k, n]`
+/// with its steps along `k` and along `n`.
+///
+/// # Safety
+/// Every element the steps reach must lie in the operands' buffers, and no other thread may
+/// touch `dst`'s elements meanwhile.
+unsafe fn product_on_core(
+    [m, n, k]: [usize; 3],
+    (dst, dst_rs): (*mut f32, isize),
+    (lhs, lhs_rs, lhs_cs): (*const f32, isize, isize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, isize, isize),
+) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs,
+            false,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
     }
 }
 

@@ -52,13 +52,31 @@ fn inference(x: FlexTensor) -> FlexTensor {
     let (len, total) = row_shape(&x);
     let src = values_of(&x, total);
     let mut out = vec![0.0f32; total];
-    shifted_exps(src, len, &mut out, |row| {
-        let inv = 1.0f32 / row.iter().fold(0.0f32, |sum, &e| sum + e);
-        for e in row {
-            *e *= inv;
-        }
-    });
+    shifted_exps(src, len, &mut out, normalize);
     shaped(out, &x)
+}
+
+/// [`inference`]'s softmax of one row, in place.
+pub(super) fn softmax_row(row: &mut [f32]) {
+    let m = row_max(row);
+    shifted_exp(row, m);
+    normalize(row);
+}
+
+/// Each `e` of a row of `exp(x − m)` times `1 / sum` (the row's sum in order).
+fn normalize(row: &mut [f32]) {
+    let inv = 1.0f32 / row.iter().fold(0.0f32, |sum, &e| sum + e);
+    for e in row {
+        *e *= inv;
+    }
+}
+
+/// `exp(x − m)` of every value `x` of `row`, in place.
+fn shifted_exp(row: &mut [f32], m: f32) {
+    for e in row.iter_mut() {
+        *e -= m;
+    }
+    exp_in_place(row);
 }
 
 /// Writes `exp(x − m)` of every row of `len` values of `x` (`m` the row's maximum) into
@@ -67,11 +85,8 @@ fn shifted_exps(x: &[f32], len: usize, out: &mut [f32], finish: impl Fn(&mut [f3
     in_chunks_of(out, rows_per_task(len) * len, |first, out| {
         let x = &x[first..first + out.len()];
         for (out, x) in out.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
-            let m = row_max(x);
-            for (e, &x) in out.iter_mut().zip(x) {
-                *e = x - m;
-            }
-            exp_in_place(out);
+            out.copy_from_slice(x);
+            shifted_exp(out, row_max(x));
             finish(out);
         }
     });
