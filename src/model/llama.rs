@@ -968,26 +968,22 @@ impl<B: Backend> Attention<B> {
         );
         let q = q.reshape([b, s, h, hd]);
         let k = k.reshape([b, s, kv, hd]);
-        let v = v.reshape([b, s, kv, hd]).swap_dims(1, 2);
+        let v = kernels::swap_heads(v.reshape([b, s, kv, hd]));
         // RoPE on the projections' own `[b, s, heads, hd]` layout, where they and the tables
         // are contiguous; keys then put heads before positions.
         let rope = |x, at: &RopeAt<B>| apply_rope(x, at.cos.clone(), at.sin.clone(), c.rope_style);
         let q = rope(q, &ctx.q_rope);
-        let k = rope(k, &ctx.k_rope).swap_dims(1, 2);
+        let k = kernels::swap_heads(rope(k, &ctx.k_rope));
         let (k, v) = match cache {
             Some(lc) => lc.append(k, v, start, span),
             None => (k, v),
         };
         let scale = 1.0 / (hd as f64).sqrt();
         let out = kernels::attention(&q, &k, &v, &ctx.bias, scale).unwrap_or_else(|| {
-            let q = q.swap_dims(1, 2).reshape([b, kv, g * s, hd]);
+            let q = kernels::swap_heads(q).reshape([b, kv, g * s, hd]);
             let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + ctx.bias.clone();
             let probs = kernels::softmax(scores);
-            probs
-                .matmul(v)
-                .reshape([b, h, s, hd])
-                .swap_dims(1, 2)
-                .reshape([b, s, h * hd])
+            kernels::swap_heads(probs.matmul(v).reshape([b, h, s, hd])).reshape([b, s, h * hd])
         });
         project(
             &self.wo,
