@@ -16,12 +16,11 @@
 //! head's rows only where no block falls in a special path its whole matrix does not, and
 //! other shapes keep burn's operations.
 
-use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::flex::{contiguous, flex_f32, from_values, rows};
+use super::flex::{Strided, contiguous, flex_f32, from_values, rows};
 use super::softmax::softmax_row;
 use super::{outputs, product_on_core};
 
@@ -69,10 +68,9 @@ pub(crate) fn attention<B: Backend>(
         hd,
         span,
     };
+    let [q, k, v, bias] = [flex_f32(q)?, flex_f32(k)?, flex_f32(v)?, flex_f32(bias)?];
     let blocks = shape.blocks()?;
-    let q = contiguous(flex_f32(q)?);
-    let bias = contiguous(flex_f32(bias)?);
-    let [k, v] = [flex_f32(k)?, flex_f32(v)?];
+    let (q, bias) = (contiguous(q), contiguous(bias));
     let keys = Strided::of(&k)?;
     let values = Strided::of(&v)?;
     let out = shape.run(
@@ -107,37 +105,6 @@ struct Block {
     rows: usize,
     at: usize,
     stride: usize,
-}
-
-/// A `[b, kv, span, hd]` view of keys or values: its values and the steps between batch rows,
-/// heads, slots and elements.
-struct Strided<'a> {
-    data: &'a [f32],
-    start: usize,
-    strides: [isize; 4],
-}
-
-impl<'a> Strided<'a> {
-    /// `None` for a view with a negative step (which gemm would read backwards).
-    fn of(t: &'a FlexTensor) -> Option<Self> {
-        let layout = t.layout();
-        let strides: [isize; 4] = layout.strides().try_into().ok()?;
-        if strides.iter().any(|&st| st < 0) {
-            return None;
-        }
-        Some(Self {
-            data: t.storage::<f32>(),
-            start: layout.start_offset(),
-            strides,
-        })
-    }
-
-    /// The first element of batch row `b`, head `kv`.
-    fn matrix(&self, b: usize, kv: usize) -> *const f32 {
-        let offset =
-            self.start as isize + b as isize * self.strides[0] + kv as isize * self.strides[1];
-        self.data.as_ptr().wrapping_offset(offset)
-    }
 }
 
 impl Shape {
@@ -233,7 +200,11 @@ impl Shape {
                     [blk.rows, span, hd],
                     (scores.as_mut_ptr(), span as isize),
                     (q_rows.as_ptr(), blk.stride as isize, 1),
-                    (keys.matrix(blk.b, blk.kv), keys.strides[3], keys.strides[2]),
+                    (
+                        keys.at([blk.b, blk.kv, 0]),
+                        keys.strides[3],
+                        keys.strides[2],
+                    ),
                 );
             }
             let bias_rows = &bias[((blk.b * self.kv + blk.kv) * g * s + blk.first) * span..];
@@ -254,7 +225,7 @@ impl Shape {
                     (dst.at(blk.at), blk.stride as isize),
                     (scores.as_ptr(), span as isize, 1),
                     (
-                        values.matrix(blk.b, blk.kv),
+                        values.at([blk.b, blk.kv, 0]),
                         values.strides[2],
                         values.strides[3],
                     ),

@@ -448,6 +448,54 @@ pub(super) fn column_product(
     Some(FlexTensor::from_data(TensorData::new(out, [m, n])))
 }
 
+/// A 4-D `f32` tensor read in place through its layout: its buffer, the offset of its first
+/// element and the steps along each dimension.
+pub(super) struct Strided<'a> {
+    data: &'a [f32],
+    start: usize,
+    pub(super) strides: [isize; 4],
+}
+
+impl<'a> Strided<'a> {
+    /// `None` for a tensor of another rank or with a negative step (read backwards).
+    pub(super) fn of(t: &'a FlexTensor) -> Option<Self> {
+        let layout = t.layout();
+        let strides: [isize; 4] = layout.strides().try_into().ok()?;
+        if strides.iter().any(|&st| st < 0) {
+            return None;
+        }
+        Some(Self {
+            data: t.storage::<f32>(),
+            start: layout.start_offset(),
+            strides,
+        })
+    }
+
+    /// The element at index `[i, j, l, 0]`.
+    pub(super) fn at(&self, [i, j, l]: [usize; 3]) -> *const f32 {
+        self.data.as_ptr().wrapping_offset(self.offset([i, j, l]))
+    }
+
+    /// The buffer offset of the element at index `[i, j, l, 0]`.
+    pub(super) fn offset(&self, [i, j, l]: [usize; 3]) -> isize {
+        let s = self.strides;
+        self.start as isize + i as isize * s[0] + j as isize * s[1] + l as isize * s[2]
+    }
+
+    /// The `len` values from index `[i, j, l, 0]` along the last dimension, into `out`.
+    pub(super) fn read_row(&self, index: [usize; 3], out: &mut [f32]) {
+        let at = self.offset(index) as usize;
+        let step = self.strides[3] as usize;
+        if step == 1 {
+            out.copy_from_slice(&self.data[at..at + out.len()]);
+        } else {
+            for (c, v) in out.iter_mut().enumerate() {
+                *v = self.data[at + c * step];
+            }
+        }
+    }
+}
+
 /// The sizes of a 2-D tensor.
 pub(super) fn dims(t: &FlexTensor) -> [usize; 2] {
     let shape = t.layout().shape();

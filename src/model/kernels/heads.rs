@@ -14,7 +14,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
-use super::flex::{AdTensor, ad_primitive, contiguous, from_ad, is_ad};
+use super::flex::{AdTensor, Strided, ad_primitive, contiguous, from_ad, is_ad};
 use super::per_row;
 
 /// `x` `[b, p, q, d]` with its dimensions 1 and 2 exchanged, `[b, q, p, d]`: laid out
@@ -37,29 +37,14 @@ fn recorded(x: AdTensor) -> AdTensor {
 /// `x` `[b, p, q, d]` (any layout) as a contiguous `[b, q, p, d]`, rows of `d` values copied
 /// over all cores.
 fn swapped(x: &FlexTensor) -> FlexTensor {
-    let layout = x.layout();
-    let shape = layout.shape();
-    let [b, p, q, d] = [shape[0], shape[1], shape[2], shape[3]];
-    let Ok(strides) = <[isize; 4]>::try_from(layout.strides()) else {
-        unreachable!("a 4-D tensor has four strides")
-    };
-    if strides.iter().any(|&st| st < 0) {
+    let Some(view) = Strided::of(x) else {
         return swapped(&contiguous(x.clone()));
-    }
-    let [s0, s1, s2, s3] = strides.map(|st| st as usize);
-    let start = layout.start_offset();
-    let data = x.storage::<f32>();
+    };
+    let shape = x.layout().shape();
+    let [b, p, q, d] = [shape[0], shape[1], shape[2], shape[3]];
     let mut out = vec![0.0f32; b * p * q * d];
     per_row(&mut out, d, |row, values| {
-        let (i, j, bi) = (row % p, (row / p) % q, row / (p * q));
-        let at = start + bi * s0 + i * s1 + j * s2;
-        if s3 == 1 {
-            values.copy_from_slice(&data[at..at + d]);
-        } else {
-            for (c, v) in values.iter_mut().enumerate() {
-                *v = data[at + c * s3];
-            }
-        }
+        view.read_row([row / (p * q), row % p, (row / p) % q], values);
     });
     FlexTensor::from_data(TensorData::new(out, [b, q, p, d]))
 }
