@@ -981,9 +981,12 @@ impl<B: Backend> Attention<B> {
         let scale = 1.0 / (hd as f64).sqrt();
         let out = kernels::attention(&q, &k, &v, &ctx.bias, scale).unwrap_or_else(|| {
             let q = kernels::swap_heads(q).reshape([b, kv, g * s, hd]);
-            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + ctx.bias.clone();
-            let probs = kernels::softmax(scores);
-            kernels::swap_heads(probs.matmul(v).reshape([b, h, s, hd])).reshape([b, s, h * hd])
+            let out =
+                kernels::training_attention(&q, &k, &v, &ctx.bias, scale).unwrap_or_else(|| {
+                    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + ctx.bias.clone();
+                    kernels::softmax(scores).matmul(v)
+                });
+            kernels::swap_heads(out.reshape([b, h, s, hd])).reshape([b, s, h * hd])
         });
         project(
             &self.wo,

@@ -26,14 +26,14 @@ use super::{outputs, product_on_core};
 
 /// Query rows one task covers at most in a pass of many positions: a head's rows are cut into
 /// blocks of 128 to 255 rows (whole below 128).
-const ROWS_PER_TASK: usize = 128;
+pub(super) const ROWS_PER_TASK: usize = 128;
 /// Passes of fewer multiply-adds than this run on the calling core (a single sequence's
 /// decoding step, whose tasks finish before another core would wake).
 const MIN_PARALLEL_WORK: usize = 1 << 18;
 /// gemm's special paths, which sum in other chunks than its general one (see the module doc).
-const HORIZONTAL_OUTPUTS: usize = 256;
-const SMALL_SIDE: usize = 64;
-const SMALL_K: usize = 512;
+pub(super) const HORIZONTAL_OUTPUTS: usize = 256;
+pub(super) const SMALL_SIDE: usize = 64;
+pub(super) const SMALL_K: usize = 512;
 
 /// `softmax(q·kᵀ · scale + bias) · v` for every head, as `[b, s, h·hd]` (position-major, heads
 /// side by side): `q` `[b, s, h, hd]` after RoPE, `k` and `v` `[b, kv, span, hd]` (views of a

@@ -4,9 +4,10 @@
 //! each, attention fused per block of a head's query rows (products, scale, bias and softmax
 //! in one task, written straight into the layout the output projection reads), log-softmax's
 //! element-wise passes over all cores, and KV-cache slots written in place; these only see
-//! tensors that need no gradient. Training: AdamW's update in one pass over all cores, and seven
-//! differentiable operations recorded whole: the exchange of positions and heads around
-//! attention (a copy over all cores each way), the projections of more than 64 rows and the tied
+//! tensors that need no gradient. Training: AdamW's update in one pass over all cores, and eight
+//! differentiable operations recorded whole: attention (products, scale, bias, softmax and
+//! their gradients per block of rows over all cores), the exchange of positions and heads
+//! around it (a copy over all cores each way), the projections of more than 64 rows and the tied
 //! output head (each product and gradient split by column blocks, the embedding gradient laid
 //! out row-major), the SwiGLU gate and attention's softmax (each computing its `exp` once, not
 //! again in the backward pass), RoPE (one pass each way instead of a narrow, a concatenation,
@@ -23,6 +24,7 @@ use rayon::prelude::*;
 
 mod adamw;
 mod attention;
+mod attention_training;
 mod exp;
 mod flex;
 mod heads;
@@ -37,6 +39,7 @@ mod tied_head;
 
 pub(crate) use adamw::AdamWScalars;
 pub(crate) use attention::attention;
+pub(crate) use attention_training::training_attention;
 pub use flex::log_softmax;
 pub(crate) use flex::{
     adamw, is_flex, product, products, q8_product, q8_products, swiglu, write_along,

@@ -6,7 +6,9 @@
 //! backward pass). Here the `exp`s run four at a time through the vector `exp` of
 //! [`super::exp`], which gives libm's results and the +0 of far-negative arguments without its
 //! underflow path, computed once, and the steps around them are fused into fewer passes over
-//! all cores.
+//! all cores, the row sums too (burn's own `sum_dim`, which runs on one core, called per
+//! chunk of rows). The fused training attention ([`super::attention_training`]) runs the same
+//! steps per block of rows.
 //! Values and gradients are bit-identical to burn's: inference to burn-flex's fused softmax
 //! (max, sequential `exp` sums, scaling by the reciprocal), training to burn's decomposed
 //! graph (`x − max`, `exp`, row sums, division) and the gradients autodiff derives for it.
@@ -20,7 +22,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::activation;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, Shape, Tensor, TensorData};
 
 use super::exp::exp_in_place;
 use super::flex::{
@@ -58,9 +60,14 @@ fn inference(x: FlexTensor) -> FlexTensor {
 
 /// [`inference`]'s softmax of one row, in place.
 pub(super) fn softmax_row(row: &mut [f32]) {
+    shifted_exp_row(row);
+    normalize(row);
+}
+
+/// `exp(x − m)` of every value `x` of `row` (`m` its maximum), in place.
+pub(super) fn shifted_exp_row(row: &mut [f32]) {
     let m = row_max(row);
     shifted_exp(row, m);
-    normalize(row);
 }
 
 /// Each `e` of a row of `exp(x − m)` times `1 / sum` (the row's sum in order).
@@ -115,17 +122,18 @@ fn recorded(x: AdTensor) -> AdTensor {
 
 /// burn's decomposed softmax: `e = exp(x − max)`, the row sums `s` of `e` (burn's own
 /// `sum_dim`, whose order this does not repeat) and `e / s`; returns the softmax, `e` and `s`.
-fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
+fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, Vec<f32>) {
     let x = contiguous(x);
     let (len, total) = row_shape(&x);
     let src = values_of(&x, total);
     let mut exps = vec![0.0f32; total];
     shifted_exps(src, len, &mut exps, |_| {});
     let exps = shaped(exps, &x);
-    let last = x.layout().shape().num_dims() - 1;
-    let sums = contiguous(Flex::float_sum_dim(exps.clone(), last));
     let e = values_of(&exps, total);
-    let s = values_of(&sums, total / len);
+    let mut s = vec![0.0f32; total / len];
+    in_chunks_of(&mut s, rows_per_task(len), |first, out| {
+        out.copy_from_slice(&sum_rows(&exps, len, first, out.len()));
+    });
     let mut out = vec![0.0f32; total];
     per_row(&mut out, len, |row, out| {
         let (e, s) = (&e[row * len..(row + 1) * len], s[row]);
@@ -133,7 +141,47 @@ fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
             *o = e / s;
         }
     });
-    (shaped(out, &x), exps, sums)
+    (shaped(out, &x), exps, s)
+}
+
+/// burn's sums (its own `sum_dim` over the last dimension, on the calling core) of rows
+/// `first..first + rows` of the contiguous `t`, read in place as rows of `len` values.
+pub(super) fn sum_rows(t: &FlexTensor, len: usize, first: usize, rows: usize) -> Vec<f32> {
+    let total = t.layout().num_elements();
+    let view = t
+        .reshape(Shape::new([total / len, len]))
+        .narrow(0, first, rows);
+    let sums = contiguous(Flex::float_sum_dim(view, 1));
+    values_of(&sums, rows).to_vec()
+}
+
+/// The gradient reaching the softmax's input, for rows of `len` values whose output gradients
+/// are `g`, shifted `exp`s `e` and row sums `s` (one per row), into `out`, on the calling core.
+/// It is the gradient autodiff derives through burn's graph, step for step: the division
+/// gives `g / s`… as `g · (1/s)` to `e` and `g · (−e / s²)` to `s`, whose row sum (then that
+/// sum's sum over its single column, as `sum_dim`'s backward computes it) reaches every `e` of
+/// the row; `exp`'s backward multiplies their sum by `e`.
+pub(super) fn backward_rows(g: &[f32], e: &[f32], s: &[f32], len: usize, out: &mut [f32]) {
+    let rows = s.len();
+    let mut to_sums = vec![0.0f32; rows * len];
+    for (row, to_sums) in to_sums.chunks_exact_mut(len).enumerate() {
+        let span = row * len..(row + 1) * len;
+        let s2 = s[row] * s[row];
+        for ((o, &g), &e) in to_sums.iter_mut().zip(&g[span.clone()]).zip(&e[span]) {
+            *o = g * (-e / s2);
+        }
+    }
+    let to_sums = FlexTensor::from_data(TensorData::new(to_sums, [rows, len]));
+    let to_sums = Flex::float_sum_dim(to_sums, 1);
+    let from_sums = contiguous(Flex::float_sum_dim(to_sums, 1));
+    let b = values_of(&from_sums, rows);
+    for (row, out) in out.chunks_exact_mut(len).enumerate() {
+        let span = row * len..(row + 1) * len;
+        let r = 1.0f32 / s[row];
+        for ((o, &g), &e) in out.iter_mut().zip(&g[span.clone()]).zip(&e[span]) {
+            *o = (g * r + b[row]) * e;
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -141,39 +189,21 @@ struct Softmax;
 
 impl Backward<Flex, 1> for Softmax {
     /// `e = exp(x − max)` and its row sums `s`.
-    type State = (FlexTensor, FlexTensor);
+    type State = (FlexTensor, Vec<f32>);
 
-    /// The gradient autodiff derives through burn's graph, step for step: the division gives
-    /// `g / s`… as `g · (1/s)` to `e` and `g · (−e / s²)` to `s`, whose row sum (then that
-    /// sum's sum over its single column, as `sum_dim`'s backward computes it) reaches every
-    /// `e` of the row; `exp`'s backward multiplies their sum by `e`.
+    /// [`backward_rows`] over chunks of whole rows on all cores.
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (exps, sums) = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             let grad = contiguous(grad);
             let (len, total) = row_shape(&exps);
-            let last = exps.layout().shape().num_dims() - 1;
             let g = values_of(&grad, total);
             let e = values_of(&exps, total);
-            let s = values_of(&sums, total / len);
-            let mut to_sums = vec![0.0f32; total];
-            per_row(&mut to_sums, len, |row, out| {
-                let span = row * len..(row + 1) * len;
-                let s2 = s[row] * s[row];
-                for ((o, &g), &e) in out.iter_mut().zip(&g[span.clone()]).zip(&e[span]) {
-                    *o = g * (-e / s2);
-                }
-            });
-            let to_sums = Flex::float_sum_dim(shaped(to_sums, &exps), last);
-            let from_sums = contiguous(Flex::float_sum_dim(to_sums, last));
-            let b = values_of(&from_sums, total / len);
             let mut out = vec![0.0f32; total];
-            per_row(&mut out, len, |row, out| {
-                let span = row * len..(row + 1) * len;
-                let r = 1.0f32 / s[row];
-                for ((o, &g), &e) in out.iter_mut().zip(&g[span.clone()]).zip(&e[span]) {
-                    *o = (g * r + b[row]) * e;
-                }
+            in_chunks_of(&mut out, rows_per_task(len) * len, |first, out| {
+                let at = first..first + out.len();
+                let s = &sums[first / len..(first + out.len()) / len];
+                backward_rows(&g[at.clone()], &e[at], s, len, out);
             });
             shaped(out, &exps)
         });
