@@ -15,7 +15,9 @@ use rayon::prelude::*;
 
 use super::adamw::{AdamWScalars, adamw_in_place};
 use super::log_softmax::{forward as log_softmax_forward, recorded as recorded_log_softmax};
-use super::matmul::{Operand, matmul_each, matmul_rows, task_widths, worth_it};
+use super::matmul::{
+    Operand, matmul_each, matmul_rows, task_widths, worth_it, worth_it_transposed,
+};
 use super::q8::Q8Matrix;
 use super::swiglu::{recorded as recorded_swiglu, swiglu_in_place};
 
@@ -349,7 +351,12 @@ pub(crate) fn product<B: Backend>(
 ) -> Option<Tensor<B, 2>> {
     let [m, k] = x.dims();
     let n = w.dims()[usize::from(!transposed)];
-    if !worth_it(m, k, n) {
+    let split = if transposed {
+        worth_it_transposed(m, k, n)
+    } else {
+        worth_it(m, k, n)
+    };
+    if !split {
         return None;
     }
     flex_product::<B>(x, w, transposed)
@@ -614,6 +621,25 @@ mod tests {
                     let (differ, _) = bits_differ(got, want);
                     assert_eq!(differ, 0, "{what} at {m}×{k}×{n}: {differ} values differ");
                 }
+            }
+        }
+    }
+
+    /// Batch-1 decoding's tied head, `h · Eᵀ` for one row, split into runs of `E`'s rows: each
+    /// output equals burn's `E · hᵀ` (the head's call for few rows) and `h · Eᵀ` bit for bit,
+    /// for SmolLM2-135M's and a world model's widths, with a last block of 3 rows (joined to the
+    /// one before it) and of 300.
+    #[test]
+    fn a_single_row_head_equals_burns_bit_for_bit() {
+        let device = Default::default();
+        for (k, n) in [(576, 4099), (576, 4096 + 300), (128, 1536), (960, 300)] {
+            let h = Tensor::<Flex, 2>::random([1, k], Distribution::Default, &device);
+            let e = Tensor::<Flex, 2>::random([n, k], Distribution::Default, &device);
+            let got = product(&h, &e, true).expect("split into runs of rows");
+            let heads = e.clone().matmul(h.clone().transpose()).transpose();
+            for (what, want) in [("E·hᵀ", heads), ("h·Eᵀ", h.matmul(e.transpose()))] {
+                let (differ, _) = bits_differ(got.clone(), want);
+                assert_eq!(differ, 0, "{what} at {k}×{n}: {differ} values differ");
             }
         }
     }

@@ -19,6 +19,10 @@ use super::{column_tasks, outputs};
 
 /// Output columns one task computes.
 const COLS_PER_TASK: usize = 128;
+/// Output columns one task computes for a single row over a transposed operand (rows of a
+/// tied head's `E`): more than gemm's horizontal kernel takes (256 outputs), so that each
+/// block, like burn's call for the whole row, runs its matrix-vector kernel.
+const SINGLE_ROW_COLS: usize = 512;
 /// Flex runs products of at least this many multiply-adds on all cores, and smaller ones on one.
 const FLEX_PARALLEL: usize = 192 * 192 * 192;
 /// Rows up to which a product is split only when burn would leave cores idle (decoding
@@ -28,6 +32,9 @@ const FEW_ROWS: usize = 64;
 /// Beyond [`FEW_ROWS`] rows, a product's last block narrower than this joins the block before
 /// it, so that no block falls in gemm's horizontal kernel (at most 256 outputs).
 const MIN_LAST_COLS: usize = 16;
+/// For a single row, a last block of [`SINGLE_ROW_COLS`] narrower than this joins the one
+/// before it, for the same reason.
+const MIN_SINGLE_ROW_COLS: usize = 257;
 /// Products smaller than this many multiply-adds stay on one core.
 const MIN_WORK: usize = 1 << 16;
 /// Products that share a pass, each whole on one core, hold at least this many multiply-adds
@@ -49,6 +56,15 @@ pub(super) fn worth_it(m: usize, k: usize, n: usize) -> bool {
         n > COLS_PER_TASK
     };
     m >= MIN_ROWS && work >= MIN_WORK && wide
+}
+
+/// Whether `x · Eᵀ` (`E` `[n, k]` row-major: a tied output head) is better split over cores
+/// by columns here: where [`worth_it`] says so, and for a single row too, where a block of
+/// columns is a run of whole rows of `E` that one core streams in order (unlike a block of
+/// `W`'s columns, see [`MIN_ROWS`]), and each output is the dot product gemm's matrix-vector
+/// kernel computes for burn's call.
+pub(super) fn worth_it_transposed(m: usize, k: usize, n: usize) -> bool {
+    m >= 1 && worth_it(m.max(MIN_ROWS), k, n)
 }
 
 /// Whether `m` rows are more than [`FEW_ROWS`], where every block of a product [`worth_it`]
@@ -128,7 +144,12 @@ pub(super) fn matmul_rows(x: &[f32], m: usize, k: usize, w: Operand<'_>, n: usiz
         "matmul_rows: [{}, {}] has not {n} columns",
         w.k, w.n
     );
-    let mut out = matmul_each(x, m, k, &[(w, COLS_PER_TASK)]);
+    let width = if m == 1 {
+        SINGLE_ROW_COLS
+    } else {
+        COLS_PER_TASK
+    };
+    let mut out = matmul_each(x, m, k, &[(w, width)]);
     out.pop().unwrap_or_default()
 }
 
@@ -158,7 +179,9 @@ pub(super) fn matmul_each(
     let (outs, dsts) = outputs(m, ws.iter().map(|(w, _)| w.n));
     let mut tasks = column_tasks(ws.iter().map(|&(w, width)| (w.n, width)));
     if many_rows(m) {
-        join_narrow_last_blocks(&mut tasks);
+        join_narrow_last_blocks(&mut tasks, MIN_LAST_COLS);
+    } else if m == 1 {
+        join_narrow_last_blocks(&mut tasks, MIN_SINGLE_ROW_COLS);
     }
     tasks.par_iter().for_each(|&(p, j0, cols)| {
         let w = ws[p].0;
@@ -181,13 +204,13 @@ pub(super) fn matmul_each(
     unsafe { outs.written() }
 }
 
-/// Joins every task narrower than [`MIN_LAST_COLS`] (a product's last block) to the task
-/// before it when that task belongs to the same product.
-fn join_narrow_last_blocks(tasks: &mut Vec<(usize, usize, usize)>) {
+/// Joins every task narrower than `min_cols` (a product's last block) to the task before it
+/// when that task belongs to the same product.
+fn join_narrow_last_blocks(tasks: &mut Vec<(usize, usize, usize)>, min_cols: usize) {
     let mut joined: Vec<(usize, usize, usize)> = Vec::with_capacity(tasks.len());
     for &(p, j0, cols) in tasks.iter() {
         match joined.last_mut() {
-            Some(last) if cols < MIN_LAST_COLS && last.0 == p => last.2 += cols,
+            Some(last) if cols < min_cols && last.0 == p => last.2 += cols,
             _ => joined.push((p, j0, cols)),
         }
     }
@@ -253,12 +276,17 @@ mod tests {
         );
         assert!(!worth_it(512, 576, 128), "many rows, one block");
         assert!(!worth_it(16, 576, 192), "few rows, under two blocks");
+        assert!(
+            worth_it_transposed(1, 576, 49_152),
+            "one row over rows of E"
+        );
+        assert!(!worth_it_transposed(1, 8, 64) && !worth_it_transposed(0, 576, 49_152));
     }
 
     #[test]
     fn a_narrow_last_block_joins_the_one_before_it() {
         let mut tasks = column_tasks([(4099, 128), (3, 128), (300, 128)].into_iter());
-        join_narrow_last_blocks(&mut tasks);
+        join_narrow_last_blocks(&mut tasks, MIN_LAST_COLS);
         assert_eq!(tasks.len(), 32 + 1 + 3);
         assert_eq!(tasks[31], (0, 31 * 128, 131), "3 columns joined");
         assert_eq!(tasks[32], (1, 0, 3), "a product of one block keeps it");
