@@ -403,14 +403,15 @@ mod tests {
 
     type Ad = Autodiff<Flex>;
 
-    /// A causal bias over `s` positions with a padding key (slot 1 of batch row 0), laid out
-    /// as the decoder lays it out: `[b, kv, g·s, s]`.
+    /// A causal bias over `s` positions with a padding key (slot 1 of batch row 0) and a
+    /// query that sees no key (position 2 of batch row 1, whose softmax burn spreads evenly),
+    /// laid out as the decoder lays it out: `[b, kv, g·s, s]`.
     fn bias(b: usize, kv: usize, g: usize, s: usize) -> Tensor<Flex, 4> {
         let mut data = vec![0.0f32; b * s * s];
         for bi in 0..b {
             for i in 0..s {
                 for j in 0..s {
-                    if j > i || (bi == 0 && j == 1) {
+                    if j > i || (bi == 0 && j == 1) || (bi == 1 && i == 2) {
                         data[(bi * s + i) * s + j] = -1.0e9;
                     }
                 }
