@@ -1,7 +1,9 @@
 //! `x · W` spread over all cores for the row counts of decoding (one row per sequence of a
 //! batch) and of scoring, judging and prefill (hundreds of rows, no gradient): the output's
-//! columns are cut into fixed-width blocks, each computed by `gemm` on one core. Block widths
-//! depend only on the shapes, so results do not depend on the thread count. Products that read
+//! columns are cut into blocks, each computed by `gemm` on one core. Results do not depend on
+//! the thread count: for 2 to 64 rows block widths depend only on the shapes, and beyond 64
+//! rows, where the count of blocks is a multiple of the thread count, every block gives burn's
+//! values. Products that read
 //! the same `x` (a block's query, key and value projections) can share one pass, whose tasks the
 //! cores take from one queue; there a single row's product runs whole on one core beside the
 //! others.
@@ -144,13 +146,31 @@ pub(super) fn matmul_rows(x: &[f32], m: usize, k: usize, w: Operand<'_>, n: usiz
         "matmul_rows: [{}, {}] has not {n} columns",
         w.k, w.n
     );
-    let width = if m == 1 {
+    let mut out = matmul_each(
+        x,
+        m,
+        k,
+        &[(w, block_width(m, n, rayon::current_num_threads()))],
+    );
+    out.pop().unwrap_or_default()
+}
+
+/// The columns each task of a product of `m` rows and `n` columns computes, alone in its pass
+/// on `threads` threads: [`SINGLE_ROW_COLS`] for a single row; beyond [`FEW_ROWS`] rows, blocks
+/// of at most about [`COLS_PER_TASK`] columns whose count is a multiple of the thread count
+/// (rounded up to 16 columns), so that the cores finish together (576 columns on two cores:
+/// six blocks of 96, not four of 128 and one of 64, which left a core idle for a fifth of
+/// every product); [`COLS_PER_TASK`] otherwise. Beyond 64 rows any block gives burn's values,
+/// so they do not depend on the thread count; for 2 to 64 rows the width is fixed.
+fn block_width(m: usize, n: usize, threads: usize) -> usize {
+    if m == 1 {
         SINGLE_ROW_COLS
+    } else if many_rows(m) {
+        let tasks = n.div_ceil(COLS_PER_TASK).next_multiple_of(threads.max(1));
+        n.div_ceil(tasks).next_multiple_of(16)
     } else {
         COLS_PER_TASK
-    };
-    let mut out = matmul_each(x, m, k, &[(w, width)]);
-    out.pop().unwrap_or_default()
+    }
 }
 
 /// `x · W` for `x` `[m, k]` row-major and every `(W, width)` of `ws` (`W` `[k, n]`), in one
@@ -281,6 +301,22 @@ mod tests {
             "one row over rows of E"
         );
         assert!(!worth_it_transposed(1, 8, 64) && !worth_it_transposed(0, 576, 49_152));
+    }
+
+    #[test]
+    fn many_rows_are_cut_into_a_multiple_of_the_thread_count() {
+        assert_eq!(block_width(256, 576, 2), 96, "six blocks, not 4.5");
+        assert_eq!(block_width(256, 192, 2), 96);
+        assert_eq!(block_width(256, 1536, 2), 128, "twelve blocks already");
+        assert_eq!(block_width(2048, 384, 2), 96);
+        assert_eq!(block_width(256, 576, 3), 96, "six blocks on three threads too");
+        assert_eq!(block_width(256, 300, 2), 80, "rounded up to 16 columns");
+        assert_eq!(
+            block_width(16, 576, 2),
+            COLS_PER_TASK,
+            "decoding keeps its blocks"
+        );
+        assert_eq!(block_width(1, 49_152, 2), SINGLE_ROW_COLS);
     }
 
     #[test]
