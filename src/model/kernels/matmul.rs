@@ -309,7 +309,11 @@ mod tests {
         assert_eq!(block_width(256, 192, 2), 96);
         assert_eq!(block_width(256, 1536, 2), 128, "twelve blocks already");
         assert_eq!(block_width(2048, 384, 2), 96);
-        assert_eq!(block_width(256, 576, 3), 96, "six blocks on three threads too");
+        assert_eq!(
+            block_width(256, 576, 3),
+            96,
+            "six blocks on three threads too"
+        );
         assert_eq!(block_width(256, 300, 2), 80, "rounded up to 16 columns");
         assert_eq!(
             block_width(16, 576, 2),
