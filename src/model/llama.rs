@@ -981,11 +981,7 @@ impl<B: Backend> Attention<B> {
         let scale = 1.0 / (hd as f64).sqrt();
         let out = kernels::attention(&q, &k, &v, &ctx.bias, scale).unwrap_or_else(|| {
             let q = kernels::swap_heads(q).reshape([b, kv, g * s, hd]);
-            let out =
-                kernels::training_attention(&q, &k, &v, &ctx.bias, scale).unwrap_or_else(|| {
-                    let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + ctx.bias.clone();
-                    kernels::softmax(scores).matmul(v)
-                });
+            let out = grouped_attention(q, k, v, &ctx.bias, scale);
             kernels::swap_heads(out.reshape([b, h, s, hd])).reshape([b, s, h * hd])
         });
         project(
@@ -995,6 +991,22 @@ impl<B: Backend> Attention<B> {
             lora.and_then(|l| l.wo.as_ref()),
         )
     }
+}
+
+/// `softmax(q·kᵀ · scale + bias) · v` over grouped heads (`q` `[b, kv, g·s, hd]`, `k` and `v`
+/// `[b, kv, span, hd]`, `bias` `[b, kv, g·s, span]`) where the fused inference kernel does not
+/// run: one recorded operation in training on the CPU, burn's operations elsewhere.
+fn grouped_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: &Tensor<B, 4>,
+    scale: f64,
+) -> Tensor<B, 4> {
+    kernels::training_attention(&q, &k, &v, bias, scale).unwrap_or_else(|| {
+        let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + bias.clone();
+        kernels::softmax(scores).matmul(v)
+    })
 }
 
 /// A scalar head on the decoder trunk: the value of a sequence is a linear function of the

@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use super::attention::{HORIZONTAL_OUTPUTS, ROWS_PER_TASK, SMALL_K, SMALL_SIDE};
 use super::flex::{AdTensor, ad_primitive, contiguous, from_ad, is_ad, values_of};
-use super::softmax::{backward_rows, shifted_exp_row, sum_rows};
+use super::softmax::{backward_rows, divide_rows, shifted_exp_row, sum_rows};
 use super::{Out, outputs, product_on_core};
 
 /// `softmax(q·kᵀ · scale + bias) · v` for `q` `[b, kv, n, hd]` (a KV head's `n = g·s` query
@@ -247,15 +247,7 @@ fn forward(
         let e = values_of(&exps, rows * span);
         // SAFETY: the block's rows of the probabilities are written by this task alone.
         let p = unsafe { std::slice::from_raw_parts_mut(probs.at(row * span), rows * span) };
-        for ((p, e), &s) in p
-            .chunks_exact_mut(span)
-            .zip(e.chunks_exact(span))
-            .zip(&sums)
-        {
-            for (p, &e) in p.iter_mut().zip(e) {
-                *p = e / s;
-            }
-        }
+        divide_rows(e, &sums, span, p);
         // SAFETY: the block's output rows are written by this task alone; `p` holds its
         // probabilities and `v` the matrix's values.
         unsafe {

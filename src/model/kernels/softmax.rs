@@ -29,7 +29,7 @@ use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
     row_shape, shaped, values_of,
 };
-use super::{in_chunks_of, per_row, rows_per_task};
+use super::{in_chunks_of, rows_per_task};
 
 /// Softmax along the last dimension: the fused kernels on Flex (inference) and on
 /// `Autodiff<Flex>` (training, one recorded operation); burn's `softmax` on other backends.
@@ -135,13 +135,21 @@ fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, Vec<f32>) {
         out.copy_from_slice(&sum_rows(&exps, len, first, out.len()));
     });
     let mut out = vec![0.0f32; total];
-    per_row(&mut out, len, |row, out| {
-        let (e, s) = (&e[row * len..(row + 1) * len], s[row]);
+    in_chunks_of(&mut out, rows_per_task(len) * len, |first, out| {
+        let rows = first / len..(first + out.len()) / len;
+        divide_rows(&e[first..first + out.len()], &s[rows], len, out);
+    });
+    (shaped(out, &x), exps, s)
+}
+
+/// `e / s` for rows of `len` shifted `exp`s `e` and their sums `s` (one per row), into `out`,
+/// on the calling core: the softmax of burn's decomposed graph.
+pub(super) fn divide_rows(e: &[f32], s: &[f32], len: usize, out: &mut [f32]) {
+    for ((out, e), &s) in out.chunks_exact_mut(len).zip(e.chunks_exact(len)).zip(s) {
         for (o, &e) in out.iter_mut().zip(e) {
             *o = e / s;
         }
-    });
-    (shaped(out, &x), exps, s)
+    }
 }
 
 /// burn's sums (its own `sum_dim` over the last dimension, on the calling core) of rows
