@@ -557,7 +557,7 @@ impl<B: Backend> Llama<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, &ctx, &self.config, None, [0, s], self.block_q8(i));
         }
-        self.norm.forward(x)
+        kernels::rms_norm(&self.norm, x)
     }
 
     /// Logits `[b, s, vocab]` for every position, with RoPE positions `[b, s]` and an additive
@@ -576,7 +576,7 @@ impl<B: Backend> Llama<B> {
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, &ctx, &self.config, None, [0, s], self.block_q8(i));
         }
-        self.head(self.norm.forward(x))
+        self.head(kernels::rms_norm(&self.norm, x))
     }
 
     /// The additive bias value that hides a key from a query.
@@ -652,7 +652,7 @@ impl<B: Backend> Llama<B> {
             );
         }
         cache.commit(end);
-        Ok(self.norm.forward(x))
+        Ok(kernels::rms_norm(&self.norm, x))
     }
 
     /// This model with Q8_0 copies of its projection and output-head weights, which every
@@ -913,10 +913,17 @@ impl<B: Backend> Block<B> {
         q8: Option<&BlockQ8>,
     ) -> Tensor<B, 3> {
         let h = x.clone()
-            + self
-                .attn
-                .forward(self.attn_norm.forward(x), ctx, c, cache, slots, q8);
-        let m = self.mlp.forward(self.ffn_norm.forward(h.clone()), q8);
+            + self.attn.forward(
+                kernels::rms_norm(&self.attn_norm, x),
+                ctx,
+                c,
+                cache,
+                slots,
+                q8,
+            );
+        let m = self
+            .mlp
+            .forward(kernels::rms_norm(&self.ffn_norm, h.clone()), q8);
         h + m
     }
 }
