@@ -553,7 +553,7 @@ impl<B: Backend> Llama<B> {
         let key_bias = key_bias_from_mask(mask_i);
         let bias = key_bias.reshape([b, 1, 1, s]) + causal_bias::<B>(s, s, 0, &device);
         let ctx = self.ctx(positions, bias);
-        let mut x = self.embed.forward(tokens);
+        let mut x = kernels::embedding(&self.embed, tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, &ctx, &self.config, None, [0, s], self.block_q8(i));
         }
@@ -572,7 +572,7 @@ impl<B: Backend> Llama<B> {
     ) -> Tensor<B, 3> {
         let s = tokens.dims()[1];
         let ctx = self.ctx(positions, bias);
-        let mut x = self.embed.forward(tokens);
+        let mut x = kernels::embedding(&self.embed, tokens);
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, &ctx, &self.config, None, [0, s], self.block_q8(i));
         }
@@ -640,7 +640,7 @@ impl<B: Backend> Llama<B> {
         let device = tokens.device();
         let bias = key_bias.reshape([b, 1, 1, span]) + causal_bias::<B>(s, span, start, &device);
         let ctx = self.ctx(positions, bias);
-        let mut x = self.embed.forward(tokens);
+        let mut x = kernels::embedding(&self.embed, tokens);
         for (i, (layer, lc)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
             x = layer.forward(
                 x,

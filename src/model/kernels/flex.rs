@@ -4,7 +4,9 @@
 
 use std::any::{Any, TypeId};
 use std::ops::Range;
+use std::sync::Arc;
 
+use burn::backend::autodiff::grads::Gradients;
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{self, silu};
@@ -261,8 +263,25 @@ pub(crate) fn adamw<B: Backend, const D: usize>(
     Ok([param, m, v].map(from_flex))
 }
 
+/// A stand-in for the training tensor `t` that names only its node (its value is empty): what
+/// [`take_grad`] finds `t`'s gradient by, kept by a recorded operation for its backward pass.
+pub(super) fn grad_probe(t: &AdTensor) -> AdTensor {
+    AdTensor {
+        primitive: FlexTensor::from_data(TensorData::new(Vec::<f32>::new(), [0])),
+        node: t.node.clone(),
+        rc: Arc::new(t.node.id),
+    }
+}
+
+/// The gradient the tensor `probe` stands for has received so far, taken out of `grads`
+/// (`None` when nothing reached it yet): for a recorded operation that adds its own terms to
+/// it in the order autodiff would, then registers the sum.
+pub(super) fn take_grad(grads: &mut Gradients, probe: &AdTensor) -> Option<FlexTensor> {
+    grads.remove::<Flex>(probe)
+}
+
 /// `t` uniquely owned and contiguous from its buffer's start (a copy when it is not).
-fn owned<const D: usize>(t: FlexTensor, dims: [usize; D]) -> FlexTensor {
+pub(super) fn owned<const D: usize>(t: FlexTensor, dims: [usize; D]) -> FlexTensor {
     let len = dims.iter().product();
     if t.is_unique() && t.layout().contiguous_offsets() == Some((0, len)) {
         return t;
@@ -273,7 +292,7 @@ fn owned<const D: usize>(t: FlexTensor, dims: [usize; D]) -> FlexTensor {
 }
 
 /// The values of a tensor [`owned`] returned.
-fn storage(t: &mut FlexTensor) -> &mut [f32] {
+pub(super) fn storage(t: &mut FlexTensor) -> &mut [f32] {
     let len = t.layout().num_elements();
     let values = t
         .try_storage_mut::<f32>()

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 mod adamw;
 mod attention;
 mod attention_training;
+mod embedding;
 mod exp;
 mod flex;
 mod heads;
@@ -43,6 +44,7 @@ mod tied_head;
 pub(crate) use adamw::AdamWScalars;
 pub(crate) use attention::attention;
 pub(crate) use attention_training::training_attention;
+pub(crate) use embedding::embedding;
 pub use flex::log_softmax;
 pub(crate) use flex::{
     adamw, is_flex, product, products, q8_product, q8_products, swiglu, write_along,

@@ -29,8 +29,8 @@ use burn::tensor::{DType, Shape, Tensor, TensorData};
 use std::sync::Arc;
 
 use super::flex::{
-    AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
-    shaped, values_of,
+    AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, grad_probe,
+    is_ad, is_flex, shaped, take_grad, values_of,
 };
 use super::{in_chunks_of, rows_per_task};
 
@@ -70,6 +70,7 @@ fn recorded(x: AdTensor, gamma: AdTensor, eps: f32) -> AdTensor {
         OpsKind::Tracked(prep) => {
             let (out, sums) = forward(&xv, &gv, eps);
             let saved = Saved {
+                x_probe: grad_probe(&x),
                 x: xv,
                 gamma: gv,
                 sums,
@@ -135,9 +136,11 @@ fn column(values: &[f32], op: impl FnOnce(FlexTensor) -> FlexTensor) -> Vec<f32>
     values_of(&contiguous(t), rows).to_vec()
 }
 
-/// What the backward pass reads: the input, `γ` and each row's sums.
+/// What the backward pass reads: the input (and a probe for its gradient), `γ` and each row's
+/// sums.
 #[derive(Debug)]
 struct Saved {
+    x_probe: AdTensor,
     x: FlexTensor,
     gamma: FlexTensor,
     sums: RowSums,
@@ -157,7 +160,12 @@ impl Backward<Flex, 2> for RmsNormOp {
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let saved = ops.state;
-        let Saved { x, gamma, sums } = &*saved;
+        let Saved {
+            x_probe,
+            x,
+            gamma,
+            sums,
+        } = &*saved;
         let grad = contiguous(grads.consume::<Flex>(&ops.node));
         let [x_node, gamma_node] = ops.parents;
         let d = gamma.layout().num_elements();
@@ -210,12 +218,7 @@ impl Backward<Flex, 2> for RmsNormOp {
         let Some(node) = x_node else { return };
         // What `x` already received, taken out so the three terms are added to it in burn's
         // order.
-        let probe = AdTensor {
-            primitive: FlexTensor::from_data(TensorData::new(vec![0.0f32], [1])),
-            node: node.clone(),
-            rc: Arc::new(node.id),
-        };
-        let earlier = grads.remove::<Flex>(&probe).map(contiguous);
+        let earlier = take_grad(grads, x_probe).map(contiguous);
         let earlier = earlier.as_ref().map(|t| values_of(t, total));
         let mut out = vec![0.0f32; total];
         in_chunks_of(&mut out, rows_per_task(d) * d, |first, out| {
