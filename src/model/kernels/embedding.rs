@@ -91,7 +91,7 @@ impl Backward<Flex, 1> for Lookup {
 /// `positions[starts[r]..starts[r + 1]]`. `None` when an id lies outside `0..vocab` (burn's
 /// own gradient then reports it).
 fn token_rows(ids: &FlexTensor, vocab: usize) -> Option<(Vec<usize>, Vec<usize>)> {
-    let data = burn::tensor::TensorData::from(ids.clone().into_data());
+    let data = ids.clone().into_data();
     let ids: Vec<usize> = data
         .iter::<i64>()
         .map(|id| usize::try_from(id).ok().filter(|&id| id < vocab))
@@ -139,8 +139,9 @@ fn add_rows(
                 *a += g;
             }
         }
+        // `a + v`, burn's lookup gradient plus the earlier one (addition commutes exactly).
         for (v, a) in values.iter_mut().zip(acc) {
-            *v = a + *v;
+            *v += a;
         }
     });
     sum

@@ -7,19 +7,20 @@
 //! tensors that need no gradient. Both: RMSNorm in one pass over all cores (in training one
 //! recorded operation whose gradients take one more), and the `exp`s of the gate's logistic,
 //! the softmax and the log-softmax eight or four lanes at a time with libm's results.
-//! Training: AdamW's update in one pass over all cores, and eight more differentiable
-//! operations recorded whole: attention (products, scale, bias, softmax and their gradients
-//! per block of rows over all cores), the exchange of positions and heads around it (a copy
-//! over all cores each way), the projections of more than 64 rows and the tied output head
-//! (each product and gradient split by column blocks, the embedding gradient laid out
-//! row-major), the SwiGLU gate and attention's softmax (each computing its `exp` once, not
-//! again in the backward pass), RoPE (one pass each way instead of a narrow, a concatenation,
-//! products and zero-padded gradients over strided views) and the log-softmax of the losses
-//! (one pass back over all cores). Every kernel gives results bit-identical to the burn
-//! operations it replaces, except two: the products with Q8_0 weights (quantized models,
-//! which burn has no operation for) and the products of 2 to 64 rows (decoding), where gemm
-//! sums some blocks of columns (at most 64 by 64 outputs) in other chunks than burn's single
-//! call does, in the last bits; their values do not depend on the thread count. Other
+//! Training: AdamW's update in one pass over all cores, and nine more differentiable
+//! operations recorded whole: the embedding lookup (its gradient added in place, over all
+//! cores, into the one the tied head gave the matrix), attention (products, scale, bias,
+//! softmax and their gradients per block of rows over all cores), the exchange of positions
+//! and heads around it (a copy over all cores each way), the projections of more than 64 rows
+//! and the tied output head (each product and gradient split by column blocks, the embedding
+//! gradient laid out row-major), the SwiGLU gate and attention's softmax (each computing its
+//! `exp` once, not again in the backward pass), RoPE (one pass each way instead of a narrow, a
+//! concatenation, products and zero-padded gradients over strided views) and the log-softmax
+//! of the losses (one pass back over all cores). Every kernel gives results bit-identical to
+//! the burn operations it replaces, except two: the products with Q8_0 weights (quantized
+//! models, which burn has no operation for) and the products of 2 to 64 rows (decoding), where
+//! gemm sums some blocks of columns (at most 64 by 64 outputs) in other chunks than burn's
+//! single call does, in the last bits; their values do not depend on the thread count. Other
 //! backends keep burn's operations.
 
 use rayon::prelude::*;
