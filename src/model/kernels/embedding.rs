@@ -71,8 +71,8 @@ impl Backward<Flex, 1> for Lookup {
         let grad = grads.consume::<Flex>(&ops.node);
         let [Some(node)] = ops.parents else { return };
         let dims: [usize; 2] = weight.layout().shape().dims();
-        let rows = token_rows(&ids, dims[0]);
         let earlier = take_grad(grads, &probe);
+        let rows = earlier.as_ref().and_then(|_| token_rows(&ids, dims[0]));
         let sum = match (earlier, rows) {
             (Some(earlier), Some(rows)) => add_rows(earlier, &contiguous(grad), &rows, dims),
             (earlier, _) => {

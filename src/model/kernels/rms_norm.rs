@@ -32,7 +32,8 @@ use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, grad_probe,
     is_ad, is_flex, shaped, take_grad, values_of,
 };
-use super::{in_chunks_of, rows_per_task};
+use super::softmax::sum_rows;
+use super::{in_chunks_of, per_row, rows_per_task};
 
 /// `norm` applied to `x` along its last dimension: one pass over all cores on Flex, one
 /// recorded operation on `Autodiff<Flex>`, burn's module elsewhere (and for other dtypes).
@@ -82,6 +83,7 @@ fn recorded(x: AdTensor, gamma: AdTensor, eps: f32) -> AdTensor {
 }
 
 /// Per row: `s = mean(x²) + ε` and `r = sqrt(s)`.
+#[derive(Debug)]
 struct RowSums {
     s: Vec<f32>,
     r: Vec<f32>,
@@ -106,24 +108,24 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, eps: f32) -> (FlexTensor, RowSums
     });
     let r: Vec<f32> = s.iter().map(|s| s.sqrt()).collect();
     let mut out = vec![0.0f32; total];
-    in_chunks_of(&mut out, rows_per_task(d) * d, |first, out| {
-        let xs = &xv[first..first + out.len()];
-        for (row, (out, x)) in out.chunks_exact_mut(d).zip(xs.chunks_exact(d)).enumerate() {
-            let r = r[first / d + row];
-            for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
-                *o = (x / r) * g;
-            }
+    per_row(&mut out, d, |row, out| {
+        let (x, r) = (&xv[row * d..(row + 1) * d], r[row]);
+        for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
+            *o = (x / r) * g;
         }
     });
     (shaped(out, x), RowSums { s, r })
 }
 
-/// burn's `sum_dim` over the last dimension of `values`, rows of `len` (on the calling core).
+/// burn's sums of the rows of `len` values of `values` ([`sum_rows`], on the calling core).
 fn row_sums(values: Vec<f32>, len: usize) -> Vec<f32> {
     let rows = values.len() / len;
-    let t = FlexTensor::from_data(TensorData::new(values, [rows, len]));
-    let sums = contiguous(Flex::float_sum_dim(t, 1));
-    values_of(&sums, rows).to_vec()
+    sum_rows(
+        &FlexTensor::from_data(TensorData::new(values, [rows, len])),
+        len,
+        0,
+        rows,
+    )
 }
 
 /// burn's per-row tensor operations on a `[rows, 1]` column of `values`.
@@ -144,12 +146,6 @@ struct Saved {
     x: FlexTensor,
     gamma: FlexTensor,
     sums: RowSums,
-}
-
-impl std::fmt::Debug for RowSums {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RowSums({} rows)", self.s.len())
-    }
 }
 
 #[derive(Debug)]
@@ -187,19 +183,11 @@ impl Backward<Flex, 2> for RmsNormOp {
 
         if let Some(node) = gamma_node {
             let mut gu = vec![0.0f32; total];
-            in_chunks_of(&mut gu, rows_per_task(d) * d, |first, out| {
-                let at = first..first + out.len();
-                let (gy, xs) = (&gy[at.clone()], &xv[at]);
-                for (row, ((out, gy), x)) in out
-                    .chunks_exact_mut(d)
-                    .zip(gy.chunks_exact(d))
-                    .zip(xs.chunks_exact(d))
-                    .enumerate()
-                {
-                    let r = r[first / d + row];
-                    for ((o, &gy), &x) in out.iter_mut().zip(gy).zip(x) {
-                        *o = gy * (x / r);
-                    }
+            per_row(&mut gu, d, |row, out| {
+                let at = row * d..(row + 1) * d;
+                let r = r[row];
+                for ((o, &gy), &x) in out.iter_mut().zip(&gy[at.clone()]).zip(&xv[at]) {
+                    *o = gy * (x / r);
                 }
             });
             // Summed over every leading dimension whose size is not 1, in order, as autodiff
