@@ -13,13 +13,12 @@ use burn::tensor::activation::{self, silu};
 use burn::tensor::backend::{Backend, BackendTypes};
 use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive};
 
-use rayon::prelude::*;
-
 use super::adamw::{AdamWScalars, adamw_in_place};
 use super::log_softmax::{forward as log_softmax_forward, recorded as recorded_log_softmax};
 use super::matmul::{
-    Operand, matmul_each, matmul_rows, task_widths, worth_it, worth_it_transposed,
+    Operand, matmul_each, matmul_rows, task_widths, worth_cutting, worth_it_transposed,
 };
+use super::new_in_chunks;
 use super::q8::Q8Matrix;
 use super::swiglu::{recorded as recorded_swiglu, swiglu_in_place};
 
@@ -308,19 +307,16 @@ pub(super) fn transposed(t: FlexTensor) -> FlexTensor {
     let t = contiguous(t);
     let [rows, cols] = dims(&t);
     let src = values_of(&t, rows * cols);
-    let mut out = vec![0.0f32; rows * cols];
-    out.par_chunks_mut(ROWS_PER_TASK * rows)
-        .enumerate()
-        .for_each(|(task, block)| {
-            let c0 = task * ROWS_PER_TASK;
-            let width = block.len() / rows;
-            for r in 0..rows {
-                let from = &src[r * cols + c0..r * cols + c0 + width];
-                for (j, &x) in from.iter().enumerate() {
-                    block[j * rows + r] = x;
-                }
+    let out = new_in_chunks(rows * cols, ROWS_PER_TASK * rows, |first, block| {
+        let c0 = first / rows;
+        let width = block.len() / rows;
+        for r in 0..rows {
+            let from = &src[r * cols + c0..r * cols + c0 + width];
+            for (j, &x) in from.iter().enumerate() {
+                block[j * rows + r] = x;
             }
-        });
+        }
+    });
     FlexTensor::from_data(TensorData::new(out, [cols, rows]))
 }
 
@@ -373,7 +369,7 @@ pub(crate) fn product<B: Backend>(
     let split = if transposed {
         worth_it_transposed(m, k, n)
     } else {
-        worth_it(m, k, n)
+        worth_cutting(m, k, n)
     };
     if !split {
         return None;
@@ -642,6 +638,38 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Products of many rows and at most 128 columns, cut into blocks of rows: burn's values
+    /// bit for bit, for a world model's training shapes (its projections over a batch of
+    /// 2,048 rows, their input gradients and their weight gradients with `k` = 2,048, cut
+    /// into blocks of `k` by gemm), blocks of 65 rows over 64 columns, uneven blocks, and a
+    /// row count under two blocks, left to burn.
+    #[test]
+    fn many_row_narrow_products_equal_burns_bit_for_bit() {
+        let device = Default::default();
+        for (m, k, n) in [
+            (2048, 128, 128),
+            (2048, 128, 64),
+            (2048, 384, 128),
+            (128, 2048, 128),
+            (384, 2048, 128),
+            (130, 2048, 64),
+            (1001, 96, 100),
+            (300, 576, 7),
+        ] {
+            let x = Tensor::<Flex, 2>::random([m, k], Distribution::Default, &device);
+            let w = Tensor::<Flex, 2>::random([k, n], Distribution::Default, &device);
+            let got = product(&x, &w, false).expect("split by rows");
+            let (differ, len) = bits_differ(got, x.matmul(w));
+            assert_eq!(differ, 0, "{m}×{k}×{n}: {differ} of {len} values differ");
+        }
+        let x = Tensor::<Flex, 2>::random([128, 2048], Distribution::Default, &device);
+        let w = Tensor::<Flex, 2>::random([2048, 64], Distribution::Default, &device);
+        assert!(
+            product(&x, &w, false).is_none(),
+            "two blocks of 64 rows by 64 columns would cut k apart"
+        );
     }
 
     /// Batch-1 decoding's tied head, `h · Eᵀ` for one row, split into runs of `E`'s rows: each

@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 
 use super::flex::{AdTensor, Strided, ad_primitive, contiguous, from_ad, is_ad};
-use super::per_row;
+use super::new_per_row;
 
 /// `x` `[b, p, q, d]` with its dimensions 1 and 2 exchanged, `[b, q, p, d]`: laid out
 /// contiguously as one recorded operation on `Autodiff<Flex>` (whose gradient comes back
@@ -42,8 +42,7 @@ fn swapped(x: &FlexTensor) -> FlexTensor {
     };
     let shape = x.layout().shape();
     let [b, p, q, d] = [shape[0], shape[1], shape[2], shape[3]];
-    let mut out = vec![0.0f32; b * p * q * d];
-    per_row(&mut out, d, |row, values| {
+    let out = new_per_row(b * p * q * d, d, |row, values| {
         view.read_row([row / (p * q), row % p, (row / p) % q], values);
     });
     FlexTensor::from_data(TensorData::new(out, [b, q, p, d]))

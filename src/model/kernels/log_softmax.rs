@@ -20,42 +20,38 @@ use rayon::prelude::*;
 
 use super::exp::exp_in_place;
 use super::flex::{AdTensor, contiguous, row_shape, shaped, values_of as of};
-use super::{per_row, rows_per_task};
+use super::{new_pair_in_chunks, new_per_row, rows_per_task};
 
-/// For rows of `len` values and their maxima `max`: writes `x − max` into `shifted` and its
-/// `exp` into `exps`.
+/// For rows of `len` values and their maxima `max`: `x − max` and its `exp`, two new buffers.
 ///
 /// # Panics
 /// When the slices' lengths disagree (a bug of the caller).
-fn shift_and_exp(x: &[f32], len: usize, max: &[f32], shifted: &mut [f32], exps: &mut [f32]) {
-    assert!(
-        x.len() == max.len() * len && shifted.len() == x.len() && exps.len() == x.len(),
+fn shift_and_exp(x: &[f32], len: usize, max: &[f32]) -> [Vec<f32>; 2] {
+    assert_eq!(
+        x.len(),
+        max.len() * len,
         "log-softmax: {} values, {} rows of {len}",
         x.len(),
         max.len()
     );
     if len == 0 {
-        return;
+        return [Vec::new(), Vec::new()];
     }
-    let per = rows_per_task(len);
-    shifted
-        .par_chunks_mut(per * len)
-        .zip(exps.par_chunks_mut(per * len))
-        .zip(x.par_chunks(per * len).zip(max.par_chunks(per)))
-        .for_each(|((s, e), (x, max))| {
-            for (((s, e), x), &m) in s
-                .chunks_exact_mut(len)
-                .zip(e.chunks_exact_mut(len))
-                .zip(x.chunks_exact(len))
-                .zip(max)
-            {
-                for ((s, e), &x) in s.iter_mut().zip(e.iter_mut()).zip(x) {
-                    *s = x - m;
-                    *e = *s;
-                }
-                exp_in_place(e);
+    new_pair_in_chunks(x.len(), rows_per_task(len) * len, |first, s, e| {
+        let (x, max) = (&x[first..first + s.len()], &max[first / len..]);
+        for (((s, e), x), &m) in s
+            .chunks_exact_mut(len)
+            .zip(e.chunks_exact_mut(len))
+            .zip(x.chunks_exact(len))
+            .zip(max)
+        {
+            for ((s, e), &x) in s.iter_mut().zip(e.iter_mut()).zip(x) {
+                *s = x - m;
+                *e = *s;
             }
-        });
+            exp_in_place(e);
+        }
+    })
 }
 
 /// Subtracts each row's `lse` from its `len` values of `shifted`.
@@ -88,15 +84,7 @@ pub(super) fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
     let (len, total) = row_shape(&x);
     let last = x.layout().shape().num_dims() - 1;
     let maxima = contiguous(Flex::float_max_dim(x.clone(), last));
-    let mut shifted = vec![0.0f32; total];
-    let mut exps = vec![0.0f32; total];
-    shift_and_exp(
-        of(&x, total),
-        len,
-        of(&maxima, total / len),
-        &mut shifted,
-        &mut exps,
-    );
+    let [mut shifted, exps] = shift_and_exp(of(&x, total), len, of(&maxima, total / len));
     let exps = shaped(exps, &x);
     let sums = contiguous(Flex::float_sum_dim(exps.clone(), last));
     let lse = contiguous(Flex::float_log(sums.clone()));
@@ -146,8 +134,7 @@ impl Backward<Flex, 1> for LogSoftmax {
                 of(&exps, total),
                 of(&to_exps, total / len),
             );
-            let mut out = vec![0.0f32; total];
-            per_row(&mut out, len, |row, out| {
+            let out = new_per_row(total, len, |row, out| {
                 let at = row * len..(row + 1) * len;
                 for ((o, &g), &e) in out.iter_mut().zip(&g[at.clone()]).zip(&e[at]) {
                     *o = g + b[row] * e;

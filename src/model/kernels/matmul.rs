@@ -13,11 +13,14 @@
 //! values equal those of burn's single call bit for bit. gemm sums `k` in the same blocks for
 //! any output shape except two it treats apart: a block of at most 256 outputs (horizontal dot
 //! products) and one of at most 64 rows and 64 columns (`k` cut at 512). Beyond 64 rows only a
-//! last block of one to three columns falls in either, and it joins the block before it.
+//! last block of one to three columns falls in either, and it joins the block before it. A
+//! product of many rows and at most 128 columns (a world model's projections over a training
+//! batch, and their gradients) is cut into blocks of rows instead, which equal burn's values
+//! as well, since gemm computes rows apart.
 
 use rayon::prelude::*;
 
-use super::{column_tasks, outputs};
+use super::{column_tasks, outputs, product_on_core};
 
 /// Output columns one task computes.
 const COLS_PER_TASK: usize = 128;
@@ -39,6 +42,13 @@ const MIN_LAST_COLS: usize = 16;
 const MIN_SINGLE_ROW_COLS: usize = 257;
 /// Products smaller than this many multiply-adds stay on one core.
 const MIN_WORK: usize = 1 << 16;
+/// Rows one task of a product cut into row blocks computes, about (a world model's
+/// projections of 128 or 64 columns over the 2,048 rows of a training batch: eight tasks).
+const ROWS_PER_TASK: usize = 256;
+/// Fewest rows of a row block, so that gemm runs a block of many rows as it runs the whole
+/// product: at most 64 rows by 64 columns it cuts `k` at 512, and for at most 256 outputs it
+/// takes its horizontal kernel. A block of more than 64 columns keeps at least 32 rows.
+const MIN_BLOCK_ROWS: [usize; 2] = [65, 32];
 /// Products that share a pass, each whole on one core, hold at least this many multiply-adds
 /// together (a block's query, key and value projections of SmolLM2-135M hold 552,960 for one
 /// row; a world model's, for one row, fit in cache and finish before the cores would meet).
@@ -67,6 +77,34 @@ pub(super) fn worth_it(m: usize, k: usize, n: usize) -> bool {
 /// kernel computes for burn's call.
 pub(super) fn worth_it_transposed(m: usize, k: usize, n: usize) -> bool {
     m >= 1 && worth_it(m.max(MIN_ROWS), k, n)
+}
+
+/// How many blocks of rows an `[m, k] · [k, n]` product of many rows and at most
+/// [`COLS_PER_TASK`] columns (one column block) is cut into on `threads` threads: about
+/// [`ROWS_PER_TASK`] rows each, a multiple of the thread count, and none under
+/// [`MIN_BLOCK_ROWS`]; `None` when that leaves fewer than two, or the product is not of that
+/// kind. burn hands such a product to gemm's own parallel split, which forks and joins the
+/// thread pool several times, and first zeroes and then copies its output on one core; cut
+/// by columns instead, each block would pack all of `x` again. Each row block gives burn's
+/// values bit for bit: gemm sums `k` in blocks that depend only on `k` and the machine's
+/// caches, and rows are computed apart.
+pub(super) fn row_blocks(m: usize, k: usize, n: usize, threads: usize) -> Option<usize> {
+    let work = m.saturating_mul(k).saturating_mul(n);
+    if !many_rows(m) || n > COLS_PER_TASK || n == 0 || work < MIN_WORK {
+        return None;
+    }
+    let min_rows = MIN_BLOCK_ROWS[usize::from(n > 64)];
+    let blocks = m
+        .div_ceil(ROWS_PER_TASK)
+        .next_multiple_of(threads.max(1))
+        .min(m / min_rows);
+    (blocks >= 2).then_some(blocks)
+}
+
+/// Whether an `[m, k] · [k, n]` product is cut here: by columns where [`worth_it`] says so,
+/// else by rows where [`row_blocks`] does.
+pub(super) fn worth_cutting(m: usize, k: usize, n: usize) -> bool {
+    worth_it(m, k, n) || row_blocks(m, k, n, rayon::current_num_threads()).is_some()
 }
 
 /// Whether `m` rows are more than [`FEW_ROWS`], where every block of a product [`worth_it`]
@@ -146,12 +184,44 @@ pub(super) fn matmul_rows(x: &[f32], m: usize, k: usize, w: Operand<'_>, n: usiz
         "matmul_rows: [{}, {}] has not {n} columns",
         w.k, w.n
     );
-    let mut out = matmul_each(
-        x,
-        m,
-        k,
-        &[(w, block_width(m, n, rayon::current_num_threads()))],
+    let threads = rayon::current_num_threads();
+    if let Some(blocks) = row_blocks(m, k, n, threads) {
+        return by_row_blocks(x, m, k, w, blocks);
+    }
+    let mut out = matmul_each(x, m, k, &[(w, block_width(m, n, threads))]);
+    out.pop().unwrap_or_default()
+}
+
+/// `x · W` cut into `blocks` blocks of consecutive rows, as even as they come, each computed
+/// by one gemm call on one core.
+fn by_row_blocks(x: &[f32], m: usize, k: usize, w: Operand<'_>, blocks: usize) -> Vec<f32> {
+    assert!(
+        x.len() == m * k && w.k == k && w.data.len() == k * w.n && (1..=m).contains(&blocks),
+        "by_row_blocks: [{m}, {k}] · [{}, {}] with {} and {} elements in {blocks} blocks",
+        w.k,
+        w.n,
+        x.len(),
+        w.data.len()
     );
+    let n = w.n;
+    let (outs, dsts) = outputs(m, std::iter::once(n));
+    let dst = &dsts[0];
+    (0..blocks).into_par_iter().for_each(|b| {
+        let (i0, i1) = (b * m / blocks, (b + 1) * m / blocks);
+        // SAFETY: rows `i0..i1` of the `[m, n]` output and of `x` `[m, k]` lie in them, `w`
+        // holds every `(i, j)` for `i < k`, `j < n` at `i·rs + j·cs` (checked sizes above),
+        // and no two blocks share a row.
+        unsafe {
+            product_on_core(
+                [i1 - i0, n, k],
+                (dst.at(i0 * n), n as isize),
+                (x[i0 * k..].as_ptr(), k as isize, 1),
+                (w.data.as_ptr(), w.rs, w.cs),
+            );
+        }
+    });
+    // SAFETY: the blocks cover every row, and gemm writes each output without reading it.
+    let mut out = unsafe { outs.written() };
     out.pop().unwrap_or_default()
 }
 
@@ -321,6 +391,28 @@ mod tests {
             "decoding keeps its blocks"
         );
         assert_eq!(block_width(1, 49_152, 2), SINGLE_ROW_COLS);
+    }
+
+    #[test]
+    fn many_rows_over_one_column_block_are_cut_into_row_blocks() {
+        assert_eq!(row_blocks(2048, 128, 128, 2), Some(8));
+        assert_eq!(row_blocks(2048, 128, 64, 3), Some(9), "a multiple of three");
+        assert_eq!(row_blocks(384, 2048, 128, 2), Some(2));
+        assert_eq!(
+            row_blocks(128, 2048, 128, 2),
+            Some(2),
+            "64 rows over 128 columns"
+        );
+        assert_eq!(
+            row_blocks(128, 2048, 64, 2),
+            None,
+            "64 by 64 would cut k apart"
+        );
+        assert_eq!(row_blocks(130, 2048, 64, 2), Some(2));
+        assert_eq!(row_blocks(2048, 128, 129, 2), None, "cut by columns");
+        assert_eq!(row_blocks(64, 576, 128, 2), None, "a decoding shape");
+        assert_eq!(row_blocks(100, 4, 4, 2), None, "too little work");
+        assert!(worth_cutting(2048, 128, 128) && !worth_it(2048, 128, 128));
     }
 
     #[test]

@@ -65,29 +65,10 @@ fn rows_per_task(len: usize) -> usize {
     MIN_ELEMS_PER_TASK.div_ceil(len.max(1)).max(1)
 }
 
-/// Calls `f(first, a, b)` for consecutive chunks of `per` elements of the equally long `a` and
-/// `b` (`first` the index of the chunks' first element), spread over all cores; on the calling
-/// thread when one chunk holds everything, where handing it to the thread pool costs more than
-/// the work (a decoding step's heads, for one).
-fn in_chunks(
-    a: &mut [f32],
-    b: &mut [f32],
-    per: usize,
-    f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
-) {
-    assert_eq!(a.len(), b.len(), "chunked outputs differ in length");
-    let per = per.max(1);
-    if a.len() <= per {
-        f(0, a, b);
-    } else {
-        a.par_chunks_mut(per)
-            .zip(b.par_chunks_mut(per))
-            .enumerate()
-            .for_each(|(i, (a, b))| f(i * per, a, b));
-    }
-}
-
-/// [`in_chunks`] over one output.
+/// Calls `f(first, chunk)` for consecutive chunks of `per` elements of `out` (`first` the
+/// index of the chunk's first element), spread over all cores; on the calling thread when one
+/// chunk holds everything, where handing it to the thread pool costs more than the work (a
+/// decoding step's heads, for one).
 fn in_chunks_of(out: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     let per = per.max(1);
     if out.len() <= per {
@@ -103,10 +84,76 @@ fn in_chunks_of(out: &mut [f32], per: usize, f: impl Fn(usize, &mut [f32]) + Syn
 /// over all cores.
 fn per_row(out: &mut [f32], len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     in_chunks_of(out, rows_per_task(len) * len, |first, out| {
-        for (i, row) in out.chunks_exact_mut(len).enumerate() {
-            f(first / len + i, row);
-        }
+        each_row(first, out, len, &f);
     });
+}
+
+/// [`per_row`] over a new buffer of `total` values ([`new_in_chunks`]).
+fn new_per_row(total: usize, len: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    new_in_chunks(total, rows_per_task(len) * len, |first, out| {
+        each_row(first, out, len, &f);
+    })
+}
+
+/// `f(row, values)` for the rows of `len` values of a chunk starting at value `first`.
+fn each_row(first: usize, chunk: &mut [f32], len: usize, f: &impl Fn(usize, &mut [f32])) {
+    for (i, row) in chunk.chunks_exact_mut(len).enumerate() {
+        f(first / len + i, row);
+    }
+}
+
+/// [`in_chunks_of`] over a new buffer of `len` values.
+fn new_in_chunks(len: usize, per: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let [out] = new_buffers(len, per, |first, [chunk]| f(first, chunk));
+    out
+}
+
+/// [`in_chunks_of`] over two new buffers of `len` values, chunked alike.
+fn new_pair_in_chunks(
+    len: usize,
+    per: usize,
+    f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) -> [Vec<f32>; 2] {
+    new_buffers(len, per, |first, [a, b]| f(first, a, b))
+}
+
+/// `N` new buffers of `len` values whose chunks of `per` values, at the same places in each,
+/// `f(first, chunks)` writes, spread over all cores as [`in_chunks_of`] spreads them. Each task
+/// zeroes its own chunks before `f` sees them, while they are in its core's cache, instead of
+/// one core zeroing every buffer whole first (as `vec![0.0; len]` would) while the others
+/// wait; `f` sees what it would see in such a buffer.
+fn new_buffers<const N: usize>(
+    len: usize,
+    per: usize,
+    f: impl Fn(usize, [&mut [f32]; N]) + Sync,
+) -> [Vec<f32>; N] {
+    let per = per.max(1);
+    let mut bufs: [Vec<f32>; N] = std::array::from_fn(|_| Vec::with_capacity(len));
+    let starts = bufs.each_mut().map(|b| Out(b.as_mut_ptr()));
+    let run = |first: usize, count: usize| {
+        let chunks = starts.each_ref().map(|start| {
+            let at = start.at(first);
+            // SAFETY: values `first..first + count` lie in the buffer's capacity of `len`, no
+            // other task touches them, and they are zeroed before the slice is made.
+            unsafe {
+                std::ptr::write_bytes(at, 0, count);
+                std::slice::from_raw_parts_mut(at, count)
+            }
+        });
+        f(first, chunks);
+    };
+    if len <= per {
+        run(0, len);
+    } else {
+        (0..len.div_ceil(per))
+            .into_par_iter()
+            .for_each(|t| run(t * per, per.min(len - t * per)));
+    }
+    for b in &mut bufs {
+        // SAFETY: the tasks covered values `0..len` of every buffer, each zeroed first.
+        unsafe { b.set_len(len) };
+    }
+    bufs
 }
 
 /// `[m, n]` outputs for every `n` of `widths`, allocated but not yet written (zeroing them

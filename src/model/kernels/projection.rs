@@ -22,7 +22,7 @@ use burn::tensor::{DType, Tensor};
 use super::flex::{
     AdTensor, ad_primitive, column_product, contiguous, dims, from_ad, is_ad, transposed,
 };
-use super::matmul::{many_rows, worth_it};
+use super::matmul::{many_rows, worth_cutting};
 
 /// `x · W` for `x` `[m, k]` and `W` `[k, n]`: `[m, n]`.
 pub(crate) fn projection<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -35,9 +35,9 @@ pub(crate) fn projection<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>) -> Tensor
     from_ad(record(ad_primitive(x), ad_primitive(w)))
 }
 
-/// Whether `[m, k] · [k, n]` is cut into column blocks here (else burn computes it).
+/// Whether `[m, k] · [k, n]` is cut into blocks here (else burn computes it).
 fn splits(m: usize, k: usize, n: usize) -> bool {
-    many_rows(m) && worth_it(m, k, n)
+    many_rows(m) && worth_cutting(m, k, n)
 }
 
 /// `a · b` for `a` `[m, k]` and `b` `[k, n]` (`b` read through its transpose `bᵀ` `[n, k]`
@@ -115,7 +115,8 @@ mod tests {
     type Ad = Autodiff<Flex>;
 
     /// Projections of training shapes (rows of a batch, SmolLM2-135M's and a world model's
-    /// widths, a last block of 3 columns), their input's gradient and the weight's: all equal
+    /// widths, a last block of 3 columns, a world model's products cut into blocks of rows),
+    /// their input's gradient and the weight's: all equal
     /// burn's bit for bit, and a frozen weight gets no gradient.
     #[test]
     fn equals_burns_product_and_gradients() {
@@ -125,6 +126,10 @@ mod tests {
             (100, 1536, 576),
             (300, 128, 384),
             (70, 576, 259),
+            (2048, 128, 128),
+            (2048, 128, 64),
+            (2048, 384, 128),
+            (384, 128, 128),
         ] {
             let x0 = Tensor::<Flex, 2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
             let w0 = Tensor::<Flex, 2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);

@@ -33,7 +33,7 @@ use super::flex::{
     is_ad, is_flex, shaped, take_grad, values_of,
 };
 use super::softmax::sum_rows;
-use super::{in_chunks_of, per_row, rows_per_task};
+use super::{new_in_chunks, new_per_row, rows_per_task};
 
 /// `norm` applied to `x` along its last dimension: one pass over all cores on Flex, one
 /// recorded operation on `Autodiff<Flex>`, burn's module elsewhere (and for other dtypes).
@@ -96,8 +96,7 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, eps: f32) -> (FlexTensor, RowSums
     let total = x.layout().num_elements();
     let (xv, g) = (values_of(x, total), values_of(gamma, d));
     let rows = total / d;
-    let mut s = vec![0.0f32; rows];
-    in_chunks_of(&mut s, rows_per_task(d), |first, s| {
+    let s = new_in_chunks(rows, rows_per_task(d), |first, s| {
         let squares: Vec<f32> = xv[first * d..(first + s.len()) * d]
             .iter()
             .map(|&v| v * v)
@@ -107,8 +106,7 @@ fn forward(x: &FlexTensor, gamma: &FlexTensor, eps: f32) -> (FlexTensor, RowSums
         }
     });
     let r: Vec<f32> = s.iter().map(|s| s.sqrt()).collect();
-    let mut out = vec![0.0f32; total];
-    per_row(&mut out, d, |row, out| {
+    let out = new_per_row(total, d, |row, out| {
         let (x, r) = (&xv[row * d..(row + 1) * d], r[row]);
         for ((o, &x), &g) in out.iter_mut().zip(x).zip(g) {
             *o = (x / r) * g;
@@ -182,8 +180,7 @@ impl Backward<Flex, 2> for RmsNormOp {
         let inv_d = (1.0f64 / d as f64) as f32;
 
         if let Some(node) = gamma_node {
-            let mut gu = vec![0.0f32; total];
-            per_row(&mut gu, d, |row, out| {
+            let gu = new_per_row(total, d, |row, out| {
                 let at = row * d..(row + 1) * d;
                 let r = r[row];
                 for ((o, &gy), &x) in out.iter_mut().zip(&gy[at.clone()]).zip(&xv[at]) {
@@ -208,8 +205,7 @@ impl Backward<Flex, 2> for RmsNormOp {
         // order.
         let earlier = take_grad(grads, x_probe).map(contiguous);
         let earlier = earlier.as_ref().map(|t| values_of(t, total));
-        let mut out = vec![0.0f32; total];
-        in_chunks_of(&mut out, rows_per_task(d) * d, |first, out| {
+        let out = new_in_chunks(total, rows_per_task(d) * d, |first, out| {
             let at = first..first + out.len();
             let rows = first / d..(first + out.len()) / d;
             let (gy, xs) = (&gy[at.clone()], &xv[at.clone()]);

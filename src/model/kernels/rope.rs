@@ -19,7 +19,7 @@ use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
     values_of,
 };
-use super::{in_chunks_of, rows_per_task};
+use super::{new_in_chunks, rows_per_task};
 
 /// Which channels of a head RoPE rotates together.
 #[derive(Clone, Copy, Debug)]
@@ -96,9 +96,8 @@ fn pass([a, b, c]: [&FlexTensor; 3], pairs: Pairs, backward: bool) -> FlexTensor
     let len = shape.iter().product();
     let [a, b, c] = [a, b, c].map(|t| contiguous(t.clone()));
     let [av, bv, cv] = [&a, &b, &c].map(|t| values_of(t, len));
-    let mut out = vec![0.0f32; len];
     let per = rows_per_task(hd) * hd;
-    in_chunks_of(&mut out, per, |first, chunk| {
+    let out = new_in_chunks(len, per, |first, chunk| {
         for (h, head) in chunk.chunks_exact_mut(hd).enumerate() {
             let at = first + h * hd;
             let (a, b, c) = (&av[at..at + hd], &bv[at..at + hd], &cv[at..at + hd]);

@@ -29,7 +29,7 @@ use super::flex::{
     AdTensor, ad_primitive, cast, contiguous, float_primitive, from_ad, from_flex, is_ad, is_flex,
     row_shape, shaped, values_of,
 };
-use super::{in_chunks_of, rows_per_task};
+use super::{new_in_chunks, rows_per_task};
 
 /// Softmax along the last dimension: the fused kernels on Flex (inference) and on
 /// `Autodiff<Flex>` (training, one recorded operation); burn's `softmax` on other backends.
@@ -53,9 +53,7 @@ fn inference(x: FlexTensor) -> FlexTensor {
     let x = contiguous(x);
     let (len, total) = row_shape(&x);
     let src = values_of(&x, total);
-    let mut out = vec![0.0f32; total];
-    shifted_exps(src, len, &mut out, normalize);
-    shaped(out, &x)
+    shaped(shifted_exps(src, len, total, normalize), &x)
 }
 
 /// [`inference`]'s softmax of one row, in place.
@@ -86,17 +84,22 @@ fn shifted_exp(row: &mut [f32], m: f32) {
     exp_in_place(row);
 }
 
-/// Writes `exp(x − m)` of every row of `len` values of `x` (`m` the row's maximum) into
-/// `out`, then calls `finish` on the row, tasks of whole rows spread over all cores.
-fn shifted_exps(x: &[f32], len: usize, out: &mut [f32], finish: impl Fn(&mut [f32]) + Sync) {
-    in_chunks_of(out, rows_per_task(len) * len, |first, out| {
+/// `exp(x − m)` of every row of `len` values of `x` (`m` the row's maximum), `total` values
+/// in all, each row passed to `finish` once written, tasks of whole rows spread over all cores.
+fn shifted_exps(
+    x: &[f32],
+    len: usize,
+    total: usize,
+    finish: impl Fn(&mut [f32]) + Sync,
+) -> Vec<f32> {
+    new_in_chunks(total, rows_per_task(len) * len, |first, out| {
         let x = &x[first..first + out.len()];
         for (out, x) in out.chunks_exact_mut(len).zip(x.chunks_exact(len)) {
             out.copy_from_slice(x);
             shifted_exp(out, row_max(x));
             finish(out);
         }
-    });
+    })
 }
 
 /// The largest value of a row (`-inf` for an empty one); exact in any order.
@@ -126,16 +129,12 @@ fn forward(x: FlexTensor) -> (FlexTensor, FlexTensor, Vec<f32>) {
     let x = contiguous(x);
     let (len, total) = row_shape(&x);
     let src = values_of(&x, total);
-    let mut exps = vec![0.0f32; total];
-    shifted_exps(src, len, &mut exps, |_| {});
-    let exps = shaped(exps, &x);
+    let exps = shaped(shifted_exps(src, len, total, |_| {}), &x);
     let e = values_of(&exps, total);
-    let mut s = vec![0.0f32; total / len];
-    in_chunks_of(&mut s, rows_per_task(len), |first, out| {
+    let s = new_in_chunks(total / len, rows_per_task(len), |first, out| {
         out.copy_from_slice(&sum_rows(&exps, len, first, out.len()));
     });
-    let mut out = vec![0.0f32; total];
-    in_chunks_of(&mut out, rows_per_task(len) * len, |first, out| {
+    let out = new_in_chunks(total, rows_per_task(len) * len, |first, out| {
         let rows = first / len..(first + out.len()) / len;
         divide_rows(&e[first..first + out.len()], &s[rows], len, out);
     });
@@ -207,8 +206,7 @@ impl Backward<Flex, 1> for Softmax {
             let (len, total) = row_shape(&exps);
             let g = values_of(&grad, total);
             let e = values_of(&exps, total);
-            let mut out = vec![0.0f32; total];
-            in_chunks_of(&mut out, rows_per_task(len) * len, |first, out| {
+            let out = new_in_chunks(total, rows_per_task(len) * len, |first, out| {
                 let at = first..first + out.len();
                 let s = &sums[first / len..(first + out.len()) / len];
                 backward_rows(&g[at.clone()], &e[at], s, len, out);

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 use super::exp::exp_in_place;
 use super::flex::{AdTensor, contiguous, rows, values_of};
-use super::in_chunks;
+use super::new_pair_in_chunks;
 
 /// Elements one task computes.
 const CHUNK: usize = 1 << 14;
@@ -105,19 +105,17 @@ fn forward(gate: FlexTensor, up: FlexTensor) -> (FlexTensor, Saved) {
     let (gate, up) = (contiguous(gate), contiguous(up));
     let shape = gate.layout().shape().clone();
     let len = gate.layout().num_elements();
-    let mut out = vec![0.0f32; len];
-    let mut sig = vec![0.0f32; len];
-    {
+    let [out, sig] = {
         let g = values_of(&gate, len);
         let u = values_of(&up, len);
-        in_chunks(&mut out, &mut sig, CHUNK, |first, o, s| {
+        new_pair_in_chunks(len, CHUNK, |first, o, s| {
             let (g, u) = (&g[first..first + o.len()], &u[first..first + o.len()]);
             sigmoids(g, s);
             for (((o, &s), &g), &u) in o.iter_mut().zip(s.iter()).zip(g).zip(u) {
                 *o = g * s * u;
             }
-        });
-    }
+        })
+    };
     let out = FlexTensor::from_data(TensorData::new(out, shape));
     let saved = Saved {
         gate,
@@ -144,9 +142,7 @@ impl Backward<Flex, 2> for SwiGlu {
         let shape = grad.layout().shape().clone();
         let gr = values_of(&grad, len);
         let (g, u, s) = (saved.gate(), saved.up(), &saved.sigmoid[..]);
-        let mut d_gate = vec![0.0f32; len];
-        let mut d_up = vec![0.0f32; len];
-        in_chunks(&mut d_gate, &mut d_up, CHUNK, |at, dg, du| {
+        let [d_gate, d_up] = new_pair_in_chunks(len, CHUNK, |at, dg, du| {
             for (i, (dg, du)) in dg.iter_mut().zip(du.iter_mut()).enumerate() {
                 let (gr, g, u, s) = (gr[at + i], g[at + i], u[at + i], s[at + i]);
                 let to_silu = gr * u;
