@@ -589,6 +589,27 @@ impl<B: Backend> Llama<B> {
 
     /// Applies the output head to hidden states `[b, s, d]`.
     pub fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.head_with(hidden, None)
+    }
+
+    /// The tied head laid out for decoding `rows` rows at a time ([`kernels::HeadPanels`]): a
+    /// copy of the embedding matrix's values, made once per generation call so that no
+    /// decoding step repacks the matrix. `None` for an untied or quantized head, or where the
+    /// CPU kernels do not compute the head of `rows` rows by blocks of columns.
+    pub(crate) fn decoding_head(&self, rows: usize) -> Option<kernels::HeadPanels> {
+        if self.lm_head.is_some() || self.q8.is_some() {
+            return None;
+        }
+        kernels::HeadPanels::new(&self.embed.weight.val(), rows)
+    }
+
+    /// [`Self::head`], reading the tied head's `panels` where they serve the rows of `hidden`
+    /// (same logits, bit for bit).
+    pub(crate) fn head_with(
+        &self,
+        hidden: Tensor<B, 3>,
+        panels: Option<&kernels::HeadPanels>,
+    ) -> Tensor<B, 3> {
         let q8 = self.q8.as_deref().map(|q| &q.head);
         match &self.lm_head {
             Some(head) => project(head, hidden, q8, None),
@@ -600,7 +621,10 @@ impl<B: Backend> Llama<B> {
                 // Few rows (decoding): E·hᵀ keeps the large operand contiguous, which is
                 // several times faster on CPU; many rows (training, prefill): h·Eᵀ.
                 let quantized = q8.and_then(|q| kernels::q8_product(&h, q));
+                let laid_out = || panels.and_then(|p| p.product(&h, &e));
                 let logits = if let Some(logits) = quantized {
+                    logits
+                } else if let Some(logits) = laid_out() {
                     logits
                 } else if let Some(logits) = kernels::product(&h, &e, true) {
                     logits

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use super::{column_tasks, outputs, product_on_core};
 
 /// Output columns one task computes.
-const COLS_PER_TASK: usize = 128;
+pub(super) const COLS_PER_TASK: usize = 128;
 /// Output columns one task computes for a single row over a transposed operand (rows of a
 /// tied head's `E`): more than gemm's horizontal kernel takes (256 outputs), so that each
 /// block, like burn's call for the whole row, runs its matrix-vector kernel.

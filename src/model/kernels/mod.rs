@@ -31,6 +31,7 @@ mod attention_training;
 mod embedding;
 mod exp;
 mod flex;
+mod head_panels;
 mod heads;
 mod log_softmax;
 mod matmul;
@@ -50,6 +51,7 @@ pub use flex::log_softmax;
 pub(crate) use flex::{
     adamw, is_flex, product, products, q8_product, q8_products, swiglu, write_along,
 };
+pub(crate) use head_panels::HeadPanels;
 pub(crate) use heads::swap_heads;
 pub(crate) use projection::projection;
 pub(crate) use rms_norm::rms_norm;
