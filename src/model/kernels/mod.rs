@@ -1,27 +1,27 @@
 //! CPU kernels for the model core on the Flex backend (behind every simulator, judge, policy
 //! rollout and trainer of the paper's §3 pipeline). Inference: matrix products of decoding and
-//! scoring shapes spread over all cores by column blocks, the SwiGLU gate and RoPE in one pass
-//! each, attention fused per block of a head's query rows (products, scale, bias and softmax
-//! in one task, written straight into the layout the output projection reads), log-softmax's
-//! element-wise passes over all cores, and KV-cache slots written in place; these only see
-//! tensors that need no gradient. Both: RMSNorm in one pass over all cores (in training one
-//! recorded operation whose gradients take one more), and the `exp`s of the gate's logistic,
-//! the softmax and the log-softmax eight or four lanes at a time with libm's results.
-//! Training: AdamW's update in one pass over all cores, and nine more differentiable
-//! operations recorded whole: the embedding lookup (its gradient added in place, over all
-//! cores, into the one the tied head gave the matrix), attention (products, scale, bias,
-//! softmax and their gradients per block of rows over all cores), the exchange of positions
-//! and heads around it (a copy over all cores each way), the projections of more than 64 rows
-//! and the tied output head (each product and gradient split by column blocks, the embedding
-//! gradient laid out row-major), the SwiGLU gate and attention's softmax (each computing its
-//! `exp` once, not again in the backward pass), RoPE (one pass each way instead of a narrow, a
-//! concatenation, products and zero-padded gradients over strided views) and the log-softmax
-//! of the losses (one pass back over all cores). Every kernel gives results bit-identical to
-//! the burn operations it replaces, except two: the products with Q8_0 weights (quantized
-//! models, which burn has no operation for) and the products of 2 to 64 rows (decoding), where
-//! gemm sums some blocks of columns (at most 64 by 64 outputs) in other chunks than burn's
-//! single call does, in the last bits; their values do not depend on the thread count. Other
-//! backends keep burn's operations.
+//! scoring shapes spread over all cores by column blocks (by row blocks for many rows over one
+//! column block), batched decoding's tied head read from panels of the embedding matrix laid out
+//! once per generation call, the SwiGLU gate and RoPE in one pass each, attention fused per block
+//! of a head's query rows (products, scale, bias and softmax in one task, written straight into the
+//! layout the output projection reads), log-softmax's element-wise passes over all cores, and
+//! KV-cache slots written in place; these only see tensors that need no gradient. Both: RMSNorm in
+//! one pass over all cores (in training one recorded operation whose gradients take one more), and
+//! the `exp`s of the gate's logistic, the softmax and the log-softmax eight or four lanes at a time
+//! with libm's results. Training: AdamW's update in one pass over all cores, and nine more
+//! differentiable operations recorded whole: the embedding lookup (its gradient added in place,
+//! over all cores, into the one the tied head gave the matrix), attention (products, scale, bias,
+//! softmax and their gradients per block of rows over all cores), the exchange of positions and
+//! heads around it (a copy over all cores each way), the projections of more than 64 rows and the
+//! tied output head (each product and gradient split by column or row blocks, the embedding
+//! gradient laid out row-major), the SwiGLU gate and attention's softmax (each computing its `exp`
+//! once, not again in the backward pass), RoPE (one pass each way instead of a narrow, a
+//! concatenation, products and zero-padded gradients over strided views) and the log-softmax of the
+//! losses (one pass back over all cores). Every kernel gives results bit-identical to the burn
+//! operations it replaces, except two: the products with Q8_0 weights (quantized models, which burn
+//! has no operation for) and the products of 2 to 64 rows (decoding), where gemm sums some blocks
+//! of columns (at most 64 by 64 outputs) in other chunks than burn's single call does, in the last
+//! bits; their values do not depend on the thread count. Other backends keep burn's operations.
 
 use rayon::prelude::*;
 
