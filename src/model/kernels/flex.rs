@@ -643,11 +643,22 @@ mod tests {
     /// Products of many rows and at most 128 columns, cut into blocks of rows: burn's values
     /// bit for bit, for a world model's training shapes (its projections over a batch of
     /// 2,048 rows, their input gradients and their weight gradients with `k` = 2,048, cut
-    /// into blocks of `k` by gemm), blocks of 65 rows over 64 columns, uneven blocks, and a
-    /// row count under two blocks, left to burn.
+    /// into blocks of `k` by gemm), blocks of 65 rows over 64 columns, uneven blocks, every
+    /// row count from 65 to 700 in steps of 13 over a world model's widths, and products left
+    /// to burn: a row count under two blocks, and a single column.
     #[test]
     fn many_row_narrow_products_equal_burns_bit_for_bit() {
         let device = Default::default();
+        let compare = |m: usize, k: usize, n: usize| -> bool {
+            let x = Tensor::<Flex, 2>::random([m, k], Distribution::Default, &device);
+            let w = Tensor::<Flex, 2>::random([k, n], Distribution::Default, &device);
+            let Some(got) = product(&x, &w, false) else {
+                return false;
+            };
+            let (differ, len) = bits_differ(got, x.matmul(w));
+            assert_eq!(differ, 0, "{m}×{k}×{n}: {differ} of {len} values differ");
+            true
+        };
         for (m, k, n) in [
             (2048, 128, 128),
             (2048, 128, 64),
@@ -657,19 +668,26 @@ mod tests {
             (130, 2048, 64),
             (1001, 96, 100),
             (300, 576, 7),
+            (300, 576, 2),
         ] {
-            let x = Tensor::<Flex, 2>::random([m, k], Distribution::Default, &device);
-            let w = Tensor::<Flex, 2>::random([k, n], Distribution::Default, &device);
-            let got = product(&x, &w, false).expect("split by rows");
-            let (differ, len) = bits_differ(got, x.matmul(w));
-            assert_eq!(differ, 0, "{m}×{k}×{n}: {differ} of {len} values differ");
+            assert!(compare(m, k, n), "{m}×{k}×{n} is split by rows");
         }
+        let swept = (65..700)
+            .step_by(13)
+            .flat_map(|m| [(128, 128), (128, 64), (384, 128), (128, 2)].map(|(k, n)| (m, k, n)))
+            .filter(|&(m, k, n)| compare(m, k, n))
+            .count();
+        assert!(swept > 150, "{swept} of 196 swept shapes split by rows");
         let x = Tensor::<Flex, 2>::random([128, 2048], Distribution::Default, &device);
         let w = Tensor::<Flex, 2>::random([2048, 64], Distribution::Default, &device);
         assert!(
             product(&x, &w, false).is_none(),
             "two blocks of 64 rows by 64 columns would cut k apart"
         );
+        // A value head: gemm's matrix-vector kernel groups rows, and blocks would move them.
+        let x = Tensor::<Flex, 2>::random([600, 128], Distribution::Default, &device);
+        let w = Tensor::<Flex, 2>::random([128, 1], Distribution::Default, &device);
+        assert!(product(&x, &w, false).is_none(), "a single column");
     }
 
     /// Batch-1 decoding's tied head, `h · Eᵀ` for one row, split into runs of `E`'s rows: each

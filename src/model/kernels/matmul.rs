@@ -81,22 +81,25 @@ pub(super) fn worth_it_transposed(m: usize, k: usize, n: usize) -> bool {
 
 /// How many blocks of rows an `[m, k] · [k, n]` product of many rows and at most
 /// [`COLS_PER_TASK`] columns (one column block) is cut into on `threads` threads: about
-/// [`ROWS_PER_TASK`] rows each, a multiple of the thread count, and none under
+/// [`ROWS_PER_TASK`] rows each, a multiple of the thread count (of two on one thread, so that
+/// whether a product is cut does not depend on the thread count), and none under
 /// [`MIN_BLOCK_ROWS`]; `None` when that leaves fewer than two, or the product is not of that
 /// kind. burn hands such a product to gemm's own parallel split, which forks and joins the
 /// thread pool several times, and first zeroes and then copies its output on one core; cut
 /// by columns instead, each block would pack all of `x` again. Each row block gives burn's
 /// values bit for bit: gemm sums `k` in blocks that depend only on `k` and the machine's
-/// caches, and rows are computed apart.
+/// caches, and rows are computed apart. A single column (a value head) or `k` of at most 2 is
+/// left to burn: gemm then takes a matrix-vector or outer-product kernel, which groups rows in
+/// its own way (a single column's values change where a block boundary falls).
 pub(super) fn row_blocks(m: usize, k: usize, n: usize, threads: usize) -> Option<usize> {
     let work = m.saturating_mul(k).saturating_mul(n);
-    if !many_rows(m) || n > COLS_PER_TASK || n == 0 || work < MIN_WORK {
+    if !many_rows(m) || !(2..=COLS_PER_TASK).contains(&n) || k < 3 || work < MIN_WORK {
         return None;
     }
     let min_rows = MIN_BLOCK_ROWS[usize::from(n > 64)];
     let blocks = m
         .div_ceil(ROWS_PER_TASK)
-        .next_multiple_of(threads.max(1))
+        .next_multiple_of(threads.max(2))
         .min(m / min_rows);
     (blocks >= 2).then_some(blocks)
 }
@@ -409,9 +412,16 @@ mod tests {
             "64 by 64 would cut k apart"
         );
         assert_eq!(row_blocks(130, 2048, 64, 2), Some(2));
+        assert_eq!(
+            row_blocks(130, 2048, 64, 1),
+            Some(2),
+            "two blocks on one thread"
+        );
         assert_eq!(row_blocks(2048, 128, 129, 2), None, "cut by columns");
         assert_eq!(row_blocks(64, 576, 128, 2), None, "a decoding shape");
         assert_eq!(row_blocks(100, 4, 4, 2), None, "too little work");
+        assert_eq!(row_blocks(2048, 128, 1, 2), None, "a value head");
+        assert_eq!(row_blocks(1 << 16, 2, 64, 2), None, "k of 2");
         assert!(worth_cutting(2048, 128, 128) && !worth_it(2048, 128, 128));
     }
 

@@ -130,6 +130,7 @@ mod tests {
             (2048, 128, 64),
             (2048, 384, 128),
             (384, 128, 128),
+            (600, 128, 1),
         ] {
             let x0 = Tensor::<Flex, 2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
             let w0 = Tensor::<Flex, 2>::random([k, n], Distribution::Normal(0.0, 1.0), &device);
