@@ -592,15 +592,16 @@ impl<B: Backend> Llama<B> {
         self.head_with(hidden, None)
     }
 
-    /// The tied head laid out for decoding `rows` rows at a time ([`kernels::HeadPanels`]): a
-    /// copy of the embedding matrix's values, made once per generation call so that no
-    /// decoding step repacks the matrix. `None` for an untied or quantized head, or where the
-    /// CPU kernels do not compute the head of `rows` rows by blocks of columns.
-    pub(crate) fn decoding_head(&self, rows: usize) -> Option<kernels::HeadPanels> {
+    /// The tied head laid out for `steps` decoding steps of `rows` rows
+    /// ([`kernels::HeadPanels`]): a copy of the embedding matrix's values, made once per
+    /// generation call so that no decoding step repacks the matrix. `None` for an untied or
+    /// quantized head, where the CPU kernels do not compute the head of `rows` rows by blocks
+    /// of columns, or for too few steps to repay the copy.
+    pub(crate) fn decoding_head(&self, rows: usize, steps: usize) -> Option<kernels::HeadPanels> {
         if self.lm_head.is_some() || self.q8.is_some() {
             return None;
         }
-        kernels::HeadPanels::new(&self.embed.weight.val(), rows)
+        kernels::HeadPanels::new(&self.embed.weight.val(), rows, steps)
     }
 
     /// [`Self::head`], reading the tied head's `panels` where they serve the rows of `hidden`
@@ -621,10 +622,9 @@ impl<B: Backend> Llama<B> {
                 // Few rows (decoding): E·hᵀ keeps the large operand contiguous, which is
                 // several times faster on CPU; many rows (training, prefill): h·Eᵀ.
                 let quantized = q8.and_then(|q| kernels::q8_product(&h, q));
-                let laid_out = || panels.and_then(|p| p.product(&h, &e));
                 let logits = if let Some(logits) = quantized {
                     logits
-                } else if let Some(logits) = laid_out() {
+                } else if let Some(logits) = panels.and_then(|p| p.product(&h, &e)) {
                     logits
                 } else if let Some(logits) = kernels::product(&h, &e, true) {
                     logits

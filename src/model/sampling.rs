@@ -444,7 +444,7 @@ pub fn generate_ids<B: Backend>(
     let mut cache = opts
         .use_cache
         .then(|| model.new_cache(b, width + opts.max_new_tokens));
-    let panels = model.decoding_head(b);
+    let panels = model.decoding_head(b, opts.max_new_tokens);
     let last_logits = |hidden: Tensor<B, 3>| -> Result<Vec<f32>, ModelError> {
         let s = hidden.dims()[1];
         to_host(model.head_with(hidden.narrow(1, s - 1, 1), panels.as_ref()))

@@ -15,10 +15,14 @@ use rayon::prelude::*;
 
 use super::flex::{flex_f32, from_values, rows};
 use super::matmul::{COLS_PER_TASK, many_rows, worth_it_transposed};
-use super::{Out, new_in_chunks, outputs, product_on_core};
+use super::{Out, new_in_chunks, outputs};
 
 /// Vocabulary ids per panel: the width of a block of a decoding product.
 const PANEL: usize = COLS_PER_TASK;
+/// Fewest heads a generation call computes (its new tokens) for which the panels are laid
+/// out: laying them out costs about as much as the packing they save in seven steps
+/// (SmolLM2-135M, 16 rows, 2-core AMD EPYC: 38 ms against 5.4 ms saved per step).
+const MIN_STEPS: usize = 16;
 
 /// `E`'s whole blocks of [`PANEL`] rows, each laid out `[d, PANEL]` (the block's transpose,
 /// row-major), one after another: the size of `E` less its last partial block.
@@ -32,13 +36,18 @@ pub struct HeadPanels {
 }
 
 impl HeadPanels {
-    /// The panels of `e` (`[vocab, d]`), where the CPU kernels compute the head for `rows`
-    /// rows at a time by packed blocks of columns: the Flex backend with `f32` values, 3 to 64 rows,
-    /// a product worth splitting, and at least one whole block. `None` otherwise (the head
-    /// is computed as it would be without panels).
-    pub(crate) fn new<B: Backend>(e: &Tensor<B, 2>, rows_at_a_time: usize) -> Option<Self> {
+    /// The panels of `e` (`[vocab, d]`) for `steps` heads of `rows_at_a_time` rows, where the
+    /// CPU kernels compute such a head by packed blocks of columns: the Flex backend with
+    /// `f32` values, 3 to 64 rows, a product worth splitting, and at least one whole block;
+    /// and where the steps are enough to repay the layout ([`MIN_STEPS`]). `None` otherwise
+    /// (the head is computed as it would be without panels).
+    pub(crate) fn new<B: Backend>(
+        e: &Tensor<B, 2>,
+        rows_at_a_time: usize,
+        steps: usize,
+    ) -> Option<Self> {
         let [n, d] = e.dims();
-        if !fits(rows_at_a_time, d, n) {
+        if steps < MIN_STEPS || !fits(rows_at_a_time, d, n) {
             return None;
         }
         let ef = flex_f32(e)?;
@@ -78,22 +87,15 @@ impl HeadPanels {
             let cols = PANEL.min(n - j0);
             // A whole block reads its panel (`[d, PANEL]` row-major); the partial last block
             // reads `E`'s rows as the operand `Eᵀ`, as the head without panels does.
-            let (w, w_rs, w_cs) = if b < whole {
-                (self.values[j0 * d..].as_ptr(), PANEL as isize, 1)
+            let (w, strides) = if b < whole {
+                (self.values[j0 * d..].as_ptr(), [PANEL as isize, 1])
             } else {
-                (ev[j0 * d..].as_ptr(), 1, d as isize)
+                (ev[j0 * d..].as_ptr(), [1, d as isize])
             };
             // SAFETY: columns `j0..j0 + cols` of the `[m, n]` output lie in it and no other
             // task writes them; `hv` holds `[m, d]`; a panel holds `d·PANEL` values from
             // `j0·d`, and `E`'s rows `j0..n` hold `cols·d` values from `j0·d`.
-            unsafe {
-                product_on_core(
-                    [m, cols, d],
-                    (dst.at(j0), n as isize),
-                    (hv.as_ptr(), d as isize, 1),
-                    (w, w_rs, w_cs),
-                );
-            }
+            unsafe { dst.write_product([m, d, n], [j0, cols], hv, w, strides) };
         });
         // SAFETY: the blocks cover every column, and gemm writes each output without reading it.
         let mut out = unsafe { outs.written() };
@@ -124,32 +126,36 @@ mod tests {
     /// and a world model's widths, `k` beyond gemm's depth block (1,536), a vocabulary with a
     /// partial last block of 8 ids (where gemm takes its dot-product kernel) and of 100, and
     /// 3 to 64 rows; the panels serve neither 2 rows (dot products, no packing), nor a single
-    /// row, nor a training batch.
+    /// row, nor a training batch, and are not laid out for fewer steps than repay them.
     #[test]
     fn logits_equal_the_head_without_panels_bit_for_bit() {
         let device = Default::default();
         for (k, n) in [(576, 4096), (576, 4096 + 8), (128, 1536), (1536, 1000)] {
             let e = Tensor::<Flex, 2>::random([n, k], Distribution::Default, &device);
             for m in [3, 5, 16, 64] {
-                let panels = HeadPanels::new(&e, m).expect("a decoding shape");
+                let panels = HeadPanels::new(&e, m, 64).expect("a decoding shape");
                 let h = Tensor::<Flex, 2>::random([m, k], Distribution::Default, &device);
                 let got = panels.product(&h, &e).expect("served");
                 let want = product(&h, &e, true).expect("split by columns");
                 let (differ, len) = bits_differ(got, want);
                 assert_eq!(differ, 0, "{m}×{k}×{n}: {differ} of {len} values differ");
             }
-            let panels = HeadPanels::new(&e, 16).unwrap();
+            let panels = HeadPanels::new(&e, 16, 64).unwrap();
             for m in [1, 2, 65] {
                 let h = Tensor::<Flex, 2>::random([m, k], Distribution::Default, &device);
                 assert!(panels.product(&h, &e).is_none(), "{m} rows");
             }
             for m in [1, 2, 256] {
-                assert!(HeadPanels::new(&e, m).is_none(), "{m} rows");
+                assert!(HeadPanels::new(&e, m, 64).is_none(), "{m} rows");
             }
+            assert!(
+                HeadPanels::new(&e, 16, 15).is_none(),
+                "too few steps to repay"
+            );
         }
         let small = Tensor::<Flex, 2>::random([100, 64], Distribution::Default, &device);
         assert!(
-            HeadPanels::new(&small, 16).is_none(),
+            HeadPanels::new(&small, 16, 64).is_none(),
             "no whole block of 128"
         );
     }
