@@ -553,11 +553,7 @@ impl<B: Backend> Llama<B> {
         let key_bias = key_bias_from_mask(mask_i);
         let bias = key_bias.reshape([b, 1, 1, s]) + causal_bias::<B>(s, s, 0, &device);
         let ctx = self.ctx(positions, bias);
-        let mut x = kernels::embedding(&self.embed, tokens);
-        for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, &ctx, &self.config, None, [0, s], self.block_q8(i));
-        }
-        kernels::rms_norm(&self.norm, x)
+        kernels::rms_norm(&self.norm, self.blocks_uncached(tokens, &ctx))
     }
 
     /// Logits `[b, s, vocab]` for every position, with RoPE positions `[b, s]` and an additive
@@ -570,13 +566,24 @@ impl<B: Backend> Llama<B> {
         positions: Tensor<B, 2, Int>,
         bias: Tensor<B, 4>,
     ) -> Tensor<B, 3> {
-        let s = tokens.dims()[1];
         let ctx = self.ctx(positions, bias);
+        self.head(kernels::rms_norm(
+            &self.norm,
+            self.blocks_uncached(tokens, &ctx),
+        ))
+    }
+
+    /// The residual stream after every block for `tokens` `[b, s]` attending only to each
+    /// other, with the attention inputs `ctx`.
+    fn blocks_uncached(&self, tokens: Tensor<B, 2, Int>, ctx: &AttnCtx<B>) -> Tensor<B, 3> {
+        let s = tokens.dims()[1];
         let mut x = kernels::embedding(&self.embed, tokens);
+        let none = Decoding::default();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(x, &ctx, &self.config, None, [0, s], self.block_q8(i));
+            let copies = self.block_copies(i, &none);
+            x = layer.forward(x, ctx, &self.config, None, [0, s], copies);
         }
-        self.head(kernels::rms_norm(&self.norm, x))
+        x
     }
 
     /// The additive bias value that hides a key from a query.
@@ -589,31 +596,46 @@ impl<B: Backend> Llama<B> {
 
     /// Applies the output head to hidden states `[b, s, d]`.
     pub fn head(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.head_with(hidden, None)
+        self.head_with(hidden, &Decoding::default())
     }
 
-    /// The tied head laid out for `steps` decoding steps of `rows` rows
-    /// ([`kernels::HeadPanels`]): a copy of the embedding matrix's values, made once per
-    /// generation call so that no decoding step repacks the matrix. `None` for an untied or
-    /// quantized head, where the CPU kernels do not compute the head of `rows` rows by blocks
-    /// of columns, or for too few steps to repay the copy.
-    pub(crate) fn decoding_head(&self, rows: usize, steps: usize) -> Option<kernels::HeadPanels> {
-        if self.lm_head.is_some() || self.q8.is_some() {
-            return None;
+    /// Copies of weights laid out for one generation call of `steps` decoding steps of `rows`
+    /// rows each, `cached` when the steps read a KV cache ([`Decoding`]), made once per call so
+    /// that no step repacks or strides through a matrix: for batched steps the tied head's
+    /// panels ([`kernels::HeadPanels`]); for single-row steps the output and down projections'
+    /// column panels ([`kernels::ColumnPanels`]). None for an untied or quantized head, for
+    /// quantized projections, where the CPU kernels would not use them, or for too few steps
+    /// to repay the copies.
+    pub(crate) fn decoding(&self, rows: usize, steps: usize, cached: bool) -> Decoding {
+        if self.q8.is_some() {
+            return Decoding::default();
         }
-        kernels::HeadPanels::new(&self.embed.weight.val(), rows, steps)
+        let head = match self.lm_head {
+            None => kernels::HeadPanels::new(&self.embed.weight.val(), rows, steps),
+            Some(_) => None,
+        };
+        let blocks = if rows == 1 && cached {
+            let panels = |l: &Linear<B>| kernels::ColumnPanels::new(&l.weight.val(), steps);
+            self.layers
+                .iter()
+                .map(|l| BlockPanels {
+                    wo: panels(&l.attn.wo),
+                    down: panels(&l.mlp.down),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Decoding { head, blocks }
     }
 
-    /// [`Self::head`], reading the tied head's `panels` where they serve the rows of `hidden`
-    /// (same logits, bit for bit).
-    pub(crate) fn head_with(
-        &self,
-        hidden: Tensor<B, 3>,
-        panels: Option<&kernels::HeadPanels>,
-    ) -> Tensor<B, 3> {
+    /// [`Self::head`], reading the tied head's panels of `decoding` where they serve the rows
+    /// of `hidden` (same logits, bit for bit).
+    pub(crate) fn head_with(&self, hidden: Tensor<B, 3>, decoding: &Decoding) -> Tensor<B, 3> {
+        let panels = decoding.head.as_ref();
         let q8 = self.q8.as_deref().map(|q| &q.head);
         match &self.lm_head {
-            Some(head) => project(head, hidden, q8, None),
+            Some(head) => project(head, hidden, WeightCopy::from(q8), None),
             None => {
                 let [b, s, d] = hidden.dims();
                 let v = self.config.vocab_size;
@@ -653,6 +675,18 @@ impl<B: Backend> Llama<B> {
         mask: Tensor<B, 2, Bool>,
         cache: &mut KvCache<B>,
     ) -> Result<Tensor<B, 3>, ModelError> {
+        self.forward_step_with(tokens, mask, cache, &Decoding::default())
+    }
+
+    /// [`Self::forward_step`], reading the copies of `decoding` where they serve the step
+    /// (same hidden states, bit for bit).
+    pub(crate) fn forward_step_with(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mask: Tensor<B, 2, Bool>,
+        cache: &mut KvCache<B>,
+        decoding: &Decoding,
+    ) -> Result<Tensor<B, 3>, ModelError> {
         let [b, s] = tokens.dims();
         let Step {
             start,
@@ -672,7 +706,7 @@ impl<B: Backend> Llama<B> {
                 &self.config,
                 Some(lc),
                 [start, span],
-                self.block_q8(i),
+                self.block_copies(i, decoding),
             );
         }
         cache.commit(end);
@@ -795,8 +829,13 @@ impl<B: Backend> Llama<B> {
         self.map(&mut Trainable)
     }
 
-    fn block_q8(&self, i: usize) -> Option<&BlockQ8> {
-        self.q8.as_deref().map(|q| &q.blocks[i])
+    /// The copies of block `i`'s weights a forward pass computes with: its Q8_0 copies, and
+    /// the panels `decoding` holds for it.
+    fn block_copies<'a>(&'a self, i: usize, decoding: &'a Decoding) -> BlockCopies<'a> {
+        BlockCopies {
+            q8: self.q8.as_deref().map(|q| &q.blocks[i]),
+            panels: decoding.blocks.get(i),
+        }
     }
 
     /// The attention inputs of one forward pass: RoPE tables at `positions` `[b, s]` and the
@@ -826,21 +865,87 @@ impl<B: Backend> Llama<B> {
     }
 }
 
+/// Copies of a decoder's weights laid out once for one generation call's decoding steps
+/// ([`Llama::decoding`]); each step computes the same values with them as without.
+#[derive(Debug, Default)]
+pub(crate) struct Decoding {
+    /// The tied head's panels, for batched steps.
+    head: Option<kernels::HeadPanels>,
+    /// Each block's panels, for single-row steps (empty for other steps).
+    blocks: Vec<BlockPanels>,
+}
+
+/// The column panels of a block's two projections that single-row decoding runs alone.
+#[derive(Debug)]
+struct BlockPanels {
+    /// The attention output projection's.
+    wo: Option<kernels::ColumnPanels>,
+    /// The MLP down projection's.
+    down: Option<kernels::ColumnPanels>,
+}
+
+/// What a block's projections compute with besides their `f32` weights.
+#[derive(Clone, Copy)]
+struct BlockCopies<'a> {
+    /// The block's Q8_0 copies ([`Llama::quantize_q8`]).
+    q8: Option<&'a BlockQ8>,
+    /// Its panels for this generation call's decoding steps.
+    panels: Option<&'a BlockPanels>,
+}
+
+impl<'a> BlockCopies<'a> {
+    /// The copy of one projection's weight: its Q8_0 copy (`q8` picks it), else its panels
+    /// (`panels` picks them).
+    fn of(
+        self,
+        q8: impl FnOnce(&'a BlockQ8) -> &'a Q8Matrix,
+        panels: impl FnOnce(&'a BlockPanels) -> Option<&'a kernels::ColumnPanels>,
+    ) -> WeightCopy<'a> {
+        match (self.q8, self.panels.and_then(panels)) {
+            (Some(q), _) => WeightCopy::Q8(q8(q)),
+            (None, Some(p)) => WeightCopy::Panels(p),
+            (None, None) => WeightCopy::None,
+        }
+    }
+}
+
+/// What one projection computes with besides its `f32` weight, where it serves the product.
+#[derive(Clone, Copy)]
+enum WeightCopy<'a> {
+    /// Nothing: the weight itself.
+    None,
+    /// Its Q8_0 copy, instead of the weight.
+    Q8(&'a Q8Matrix),
+    /// Its column panels, for a single row (the weight's values, bit for bit).
+    Panels(&'a kernels::ColumnPanels),
+}
+
+impl<'a> From<Option<&'a Q8Matrix>> for WeightCopy<'a> {
+    fn from(q8: Option<&'a Q8Matrix>) -> Self {
+        q8.map_or(Self::None, Self::Q8)
+    }
+}
+
 /// `x·W + b` through a 2-D matmul (burn-flex's fused `linear` is several times slower than its
 /// matmul at decoding shapes), split over all cores by columns on the CPU (decoding, scoring
 /// and, recorded as one operation, training with more than 64 rows), or with the
-/// weight's Q8_0 copy `q8` when given (CPU only); plus the LoRA `adapter`'s term when given.
+/// weight's `copy` when it serves the product (CPU only); plus the LoRA `adapter`'s term when
+/// given.
 fn project<B: Backend>(
     l: &Linear<B>,
     x: Tensor<B, 3>,
-    q8: Option<&Q8Matrix>,
+    copy: WeightCopy<'_>,
     adapter: Option<&Adapter<B>>,
 ) -> Tensor<B, 3> {
     let [b, s, d_in] = x.dims();
     let w = l.weight.val();
     let x = x.reshape([b * s, d_in]);
-    let y = q8
-        .and_then(|q| kernels::q8_product(&x, q))
+    let from_copy = match copy {
+        WeightCopy::None => None,
+        WeightCopy::Q8(q) => kernels::q8_product(&x, q),
+        WeightCopy::Panels(p) => p.product(&x, &w),
+    };
+    let y = from_copy
         .or_else(|| kernels::product(&x, &w, false))
         .unwrap_or_else(|| kernels::projection(x.clone(), w));
     finish_projection(l, x, y, adapter, [b, s])
@@ -872,7 +977,7 @@ fn project_each<B: Backend, const N: usize>(
                 out
             })
         }
-        None => std::array::from_fn(|i| project(ls[i], x.clone(), None, adapters[i])),
+        None => std::array::from_fn(|i| project(ls[i], x.clone(), WeightCopy::None, adapters[i])),
     }
 }
 
@@ -934,7 +1039,7 @@ impl<B: Backend> Block<B> {
         c: &LlamaConfig,
         cache: Option<&mut LayerCache<B>>,
         slots: [usize; 2],
-        q8: Option<&BlockQ8>,
+        copies: BlockCopies<'_>,
     ) -> Tensor<B, 3> {
         let h = x.clone()
             + self.attn.forward(
@@ -943,18 +1048,18 @@ impl<B: Backend> Block<B> {
                 c,
                 cache,
                 slots,
-                q8,
+                copies,
             );
         let m = self
             .mlp
-            .forward(kernels::rms_norm(&self.ffn_norm, h.clone()), q8);
+            .forward(kernels::rms_norm(&self.ffn_norm, h.clone()), copies);
         h + m
     }
 }
 
 impl<B: Backend> Mlp<B> {
-    fn forward(&self, x: Tensor<B, 3>, q8: Option<&BlockQ8>) -> Tensor<B, 3> {
-        let lora = self.lora.as_ref();
+    fn forward(&self, x: Tensor<B, 3>, copies: BlockCopies<'_>) -> Tensor<B, 3> {
+        let (lora, q8) = (self.lora.as_ref(), copies.q8);
         let [gate, up] = project_each(
             [&self.gate, &self.up],
             x,
@@ -967,7 +1072,7 @@ impl<B: Backend> Mlp<B> {
         project(
             &self.down,
             kernels::swiglu(gate, up),
-            q8.map(|q| &q.down),
+            copies.of(|q| &q.down, |p| p.down.as_ref()),
             lora.and_then(|l| l.down.as_ref()),
         )
     }
@@ -981,12 +1086,12 @@ impl<B: Backend> Attention<B> {
         c: &LlamaConfig,
         cache: Option<&mut LayerCache<B>>,
         [start, span]: [usize; 2],
-        q8: Option<&BlockQ8>,
+        copies: BlockCopies<'_>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kv, hd) = (c.n_heads, c.n_kv_heads, c.head_dim);
         let g = h / kv;
-        let lora = self.lora.as_ref();
+        let (lora, q8) = (self.lora.as_ref(), copies.q8);
         let [q, k, v] = project_each(
             [&self.wq, &self.wk, &self.wv],
             x,
@@ -1018,7 +1123,7 @@ impl<B: Backend> Attention<B> {
         project(
             &self.wo,
             out,
-            q8.map(|q| &q.wo),
+            copies.of(|q| &q.wo, |p| p.wo.as_ref()),
             lora.and_then(|l| l.wo.as_ref()),
         )
     }
@@ -1086,7 +1191,7 @@ impl<B: Backend> ScalarHead<B> {
         let last = (idx * mask.int()).max_dim(1); // [b, 1]
         let last = last.reshape([b, 1, 1]).expand([b, 1, d]);
         let h = hidden.gather(1, last); // [b, 1, d]
-        project(&self.score, h, None, None).reshape([b])
+        project(&self.score, h, WeightCopy::None, None).reshape([b])
     }
 
     /// One scalar per position, `[b, len]`, for the `len` positions from `start` on (the
@@ -1100,13 +1205,74 @@ impl<B: Backend> ScalarHead<B> {
     ) -> Tensor<B, 2> {
         let b = tokens.dims()[0];
         let hidden = self.trunk.hidden(tokens, mask).narrow(1, start, len);
-        project(&self.score, hidden, None, None).reshape([b, len])
+        project(&self.score, hidden, WeightCopy::None, None).reshape([b, len])
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::LlamaConfig;
+    use burn::backend::Flex;
+    use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+    use super::{Decoding, LlamaConfig};
+    use crate::model::kernels::bits_differ;
+
+    /// Single-row decoding steps reading the output and down projections' column panels give
+    /// the hidden states of steps without them bit for bit, prefill and every step after it;
+    /// batched steps and uncached calls lay out no block panels.
+    #[test]
+    fn single_row_steps_with_panels_equal_steps_without_bit_for_bit() {
+        let config = LlamaConfig {
+            vocab_size: 300,
+            d_model: 512,
+            n_heads: 8,
+            n_kv_heads: 4,
+            head_dim: 64,
+            d_ff: 1024,
+            ..LlamaConfig::tiny()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| {
+            let device = Default::default();
+            let model = config.init::<Flex>(&device).expect("valid config");
+            let decoding = model.decoding(1, 64, true);
+            assert_eq!(decoding.blocks.len(), 2);
+            assert!(
+                decoding
+                    .blocks
+                    .iter()
+                    .all(|b| b.wo.is_some() && b.down.is_some())
+            );
+            assert!(model.decoding(2, 64, true).blocks.is_empty(), "two rows");
+            assert!(model.decoding(1, 64, false).blocks.is_empty(), "no cache");
+            let (mut plain, mut panels) = (model.new_cache(1, 64), model.new_cache(1, 64));
+            let mut ids: Vec<i64> = vec![3, 41, 7, 250, 19];
+            for step in 0..20 {
+                let tokens = Tensor::<Flex, 2, Int>::from_data(
+                    TensorData::new(ids.clone(), [1, ids.len()]),
+                    &device,
+                );
+                let mask = Tensor::<Flex, 2, Bool>::from_data(
+                    TensorData::new(vec![true; ids.len()], [1, ids.len()]),
+                    &device,
+                );
+                let want = model
+                    .forward_step(tokens.clone(), mask.clone(), &mut plain)
+                    .unwrap();
+                let got = model
+                    .forward_step_with(tokens, mask, &mut panels, &decoding)
+                    .unwrap();
+                let (differ, len) = bits_differ(got, want);
+                assert_eq!(differ, 0, "step {step}: {differ} of {len} values differ");
+                ids = vec![(step * 37 + 11) % 300];
+            }
+            let none = Decoding::default();
+            assert!(none.head.is_none() && none.blocks.is_empty());
+        });
+    }
 
     #[test]
     fn q8_names_the_first_width_blocks_of_32_cannot_tile() {

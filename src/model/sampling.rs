@@ -444,14 +444,14 @@ pub fn generate_ids<B: Backend>(
     let mut cache = opts
         .use_cache
         .then(|| model.new_cache(b, width + opts.max_new_tokens));
-    let panels = model.decoding_head(b, opts.max_new_tokens);
+    let decoding = model.decoding(b, opts.max_new_tokens, cache.is_some());
     let last_logits = |hidden: Tensor<B, 3>| -> Result<Vec<f32>, ModelError> {
         let s = hidden.dims()[1];
-        to_host(model.head_with(hidden.narrow(1, s - 1, 1), panels.as_ref()))
+        to_host(model.head_with(hidden.narrow(1, s - 1, 1), &decoding))
     };
     let (tokens, mask) = flat(&rows, &masks);
     let mut logits = match cache.as_mut() {
-        Some(c) => last_logits(model.forward_step(tokens, mask, c)?)?,
+        Some(c) => last_logits(model.forward_step_with(tokens, mask, c, &decoding)?)?,
         None => last_logits(model.hidden(tokens, mask))?,
     };
     for step in 0..opts.max_new_tokens {
@@ -491,7 +491,7 @@ pub fn generate_ids<B: Backend>(
                 let t = Tensor::<B, 2, Int>::from_data(TensorData::new(next, [b, 1]), &device);
                 let m =
                     Tensor::<B, 2, Bool>::from_data(TensorData::new(next_mask, [b, 1]), &device);
-                last_logits(model.forward_step(t, m, c)?)?
+                last_logits(model.forward_step_with(t, m, c, &decoding)?)?
             }
             None => {
                 for i in 0..b {

@@ -28,6 +28,7 @@ use rayon::prelude::*;
 mod adamw;
 mod attention;
 mod attention_training;
+mod column_panels;
 mod embedding;
 mod exp;
 mod flex;
@@ -46,6 +47,7 @@ mod tied_head;
 pub(crate) use adamw::AdamWScalars;
 pub(crate) use attention::attention;
 pub(crate) use attention_training::training_attention;
+pub(crate) use column_panels::ColumnPanels;
 pub(crate) use embedding::embedding;
 pub use flex::log_softmax;
 pub(crate) use flex::{
