@@ -28,6 +28,9 @@ const MIN_WORK: usize = 1 << 18;
 /// about 50 ms (mostly the new pages' faults) and saves about 2 ms per step, repaid after
 /// about 24 steps.
 const MIN_STEPS: usize = 32;
+/// Fewest columns of a panel: narrower ones would leave the matrix-vector kernel's vector
+/// lanes idle, and a many-core machine gets fewer panels than cores instead.
+const MIN_COLS: usize = 64;
 
 /// `W`'s columns cut into consecutive panels of `width` columns (the last may be narrower),
 /// each laid out `[k, width]` row-major, one after another.
@@ -43,17 +46,19 @@ pub struct ColumnPanels {
 }
 
 impl ColumnPanels {
-    /// The panels of `w` (`[k, n]`), one per core, for a generation call of `steps` decoding
-    /// steps of one row each: on the Flex backend with `f32` values, when there are several
-    /// cores, the product is large enough ([`MIN_WORK`]) and the steps repay the layout
-    /// ([`MIN_STEPS`]). `None` otherwise (the product is computed from `w`).
+    /// The panels of `w` (`[k, n]`), one per core (fewer where a panel would have fewer than
+    /// [`MIN_COLS`] columns), for a generation call of `steps` decoding steps of one row each:
+    /// on the Flex backend with `f32` values, when there are at least two panels, the product
+    /// is large enough ([`MIN_WORK`]) and the steps repay the layout ([`MIN_STEPS`]). `None`
+    /// otherwise (the product is computed from `w`).
     pub(crate) fn new<B: Backend>(w: &Tensor<B, 2>, steps: usize) -> Option<Self> {
         Self::with_panels(w, steps, rayon::current_num_threads())
     }
 
-    /// [`Self::new`] with `count` panels.
+    /// [`Self::new`] with up to `count` panels.
     fn with_panels<B: Backend>(w: &Tensor<B, 2>, steps: usize, count: usize) -> Option<Self> {
         let [k, n] = w.dims();
+        let count = count.min(n / MIN_COLS);
         if steps < MIN_STEPS || count < 2 || k.saturating_mul(n) < MIN_WORK {
             return None;
         }
@@ -122,8 +127,9 @@ mod tests {
 
     /// The product from the panels equals burn's product of the whole `W` bit for bit, for
     /// SmolLM2-135M's output and down projections, widths that do not divide evenly, `k`
-    /// beyond gemm's depth block, and two to sixteen panels; the panels serve no more than one
-    /// row, and are not laid out for small products, few steps or a single core.
+    /// beyond gemm's depth block, and two to sixteen panels (nine of 64 columns where sixteen
+    /// would be narrower); the panels serve no more than one row, and are not laid out for
+    /// small products, few steps, a single core or a matrix too narrow for two panels.
     #[test]
     fn a_single_row_from_panels_equals_burns_product_bit_for_bit() {
         let device = Default::default();
@@ -154,5 +160,10 @@ mod tests {
         }
         let small = Tensor::<Flex, 2>::random([128, 128], Distribution::Default, &device);
         assert!(ColumnPanels::with_panels(&small, 64, 2).is_none());
+        let narrow = Tensor::<Flex, 2>::random([4096, 100], Distribution::Default, &device);
+        assert!(ColumnPanels::with_panels(&narrow, 64, 2).is_none());
+        let w = Tensor::<Flex, 2>::random([576, 576], Distribution::Default, &device);
+        let panels = ColumnPanels::with_panels(&w, 64, 16).expect("a large product");
+        assert_eq!(panels.width, 64, "nine panels of 64 columns");
     }
 }
