@@ -56,7 +56,9 @@ const MIN_SHARED_WORK: usize = 1 << 18;
 /// A single row (batch-1 decoding) stays on gemm's one-core matrix-vector kernel, which
 /// streams `W` in order. Split into column blocks, each core reads a few hundred bytes per row
 /// of `W` and then jumps to the next row, a new memory page each time, where the hardware
-/// prefetcher stops: two cores then read no faster than one does in order.
+/// prefetcher stops: two cores then read no faster than one does in order. Generation lays
+/// the single-row products that have no partner in a pass out in column panels instead
+/// ([`super::column_panels`]).
 const MIN_ROWS: usize = 2;
 
 /// Whether an `[m, k] · [k, n]` product is better split over cores by columns here.

@@ -2,10 +2,12 @@
 //! rollout and trainer of the paper's §3 pipeline). Inference: matrix products of decoding and
 //! scoring shapes spread over all cores by column blocks (by row blocks for many rows over one
 //! column block), batched decoding's tied head read from panels of the embedding matrix laid out
-//! once per generation call, the SwiGLU gate and RoPE in one pass each, attention fused per block
-//! of a head's query rows (products, scale, bias and softmax in one task, written straight into the
-//! layout the output projection reads), log-softmax's element-wise passes over all cores, and
-//! KV-cache slots written in place; these only see tensors that need no gradient. Both: RMSNorm in
+//! once per generation call, the attention output and down projections of batch-1 decoding
+//! read from one contiguous panel of columns per core laid out once per generation call, the
+//! SwiGLU gate and RoPE in one pass each, attention fused per block of a head's query rows
+//! (products, scale, bias and softmax in one task, written straight into the layout the output
+//! projection reads), log-softmax's element-wise passes over all cores, and KV-cache slots
+//! written in place; these only see tensors that need no gradient. Both: RMSNorm in
 //! one pass over all cores (in training one recorded operation whose gradients take one more), and
 //! the `exp`s of the gate's logistic, the softmax and the log-softmax eight or four lanes at a time
 //! with libm's results. Training: AdamW's update in one pass over all cores, and nine more
