@@ -25,8 +25,7 @@ use super::{Out, new_in_chunks, outputs};
 const MIN_WORK: usize = 1 << 18;
 /// Fewest decoding steps a generation call runs for which the panels are laid out: for
 /// SmolLM2-135M on a 2-core AMD EPYC, laying out all its output and down projections takes
-/// about 50 ms (mostly the new pages' faults) and saves about 2 ms per step, repaid after
-/// about 24 steps.
+/// about 50 ms and saves about 2 ms per step, repaid after about 24 steps.
 const MIN_STEPS: usize = 32;
 /// Fewest columns of a panel: narrower ones would leave the matrix-vector kernel's vector
 /// lanes idle, and a many-core machine gets fewer panels than cores instead.
